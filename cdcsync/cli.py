@@ -1,0 +1,107 @@
+"""The ``cdcsync`` command: one sub-command group per concern."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+import click
+
+from cdcsync import __version__
+from cdcsync.config import Settings, load_settings
+
+
+@dataclass
+class AppContext:
+    config_path: str | None
+    _settings: Settings | None = field(default=None, repr=False)
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings(self.config_path)
+        return self._settings
+
+
+pass_app = click.make_pass_decorator(AppContext)
+
+
+class CdcsyncGroup(click.Group):
+    """Turns expected user errors into one line on stderr (exit 2) instead of a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from cdcsync.errors import USER_ERRORS
+
+        try:
+            return super().invoke(ctx)
+        except USER_ERRORS as exc:
+            click.echo(f"错误：{exc}", err=True)
+            sys.exit(2)
+
+
+@click.group(cls=CdcsyncGroup)
+@click.option("-c", "--config", "config_path", envvar="CDCSYNC_CONFIG", type=click.Path(dir_okay=False),
+              help="配置文件（YAML），也可用环境变量 CDCSYNC_CONFIG 指定")
+@click.option("-v", "--verbose", is_flag=True, help="输出调试日志")
+@click.version_option(__version__, prog_name="cdcsync")
+@click.pass_context
+def main(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
+    """cdcsync：传染病智能监测预警前置软件（医院端）。"""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    ctx.obj = AppContext(config_path)
+
+
+@main.group()
+def db() -> None:
+    """数据库：初始化镜像库结构与内部状态表。"""
+
+
+@db.command("init")
+@click.option("--dsn", help="数据库连接串（默认取配置文件 database.dsn）")
+@pass_app
+def db_init(app: AppContext, dsn: str | None) -> None:
+    """执行 sql/ 中尚未执行的迁移文件，并创建 emr.* 的发布（publication）。可重复执行。"""
+    from cdcsync.db.migrate import PUBLICATION, apply_migrations
+
+    result = apply_migrations(dsn or app.settings.database.conninfo())
+    for name in result.applied:
+        click.echo(f"已执行迁移：{name}")
+    for name in result.changed:
+        click.echo(f"警告：迁移文件 {name} 在执行后被修改过（不会重复执行）", err=True)
+    if result.publication_created:
+        click.echo(f"已创建发布：{PUBLICATION}")
+    if not result.applied and not result.publication_created:
+        click.echo(f"数据库已是最新（{len(result.skipped)} 个迁移均已执行），未做任何更改。")
+
+
+def _register_optional(group: click.Group, module: str, attr: str) -> None:
+    """Sub-command groups living in their own packages (codes, keys, …)."""
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name and module.startswith(exc.name):
+            return
+        raise
+    cmd = getattr(mod, attr, None)
+    if isinstance(cmd, click.Command):
+        group.add_command(cmd)
+
+
+for _module, _attr in [
+    ("cdcsync.mapping.cli", "codes"),
+    ("cdcsync.crypto.cli", "keys"),
+    ("cdcsync.demo", "demo"),
+    ("cdcsync.synth.cli", "gen"),
+]:
+    _register_optional(main, _module, _attr)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

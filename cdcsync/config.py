@@ -1,0 +1,198 @@
+"""Settings: a YAML file, overridden key by key from the environment, validated into typed models.
+
+``CDCSYNC_DATABASE__DSN=...`` overrides ``database.dsn``; list items are addressed by index
+(``CDCSYNC_DESTINATIONS__0__PATH``). Values are parsed as YAML scalars, so ``true``/``10`` keep
+their types. Errors are one line naming the file, the key and what was expected.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+ENV_PREFIX = "CDCSYNC_"
+
+
+class ConfigError(ValueError):
+    """A configuration problem, phrased for the hospital admin in one line."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatabaseSettings(_Model):
+    dsn: str = "host=127.0.0.1 port=5432 dbname=emr user=cdcsync"
+    # Password kept out of the config file and the environment listing.
+    password_file: Path | None = None
+
+    def conninfo(self) -> str:
+        if self.password_file is None:
+            return self.dsn
+        from cdcsync.secrets import read_secret
+
+        password = read_secret(self.password_file).replace("\\", "\\\\").replace("'", "\\'")
+        return f"{self.dsn} password='{password}'"
+
+
+class StreamSettings(_Model):
+    status_interval_s: float = Field(10.0, gt=0)
+    batch_max_events: int = Field(1000, ge=1)
+    batch_max_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    linger_ms: int = Field(200, ge=0)
+    heartbeat_interval_s: float = Field(60.0, gt=0)
+    wal_retention_warn_mb: int = Field(1024, ge=1)
+    shutdown_timeout_s: float = Field(30.0, gt=0)
+    snapshot_on_new: bool = True
+
+
+class JsonlDestination(_Model):
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,30}$")
+    kind: Literal["jsonl"]
+    enabled: bool = True
+    path: Path
+
+
+class MemoryDestination(_Model):
+    """Keeps events in the process; for tests and benchmarks (``null: true`` drops them)."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,30}$")
+    kind: Literal["memory"]
+    enabled: bool = True
+    null: bool = False
+
+
+Destination = Annotated[JsonlDestination | MemoryDestination, Field(discriminator="kind")]
+
+
+class LoggingSettings(_Model):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    json_lines: bool = False
+
+
+class Settings(_Model):
+    org_code: str = Field(pattern=r"^[0-9A-Z]{6,22}$")
+    hospital: str = "example"
+    mappings_dir: Path | None = None
+    state_dir: Path = Path(".cdcsync")
+    database: DatabaseSettings = DatabaseSettings()
+    stream: StreamSettings = StreamSettings()
+    destinations: list[Destination] = Field(default_factory=list)
+    logging: LoggingSettings = LoggingSettings()
+
+    @field_validator("destinations")
+    @classmethod
+    def _unique_names(cls, value: list[Any]) -> list[Any]:
+        names = [d.name for d in value]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"目的地名称重复：{', '.join(dupes)}")
+        return value
+
+    def destination(self, name: str) -> JsonlDestination | MemoryDestination:
+        for dest in self.destinations:
+            if dest.name == name:
+                return dest
+        raise ConfigError(f"配置中没有名为 {name!r} 的目的地（已配置：{', '.join(self.destination_names)}）")
+
+    @property
+    def destination_names(self) -> list[str]:
+        return [d.name for d in self.destinations]
+
+    @property
+    def enabled_destinations(self) -> list[JsonlDestination | MemoryDestination]:
+        return [d for d in self.destinations if d.enabled]
+
+
+TOP_LEVEL_KEYS = frozenset(Settings.model_fields)
+
+
+def _apply_env(data: dict[str, Any], environ: dict[str, str]) -> dict[str, Any]:
+    for name, raw in sorted(environ.items()):
+        if not name.startswith(ENV_PREFIX):
+            continue
+        path = [part.lower() for part in name[len(ENV_PREFIX):].split("__")]
+        if path[0] not in TOP_LEVEL_KEYS:
+            continue  # e.g. CDCSYNC_CONFIG, CDCSYNC_PG_USER: not settings keys
+        value = yaml.safe_load(raw) if raw != "" else ""
+        node: Any = data
+        for i, key in enumerate(path[:-1]):
+            nxt_is_index = path[i + 1].isdigit()
+            if isinstance(node, list):
+                idx = int(key)
+                while len(node) <= idx:
+                    node.append({})
+                node = node[idx]
+                continue
+            if key not in node or node[key] is None:
+                node[key] = [] if nxt_is_index else {}
+            node = node[key]
+        last = path[-1]
+        if isinstance(node, list):
+            idx = int(last)
+            while len(node) <= idx:
+                node.append({})
+            node[idx] = value
+        else:
+            node[last] = value
+    return data
+
+
+def _format_error(source: str, exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ""
+        for item in err["loc"]:
+            if isinstance(item, int):
+                loc += f"[{item}]"
+            elif item in ("jsonl", "memory", "function-after[_unique_names(), list[...]]"):
+                continue  # discriminator tags and validator wrappers say nothing to a user
+            else:
+                loc += f".{item}" if loc else str(item)
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "未知的配置项（检查拼写）"
+        elif err["type"] == "missing":
+            msg = "缺少必填项"
+        elif err["type"] == "union_tag_invalid":
+            msg = f"kind 应为 jsonl、memory 之一，实际为 {err.get('input', {}).get('kind')!r}"
+        elif "input" in err and not isinstance(err["input"], dict | list):
+            msg = f"{msg}（实际值：{err['input']!r}）"
+        parts.append(f"{loc or '(根)'}: {msg}")
+    return f"{source}: " + "; ".join(parts)
+
+
+def load_settings(path: str | Path | None = None, environ: dict[str, str] | None = None) -> Settings:
+    """Read ``path`` (or ``$CDCSYNC_CONFIG``), apply environment overrides, validate."""
+    environ = dict(os.environ if environ is None else environ)
+    path = path or environ.get("CDCSYNC_CONFIG")
+    data: dict[str, Any] = {}
+    source = "环境变量"
+    if path:
+        source = str(path)
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except FileNotFoundError as exc:
+            raise ConfigError(f"{path}: 配置文件不存在") from exc
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: 无法读取配置文件：{exc}") from exc
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f"第 {mark.line + 1} 行" if mark else ""
+            raise ConfigError(f"{path}: YAML 格式错误 {where}：{getattr(exc, 'problem', exc)}") from exc
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: 顶层应为键值映射（mapping），实际为 {type(loaded).__name__}")
+        data = loaded
+    data = _apply_env(data, environ)
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_error(source, exc)) from None

@@ -1,0 +1,1 @@
+"""Connections, migrations and the private-cluster helper."""

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Sets up a fresh Debian/Ubuntu machine for cdcsync: system packages when missing, a venv, the project.
+# Safe to run again; installs only what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+
+need=()
+if ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null && ! command -v initdb >/dev/null; then
+  need+=(postgresql)
+fi
+command -v pg_recvlogical >/dev/null || compgen -G "/usr/lib/postgresql/*/bin/pg_recvlogical" >/dev/null \
+  || need+=(postgresql-client)
+command -v openssl >/dev/null || need+=(openssl)
+if [ "${CDCSYNC_WITH_BROWSER:-0}" = 1 ] && ! command -v chromium >/dev/null; then
+  need+=(chromium)
+fi
+python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing system packages: ${need[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}"
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e ".[test]"

@@ -1,0 +1,78 @@
+"""Shared fixtures: one throwaway PostgreSQL cluster per test session, a fresh database per test."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from cdcsync.db.cluster import LocalCluster
+from cdcsync.db.migrate import apply_migrations
+
+REPO = Path(__file__).resolve().parents[1]
+_db_counter = itertools.count()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--runslow", action="store_true", help="also run long soaks (marked slow)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--runslow"):
+        return
+    skip = pytest.mark.skip(reason="long soak: pass --runslow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[LocalCluster]:
+    """A private cluster (wal_level=logical, fsync off) run as an unprivileged user when root."""
+    base = Path(tempfile.mkdtemp(prefix="cdcsync-test-"))
+    os.chmod(base, 0o755)  # the postgres user must reach the data directory inside
+    cluster = LocalCluster(base / "pg", fsync=False)
+    cluster.init()
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop("immediate")
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def fresh_db(pg_cluster: LocalCluster, request: pytest.FixtureRequest) -> Iterator[str]:
+    """DSN of a new, empty database; dropped (with its replication slots) after the test."""
+    name = f"t{os.getpid()}_{next(_db_counter)}"
+    dsn = pg_cluster.create_database(name)
+    yield dsn
+    _drop_database(pg_cluster, name)
+
+
+@pytest.fixture
+def migrated_db(fresh_db: str) -> str:
+    """DSN of a new database with every migration in sql/ applied and the publication created."""
+    apply_migrations(fresh_db, REPO / "sql")
+    return fresh_db
+
+
+def _drop_database(cluster: LocalCluster, name: str) -> None:
+    with psycopg.connect(cluster.dsn(), autocommit=True) as conn:
+        for (slot,) in conn.execute(
+            "SELECT slot_name FROM pg_replication_slots WHERE database = %s", (name,)
+        ).fetchall():
+            conn.execute(
+                "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots"
+                " WHERE slot_name = %s AND active_pid IS NOT NULL", (slot,)
+            )
+            with contextlib.suppress(psycopg.Error):
+                conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
