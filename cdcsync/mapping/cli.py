@@ -1,0 +1,171 @@
+"""``cdcsync codes …``: list, show and import national value domains (值域代码)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from cdcsync.mapping.domains import (
+    MappingError,
+    default_mappings_dir,
+    display_path,
+    load_local,
+    load_national,
+    standard_ref,
+)
+from cdcsync.mapping.importer import ENCODINGS, CodeImportError, import_csv
+
+
+def _fail(exc: MappingError) -> None:
+    click.echo(f"错误：{exc}", err=True)
+    for line in getattr(exc, "problems", [])[1:21]:
+        click.echo(f"  {line}", err=True)
+    extra = len(getattr(exc, "problems", [])) - 21
+    if extra > 0:
+        click.echo(f"  …… 另有 {extra} 行错误", err=True)
+    sys.exit(2)
+
+
+def _resolve_dir(ctx: click.Context, explicit: Path | None) -> Path:
+    """--mappings-dir / $CDCSYNC_MAPPINGS_DIR, else the config file's mappings_dir, else the default."""
+    if explicit is not None:
+        return explicit
+    app: Any = ctx.find_root().obj
+    if app is not None and getattr(app, "config_path", None):
+        configured = getattr(app.settings, "mappings_dir", None)
+        if configured:
+            return Path(configured)
+    return default_mappings_dir()
+
+
+def _hospital(ctx: click.Context, explicit: str | None) -> str | None:
+    if explicit:
+        return explicit
+    app: Any = ctx.find_root().obj
+    if app is not None and getattr(app, "config_path", None):
+        return str(getattr(app.settings, "hospital", "") or "") or None
+    return None
+
+
+@click.group("codes")
+@click.option("--mappings-dir", type=click.Path(file_okay=False, path_type=Path), envvar="CDCSYNC_MAPPINGS_DIR",
+              help="值域代码目录（默认：配置文件 mappings_dir，或程序旁的 mappings/）")
+@click.pass_context
+def codes(ctx: click.Context, mappings_dir: Path | None) -> None:
+    """值域代码：国家值域与本院对照表（查看、导入官方完整代码表）。"""
+    ctx.meta["cdcsync.mappings_dir"] = mappings_dir
+
+
+def _dir(ctx: click.Context) -> Path:
+    return _resolve_dir(ctx, ctx.meta.get("cdcsync.mappings_dir"))
+
+
+@codes.command("list")
+@click.option("--hospital", help="同时显示该医院对照表的条目数（mappings/local/<hospital>/）")
+@click.pass_context
+def list_cmd(ctx: click.Context, hospital: str | None) -> None:
+    """列出全部国家值域：代码条数、是否子集、来源标准与版本日期。"""
+    root = _dir(ctx)
+    try:
+        national = load_national(root)
+        hosp = _hospital(ctx, hospital)
+        local = load_local(root, hosp) if hosp else {}
+    except MappingError as exc:
+        _fail(exc)
+        return
+    head = f"{'值域':<20}{_pad('名称', 14)}{'条数':>4}  {_pad('子集', 4)}{_pad('版本日期', 12)}来源标准"
+    if hosp:
+        head += f"  [{hosp} 对照条数]"
+    click.echo(head)
+    for d in sorted(national.values(), key=lambda d: d.id):
+        line = (f"{d.id:<22}{_pad(d.name, 14)}{len(d):>6}  {'是' if d.subset else '否':<4}"
+                f"{d.version_date.isoformat():<12}{standard_ref(d.standard)}")
+        if hosp:
+            t = local.get(d.id)
+            line += f"  [{len(t.map) if t else '无对照表'}{'+直通' if t and t.passthrough else ''}]"
+        click.echo(line)
+    click.echo(f"共 {len(national)} 个值域，目录 {display_path(root)}")
+
+
+def _pad(text: str, width: int) -> str:
+    """Left-justify counting CJK characters as two columns."""
+    w = sum(2 if ord(ch) > 0x2E80 else 1 for ch in text)
+    return text + " " * max(1, width - w)
+
+
+@codes.command("show")
+@click.argument("domain_id")
+@click.option("--hospital", help="同时显示该医院的本地代码对照")
+@click.option("--limit", type=int, default=0, help="最多显示多少条代码（0 表示全部）")
+@click.pass_context
+def show_cmd(ctx: click.Context, domain_id: str, hospital: str | None, limit: int) -> None:
+    """显示一个值域的来源标准和全部代码。"""
+    root = _dir(ctx)
+    try:
+        national = load_national(root)
+        if domain_id not in national:
+            raise MappingError(f"没有值域 {domain_id!r}；可用 `cdcsync codes list` 查看全部值域")
+        d = national[domain_id]
+        table = load_local(root, hospital).get(domain_id) if hospital else None
+    except MappingError as exc:
+        _fail(exc)
+        return
+    click.echo(f"值域：{d.id}（{d.name}）")
+    click.echo(f"来源标准：{d.standard}")
+    kind = "代表性子集" if d.subset else "完整代码表"
+    click.echo(f"版本日期：{d.version_date.isoformat()}    条数：{len(d)}    {kind}")
+    if d.source_note:
+        click.echo(f"说明：{d.source_note}")
+    shown = list(d)[: limit or None]
+    for c in shown:
+        attrs = "  ".join(f"{k}={','.join(map(str, v)) if isinstance(v, list) else v}" for k, v in c.attrs.items())
+        click.echo(f"  {c.code}\t{c.name}" + (f"\t{attrs}" if attrs else ""))
+    if len(shown) < len(d):
+        click.echo(f"  …… 另有 {len(d) - len(shown)} 条")
+    if hospital:
+        if table is None:
+            click.echo(f"医院 {hospital} 没有 {d.id} 的对照表")
+        else:
+            mode = "国家代码可直通" if table.passthrough else "不直通"
+            click.echo(f"医院 {hospital} 对照（{len(table.map)} 条，{mode}）：")
+            for k, v in table.map.items():
+                mark = "" if v in d else "  ← 国家代码不存在"
+                click.echo(f"  {k} -> {v} {d.name_of(v) or ''}{mark}")
+
+
+@codes.command("import")
+@click.option("--domain", "domain_id", required=True, help="要替换的值域 id，如 icd10、region、drug")
+@click.argument("csv_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--code-column", help="代码所在列（表头名或从 1 开始的列号；默认识别 code/代码/编码，否则第 1 列）")
+@click.option("--name-column", help="名称所在列（表头名或列号；默认识别 name/名称/值含义，否则第 2 列）")
+@click.option("--attr", "attrs", multiple=True, help="额外保留为属性的列（表头名，可重复）")
+@click.option("--encoding", type=click.Choice(ENCODINGS), default="auto", show_default=True,
+              help="文件编码；auto 自动识别 UTF-8 / GBK(GB18030)")
+@click.option("--version-date", type=click.DateTime(formats=["%Y-%m-%d"]), help="新代码表的版本日期（默认沿用原文件）")
+@click.option("--subset", is_flag=True, help="导入的仍只是子集（默认视为完整代码表）")
+@click.pass_context
+def import_cmd(ctx: click.Context, domain_id: str, csv_file: Path, code_column: str | None,
+               name_column: str | None, attrs: tuple[str, ...], encoding: str,
+               version_date: dt.datetime | None, subset: bool) -> None:
+    """用官方完整代码表（CSV）替换值域文件；任何一行有误都不写入。"""
+    try:
+        result = import_csv(_dir(ctx), domain_id, csv_file, code_column=code_column, name_column=name_column,
+                            attr_columns=attrs, encoding=encoding,
+                            version_date=version_date.date() if version_date else None, subset=subset)
+    except CodeImportError as exc:
+        _fail(exc)
+        return
+    except MappingError as exc:
+        _fail(exc)
+        return
+    d = result.domain
+    click.echo(f"已导入值域 {d.id}（{d.name}）：{len(d)} 条（原 {result.previous_count} 条），"
+               f"文件编码 {result.encoding.upper()}，已写入 {display_path(result.path)}")
+    if result.dangling:
+        click.echo(f"警告：{len(result.dangling)} 条本院对照指向的国家代码已不在新代码表中，请修正对照表：", err=True)
+        for line in result.dangling[:20]:
+            click.echo(f"  {line}", err=True)
