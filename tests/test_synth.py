@@ -1,0 +1,208 @@
+"""The synthetic hospital (`cdcsync gen`): loads cleanly, is deterministic, and is wrong only on purpose."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+import pytest
+from click.testing import CliRunner
+from stdnum.cn import ric
+
+from cdcsync.cli import main
+from cdcsync.spec import load_spec
+from cdcsync.synth.hospital import INVALID_KINDS, Codes, GenResult, expected_invalid, generate, load_codes
+from cdcsync.synth.load import load_bulk
+from cdcsync.synth.people import check_digit, corrupt_check_digit
+
+ORG = "12110000400000000X"
+DAY = dt.date(2026, 10, 12)
+
+
+@pytest.fixture(scope="module")
+def codes() -> Codes:
+    return load_codes()
+
+
+@pytest.fixture(scope="module")
+def day(codes: Codes) -> GenResult:
+    return generate(codes, ORG, DAY, days=2, seed=42, patients=600, invalid_ratio=0.05)
+
+
+def _invalid_keys(result: GenResult) -> set[tuple[str, tuple[str, ...]]]:
+    return {key for keys in result.invalid.values() for key in keys}
+
+
+def _pk(table: str, row: dict[str, Any]) -> tuple[str, tuple[str, ...]]:
+    return table, tuple(row[k] for k in load_spec().table(table).primary_key)
+
+
+def _valid_rows(result: GenResult) -> list[tuple[str, dict[str, Any]]]:
+    bad = _invalid_keys(result)
+    return [(t, r) for t, rows in result.rows.items() for r in rows if _pk(t, r) not in bad]
+
+
+def test_check_digit_matches_stdnum() -> None:
+    first17 = "11010519491231002"
+    assert ric.is_valid(first17 + check_digit(first17))
+    assert not ric.is_valid(corrupt_check_digit(first17 + check_digit(first17)))
+
+
+def test_same_seed_same_rows(codes: Codes, day: GenResult) -> None:
+    again = generate(codes, ORG, DAY, days=2, seed=42, patients=600, invalid_ratio=0.05)
+    assert again.rows == day.rows
+    assert again.invalid == day.invalid
+    other = generate(codes, ORG, DAY, days=1, seed=43, patients=600, invalid_ratio=0.05)
+    assert other.rows["patient"] != day.rows["patient"]
+
+
+def test_every_table_and_the_clinical_mix(day: GenResult) -> None:
+    spec = load_spec()
+    assert {t for t, n in day.counts.items() if n} == set(spec.table_names)
+    notes = [r["content"] for r in day.rows["progress_note"]]
+    assert any(len(n.encode()) > 8192 for n in notes), "some progress notes must be TOASTed (> 8 kB)"
+    text = [v for rows in day.rows.values() for r in rows for v in r.values() if isinstance(v, str)]
+    assert any(ord(ch) > 0xFFFF for v in text for ch in v), "some text outside the BMP"
+    cards = day.rows["report_card"]
+    assert {r["disease_code"] for r in cards} >= {"CR3001", "CR2701"}  # 流感, 新冠
+    drugs = {r["drug_name"] for r in day.rows["drug_order"]}
+    assert any("奥司他韦" in d for d in drugs) and any("异烟肼" in d for d in drugs)
+    statuses = Counter(r["diagnosis_status_code"] for r in day.rows["diagnosis"])
+    assert statuses["YS"] > 0  # suspected cases
+    assert any(r.get("pathogen_code") for r in day.rows["lab_result"])
+
+
+def test_coded_values_are_local_keys(codes: Codes, day: GenResult) -> None:
+    spec = load_spec()
+    for table, row in _valid_rows(day):
+        for f in spec.table(table).coded_fields:
+            value = row.get(f.name)
+            if value is not None:
+                assert value in codes.tables.local[f.domain or ""].map, (table, f.name, f.domain)
+
+
+def test_valid_id_numbers_pass_gb11643(codes: Codes, day: GenResult) -> None:
+    id_card = codes.need("id_type", "01")
+    checked = 0
+    for table, row in _valid_rows(day):
+        if row.get("id_type_code") == id_card:
+            assert ric.is_valid(row["id_no"]), table
+            assert ric.get_birth_date(row["id_no"]) == row["birth_date"]
+            checked += 1
+    assert checked > 500
+
+
+def _rule_fails(rule: Any, row: dict[str, Any]) -> bool:
+    """Just the range and date_order kinds of the spec, enough to see that valid rows obey them."""
+    if rule.kind == "range":
+        value = row.get(rule.param("field"))
+        if value is None:
+            return False
+        lo, hi = rule.param("min"), rule.param("max")
+        return (lo is not None and Decimal(value) < Decimal(str(lo))) or (
+            hi is not None and Decimal(value) > Decimal(str(hi))
+        )
+    if rule.kind == "date_order":
+        a, b = row.get(rule.param("before")), row.get(rule.param("after"))
+        if a is None or b is None:
+            return False
+        if not isinstance(a, dt.datetime) or not isinstance(b, dt.datetime):
+            a = a.date() if isinstance(a, dt.datetime) else a
+            b = b.date() if isinstance(b, dt.datetime) else b
+        return bool(a > b)
+    return False
+
+
+def test_invalid_rows_are_tagged_and_counted(day: GenResult) -> None:
+    spec = load_spec()
+    bad = _invalid_keys(day)
+    assert all(len(v) > 0 for v in day.invalid.values()), day.invalid_counts
+    for kind, keys in day.invalid.items():
+        assert {t for t, _ in keys} <= set(INVALID_KINDS[kind])
+    # Valid rows obey the spec's ranges and date orders; each tagged row breaks its rule.
+    failing = {
+        _pk(t, r) for t, rows in day.rows.items() for r in rows for rule in spec.table(t).rules if _rule_fails(rule, r)
+    }
+    assert failing <= bad
+    for kind, rule_table in (("vital_out_of_range", "vital_sign"), ("birth_after_visit", "visit"),
+                             ("discharge_before_admission", "discharge")):
+        assert {k for k in day.invalid[kind] if k[0] == rule_table} <= failing, kind
+
+
+def test_invalid_ratio_gives_expected_counts(codes: Codes) -> None:
+    one = generate(codes, ORG, DAY, days=1, seed=5, patients=400, invalid_ratio=0.1)
+    per_day = {t: n for t, n in one.counts.items() if t not in ("dept", "staff")}
+    assert one.invalid_counts == expected_invalid(per_day, 0.1)
+    none = generate(codes, ORG, DAY, days=1, seed=5, patients=400, invalid_ratio=0.0)
+    assert sum(none.invalid_counts.values()) == 0
+
+
+def test_loads_and_daily_stats_agree(migrated_db: str, day: GenResult) -> None:
+    spec = load_spec()
+    with psycopg.connect(migrated_db, autocommit=True) as conn:
+        written = load_bulk(conn, spec, day.rows, day.updates)
+        assert written == sum(day.counts.values())
+        for table, n in day.counts.items():
+            assert conn.execute(f"SELECT count(*) FROM emr.{table}").fetchone() == (n,)
+        stats = conn.execute(
+            "SELECT stat_date, outpatient_count, emergency_count, admission_count, discharge_count, death_count,"
+            " inpatient_count, report_card_count FROM emr.daily_stats ORDER BY stat_date"
+        ).fetchall()
+        assert [s[0] for s in stats] == [DAY, DAY + dt.timedelta(days=1)]
+        for stat_date, out, emg, adm, dis, deaths, in_hosp, cards in stats:
+            by_type = dict(
+                conn.execute(
+                    "SELECT visit_type_code, count(*) FROM emr.visit WHERE visit_time::date = %s GROUP BY 1",
+                    (stat_date,),
+                ).fetchall()
+            )
+            assert (by_type.get("MZ", 0), by_type.get("JZ", 0), by_type.get("ZY", 0)) == (out, emg, adm)
+            q = "SELECT count(*) FROM emr.{} WHERE {}::date = %s"
+            assert conn.execute(q.format("discharge", "discharge_time"), (stat_date,)).fetchone() == (dis,)
+            assert conn.execute(q.format("death_record", "death_time"), (stat_date,)).fetchone() == (deaths,)
+            assert conn.execute(q.format("report_card", "report_time"), (stat_date,)).fetchone() == (cards,)
+            end = dt.datetime.combine(stat_date, dt.time()) + dt.timedelta(days=1)
+            (census,) = conn.execute(
+                "SELECT count(*) FROM emr.visit WHERE visit_type_code = 'ZY' AND visit_time < %s"
+                " AND (visit_end_time IS NULL OR visit_end_time >= %s)",
+                (end, end),
+            ).fetchone() or (None,)
+            assert census == in_hosp
+        # Discharges closed their visits through UPDATEs (CDC sees before/after).
+        (closed,) = conn.execute("SELECT count(*) FROM emr.visit WHERE modify_flag = 'U'").fetchone() or (0,)
+        assert closed == len(day.updates) > 0
+        long_note = conn.execute("SELECT max(octet_length(content)) FROM emr.progress_note").fetchone()
+        assert long_note is not None and long_note[0] > 8192
+
+
+def test_cli_gen_prints_counts_only(migrated_db: str) -> None:
+    runner = CliRunner()
+    args = ["gen", "--dsn", migrated_db, "--seed", "3", "--patients", "150", "--date", "2026-10-01"]
+    result = runner.invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "emr.visit" in result.output and "身份证号校验位错误" in result.output
+    with psycopg.connect(migrated_db) as conn:
+        names = [r[0] for r in conn.execute("SELECT name FROM emr.patient").fetchall()]
+        ids = [r[0] for r in conn.execute("SELECT id_no FROM emr.patient").fetchall()]
+    assert names and not any(n in result.output for n in names)
+    assert not any(i in result.output for i in ids if i)
+    # A second run on another date reuses departments and staff instead of failing on them.
+    again = runner.invoke(main, [*args[:-1], "2026-10-02"])
+    assert again.exit_code == 0, again.output
+    # The same date twice is a clear one-line error, not a traceback.
+    dup = runner.invoke(main, args)
+    assert dup.exit_code != 0 and "已存在相同主键" in dup.output
+
+
+def test_cli_steady_rate(migrated_db: str) -> None:
+    args = ["gen", "--dsn", migrated_db, "--patients", "100", "--date", "2026-09-01", "--rate", "400",
+            "--duration", "1.5"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    with psycopg.connect(migrated_db) as conn:
+        (n,) = conn.execute("SELECT count(*) FROM emr.visit").fetchone() or (0,)
+    assert n > 0
+    assert "持续写入结束" in result.output
