@@ -81,26 +81,32 @@ def db_init(app: AppContext, dsn: str | None) -> None:
         click.echo(f"数据库已是最新（{len(result.skipped)} 个迁移均已执行），未做任何更改。")
 
 
-def _register_optional(group: click.Group, module: str, attr: str) -> None:
-    """Sub-command groups living in their own packages (codes, keys, …)."""
+def _register(module: str, attr: str) -> None:
+    """Sub-commands live beside the code they drive; imported lazily by name to keep start-up fast."""
     try:
         mod = importlib.import_module(module)
     except ModuleNotFoundError as exc:
         if exc.name and module.startswith(exc.name):
-            return
+            return  # that concern is not part of this build yet
         raise
-    cmd = getattr(mod, attr, None)
-    if isinstance(cmd, click.Command):
-        group.add_command(cmd)
+    found = getattr(mod, attr, None)
+    for cmd in found if isinstance(found, list) else [found]:
+        if isinstance(cmd, click.Command):
+            main.add_command(cmd)
 
 
 for _module, _attr in [
     ("cdcsync.mapping.cli", "codes"),
     ("cdcsync.crypto.cli", "keys"),
-    ("cdcsync.demo", "demo"),
     ("cdcsync.synth.cli", "gen"),
+    ("cdcsync.stream_cli", "COMMANDS"),
+    ("cdcsync.quarantine_cli", "COMMANDS"),
+    ("cdcsync.recon.cli", "COMMANDS"),
+    ("cdcsync.upstream_sim.cli", "upstream_sim_command"),
+    ("cdcsync.api.cli", "COMMANDS"),
+    ("cdcsync.demo", "demo"),
 ]:
-    _register_optional(main, _module, _attr)
+    _register(_module, _attr)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -92,22 +92,14 @@ def write_config(layout: DemoLayout, dsn: str) -> None:
     layout.config.write_text(header + yaml.safe_dump(config, allow_unicode=True, sort_keys=False))
 
 
-def generate_day(dsn: str, seed: int, patients: int) -> dict[str, int] | None:
-    """Load a synthetic day; ``None`` when the generator is not part of this build."""
-    try:
-        from cdcsync.synth.load import generate_into
-    except ImportError:
-        return None
-    return generate_into(dsn, seed=seed, patients=patients)
-
-
 @click.command("demo")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=Path(".cdcsync"),
               show_default=True, help="演示数据目录")
 @click.option("--patients", type=int, default=300, show_default=True, help="合成医院一天的患者数")
 @click.option("--seed", type=int, default=20261125, show_default=True, help="随机种子")
 @click.option("--stop", is_flag=True, help="停止演示用的 PostgreSQL 集群")
-def demo(data_dir: Path, patients: int, seed: int, stop: bool) -> None:
+@click.pass_context
+def demo(ctx: click.Context, data_dir: Path, patients: int, seed: int, stop: bool) -> None:
     """一条命令体验 cdcsync：私有 PostgreSQL、合成医院数据、同步流水线。"""
     layout = DemoLayout(data_dir.absolute())
     if stop:
@@ -129,12 +121,12 @@ def demo(data_dir: Path, patients: int, seed: int, stop: bool) -> None:
     write_config(layout, dsn)
 
     click.echo(f"3/4 生成合成医院的一天（{patients} 名患者，种子 {seed}）…")
-    counts = generate_day(dsn, seed, patients)
-    if counts is None:
-        click.echo("    （本版本尚未包含数据生成器，跳过）")
+    if _has_rows(dsn):
+        click.echo("    镜像库中已有数据，跳过生成（重新开始请删除 " + str(layout.base) + "）")
     else:
-        for table, n in counts.items():
-            click.echo(f"    emr.{table}: {n} 行")
+        from cdcsync.synth.cli import gen
+
+        ctx.invoke(gen, dsn=dsn, seed=seed, patients=patients, org_code=DEMO_ORG_CODE, hospital="example")
 
     click.echo("4/4 运行同步流水线，直到追平…")
     delivered = run_until_caught_up(layout)
@@ -148,6 +140,11 @@ def demo(data_dir: Path, patients: int, seed: int, stop: bool) -> None:
     click.echo(f"  投递结果     {layout.out}/")
     click.echo(f"  运行状态     cdcsync -c {layout.config} status")
     click.echo("  停止集群     cdcsync demo --stop")
+
+
+def _has_rows(dsn: str) -> bool:
+    with psycopg.connect(dsn) as conn:
+        return conn.execute("SELECT EXISTS (SELECT 1 FROM emr.visit)").fetchone() == (True,)
 
 
 def run_until_caught_up(layout: DemoLayout) -> dict[str, int]:

@@ -1,0 +1,166 @@
+"""Delivery latency and transmission counters, written inside the engine's checkpoint transaction.
+
+The CDC engine calls :func:`record_latency` once per acknowledged batch, in the same transaction as
+``cdcsync.delivery_stats`` and the acked LSN, so the histograms never disagree with the counts.
+Cost: one upsert per (table, business date) present in the batch, never a row per event.
+
+Sinks call :func:`record_transmission` after each send attempt (its own short transaction is fine:
+these are counters for the daily report, not part of the delivery guarantee).
+"""
+
+from __future__ import annotations
+
+import bisect
+import datetime as dt
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import psycopg
+
+# Upper bounds (seconds) of the histogram buckets; the last bucket holds everything above.
+# Must equal cdcsync.latency_bounds() in sql/100_recon.sql (a test compares them).
+LATENCY_BOUNDS: tuple[int, ...] = (
+    1, 2, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 10800, 21600, 43200, 86400, 172800, 604800,
+)
+N_BUCKETS = len(LATENCY_BOUNDS) + 1
+
+# Timeliness class -> limit in seconds, measured from the record's business time to the
+# destination's acknowledgement. Must equal recon.timeliness_class (a test compares them).
+TIMELINESS_LIMITS: Mapping[str, int] = {"realtime": 300, "2h": 7200, "24h": 86400, "daily": 172800}
+
+# Business times in the mirror are Beijing local time without a zone (see the dataset spec).
+BEIJING = dt.timezone(dt.timedelta(hours=8), "Asia/Shanghai")
+
+
+class LatencyRow(NamedTuple):
+    """One acknowledged event, as the checkpoint knows it."""
+
+    table_name: str
+    business_date: dt.date
+    business_time: dt.datetime | None  # naive = Beijing local time
+    commit_time: dt.datetime  # commit_ts of the transaction (aware)
+
+
+@dataclass
+class _Agg:
+    timeliness: str
+    events: int = 0
+    within: int = 0
+    business_hist: list[int] = field(default_factory=lambda: [0] * N_BUCKETS)
+    commit_hist: list[int] = field(default_factory=lambda: [0] * N_BUCKETS)
+    max_business: float = 0.0
+    max_commit: float = 0.0
+
+
+def bucket(seconds: float) -> int:
+    """Index of the histogram bucket for a delay (negative delays, from clock skew, count as 0)."""
+    return bisect.bisect_left(LATENCY_BOUNDS, max(seconds, 0.0))
+
+
+def _aware(ts: dt.datetime) -> dt.datetime:
+    return ts if ts.tzinfo is not None else ts.replace(tzinfo=BEIJING)
+
+
+def _timeliness_of(table: str) -> str:
+    from cdcsync.spec import load_spec
+
+    spec = load_spec()
+    return spec.table(table).timeliness if spec.has_table(table) else "realtime"
+
+
+def aggregate(
+    rows: Iterable[LatencyRow], acked_at: dt.datetime, timeliness: Mapping[str, str] | None = None
+) -> dict[tuple[str, dt.date], _Agg]:
+    """Fold a batch into one histogram pair per (table, business date)."""
+    acked = _aware(acked_at)
+    out: dict[tuple[str, dt.date], _Agg] = {}
+    classes: dict[str, str] = dict(timeliness or {})
+    for row in rows:
+        key = (row.table_name, row.business_date)
+        agg = out.get(key)
+        if agg is None:
+            cls = classes.get(row.table_name) or classes.setdefault(row.table_name, _timeliness_of(row.table_name))
+            agg = out[key] = _Agg(cls)
+        commit_delay = (acked - _aware(row.commit_time)).total_seconds()
+        business_delay = (
+            (acked - _aware(row.business_time)).total_seconds() if row.business_time is not None else commit_delay
+        )
+        agg.events += 1
+        if business_delay <= TIMELINESS_LIMITS[agg.timeliness]:
+            agg.within += 1
+        agg.business_hist[bucket(business_delay)] += 1
+        agg.commit_hist[bucket(commit_delay)] += 1
+        agg.max_business = max(agg.max_business, business_delay)
+        agg.max_commit = max(agg.max_commit, commit_delay)
+    return out
+
+
+_UPSERT = """
+INSERT INTO cdcsync.delivery_latency AS l (destination, table_name, business_date, timeliness, events,
+    within_limit, business_hist, commit_hist, max_business_s, max_commit_s)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (destination, table_name, business_date) DO UPDATE SET
+    events = l.events + EXCLUDED.events,
+    within_limit = l.within_limit + EXCLUDED.within_limit,
+    business_hist = cdcsync.hist_add(l.business_hist, EXCLUDED.business_hist),
+    commit_hist = cdcsync.hist_add(l.commit_hist, EXCLUDED.commit_hist),
+    max_business_s = greatest(l.max_business_s, EXCLUDED.max_business_s),
+    max_commit_s = greatest(l.max_commit_s, EXCLUDED.max_commit_s),
+    timeliness = EXCLUDED.timeliness,
+    updated_at = now()
+"""
+
+
+def record_latency(
+    conn: psycopg.Connection,
+    destination: str,
+    rows: Iterable[LatencyRow],
+    *,
+    acked_at: dt.datetime | None = None,
+    timeliness: Mapping[str, str] | None = None,
+) -> int:
+    """Add a batch's delays to ``cdcsync.delivery_latency``; returns the number of upserted keys.
+
+    Call inside the checkpoint transaction, with every acknowledged (not quarantined) event of
+    the batch. ``timeliness`` (table -> class) defaults to the packaged dataset spec.
+    """
+    now = acked_at or dt.datetime.now(dt.UTC)
+    aggs = aggregate(rows, now, timeliness)
+    if not aggs:
+        return 0
+    params = [
+        (destination, table, day, a.timeliness, a.events, a.within, a.business_hist, a.commit_hist,
+         a.max_business, a.max_commit)
+        for (table, day), a in sorted(aggs.items())
+    ]
+    with conn.cursor() as cur:
+        cur.executemany(_UPSERT, params)
+    return len(params)
+
+
+_TRANSMISSION = """
+INSERT INTO cdcsync.transmission_daily AS t (destination, day, attempts, successes, failures, retries,
+    last_success_at, last_failure_at, last_error)
+VALUES (%(dest)s, (now() AT TIME ZONE 'Asia/Shanghai')::date, 1, %(ok)s::int, 1 - %(ok)s::int, %(retry)s::int,
+    CASE WHEN %(ok)s THEN now() END, CASE WHEN %(ok)s THEN NULL ELSE now() END, %(error)s)
+ON CONFLICT (destination, day) DO UPDATE SET
+    attempts = t.attempts + 1,
+    successes = t.successes + EXCLUDED.successes,
+    failures = t.failures + EXCLUDED.failures,
+    retries = t.retries + EXCLUDED.retries,
+    last_success_at = coalesce(EXCLUDED.last_success_at, t.last_success_at),
+    last_failure_at = coalesce(EXCLUDED.last_failure_at, t.last_failure_at),
+    last_error = coalesce(EXCLUDED.last_error, t.last_error)
+"""
+
+
+def record_transmission(
+    conn: psycopg.Connection, destination: str, *, ok: bool, retry: bool = False, error: str | None = None
+) -> None:
+    """Count one send attempt of a batch (``retry``: it repeats an earlier failed attempt).
+
+    ``error`` is a short technical reason (HTTP status, timeout); never put event content in it.
+    """
+    conn.execute(_TRANSMISSION, {"dest": destination, "ok": ok, "retry": retry,
+                                 "error": None if ok else (error or "未知错误")[:500]})
