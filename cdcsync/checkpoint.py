@@ -1,0 +1,179 @@
+"""Acknowledged positions, delivery statistics and quarantine rows, written in one transaction.
+
+Statistics and quarantine rows of a transaction are held in memory until the transaction's
+commit is acknowledged as a whole (a huge transaction spans several batches), and are then
+written together with the new acknowledged LSN. After a crash, every transaction above the
+recorded LSN is replayed and counted again from scratch, every transaction at or below it is
+skipped: nothing is counted twice, nothing is lost.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from cdcsync.event import Ack, Batch, Rejected, dumps, lsn_to_str, str_to_lsn
+
+log = logging.getLogger(__name__)
+
+_EVERYTHING = 1 << 64
+PkLookup = Callable[[str, str], tuple[str, ...]]
+
+
+@dataclass(slots=True)
+class CheckpointState:
+    acked_lsn: int
+    snapshot_done: bool
+    exists: bool
+
+
+def _json(value: Any) -> Jsonb:
+    # Row values hold Decimal/datetime/bytes: serialize them our way, then hand over as jsonb.
+    return Jsonb(value, dumps=lambda v: dumps(v).decode())
+
+
+class Checkpointer:
+    """Per destination; owns a normal (non-replication) connection to the mirror database."""
+
+    def __init__(self, conn: psycopg.Connection[Any], destination: str, slot: str,
+                 pk_lookup: PkLookup | None = None) -> None:
+        self.conn = conn
+        self.destination = destination
+        self.slot = slot
+        self.pk_lookup = pk_lookup or (lambda schema, table: ())
+        self.acked_lsn = 0
+        # commit LSN -> (table, business date) -> [delivered, quarantined]
+        self._stats: dict[int, dict[tuple[str, dt.date], list[int]]] = defaultdict(
+            lambda: defaultdict(lambda: [0, 0]))
+        self._quarantine: dict[int, list[Rejected]] = defaultdict(list)
+        self._last_event: dict[int, dt.datetime] = {}
+
+    # -- state ------------------------------------------------------------------------------
+
+    def load(self) -> CheckpointState:
+        with self.conn.transaction():
+            row = self.conn.execute(
+                "SELECT acked_lsn::text, snapshot_done FROM cdcsync.checkpoint WHERE destination = %s",
+                (self.destination,)).fetchone()
+        self.reset_pending()
+        if row is None:
+            self.acked_lsn = 0
+            return CheckpointState(0, False, False)
+        self.acked_lsn = str_to_lsn(row[0])
+        return CheckpointState(self.acked_lsn, bool(row[1]), True)
+
+    def reset_pending(self) -> None:
+        """Forget unacknowledged partial transactions (they will be replayed after a reconnect)."""
+        self._stats.clear()
+        self._quarantine.clear()
+        self._last_event.clear()
+
+    def start_snapshot(self) -> None:
+        """A (re)started initial snapshot: position back to zero, snapshot not done."""
+        with self.conn.transaction():
+            self.conn.execute(
+                "INSERT INTO cdcsync.checkpoint (destination, slot_name, acked_lsn, snapshot_done)"
+                " VALUES (%s, %s, '0/0', false) ON CONFLICT (destination) DO UPDATE SET"
+                " slot_name = EXCLUDED.slot_name, acked_lsn = '0/0', snapshot_done = false, updated_at = now()",
+                (self.destination, self.slot))
+        self.acked_lsn = 0
+        self.reset_pending()
+
+    def mark_streaming(self, lsn: int) -> None:
+        """No snapshot wanted: record the slot's start position and call the snapshot done."""
+        with self.conn.transaction():
+            self.conn.execute(
+                "INSERT INTO cdcsync.checkpoint (destination, slot_name, acked_lsn, snapshot_done)"
+                " VALUES (%s, %s, %s, true) ON CONFLICT (destination) DO UPDATE SET"
+                " slot_name = EXCLUDED.slot_name, acked_lsn = EXCLUDED.acked_lsn, snapshot_done = true,"
+                " updated_at = now()",
+                (self.destination, self.slot, lsn_to_str(lsn)))
+        self.acked_lsn = lsn
+
+    # -- recording --------------------------------------------------------------------------
+
+    def record(self, batch: Batch, ack: Ack, sink_rejections: list[Rejected] | None = None,
+               position: bool = True) -> int | None:
+        """Account for an acknowledged batch; returns the LSN now safe to flush, or None when
+        the batch did not complete any transaction. ``position=False`` (an ad-hoc re-snapshot
+        outside the stream): statistics and quarantine only, the position is not touched."""
+        rejected_ids = ack.rejected
+        for ev, day in zip(batch.events, batch.business_dates, strict=True):
+            if ev.id in rejected_ids:
+                continue
+            cell = self._stats[ev.lsn][(ev.table, day)]
+            cell[0] += 1
+            prev = self._last_event.get(ev.lsn)
+            if prev is None or ev.commit_ts > prev:
+                self._last_event[ev.lsn] = ev.commit_ts
+        for rej in [*batch.rejections, *(sink_rejections or [])]:
+            self._stats[rej.lsn][(rej.table, rej.business_date)][1] += 1
+            self._quarantine[rej.lsn].append(rej)
+
+        if batch.snapshot_done_lsn is not None:
+            self._write(_EVERYTHING, batch.snapshot_done_lsn, snapshot_done=True, position=position)
+            return batch.snapshot_done_lsn if position else None
+        if not position:
+            return None
+        if batch.commit_through is None or batch.flush_lsn is None or batch.flush_lsn <= self.acked_lsn:
+            return None
+        self._write(batch.commit_through, batch.flush_lsn, snapshot_done=None)
+        return batch.flush_lsn
+
+    def _write(self, through: int, flush_lsn: int, snapshot_done: bool | None, position: bool = True) -> None:
+        done = [lsn for lsn in self._stats if lsn <= through] + [
+            lsn for lsn in self._quarantine if lsn <= through and lsn not in self._stats]
+        totals: dict[tuple[str, dt.date], list[int]] = defaultdict(lambda: [0, 0])
+        rejections: list[Rejected] = []
+        last_event: dt.datetime | None = None
+        for lsn in done:
+            for key, (d, q) in self._stats.pop(lsn, {}).items():
+                totals[key][0] += d
+                totals[key][1] += q
+            rejections.extend(self._quarantine.pop(lsn, []))
+            ts = self._last_event.pop(lsn, None)
+            if ts is not None and (last_event is None or ts > last_event):
+                last_event = ts
+        stats = [(self.destination, table, day, d, q) for (table, day), (d, q) in totals.items()]
+        with self.conn.transaction():
+            cur = self.conn.cursor()
+            if position:
+                cur.execute(
+                    "INSERT INTO cdcsync.checkpoint (destination, slot_name, acked_lsn, last_event_at, last_ack_at,"
+                    " snapshot_done) VALUES (%s, %s, %s, %s, now(), coalesce(%s, false))"
+                    " ON CONFLICT (destination) DO UPDATE SET slot_name = EXCLUDED.slot_name,"
+                    " acked_lsn = EXCLUDED.acked_lsn,"
+                    " last_event_at = coalesce(EXCLUDED.last_event_at, checkpoint.last_event_at),"
+                    " last_ack_at = now(), snapshot_done = coalesce(%s, checkpoint.snapshot_done),"
+                    " updated_at = now()",
+                    (self.destination, self.slot, lsn_to_str(flush_lsn), last_event, snapshot_done, snapshot_done))
+            if stats:
+                cur.executemany(
+                    "INSERT INTO cdcsync.delivery_stats AS s (destination, table_name, business_date,"
+                    " delivered, quarantined, batches) VALUES (%s, %s, %s, %s, %s, 1)"
+                    " ON CONFLICT (destination, table_name, business_date) DO UPDATE SET"
+                    " delivered = s.delivered + EXCLUDED.delivered,"
+                    " quarantined = s.quarantined + EXCLUDED.quarantined,"
+                    " batches = s.batches + 1, last_ack_at = now()",
+                    stats)
+            if rejections:
+                cur.executemany(
+                    "INSERT INTO cdcsync.quarantine AS q (event_id, destination, table_name, primary_key, lsn,"
+                    " rule_id, field, message, raw_row) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                    " ON CONFLICT (destination, event_id) DO UPDATE SET attempts = q.attempts + 1,"
+                    " last_seen = now(), rule_id = EXCLUDED.rule_id, field = EXCLUDED.field,"
+                    " message = EXCLUDED.message, raw_row = EXCLUDED.raw_row, status = 'held'",
+                    [(r.event_id, self.destination, r.table, _json(r.primary_key), lsn_to_str(r.lsn),
+                      r.rule_id, r.field, r.message, _json(r.raw_row)) for r in rejections])
+        if position:
+            self.acked_lsn = max(self.acked_lsn, flush_lsn)
+        if rejections:
+            log.warning("destination %s: %d change(s) quarantined", self.destination, len(rejections))
+        log.debug("checkpoint %s at %s", self.destination, lsn_to_str(flush_lsn))

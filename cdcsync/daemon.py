@@ -1,0 +1,130 @@
+"""``cdcsync run``: one pipeline thread per enabled destination, signals, systemd notifications.
+
+SIGTERM/SIGINT stop reading; every pipeline delivers and acknowledges its in-flight batch,
+reports its flush position, ends the COPY with CopyDone, and the process exits 0 — or 1 when a
+pipeline did not finish within ``stream.shutdown_timeout_s``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from types import FrameType
+
+from cdcsync.config import Settings
+from cdcsync.pipeline import Pipeline, run_pipeline_forever
+
+log = logging.getLogger(__name__)
+
+
+def sd_notify(message: str) -> bool:
+    """Send a datagram to systemd's $NOTIFY_SOCKET (no-op outside systemd)."""
+    addr = os.environ.get("NOTIFY_SOCKET")
+    if not addr:
+        return False
+    if addr.startswith("@"):
+        addr = "\0" + addr[1:]  # abstract namespace
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+            sock.connect(addr)
+            sock.sendall(message.encode())
+        return True
+    except OSError as exc:
+        log.debug("sd_notify failed: %s", exc)
+        return False
+
+
+def _watchdog_interval() -> float | None:
+    usec = os.environ.get("WATCHDOG_USEC")
+    pid = os.environ.get("WATCHDOG_PID")
+    if not usec or (pid and pid != str(os.getpid())):
+        return None
+    try:
+        return max(0.5, int(usec) / 1_000_000 / 2)
+    except ValueError:
+        return None
+
+
+def _guarded(pipe: Pipeline) -> None:
+    try:
+        run_pipeline_forever(pipe)
+    except BaseException:
+        log.exception("destination %s: pipeline thread ended with an error", pipe.name)
+        raise
+
+
+def run(settings: Settings, install_signals: bool = True) -> int:
+    dests = settings.enabled_destinations
+    if not dests:
+        log.error("no enabled destination in the configuration")
+        return 2
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        if not stop.is_set():
+            log.info("received %s: finishing in-flight batches", signal.Signals(signum).name)
+            sd_notify("STOPPING=1")
+        stop.set()
+
+    if install_signals:
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+
+    pipes = [Pipeline(settings, d, stop=stop) for d in dests]
+    threads = [threading.Thread(target=_guarded, args=(p,), name=f"cdcsync-{p.name}", daemon=True) for p in pipes]
+    for t in threads:
+        t.start()
+    log.info("cdcsync running: %s", ", ".join(p.name for p in pipes))
+    sd_notify("READY=1\nSTATUS=running " + ", ".join(p.name for p in pipes))
+    watchdog = _watchdog_interval()
+    last_ping = 0.0
+    while not stop.is_set():
+        stop.wait(min(watchdog or 1.0, 1.0))
+        if watchdog and time.monotonic() - last_ping >= watchdog and all(t.is_alive() for t in threads):
+            sd_notify("WATCHDOG=1")
+            last_ping = time.monotonic()
+        if not any(t.is_alive() for t in threads):
+            log.error("every pipeline stopped; exiting")
+            return 1
+
+    deadline = time.monotonic() + settings.stream.shutdown_timeout_s
+    for t in threads:
+        t.join(max(0.0, deadline - time.monotonic()))
+    late = [t.name for t in threads if t.is_alive()]
+    if late:
+        log.error("shutdown timed out after %.0fs: %s", settings.stream.shutdown_timeout_s, ", ".join(late))
+        return 1
+    log.info("cdcsync stopped")
+    return 0
+
+
+def drain(settings: Settings, timeout: float = 600.0) -> dict[str, int]:
+    """Run every enabled destination until it has delivered everything committed before the
+    call (demo, tests); returns the number of events each delivered."""
+    import psycopg
+
+    from cdcsync.pipeline import HEARTBEAT_PREFIX
+
+    with psycopg.connect(settings.database.conninfo(), autocommit=True) as conn:
+        row = conn.execute("SELECT pg_logical_emit_message(false, %s, 'drain')", (HEARTBEAT_PREFIX,)).fetchone()
+    target = int(str(row[0]).split("/")[0], 16) << 32 | int(str(row[0]).split("/")[1], 16) if row else 0
+    stop = threading.Event()
+    pipes = [Pipeline(settings, d, stop=stop) for d in settings.enabled_destinations]
+    for p in pipes:
+        p.catch_up = lambda _p, pos: pos >= target
+    threads = [threading.Thread(target=run_pipeline_forever, args=(p,), daemon=True) for p in pipes]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + timeout
+    for t in threads:
+        t.join(max(0.0, deadline - time.monotonic()))
+    if any(t.is_alive() for t in threads):
+        stop.set()
+        for t in threads:
+            t.join(settings.stream.shutdown_timeout_s)
+        raise TimeoutError(f"同步未能在 {timeout:.0f} 秒内追上数据库")
+    return {p.name: p.events_sent for p in pipes}

@@ -1,0 +1,202 @@
+"""The typed values that flow between the stages: Change → Event → Batch → Ack.
+
+Event ids are deterministic so that a replay after a crash produces the same ids and a receiver
+can drop duplicates:
+
+* streamed change: ``{origin}:{commit_lsn:016X}:{ordinal}`` — ``origin`` is
+  ``{org_code}.{database name}``, ``commit_lsn`` the LSN of the transaction's commit record
+  (pgoutput Begin.final_lsn), ``ordinal`` the 0-based position of the change in its transaction
+  (every Insert/Update/Delete and every truncated relation counts). PostgreSQL decodes a
+  transaction identically every time, so both parts survive any replay.
+* snapshot read (op ``r``): ``{origin}:r{consistent_lsn:016X}:{schema}.{table}:{key}`` — the
+  consistent point of the slot whose exported snapshot was read, and the row's primary key
+  (SHA-1 prefix of its JSON) or, for a table without one, the row's position in the COPY.
+
+Serialization (orjson): Decimal as a string with every digit, timestamps ISO-8601 with
+microseconds (and the offset when the type has one), dates ``YYYY-MM-DD``, bytea base64.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Literal
+
+import orjson
+
+Op = Literal["c", "u", "d", "r", "t"]
+Row = dict[str, Any]
+
+
+def lsn_to_str(lsn: int) -> str:
+    """PostgreSQL's textual LSN form, ``16/B374D848``."""
+    return f"{lsn >> 32:X}/{lsn & 0xFFFFFFFF:X}"
+
+
+def str_to_lsn(text: str) -> int:
+    hi, lo = text.split("/")
+    return (int(hi, 16) << 32) | int(lo, 16)
+
+
+@dataclass(slots=True)
+class Change:
+    """One decoded row change (or snapshot row) of an ``emr`` table."""
+
+    op: Op
+    schema: str
+    table: str
+    before: Row | None
+    after: Row | None
+    lsn: int  # commit LSN of the transaction (snapshot: the slot's consistent point)
+    tx_id: int
+    commit_ts: dt.datetime
+    ordinal: int  # position in the transaction (snapshot: position in the table's COPY)
+    snapshot: bool = False
+    key: str | None = None  # snapshot only: digest of the primary key, for the id
+    size: int = 0  # bytes on the wire (pgoutput message or COPY row): the batcher's size estimate
+
+    @property
+    def row(self) -> Row | None:
+        """The row the change is about: after-image, or before-image for a delete."""
+        return self.after if self.after is not None else self.before
+
+
+@dataclass(slots=True, frozen=True)
+class Rejection:
+    """A change the transform refused (validation or mapping); it goes to quarantine."""
+
+    rule_id: str
+    field: str | None
+    message: str
+
+
+@dataclass(slots=True)
+class Event:
+    """A Debezium-style envelope around one change."""
+
+    id: str
+    op: Op
+    before: Row | None
+    after: Row | None
+    org_code: str
+    db: str
+    schema: str
+    table: str
+    lsn: int
+    tx_id: int
+    commit_ts: dt.datetime
+    snapshot: bool
+    ts_ms: int
+    _raw: bytes | None = field(default=None, repr=False)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "op": self.op,
+            "before": self.before,
+            "after": self.after,
+            "source": {
+                "org_code": self.org_code,
+                "db": self.db,
+                "schema": self.schema,
+                "table": self.table,
+                "lsn": lsn_to_str(self.lsn),
+                "tx_id": self.tx_id,
+                "commit_ts": self.commit_ts,
+                "snapshot": self.snapshot,
+            },
+            "ts_ms": self.ts_ms,
+        }
+
+    def encode(self) -> bytes:
+        """The JSON bytes (computed once; sinks and the batcher's size accounting share them)."""
+        if self._raw is None:
+            self._raw = dumps(self.as_dict())
+        return self._raw
+
+
+def _default(obj: Any) -> Any:
+    if isinstance(obj, Decimal):
+        return str(obj)
+    if isinstance(obj, dt.datetime):
+        return obj.isoformat(timespec="microseconds")
+    if isinstance(obj, dt.date):
+        return obj.isoformat()
+    if isinstance(obj, dt.time):
+        return obj.isoformat(timespec="microseconds")
+    if isinstance(obj, bytes | bytearray | memoryview):
+        return base64.b64encode(bytes(obj)).decode("ascii")
+    raise TypeError(f"cannot serialize {type(obj).__name__}")
+
+
+_OPTS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_NON_STR_KEYS
+
+
+def dumps(obj: Any) -> bytes:
+    return orjson.dumps(obj, default=_default, option=_OPTS)
+
+
+@dataclass(slots=True, frozen=True)
+class Rejected:
+    """A rejection with what the quarantine needs to keep it (no event was delivered)."""
+
+    event_id: str
+    schema: str
+    table: str
+    primary_key: dict[str, Any]
+    lsn: int
+    rule_id: str
+    field: str | None
+    message: str
+    raw_row: Row | None
+    business_date: dt.date
+
+
+@dataclass(slots=True)
+class Batch:
+    """Events to send together.
+
+    ``commit_through``: highest commit LSN whose transaction is complete in this batch or an
+    earlier one (None: the batch ends inside the first transaction it touches, or is a snapshot
+    part). ``flush_lsn``: the position to confirm to PostgreSQL once the batch is acked (the end
+    LSN of that transaction's commit record).
+    """
+
+    events: list[Event] = field(default_factory=list)
+    rejections: list[Rejected] = field(default_factory=list)
+    commit_through: int | None = None
+    flush_lsn: int | None = None
+    nbytes: int = 0
+    snapshot_done_lsn: int | None = None  # set on the last batch of an initial snapshot
+    business_dates: list[dt.date] = field(default_factory=list)  # parallel to events
+
+    def __len__(self) -> int:
+        return len(self.events) + len(self.rejections)
+
+    @property
+    def highest_lsn(self) -> int | None:
+        """Highest commit LSN any event in the batch belongs to."""
+        lsns = [e.lsn for e in self.events] + [r.lsn for r in self.rejections]
+        return max(lsns) if lsns else None
+
+
+@dataclass(slots=True)
+class Ack:
+    """What a destination made of a batch: every event id is accepted or rejected."""
+
+    accepted: Sequence[str]
+    rejected: dict[str, str] = field(default_factory=dict)  # id -> reason
+
+    @classmethod
+    def all_of(cls, events: Iterable[Event]) -> Ack:
+        return cls(accepted=[e.id for e in events])
+
+    def missing(self, batch: Batch) -> list[str]:
+        """Ids of the batch the destination said nothing about (a sink bug or a lost reply)."""
+        if len(self.accepted) + len(self.rejected) == len(batch.events):
+            return []
+        seen = set(self.accepted) | set(self.rejected)
+        return [e.id for e in batch.events if e.id not in seen]

@@ -1,0 +1,532 @@
+"""The stages of one destination wired together.
+
+    replication stream (or snapshot) → decode → transform → batcher → sink → checkpoint → flush
+
+One :class:`Pipeline` per destination, each with its own slot, connections and thread, so one
+destination's outage never holds another back. The loop is single-threaded: while a batch is
+being delivered nothing more is read (TCP back-pressure keeps the rest in PostgreSQL), so memory
+holds at most one batch plus the transaction chunk being filled. A transaction larger than a
+batch leaves in several batches; the acknowledged position only moves to its commit once the
+last of them is acknowledged.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import struct
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import psycopg
+
+from cdcsync.checkpoint import Checkpointer
+from cdcsync.config import JsonlDestination, MemoryDestination, Settings
+from cdcsync.db.migrate import PUBLICATION
+from cdcsync.event import (
+    Ack,
+    Batch,
+    Change,
+    Event,
+    Rejected,
+    Rejection,
+    dumps,
+    lsn_to_str,
+)
+from cdcsync.sink import Sink, SinkError, build_sink
+from cdcsync.source.pgoutput import Begin, Commit, LogicalMessage, PgOutputDecoder, Truncate
+from cdcsync.source.protocol import ReplicationConnection, with_session_options
+from cdcsync.source.slots import drop_slot, get_slot, slot_name
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_PREFIX = "cdcsync.heartbeat"
+_xlog_end = struct.Struct(">Q").unpack_from
+Destination = JsonlDestination | MemoryDestination
+
+
+class Transform(Protocol):
+    """Validation/mapping stage: a Change becomes an Event, or a Rejection for quarantine."""
+
+    def __call__(self, change: Change) -> Event | Rejection: ...
+
+
+def event_id(origin: str, change: Change) -> str:
+    if change.snapshot:
+        return f"{origin}:r{change.lsn:016X}:{change.schema}.{change.table}:{change.key or change.ordinal}"
+    return f"{origin}:{change.lsn:016X}:{change.ordinal}"
+
+
+class DefaultTransform:
+    """Builds the Event as it is; the validation/mapping stage replaces this later."""
+
+    def __init__(self, org_code: str, db: str) -> None:
+        self.org_code = org_code
+        self.db = db
+        self.origin = f"{org_code}.{db}"
+
+    def __call__(self, change: Change) -> Event | Rejection:
+        return Event(
+            event_id(self.origin, change), change.op, change.before, change.after, self.org_code, self.db,
+            change.schema, change.table, change.lsn, change.tx_id, change.commit_ts, change.snapshot,
+            int(time.time() * 1000),
+        )
+
+
+class BusinessDates:
+    """The day a change counts for in delivery statistics: the spec's business time field of the
+    row when the table is in the dataset spec, else the commit date (local time)."""
+
+    def __init__(self, tz: dt.tzinfo | None = None) -> None:
+        self.tz = tz  # the database's TimeZone: "today" means the same day as in SQL
+        self._fields: dict[str, str | None] = {}
+        self._spec: Any = None
+        try:
+            from cdcsync.spec import load_spec
+
+            self._spec = load_spec()
+        except Exception as exc:  # the spec is optional for the engine
+            log.debug("dataset spec not available for business dates: %s", exc)
+        self._commit_day: tuple[int, dt.date] = (-1, dt.date.min)
+
+    def _field(self, table: str) -> str | None:
+        if table not in self._fields:
+            name: str | None = None
+            if self._spec is not None:
+                try:
+                    if self._spec.has_table(table):
+                        name = self._spec.table(table).business_date_field
+                except Exception:
+                    name = None
+            self._fields[table] = name
+        return self._fields[table]
+
+    def __call__(self, change: Change) -> dt.date:
+        fname = self._field(change.table)
+        if fname is not None:
+            row = change.row
+            value = row.get(fname) if row else None
+            if isinstance(value, dt.datetime):
+                return value.date()
+            if isinstance(value, dt.date):
+                return value
+        if self._commit_day[0] != change.lsn:
+            self._commit_day = (change.lsn, change.commit_ts.astimezone(self.tz).date())
+        return self._commit_day[1]
+
+
+class PrimaryKeys:
+    """Primary key columns per table (catalog lookup, cached): REPLICA IDENTITY FULL flags every
+    column as key in pgoutput, so the real key comes from pg_index."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self.conn = conn
+        self._cache: dict[tuple[str, str], tuple[str, ...]] = {}
+
+    def __call__(self, schema: str, table: str) -> tuple[str, ...]:
+        key = (schema, table)
+        if key not in self._cache:
+            with self.conn.transaction():
+                rows = self.conn.execute(
+                    "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid"
+                    " AND a.attnum = ANY(i.indkey) WHERE i.indisprimary AND i.indrelid = %s::regclass"
+                    " ORDER BY array_position(i.indkey::int2[], a.attnum)",
+                    (f'"{schema}"."{table}"',)).fetchall()
+            self._cache[key] = tuple(r[0] for r in rows)
+        return self._cache[key]
+
+
+class Pipeline:
+    """Source → transform → batch → sink → checkpoint → flush for one destination."""
+
+    def __init__(self, settings: Settings, dest: Destination, sink: Sink | None = None,
+                 transform: Transform | None = None, stop: threading.Event | None = None) -> None:
+        self.settings = settings
+        self.stream = settings.stream
+        self.dest = dest
+        self.name = dest.name
+        self.slot = slot_name(dest.name)
+        self.conninfo = settings.database.conninfo()
+        self._sink = sink
+        self._transform = transform
+        self.stop = stop or threading.Event()
+        self.healthy = False
+        self.on_ready: Callable[[], None] | None = None
+        self.business_date = BusinessDates()
+        # counters for status and tests
+        self.events_sent = 0
+        self.batches_sent = 0
+        self.flushed_lsn = 0
+        # drain/bench/tests: end the stream once this returns True for (pipeline, flushed position)
+        self.catch_up: Callable[[Pipeline, int], bool] | None = None
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        return psycopg.connect(with_session_options(self.conninfo, application_name=f"cdcsync-{self.name}"))
+
+    def run_once(self) -> None:
+        """One session: connect, snapshot if needed, stream until stopped or an error."""
+        self.healthy = False
+        conn = self._connect()
+        repl: ReplicationConnection | None = None
+        sink = self._sink or build_sink(self.dest)
+        try:
+            db = str(conn.info.dbname)
+            self.business_date.tz = conn.info.timezone
+            transform = self._transform or DefaultTransform(self.settings.org_code, db)
+            pks = PrimaryKeys(conn)
+            ckpt = Checkpointer(conn, self.name, self.slot, pks)
+            state = ckpt.load()
+            with conn.transaction():
+                slot = get_slot(conn, self.slot)
+            if not state.snapshot_done or slot is None:
+                if state.snapshot_done and slot is None:
+                    log.error("destination %s: slot %s is missing although its snapshot was done;"
+                              " taking a new initial snapshot", self.name, self.slot)
+                if self.stream.snapshot_on_new:
+                    repl = self._initial_snapshot(conn, sink, transform, ckpt, pks, slot is not None)
+                else:
+                    with conn.transaction():
+                        if slot is None:
+                            conn.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')",
+                                         (self.slot,))
+                            log.info("replication slot created: %s", self.slot)
+                        slot = get_slot(conn, self.slot)
+                    assert slot is not None and slot.confirmed_flush_lsn is not None
+                    from cdcsync.event import str_to_lsn
+
+                    ckpt.mark_streaming(str_to_lsn(slot.confirmed_flush_lsn))
+            else:
+                log.info("replication slot present: %s (resuming at %s)", self.slot, lsn_to_str(ckpt.acked_lsn))
+            if self.stop.is_set():
+                return
+            if repl is None:
+                repl = ReplicationConnection(self.conninfo, application_name=f"cdcsync-{self.name}")
+            self._stream(conn, repl, sink, transform, ckpt, pks)
+        finally:
+            if repl is not None:
+                repl.close()
+            if self._sink is None:
+                sink.close()
+            conn.close()
+
+    def snapshot_once(self, tables: list[str] | None = None) -> int:
+        """``cdcsync snapshot``: the initial snapshot when it was never completed (all tables,
+        slot created, streaming left to ``run``); otherwise an ad-hoc re-read of ``tables`` (or
+        all) as op ``r`` events, in a temporary slot's snapshot, leaving the position alone."""
+        from cdcsync.source.snapshot import read_snapshot
+
+        conn = self._connect()
+        sink = self._sink or build_sink(self.dest)
+        repl: ReplicationConnection | None = None
+        try:
+            db = str(conn.info.dbname)
+            self.business_date.tz = conn.info.timezone
+            transform = self._transform or DefaultTransform(self.settings.org_code, db)
+            pks = PrimaryKeys(conn)
+            ckpt = Checkpointer(conn, self.name, self.slot, pks)
+            state = ckpt.load()
+            with conn.transaction():
+                slot = get_slot(conn, self.slot)
+            if slot is not None and slot.active:
+                raise SnapshotRefused(f"目的地 {self.name} 的复制槽 {self.slot} 正在使用中，请先停止 cdcsync run")
+            if not state.snapshot_done or slot is None:
+                if tables:
+                    raise SnapshotRefused(
+                        f"目的地 {self.name} 尚未完成初始快照；初始快照包含全部表，不能用 --table 指定")
+                before = self.events_sent
+                repl = self._initial_snapshot(conn, sink, transform, ckpt, pks, slot is not None)
+                return self.events_sent - before
+            repl = ReplicationConnection(self.conninfo, application_name=f"cdcsync-{self.name}-snapshot")
+            created = repl.create_slot(f"{self.slot}_adhoc", export_snapshot=True, temporary=True)
+            assert created.snapshot_name is not None
+            batcher = _Batcher(self, sink, transform, ckpt, pks, None, position=False)
+            total = read_snapshot(self.conninfo, created.snapshot_name, created.consistent_point,
+                                  batcher.add, pks, tables=tables, stop=self.stop)
+            batcher.finish_snapshot(created.consistent_point)
+            log.info("destination %s: ad-hoc snapshot done, %d rows", self.name, total)
+            return total
+        finally:
+            if repl is not None:
+                repl.close()
+            if self._sink is None:
+                sink.close()
+            conn.close()
+
+    # -- snapshot ---------------------------------------------------------------------------
+
+    def _initial_snapshot(self, conn: psycopg.Connection[Any], sink: Sink, transform: Transform,
+                          ckpt: Checkpointer, pks: PrimaryKeys, slot_exists: bool) -> ReplicationConnection:
+        from cdcsync.source.snapshot import read_snapshot
+
+        ckpt.start_snapshot()
+        if slot_exists:
+            log.warning("destination %s: initial snapshot not finished; recreating slot %s", self.name, self.slot)
+            with conn.transaction():
+                drop_slot(conn, self.slot, force=True)
+        repl = ReplicationConnection(self.conninfo, application_name=f"cdcsync-{self.name}")
+        try:
+            created = repl.create_slot(self.slot, export_snapshot=True)
+            log.info("destination %s: slot %s created, snapshot at %s", self.name, self.slot,
+                     lsn_to_str(created.consistent_point))
+            batcher = _Batcher(self, sink, transform, ckpt, pks, None)
+            assert created.snapshot_name is not None
+            total = read_snapshot(self.conninfo, created.snapshot_name, created.consistent_point,
+                                  batcher.add, pks, stop=self.stop)
+            if self.stop.is_set():
+                raise _Interrupted()
+            batcher.finish_snapshot(created.consistent_point)
+            log.info("destination %s: initial snapshot done, %d rows", self.name, total)
+            return repl
+        except BaseException:
+            repl.close()
+            raise
+
+    # -- streaming --------------------------------------------------------------------------
+
+    def _stream(self, conn: psycopg.Connection[Any], repl: ReplicationConnection, sink: Sink,
+                transform: Transform, ckpt: Checkpointer, pks: PrimaryKeys) -> None:
+        st = self.stream
+        repl.start(self.slot, ckpt.acked_lsn, PUBLICATION)
+        decoder = PgOutputDecoder()
+        batcher = _Batcher(self, sink, transform, ckpt, pks, repl)
+        batcher.flush_pos = ckpt.acked_lsn
+        self.healthy = True
+        if self.on_ready is not None:
+            self.on_ready()
+        skip = False
+        acked = ckpt.acked_lsn
+        next_heartbeat = time.monotonic() + st.heartbeat_interval_s
+        status_interval = st.status_interval_s
+        decode = decoder.decode
+        add = batcher.add
+        stop = self.stop
+        read = repl.read_raw
+        while not stop.is_set():
+            now = time.monotonic()
+            if batcher.deadline is not None and now >= batcher.deadline:
+                batcher.send()
+            if now >= next_heartbeat:
+                self._heartbeat(conn, repl)
+                next_heartbeat = now + st.heartbeat_interval_s
+            if repl.status_due(status_interval):
+                repl.send_status(batcher.flush_pos)
+            if self.catch_up is not None and batcher.idle and self.catch_up(self, batcher.flush_pos):
+                break
+            wait = 0.5 if batcher.deadline is None else max(0.0, min(0.5, batcher.deadline - now))
+            buf = read(wait)
+            # Drain what is already here without touching the timers (they are checked every
+            # few hundred messages: the batcher's size limits act inside add()).
+            budget = 500
+            while buf is not None:
+                if buf[0] == 0x77:  # XLogData
+                    end = _xlog_end(buf, 9)[0]
+                    if end > repl.received_lsn:
+                        repl.received_lsn = end
+                    m = decode(buf[25:])
+                    if type(m) is Change:
+                        if not skip:
+                            add(m)
+                    elif type(m) is Begin:
+                        # A transaction whose commit precedes the acknowledged position was
+                        # delivered before a crash; PostgreSQL may send it again.
+                        skip = m.final_lsn < acked
+                        batcher.in_tx = not skip
+                    elif type(m) is Commit:
+                        if not skip:
+                            batcher.commit(m.commit_lsn, m.end_lsn)
+                        batcher.in_tx = False
+                        skip = False
+                    elif type(m) is Truncate:
+                        if not skip:
+                            for ch in m.changes:
+                                add(ch)
+                    elif (type(m) is LogicalMessage and not m.transactional
+                          and batcher.idle and m.lsn > batcher.flush_pos):
+                        batcher.flush_pos = m.lsn
+                else:  # primary keepalive
+                    ka = repl.keepalive(buf)
+                    if batcher.idle and ka.wal_end > batcher.flush_pos:
+                        batcher.flush_pos = ka.wal_end  # everything sent before it is acknowledged
+                    if ka.reply:
+                        repl.send_status(batcher.flush_pos)
+                budget -= 1
+                if budget == 0 or stop.is_set():
+                    break
+                buf = read(0)
+        # Shutdown: deliver and acknowledge what is in flight, tell PostgreSQL, CopyDone.
+        batcher.send()
+        repl.send_status(batcher.flush_pos)
+        repl.stop()
+        log.info("destination %s: stream stopped at %s", self.name, lsn_to_str(batcher.flush_pos))
+
+    def _heartbeat(self, conn: psycopg.Connection[Any], repl: ReplicationConnection) -> None:
+        with conn.transaction():
+            conn.execute("SELECT pg_logical_emit_message(false, %s, now()::text)", (HEARTBEAT_PREFIX,))
+            slot = get_slot(conn, self.slot)
+        if slot is not None and slot.retained_bytes is not None:
+            limit = self.stream.wal_retention_warn_mb * 1024 * 1024
+            if slot.retained_bytes > limit:
+                log.warning("slot %s retains %d MB of WAL (threshold %d MB)", self.slot,
+                            slot.retained_bytes // (1024 * 1024), self.stream.wal_retention_warn_mb)
+
+
+class SnapshotRefused(RuntimeError):
+    """``cdcsync snapshot`` cannot run now (message for the admin)."""
+
+
+class _Interrupted(Exception):
+    """Stop requested while the snapshot was running (it restarts from scratch next time)."""
+
+
+class _Batcher:
+    """Collects events into bounded batches and drives sink → checkpoint → flush."""
+
+    def __init__(self, pipe: Pipeline, sink: Sink, transform: Transform, ckpt: Checkpointer,
+                 pks: PrimaryKeys, repl: ReplicationConnection | None, position: bool = True) -> None:
+        self.pipe = pipe
+        self.position = position
+        self.sink = sink
+        self.transform = transform
+        self.ckpt = ckpt
+        self.pks = pks
+        self.repl = repl
+        self.max_events = pipe.stream.batch_max_events
+        self.max_bytes = pipe.stream.batch_max_bytes
+        self.linger = pipe.stream.linger_ms / 1000.0
+        self.batch = Batch()
+        self.deadline: float | None = None
+        self.in_tx = False
+        self.flush_pos = 0
+        self.bdate = pipe.business_date
+
+    @property
+    def idle(self) -> bool:
+        """Nothing received is waiting for acknowledgement."""
+        return not self.in_tx and self.deadline is None
+
+    def add(self, change: Change) -> None:
+        out = self.transform(change)
+        b = self.batch
+        if type(out) is Event:
+            b.events.append(out)
+            b.business_dates.append(self.bdate(change))
+            # Estimate, not the JSON length: encoding is the sink's work (a null sink skips it).
+            b.nbytes += 2 * change.size + 256
+        else:
+            assert isinstance(out, Rejection)
+            b.rejections.append(self._rejected(change, out))
+        if self.deadline is None:
+            self.deadline = time.monotonic() + self.linger
+        if len(b.events) >= self.max_events or b.nbytes >= self.max_bytes:
+            self.send()
+
+    def _rejected(self, change: Change, rej: Rejection, eid: str | None = None) -> Rejected:
+        row = change.row
+        pk_cols = self.pks(change.schema, change.table)
+        pk = {c: row.get(c) for c in pk_cols} if row else {}
+        origin = getattr(self.transform, "origin", f"{self.pipe.settings.org_code}")
+        return Rejected(eid or event_id(origin, change), change.schema, change.table,
+                        _jsonable(pk), change.lsn, rej.rule_id, rej.field, rej.message, row, self.bdate(change))
+
+    def commit(self, commit_lsn: int, end_lsn: int) -> None:
+        self.batch.commit_through = commit_lsn
+        self.batch.flush_lsn = end_lsn
+        if self.deadline is None:
+            self.deadline = time.monotonic() + self.linger
+
+    def send(self) -> None:
+        b = self.batch
+        if not b.events and not b.rejections and b.commit_through is None:
+            self.deadline = None
+            return
+        ack = self.sink.send(b) if b.events else Ack(accepted=())
+        missing = ack.missing(b)
+        if missing:
+            raise SinkError(f"目的地 {self.pipe.name} 未确认 {len(missing)} 条事件")
+        sink_rej: list[Rejected] = []
+        if ack.rejected:
+            for ev in b.events:
+                reason = ack.rejected.get(ev.id)
+                if reason is not None:
+                    ch = Change(ev.op, ev.schema, ev.table, ev.before, ev.after, ev.lsn, ev.tx_id, ev.commit_ts, 0,
+                                ev.snapshot)
+                    sink_rej.append(self._rejected(ch, Rejection("sink.rejected", None, reason), ev.id))
+        lsn = self.ckpt.record(b, ack, sink_rej, position=self.position)
+        self.pipe.events_sent += len(b.events)
+        self.pipe.batches_sent += 1
+        self.batch = Batch()
+        self.deadline = None
+        if lsn is not None and lsn > self.flush_pos:
+            self.flush_pos = lsn
+            self.pipe.flushed_lsn = lsn
+            if self.repl is not None:
+                self.repl.send_status(lsn)
+
+    def finish_snapshot(self, consistent_point: int) -> None:
+        self.batch.snapshot_done_lsn = consistent_point
+        self.batch.commit_through = consistent_point
+        self.send()
+        self.flush_pos = consistent_point
+
+
+def _jsonable(value: dict[str, Any]) -> dict[str, Any]:
+    import orjson
+
+    return dict(orjson.loads(dumps(value)))
+
+
+def run_pipeline_forever(pipe: Pipeline) -> None:
+    """Keep one destination streaming: reconnect with exponential backoff and jitter."""
+    from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential_jitter
+
+    def before_sleep(state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        wait = state.next_action.sleep if state.next_action else 0.0
+        log.warning("destination %s: %s: %s; reconnecting in %.1fs (attempt %d)", pipe.name,
+                    type(exc).__name__, _one_line(exc), wait, state.attempt_number)
+
+    def stop_when_asked(state: RetryCallState) -> bool:
+        return pipe.stop.is_set()
+
+    def session() -> None:
+        try:
+            pipe.run_once()
+        except _Interrupted:
+            return
+        except Exception as exc:
+            if pipe.healthy and not pipe.stop.is_set():
+                # It was streaming: reconnect at once, back off only if that fails too.
+                log.warning("destination %s: stream lost (%s: %s); reconnecting", pipe.name,
+                            type(exc).__name__, _one_line(exc))
+                return
+            raise
+
+    while not pipe.stop.is_set():
+        retrying = Retrying(
+            retry=retry_if_exception_type(Exception),
+            wait=wait_exponential_jitter(multiplier=0.5, max=30.0, jitter=1.0),
+            stop=stop_when_asked,
+            sleep=lambda seconds: None if pipe.stop.wait(seconds) else None,
+            before_sleep=before_sleep,
+            reraise=True,
+        )
+        try:
+            retrying(session)
+        except Exception as exc:
+            if pipe.stop.is_set():
+                log.info("destination %s: stopped while reconnecting (%s)", pipe.name, type(exc).__name__)
+                return
+            raise
+        if pipe.catch_up is not None:
+            return
+
+
+def _one_line(exc: BaseException | None) -> str:
+    if exc is None:
+        return ""
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else ""

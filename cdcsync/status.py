@@ -1,0 +1,68 @@
+"""Per-destination replication status as a plain dict (CLI ``status`` and the monitoring API)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import psycopg
+
+from cdcsync.config import Settings
+from cdcsync.source.slots import SLOT_PREFIX, get_slot, list_slots, slot_name
+
+
+def _iso(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, dt.datetime | dt.date) else value
+
+
+def destination_status(conn: psycopg.Connection[Any], settings: Settings, name: str) -> dict[str, Any]:
+    slot = get_slot(conn, slot_name(name))
+    ck = conn.execute(
+        "SELECT acked_lsn::text, last_event_at, last_ack_at, snapshot_done FROM cdcsync.checkpoint"
+        " WHERE destination = %s", (name,)).fetchone()
+    lag_seconds: float | None = None
+    if slot is not None and slot.active_pid is not None:
+        row = conn.execute("SELECT extract(epoch FROM flush_lag)::float8 FROM pg_stat_replication WHERE pid = %s",
+                           (slot.active_pid,)).fetchone()
+        lag_seconds = float(row[0]) if row and row[0] is not None else 0.0
+    elif ck is not None and ck[2] is not None:
+        row = conn.execute("SELECT extract(epoch FROM now() - %s::timestamptz)::float8", (ck[2],)).fetchone()
+        lag_seconds = float(row[0]) if row else None
+    today = conn.execute(
+        "SELECT table_name, delivered, quarantined FROM cdcsync.delivery_stats"
+        " WHERE destination = %s AND business_date = current_date ORDER BY table_name", (name,)).fetchall()
+    (held,) = conn.execute(
+        "SELECT count(*) FROM cdcsync.quarantine WHERE destination = %s AND status = 'held'",
+        (name,)).fetchone() or (0,)
+    warn_bytes = settings.stream.wal_retention_warn_mb * 1024 * 1024
+    retained = slot.retained_bytes if slot else None
+    return {
+        "destination": name,
+        "slot": slot_name(name),
+        "slot_exists": slot is not None,
+        "active": bool(slot and slot.active),
+        "confirmed_flush_lsn": slot.confirmed_flush_lsn if slot else None,
+        "checkpoint_lsn": ck[0] if ck else None,
+        "snapshot_done": bool(ck[3]) if ck else False,
+        "lag_bytes": slot.lag_bytes if slot else None,
+        "lag_seconds": lag_seconds,
+        "wal_retained_bytes": retained,
+        "wal_retention_warning": bool(retained is not None and retained > warn_bytes),
+        "last_event_at": _iso(ck[1]) if ck else None,
+        "last_ack_at": _iso(ck[2]) if ck else None,
+        "events_today": {t: int(d) for t, d, _ in today},
+        "quarantined_today": {t: int(q) for t, _, q in today if q},
+        "quarantined_held": int(held),
+    }
+
+
+def collect_status(settings: Settings, conninfo: str | None = None) -> dict[str, Any]:
+    with psycopg.connect(conninfo or settings.database.conninfo(), autocommit=True) as conn:
+        dests = [destination_status(conn, settings, d.name) for d in settings.destinations]
+        configured = {slot_name(d.name) for d in settings.destinations}
+        orphans = [s.as_dict() for s in list_slots(conn, SLOT_PREFIX) if s.name not in configured]
+        (now,) = conn.execute("SELECT now()").fetchone() or (None,)
+    for d, cfg in zip(dests, settings.destinations, strict=True):
+        d["enabled"] = cfg.enabled
+        d["kind"] = cfg.kind
+    return {"generated_at": _iso(now), "destinations": dests, "orphan_slots": orphans}

@@ -1,0 +1,126 @@
+"""Helpers shared by the CDC engine tests (test_pgoutput, test_stream, test_faults, test_snapshot)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import yaml
+
+from cdcsync.config import Settings
+from cdcsync.db.migrate import apply_migrations
+
+REPO = Path(__file__).resolve().parents[1]
+
+PROBE_DDL = """
+CREATE TABLE emr.cdc_probe (
+    id       bigint PRIMARY KEY,
+    i2       smallint,
+    i4       integer,
+    amount   numeric(30, 10),
+    ratio    double precision,
+    name     text,
+    code     varchar(20),
+    flag     boolean,
+    day      date,
+    at_time  time,
+    at_ts    timestamp,
+    at_tstz  timestamptz,
+    blob     bytea,
+    doc      jsonb,
+    tags     text[],
+    big      text
+);
+ALTER TABLE emr.cdc_probe REPLICA IDENTITY FULL;
+"""
+
+
+def prepare_db(dsn: str) -> None:
+    """Schema emr (the mirror migration may not exist yet), every migration, the publication."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA IF NOT EXISTS emr")
+    apply_migrations(dsn, REPO / "sql")
+
+
+def settings_for(dsn: str, tmp: Path, **stream: Any) -> tuple[Settings, Path]:
+    """Settings with one jsonl destination ``t``; also written as YAML for subprocesses."""
+    data: dict[str, Any] = {
+        "org_code": "TESTORG01",
+        "state_dir": str(tmp / "state"),
+        "database": {"dsn": dsn},
+        "stream": {"status_interval_s": 1, "linger_ms": 50, "heartbeat_interval_s": 5, **stream},
+        "destinations": [{"name": "t", "kind": "jsonl", "path": str(tmp / "events.jsonl")}],
+    }
+    cfg = tmp / "config.yaml"
+    cfg.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return Settings.model_validate(data), cfg
+
+
+def read_events(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    out = []
+    with open(path, "rb") as fh:
+        for line in fh:
+            if line.endswith(b"\n"):
+                out.append(json.loads(line))
+    return out
+
+
+def fold(events: list[dict[str, Any]], table: str, key: str = "id") -> dict[Any, dict[str, Any]]:
+    """Replay events (first occurrence of each id, in order) into {primary key: row}."""
+    state: dict[Any, dict[str, Any]] = {}
+    seen: set[str] = set()
+    for ev in events:
+        if ev["id"] in seen or ev["source"]["table"] != table:
+            continue
+        seen.add(ev["id"])
+        if ev["op"] in ("c", "u", "r"):
+            if ev["op"] == "u" and ev["before"] and ev["before"][key] != ev["after"][key]:
+                state.pop(ev["before"][key], None)
+            state[ev["after"][key]] = ev["after"]
+        elif ev["op"] == "d":
+            state.pop(ev["before"][key], None)
+        elif ev["op"] == "t":
+            state.clear()
+    return state
+
+
+def table_as_events(dsn: str, table: str, key: str = "id") -> dict[Any, dict[str, Any]]:
+    """The table's rows rendered the way events render them (same converters, same JSON)."""
+    from cdcsync.event import dumps
+    from cdcsync.source.protocol import with_session_options
+    from cdcsync.source.typeconv import converter_for
+
+    out: dict[Any, dict[str, Any]] = {}
+    with psycopg.connect(with_session_options(dsn)) as conn:
+        cols = conn.execute(
+            "SELECT attname, atttypid FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0"
+            " AND NOT attisdropped ORDER BY attnum", (f"emr.{table}",)).fetchall()
+        names = [c for c, _ in cols]
+        convs = [converter_for(o) for _, o in cols]
+        sel = ", ".join(f'"{c}"::text' for c in names)
+        for rec in conn.execute(f"SELECT {sel} FROM emr.{table}"):
+            row = {n: (None if v is None else cv(v.encode())) for n, v, cv in zip(names, rec, convs, strict=True)}
+            parsed = json.loads(dumps(row))
+            out[parsed[key]] = parsed
+    return out
+
+
+def cli_cmd(cfg: Path, *args: str) -> list[str]:
+    """``cdcsync -c cfg ARGS`` whether or not the lead registered the stream commands yet."""
+    code = ("import sys; from cdcsync.cli import main; from cdcsync.stream_cli import COMMANDS\n"
+            "for c in COMMANDS:\n    main.commands.setdefault(c.name, c)\n"
+            "main(prog_name='cdcsync')")
+    return [sys.executable, "-c", code, "-c", str(cfg), *args]
+
+
+def start_daemon(cfg: Path, log_path: Path) -> subprocess.Popen[bytes]:
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    fh = open(log_path, "ab")  # noqa: SIM115 - owned by the child
+    return subprocess.Popen(cli_cmd(cfg, "run"), stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=str(REPO))
