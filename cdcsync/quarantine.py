@@ -1,0 +1,319 @@
+"""The quarantine (隔离区): reading it, masking it, and retrying what it holds.
+
+Rows get into ``cdcsync.quarantine`` through the checkpoint transaction (cdcsync.checkpoint).
+This module is the other half: list/show without patient data, and retry:
+
+1. re-read the CURRENT row from the mirror table by primary key (it may have been corrected
+   since); a row that is gone is marked ``discarded`` with the reason in ``message``;
+2. re-validate and map it with the rules in force (a fixed mapping takes effect here);
+3. what passes is sent to the destination's sink as an event with the SAME id (so a receiver
+   that already has it drops it), and on acceptance marked ``released``, moving its count from
+   ``quarantined`` to ``delivered`` in ``cdcsync.delivery_stats`` in the same transaction;
+4. what still fails stays ``held`` with its new rule/field/message and ``attempts + 1``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from cdcsync.event import Batch, Event, Row, dumps, str_to_lsn
+from cdcsync.sink import Sink
+from cdcsync.spec import Spec, load_spec
+from cdcsync.validate import Violation
+from cdcsync.validate.compiler import Validators, beijing_now
+from cdcsync.validate.stage import _EVENT_HAS_VERSIONS, rejection_from
+
+log = logging.getLogger(__name__)
+
+MASK = "***"
+STATUSES = ("held", "released", "discarded")
+GONE_RULE = "GONE001"
+GONE_MESSAGE = "镜像库中已无此记录（已删除或主键已变），不再重发"
+
+
+@dataclass
+class Entry:
+    event_id: str
+    destination: str
+    table_name: str
+    primary_key: dict[str, Any]
+    lsn: str
+    rule_id: str
+    field: str | None
+    message: str
+    raw_row: dict[str, Any] | None
+    first_seen: dt.datetime
+    last_seen: dt.datetime
+    attempts: int
+    status: str
+
+    def summary(self) -> dict[str, Any]:
+        """Everything but the raw row (safe to print and log)."""
+        return {
+            "event_id": self.event_id, "destination": self.destination, "table": self.table_name,
+            "primary_key": self.primary_key, "lsn": self.lsn, "rule_id": self.rule_id, "field": self.field,
+            "message": self.message, "first_seen": self.first_seen.isoformat(timespec="seconds"),
+            "last_seen": self.last_seen.isoformat(timespec="seconds"), "attempts": self.attempts,
+            "status": self.status,
+        }
+
+
+@dataclass(frozen=True)
+class Filters:
+    table: str | None = None
+    rule: str | None = None
+    since: dt.datetime | None = None
+    destination: str | None = None
+    status: str | None = "held"  # None: every status
+    event_id: str | None = None
+
+
+_COLUMNS = ("event_id, destination, table_name, primary_key, lsn::text AS lsn, rule_id, field, message, raw_row,"
+            " first_seen, last_seen, attempts, status")
+
+
+def _where(f: Filters) -> tuple[sql.Composable, list[Any]]:
+    parts: list[sql.Composable] = []
+    args: list[Any] = []
+    for column, value in (("table_name", f.table), ("rule_id", f.rule), ("destination", f.destination),
+                          ("status", f.status), ("event_id", f.event_id)):
+        if value is not None:
+            parts.append(sql.SQL("{} = %s").format(sql.Identifier(column)))
+            args.append(value)
+    if f.since is not None:
+        parts.append(sql.SQL("last_seen >= %s"))
+        args.append(f.since)
+    if not parts:
+        return sql.SQL("true"), args
+    return sql.SQL(" AND ").join(parts), args
+
+
+def list_entries(conn: psycopg.Connection[Any], filters: Filters = Filters(), limit: int | None = None
+                 ) -> list[Entry]:
+    where, args = _where(filters)
+    query = sql.SQL("SELECT " + _COLUMNS + " FROM cdcsync.quarantine WHERE {} ORDER BY first_seen, lsn, event_id"
+                    ).format(where)
+    if limit is not None:
+        query = query + sql.SQL(" LIMIT {}").format(sql.Literal(limit))
+    with conn.cursor(row_factory=dict_row) as cur:
+        return [Entry(**r) for r in cur.execute(query, args).fetchall()]
+
+
+def find_entry(conn: psycopg.Connection[Any], key: str, destination: str | None = None) -> list[Entry]:
+    """Entries whose event id equals ``key`` or ends with it (ids are long; a unique tail is enough)."""
+    where, args = _where(Filters(destination=destination, status=None))
+    query = sql.SQL("SELECT " + _COLUMNS + " FROM cdcsync.quarantine WHERE {} AND (event_id = %s OR event_id LIKE %s)"
+                    " ORDER BY destination, event_id").format(where)
+    pattern = "%" + key.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(query, [*args, key, pattern]).fetchall()
+    exact = [r for r in rows if r["event_id"] == key]
+    return [Entry(**r) for r in (exact or rows)]
+
+
+def masked_row(spec: Spec, table: str, row: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """``row`` with every pii field of the table (and its ``_local`` twin) replaced by ``***``."""
+    if row is None:
+        return None
+    pii: set[str] = set()
+    if spec.has_table(table):
+        pii = {f.name for f in spec.table(table).pii_fields}
+    else:  # not in the spec: we cannot tell what is patient data, so show nothing
+        return {k: MASK for k in row}
+    return {k: (MASK if (k in pii or k.removesuffix("_local") in pii) and v not in (None, "") else v)
+            for k, v in row.items()}
+
+
+def counts(conn: psycopg.Connection[Any], filters: Filters = Filters(status=None)) -> dict[tuple[str, str, str], int]:
+    """(table, rule, status) -> number of entries."""
+    where, args = _where(filters)
+    query = sql.SQL("SELECT table_name, rule_id, status, count(*) FROM cdcsync.quarantine WHERE {}"
+                    " GROUP BY 1, 2, 3 ORDER BY 1, 2, 3").format(where)
+    return {(t, r, s): n for t, r, s, n in conn.execute(query, args).fetchall()}
+
+
+# --- retry ------------------------------------------------------------------------------------
+
+
+@dataclass
+class RetryResult:
+    released: list[str] = field(default_factory=list)
+    still_held: list[str] = field(default_factory=list)
+    discarded: list[str] = field(default_factory=list)
+    rejected_by_sink: list[str] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return len(self.released) + len(self.still_held) + len(self.discarded) + len(self.rejected_by_sink)
+
+
+def read_current_row(conn: psycopg.Connection[Any], schema: str, table: str, pk: Mapping[str, Any]
+                     ) -> Row | None:
+    """The row as it is now in the mirror table (values as Python types, like the stream's)."""
+    if not pk:
+        return None
+    cond = sql.SQL(" AND ").join(
+        sql.SQL("{} = %s").format(sql.Identifier(k)) for k in pk
+    )
+    query = sql.SQL("SELECT * FROM {}.{} WHERE {}").format(sql.Identifier(schema), sql.Identifier(table), cond)
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(query, list(pk.values())).fetchall()
+    return rows[0] if len(rows) == 1 else None
+
+
+def _business_date(spec: Spec, table: str, row: Mapping[str, Any] | None, fallback: dt.date) -> dt.date:
+    """The day the engine counted the row for (same rule as cdcsync.pipeline.BusinessDates)."""
+    if row is None or not spec.has_table(table):
+        return fallback
+    value = row.get(spec.table(table).business_date_field)
+    if isinstance(value, str):
+        try:
+            value = dt.datetime.fromisoformat(value)
+        except ValueError:
+            return fallback
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    return fallback
+
+
+def _origin_of(event_id: str) -> tuple[str, str, bool]:
+    """(org_code, db, snapshot) from an event id ``{org}.{db}:{lsn}:{ordinal}`` / ``…:r{lsn}:…``."""
+    origin, _, rest = event_id.partition(":")
+    org, _, db = origin.partition(".")
+    return org, db, rest.startswith("r")
+
+
+def _event_for(entry: Entry, row: Row, rules: Validators) -> Event:
+    org, db, snapshot = _origin_of(entry.event_id)
+    lsn = str_to_lsn(entry.lsn)
+    extra: dict[str, Any] = {}
+    if _EVENT_HAS_VERSIONS:
+        extra = {"mapping_version": rules.mapping_version, "spec_version": rules.spec_version}
+    # The quarantine does not keep the original op/tx/commit time: a retried row is the current
+    # state of the record, sent as a create (or a snapshot read when it came from the snapshot).
+    return Event(entry.event_id, "r" if snapshot else "c", None, row, org, db, "emr", entry.table_name, lsn, 0,
+                 entry.first_seen, snapshot, int(time.time() * 1000), **extra)
+
+
+def _jsonb(value: Any) -> Jsonb:
+    return Jsonb(value, dumps=lambda v: dumps(v).decode())
+
+
+def _chunks(entries: Sequence[Entry], size: int) -> Iterator[Sequence[Entry]]:
+    for i in range(0, len(entries), size):
+        yield entries[i:i + size]
+
+
+def retry(conn: psycopg.Connection[Any], rules: Validators, sinks: Mapping[str, Sink],
+          filters: Filters = Filters(), spec: Spec | None = None, batch_size: int = 500) -> RetryResult:
+    """Retry the held entries matching ``filters`` (see the module docstring)."""
+    spec = spec or load_spec()
+    result = RetryResult()
+    filters = Filters(filters.table, filters.rule, filters.since, filters.destination, "held", filters.event_id)
+    entries = [e for e in list_entries(conn, filters) if e.destination in sinks]
+    now = beijing_now()
+    for chunk in _chunks(entries, batch_size):
+        by_dest: dict[str, list[tuple[Entry, Event, dt.date]]] = {}
+        updates: list[tuple[Any, ...]] = []
+        discards: list[tuple[Any, ...]] = []
+        for entry in chunk:
+            row = read_current_row(conn, "emr", entry.table_name, entry.primary_key)
+            if row is None:
+                discards.append((GONE_RULE, GONE_MESSAGE, entry.destination, entry.event_id))
+                result.discarded.append(entry.event_id)
+                continue
+            compiled = rules.tables.get(entry.table_name)
+            if compiled is None:
+                mapped: Row | None = dict(row)
+                violations: list[Violation] = []
+            else:
+                mapped, violations = compiled.check(row, now)
+            if violations or mapped is None:
+                rej = rejection_from(violations)
+                updates.append((rej.rule_id, rej.field, rej.message, _jsonb(row), entry.destination, entry.event_id))
+                result.still_held.append(entry.event_id)
+                continue
+            day = _business_date(spec, entry.table_name, entry.raw_row, entry.first_seen.date())
+            by_dest.setdefault(entry.destination, []).append((entry, _event_for(entry, mapped, rules), day))
+        released: list[tuple[str, Entry, dt.date]] = []
+        sink_rejects: list[tuple[Any, ...]] = []
+        for dest, items in by_dest.items():
+            batch = Batch(events=[ev for _, ev, _ in items], business_dates=[d for _, _, d in items])
+            ack = sinks[dest].send(batch)
+            accepted = set(ack.accepted)
+            for entry, ev, day in items:
+                reason = ack.rejected.get(ev.id)
+                if ev.id in accepted and reason is None:
+                    released.append((dest, entry, day))
+                    result.released.append(ev.id)
+                else:
+                    why = reason or "目的地未确认该事件"
+                    sink_rejects.append(("sink.rejected", None, f"目的地拒收：{why}", _jsonb(ev.after), dest, ev.id))
+                    result.rejected_by_sink.append(ev.id)
+        _record(conn, updates + sink_rejects, discards, released)
+    if entries:
+        log.info("quarantine retry: %d released, %d still held, %d discarded, %d rejected by destination",
+                 len(result.released), len(result.still_held), len(result.discarded), len(result.rejected_by_sink))
+    return result
+
+
+def _record(conn: psycopg.Connection[Any], held: list[tuple[Any, ...]], discards: list[tuple[Any, ...]],
+            released: list[tuple[str, Entry, dt.date]]) -> None:
+    """One transaction: new reasons, discards, releases and the stats move."""
+    with conn.transaction():
+        cur = conn.cursor()
+        if held:
+            cur.executemany(
+                "UPDATE cdcsync.quarantine SET rule_id = %s, field = %s, message = %s, raw_row = %s,"
+                " attempts = attempts + 1, last_seen = now() WHERE destination = %s AND event_id = %s", held)
+        if discards:
+            cur.executemany(
+                "UPDATE cdcsync.quarantine SET rule_id = %s, field = NULL, message = %s, status = 'discarded',"
+                " attempts = attempts + 1, last_seen = now() WHERE destination = %s AND event_id = %s", discards)
+        if released:
+            cur.executemany(
+                "UPDATE cdcsync.quarantine SET status = 'released', attempts = attempts + 1, last_seen = now()"
+                " WHERE destination = %s AND event_id = %s", [(d, e.event_id) for d, e, _ in released])
+            stats: dict[tuple[str, str, dt.date], int] = {}
+            for dest, entry, day in released:
+                key = (dest, entry.table_name, day)
+                stats[key] = stats.get(key, 0) + 1
+            cur.executemany(
+                "INSERT INTO cdcsync.delivery_stats AS s (destination, table_name, business_date, delivered,"
+                " quarantined, batches) VALUES (%s, %s, %s, %s, 0, 1) ON CONFLICT (destination, table_name,"
+                " business_date) DO UPDATE SET delivered = s.delivered + EXCLUDED.delivered,"
+                " quarantined = greatest(s.quarantined - EXCLUDED.delivered, 0), batches = s.batches + 1,"
+                " last_ack_at = now()",
+                [(d, t, day, n) for (d, t, day), n in stats.items()])
+        if released:
+            cur.executemany(
+                "UPDATE cdcsync.checkpoint SET last_ack_at = now(), updated_at = now() WHERE destination = %s",
+                [(d,) for d in sorted({d for d, _, _ in released})])
+
+
+__all__ = [
+    "GONE_RULE",
+    "MASK",
+    "STATUSES",
+    "Entry",
+    "Filters",
+    "RetryResult",
+    "counts",
+    "find_entry",
+    "list_entries",
+    "masked_row",
+    "read_current_row",
+    "retry",
+]
