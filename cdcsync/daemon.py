@@ -13,10 +13,14 @@ import signal
 import socket
 import threading
 import time
+from pathlib import Path
 from types import FrameType
 
 from cdcsync.config import Settings
+from cdcsync.event import str_to_lsn
+from cdcsync.mapping.reload import MappingWatcher, RulesHolder
 from cdcsync.pipeline import Pipeline, run_pipeline_forever
+from cdcsync.validate.stage import ValidationStage
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +61,21 @@ def _guarded(pipe: Pipeline) -> None:
         raise
 
 
+def _rules_state_path(settings: Settings) -> Path:
+    """Where the daemon publishes the mapping version in force, for ``cdcsync status``."""
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    return settings.state_dir / "rules.json"
+
+
+def _pipelines(settings: Settings, holder: RulesHolder, stop: threading.Event) -> list[Pipeline]:
+    """One pipeline per enabled destination; each gets its own validation stage (it tracks the
+    transaction it is in, so that one transaction is always checked with one rule set)."""
+    return [
+        Pipeline(settings, d, transform=ValidationStage.for_settings(settings, holder), stop=stop)
+        for d in settings.enabled_destinations
+    ]
+
+
 def run(settings: Settings, install_signals: bool = True) -> int:
     dests = settings.enabled_destinations
     if not dests:
@@ -74,7 +93,9 @@ def run(settings: Settings, install_signals: bool = True) -> int:
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
 
-    pipes = [Pipeline(settings, d, stop=stop) for d in dests]
+    holder = RulesHolder.load(settings.mappings_dir, settings.hospital)
+    watcher = MappingWatcher(holder, state_path=_rules_state_path(settings)).start()
+    pipes = _pipelines(settings, holder, stop)
     threads = [threading.Thread(target=_guarded, args=(p,), name=f"cdcsync-{p.name}", daemon=True) for p in pipes]
     for t in threads:
         t.start()
@@ -91,6 +112,7 @@ def run(settings: Settings, install_signals: bool = True) -> int:
             log.error("every pipeline stopped; exiting")
             return 1
 
+    watcher.stop()
     deadline = time.monotonic() + settings.stream.shutdown_timeout_s
     for t in threads:
         t.join(max(0.0, deadline - time.monotonic()))
@@ -111,9 +133,9 @@ def drain(settings: Settings, timeout: float = 600.0) -> dict[str, int]:
 
     with psycopg.connect(settings.database.conninfo(), autocommit=True) as conn:
         row = conn.execute("SELECT pg_logical_emit_message(false, %s, 'drain')", (HEARTBEAT_PREFIX,)).fetchone()
-    target = int(str(row[0]).split("/")[0], 16) << 32 | int(str(row[0]).split("/")[1], 16) if row else 0
+    target = str_to_lsn(str(row[0])) if row else 0
     stop = threading.Event()
-    pipes = [Pipeline(settings, d, stop=stop) for d in settings.enabled_destinations]
+    pipes = _pipelines(settings, RulesHolder.load(settings.mappings_dir, settings.hospital), stop)
     for p in pipes:
         p.catch_up = lambda _p, pos: pos >= target
     threads = [threading.Thread(target=run_pipeline_forever, args=(p,), daemon=True) for p in pipes]

@@ -90,6 +90,8 @@ class Event:
     commit_ts: dt.datetime
     snapshot: bool
     ts_ms: int
+    mapping_version: str | None = None  # code tables the row was mapped with (validation stage)
+    spec_version: str | None = None  # dataset spec the row was validated against
     _raw: bytes | None = field(default=None, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
@@ -107,6 +109,8 @@ class Event:
                 "tx_id": self.tx_id,
                 "commit_ts": self.commit_ts,
                 "snapshot": self.snapshot,
+                "spec_version": self.spec_version,
+                "mapping_version": self.mapping_version,
             },
             "ts_ms": self.ts_ms,
         }

@@ -31,7 +31,7 @@ from cdcsync.sink import Sink
 from cdcsync.spec import Spec, load_spec
 from cdcsync.validate import Violation
 from cdcsync.validate.compiler import Validators, beijing_now
-from cdcsync.validate.stage import _EVENT_HAS_VERSIONS, rejection_from
+from cdcsync.validate.stage import rejection_from
 
 log = logging.getLogger(__name__)
 
@@ -198,13 +198,11 @@ def _origin_of(event_id: str) -> tuple[str, str, bool]:
 def _event_for(entry: Entry, row: Row, rules: Validators) -> Event:
     org, db, snapshot = _origin_of(entry.event_id)
     lsn = str_to_lsn(entry.lsn)
-    extra: dict[str, Any] = {}
-    if _EVENT_HAS_VERSIONS:
-        extra = {"mapping_version": rules.mapping_version, "spec_version": rules.spec_version}
     # The quarantine does not keep the original op/tx/commit time: a retried row is the current
     # state of the record, sent as a create (or a snapshot read when it came from the snapshot).
     return Event(entry.event_id, "r" if snapshot else "c", None, row, org, db, "emr", entry.table_name, lsn, 0,
-                 entry.first_seen, snapshot, int(time.time() * 1000), **extra)
+                 entry.first_seen, snapshot, int(time.time() * 1000),
+                 mapping_version=rules.mapping_version, spec_version=rules.spec_version)
 
 
 def _jsonb(value: Any) -> Jsonb:

@@ -10,7 +10,7 @@
   before-image's coded fields are mapped where they can be.
 * the mapped row carries the national code in ``<field>`` and the local code in
   ``<field>_local`` for every coded field; the event records ``mapping_version`` and
-  ``spec_version`` when the engine's Event has those fields.
+  ``spec_version``.
 * tables that are not in the dataset spec are forwarded untouched.
 
 The rules in force come from a :class:`~cdcsync.mapping.reload.RulesHolder`; a new set is picked
@@ -19,7 +19,6 @@ up at a transaction boundary (first change with a new commit LSN), never inside 
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -34,8 +33,6 @@ from cdcsync.pipeline import event_id  # the engine owns the id scheme
 from cdcsync.validate import Violation
 from cdcsync.validate.compiler import Validators, beijing_now
 
-_EVENT_FIELDS = {f.name for f in dataclasses.fields(Event)}
-_EVENT_HAS_VERSIONS = {"mapping_version", "spec_version"} <= _EVENT_FIELDS
 _MAX_LISTED = 8
 
 
@@ -116,14 +113,12 @@ class ValidationStage:
         return self._event(change, before, mapped, rules)
 
     def _event(self, change: Change, before: Row | None, after: Row | None, rules: Validators) -> Event:
-        extra: dict[str, Any] = {}
-        if _EVENT_HAS_VERSIONS:
-            extra = {"mapping_version": rules.mapping_version, "spec_version": rules.spec_version}
         return Event(
             event_id(self.origin, change), change.op,
             before, after,
             self.org_code, self.db, change.schema, change.table, change.lsn, change.tx_id, change.commit_ts,
-            change.snapshot, int(time.time() * 1000), **extra,
+            change.snapshot, int(time.time() * 1000),
+            mapping_version=rules.mapping_version, spec_version=rules.spec_version,
         )
 
     # -- used by quarantine retry: one row, current rules, no Change --------------------------
