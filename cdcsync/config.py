@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from cdcsync.api.settings import ApiSettings
+
 ENV_PREFIX = "CDCSYNC_"
 
 
@@ -83,6 +85,7 @@ class Settings(_Model):
     stream: StreamSettings = StreamSettings()
     destinations: list[Destination] = Field(default_factory=list)
     logging: LoggingSettings = LoggingSettings()
+    api: ApiSettings = ApiSettings()
 
     @field_validator("destinations")
     @classmethod

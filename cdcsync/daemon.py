@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from types import FrameType
 
+from cdcsync.api.server import start_servers
 from cdcsync.config import Settings
 from cdcsync.event import str_to_lsn
 from cdcsync.mapping.reload import MappingWatcher, RulesHolder
@@ -94,6 +95,7 @@ def run(settings: Settings, install_signals: bool = True) -> int:
         signal.signal(signal.SIGINT, on_signal)
 
     holder = RulesHolder.load(settings.mappings_dir, settings.hospital)
+    servers = start_servers(settings, rules=holder, started_at=time.time())  # fails fast on a taken port
     watcher = MappingWatcher(holder, state_path=_rules_state_path(settings)).start()
     pipes = _pipelines(settings, holder, stop)
     threads = [threading.Thread(target=_guarded, args=(p,), name=f"cdcsync-{p.name}", daemon=True) for p in pipes]
@@ -113,6 +115,7 @@ def run(settings: Settings, install_signals: bool = True) -> int:
             return 1
 
     watcher.stop()
+    servers.stop()
     deadline = time.monotonic() + settings.stream.shutdown_timeout_s
     for t in threads:
         t.join(max(0.0, deadline - time.monotonic()))

@@ -13,6 +13,7 @@ def _collect() -> tuple[type[BaseException], ...]:
         ("cdcsync.mapping.domains", "MappingError"),
         ("cdcsync.spec.model", "SpecError"),
         ("cdcsync.crypto", "CryptoError"),
+        ("cdcsync.api.server", "ApiStartError"),
     ]:
         try:
             mod = __import__(module, fromlist=[name])

@@ -14,8 +14,10 @@ fi
 command -v pg_recvlogical >/dev/null || compgen -G "/usr/lib/postgresql/*/bin/pg_recvlogical" >/dev/null \
   || need+=(postgresql-client)
 command -v openssl >/dev/null || need+=(openssl)
-if [ "${CDCSYNC_WITH_BROWSER:-0}" = 1 ] && ! command -v chromium >/dev/null; then
-  need+=(chromium)
+if [ "${CDCSYNC_WITH_BROWSER:-0}" = 1 ]; then
+  # Browser tests of the status page and the HTML report; CJK font so screenshots show Chinese.
+  command -v chromium >/dev/null || need+=(chromium)
+  compgen -G "/usr/share/fonts/truetype/wqy/wqy-microhei.tt*" >/dev/null || need+=(fonts-wqy-microhei)
 fi
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then

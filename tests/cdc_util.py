@@ -40,6 +40,10 @@ ALTER TABLE emr.cdc_probe REPLICA IDENTITY FULL;
 """
 
 
+# The daemon's HTTP listeners on loopback, any free port: several daemons may run in one session.
+LOOPBACK_API = {name: {"host": "127.0.0.1", "port": 0} for name in ("data", "monitor", "web")}
+
+
 def prepare_db(dsn: str) -> None:
     """Schema emr (the mirror migration may not exist yet), every migration, the publication."""
     with psycopg.connect(dsn, autocommit=True) as conn:
@@ -55,6 +59,7 @@ def settings_for(dsn: str, tmp: Path, **stream: Any) -> tuple[Settings, Path]:
         "database": {"dsn": dsn},
         "stream": {"status_interval_s": 1, "linger_ms": 50, "heartbeat_interval_s": 5, **stream},
         "destinations": [{"name": "t", "kind": "jsonl", "path": str(tmp / "events.jsonl")}],
+        "api": LOOPBACK_API,
     }
     cfg = tmp / "config.yaml"
     cfg.write_text(yaml.safe_dump(data), encoding="utf-8")

@@ -1,0 +1,280 @@
+"""Monitoring (port 8883) for the national platform, and the status figures the web page shows.
+
+* ``GET /api/v1/status`` (Bearer token from ``api.monitor_token_file``): JSON with version, uptime,
+  per destination slot lag (bytes, seconds), last event/ack time, today's counts per table
+  (captured = delivered + quarantined, i.e. what the stream settled), mapping and spec versions,
+  free disk on the WAL volume (or the state_dir volume when the data directory cannot be read —
+  ``disk.source`` says which), the last error per component.
+* ``GET /metrics``: the same figures in Prometheus text format (same token).
+* ``GET /healthz``: 200 while the process serves; 503 when the mirror database is unreachable.
+
+The per-destination figures are :func:`cdcsync.status.collect_status`'s — the very dict behind
+``cdcsync status --json`` — so the three always agree.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hmac
+import os
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily
+from prometheus_client.registry import Collector
+
+from cdcsync import __version__
+from cdcsync.api.errors import ApiError, install_error_handlers, last_errors
+from cdcsync.api.settings import ApiSettings, api_settings
+from cdcsync.spec import load_spec
+
+_STATE_NOTE = "无法读取数据库数据目录，显示前置软件状态目录所在磁盘"
+StatusProvider = Callable[[], Mapping[str, Any]]
+_PROCESS_START = time.time()
+
+
+def _disk(settings: Any, conn: psycopg.Connection[Any] | None) -> dict[str, Any]:
+    """Free space where the WAL lives; ``SHOW data_directory`` needs a superuser (or
+    pg_read_all_settings), so otherwise — or when that path is not readable from here — the
+    volume of state_dir is reported instead, and ``source`` says which."""
+    candidates: list[tuple[str, Path]] = []
+    if conn is not None:
+        try:
+            (datadir,) = conn.execute("SHOW data_directory").fetchone() or (None,)
+            if datadir:
+                d = Path(str(datadir))
+                candidates += [("wal_volume", d / "pg_wal"), ("wal_volume", d), ("wal_volume", d.parent)]
+        except psycopg.Error:
+            conn.rollback()
+    state = Path(getattr(settings, "state_dir", ".") or ".")
+    candidates += [("state_dir", state), ("state_dir", Path(os.path.abspath(state)).parent)]
+    for source, path in candidates:
+        try:
+            usage = shutil.disk_usage(path)
+        except OSError:
+            continue
+        return {"source": source, "path": str(path), "free_bytes": usage.free, "total_bytes": usage.total,
+                "note": "WAL 所在磁盘" if source == "wal_volume" else _STATE_NOTE}
+    return {"source": None, "path": None, "free_bytes": None, "total_bytes": None, "note": "无法获取磁盘空间"}
+
+
+def _day_counts(dest: Mapping[str, Any]) -> dict[str, dict[str, int]]:
+    delivered: Mapping[str, int] = dest.get("events_today") or {}
+    quarantined: Mapping[str, int] = dest.get("quarantined_today") or {}
+    out: dict[str, dict[str, int]] = {}
+    for table in sorted(set(delivered) | set(quarantined)):
+        d, q = int(delivered.get(table, 0)), int(quarantined.get(table, 0))
+        out[table] = {"captured": d + q, "delivered": d, "quarantined": q}
+    return out
+
+
+def build_status(settings: Any, *, started_at: float | None = None, rules: Any = None,
+                 conninfo: str | None = None) -> dict[str, Any]:
+    """The full monitoring status. Never raises for an unreachable database: it says so."""
+    from cdcsync.status import collect_status
+
+    spec = rules.spec if rules is not None else load_spec()
+    now = time.time()
+    started = started_at or _PROCESS_START
+    out: dict[str, Any] = {
+        "version": __version__,
+        "org_code": getattr(settings, "org_code", None),
+        "hospital": getattr(settings, "hospital", None),
+        "started_at": dt.datetime.fromtimestamp(started, dt.UTC).astimezone().isoformat(),
+        "uptime_seconds": round(now - started, 1),
+        "spec_version": spec.version,
+        "spec_digest": spec.digest,
+        "mapping_version": None,
+        "database": {"reachable": True},
+        "generated_at": None,
+        "destinations": [],
+        "orphan_slots": [],
+        "disk": None,
+        "last_errors": last_errors(),
+    }
+    if rules is not None:
+        out["mapping_version"] = rules.current().mapping_version
+        if getattr(rules, "last_error", None):
+            out["last_errors"].setdefault("mapping", {"message": rules.last_error, "at": None})
+    ci = conninfo or settings.database.conninfo()
+    try:
+        base = collect_status(settings, ci)
+    except psycopg.Error as exc:
+        out["database"] = {"reachable": False, "error": f"镜像数据库无法连接（{type(exc).__name__}）"}
+        out["destinations"] = [{"destination": d.name, "kind": d.kind, "enabled": d.enabled}
+                               for d in getattr(settings, "destinations", [])]
+        out["disk"] = _disk(settings, None)
+        return out
+    out["generated_at"] = base["generated_at"]
+    out["orphan_slots"] = base["orphan_slots"]
+    for dest in base["destinations"]:
+        out["destinations"].append({**dest, "today": _day_counts(dest)})
+    try:
+        with psycopg.connect(ci, autocommit=True, connect_timeout=5) as conn:
+            out["disk"] = _disk(settings, conn)
+    except psycopg.Error:
+        out["disk"] = _disk(settings, None)
+    return out
+
+
+class CachedStatus:
+    """Status computed at most every ``ttl`` seconds: a scrape storm must not load the database."""
+
+    def __init__(self, compute: StatusProvider, ttl: float = 2.0) -> None:
+        self._compute = compute
+        self._ttl = ttl
+        self._lock = threading.Lock()
+        self._value: Mapping[str, Any] | None = None
+        self._at = 0.0
+
+    def __call__(self) -> Mapping[str, Any]:
+        with self._lock:
+            if self._value is None or time.monotonic() - self._at >= self._ttl:
+                self._value = self._compute()
+                self._at = time.monotonic()
+            return self._value
+
+
+def _ts(value: Any) -> float | None:
+    if not value:
+        return None
+    try:
+        return dt.datetime.fromisoformat(str(value)).timestamp()
+    except ValueError:
+        return None
+
+
+class StatusCollector(Collector):
+    """Prometheus view of one status dict (fetched per scrape)."""
+
+    def __init__(self, provider: StatusProvider) -> None:
+        self.provider = provider
+
+    def collect(self) -> Iterator[Any]:
+        st = self.provider()
+        info = InfoMetricFamily("cdcsync", "cdcsync 版本信息")
+        info.add_metric([], {"version": str(st.get("version")), "spec_version": str(st.get("spec_version")),
+                             "mapping_version": str(st.get("mapping_version") or ""),
+                             "org_code": str(st.get("org_code") or "")})
+        yield info
+        yield GaugeMetricFamily("cdcsync_uptime_seconds", "进程运行时长（秒）", value=float(st["uptime_seconds"]))
+        yield GaugeMetricFamily("cdcsync_database_up", "镜像数据库可连接为 1",
+                                value=1.0 if st["database"]["reachable"] else 0.0)
+        labels = ["destination"]
+        g = {
+            "active": GaugeMetricFamily("cdcsync_destination_active", "同步运行中（复制槽被读取）为 1",
+                                        labels=labels),
+            "lag_bytes": GaugeMetricFamily("cdcsync_replication_lag_bytes", "未确认的 WAL 字节数", labels=labels),
+            "lag_seconds": GaugeMetricFamily("cdcsync_replication_lag_seconds", "复制延迟（秒）", labels=labels),
+            "wal_retained_bytes": GaugeMetricFamily("cdcsync_wal_retained_bytes", "复制槽保留的 WAL 字节数",
+                                                    labels=labels),
+            "last_event_at": GaugeMetricFamily("cdcsync_last_event_timestamp_seconds", "最近一条已确认事件的提交时间",
+                                               labels=labels),
+            "last_ack_at": GaugeMetricFamily("cdcsync_last_ack_timestamp_seconds", "最近一次确认时间", labels=labels),
+            "quarantined_held": GaugeMetricFamily("cdcsync_quarantine_held", "隔离区待处理记录数", labels=labels),
+        }
+        today = GaugeMetricFamily("cdcsync_events_today", "今日（业务日期）事件数：captured/delivered/quarantined",
+                                  labels=["destination", "table", "kind"])
+        for d in st["destinations"]:
+            name = [str(d["destination"])]
+            if "slot_exists" not in d:
+                continue  # database unreachable: no figures
+            g["active"].add_metric(name, 1.0 if d.get("active") else 0.0)
+            for key in ("lag_bytes", "lag_seconds", "wal_retained_bytes", "quarantined_held"):
+                if d.get(key) is not None:
+                    g[key].add_metric(name, float(d[key]))
+            for key in ("last_event_at", "last_ack_at"):
+                ts = _ts(d.get(key))
+                if ts is not None:
+                    g[key].add_metric(name, ts)
+            for table, counts in d.get("today", {}).items():
+                for kind, n in counts.items():
+                    today.add_metric([*name, table, kind], float(n))
+        yield from g.values()
+        yield today
+        disk = st.get("disk") or {}
+        if disk.get("free_bytes") is not None:
+            yield _disk_family(disk)
+        errs = GaugeMetricFamily("cdcsync_component_error", "该组件最近有错误为 1", labels=["component"])
+        for comp in st.get("last_errors", {}):
+            errs.add_metric([comp], 1.0)
+        yield errs
+
+
+def _disk_family(disk: Mapping[str, Any]) -> GaugeMetricFamily:
+    fam = GaugeMetricFamily("cdcsync_disk_free_bytes", "磁盘剩余空间（WAL 所在磁盘或状态目录所在磁盘）",
+                            labels=["source", "path"])
+    fam.add_metric([str(disk["source"]), str(disk["path"])], float(disk["free_bytes"]))
+    return fam
+
+
+def status_provider_for(settings: Any, *, started_at: float | None = None, rules: Any = None) -> CachedStatus:
+    return CachedStatus(lambda: build_status(settings, started_at=started_at, rules=rules))
+
+
+def _token_checker(api: ApiSettings) -> Callable[[Request], None]:
+    from cdcsync.secrets import read_secret
+
+    path = api.monitor_token_file
+    token = read_secret(path) if path is not None else None
+    if path is not None and not token:
+        raise ValueError(f"{path}: 监控令牌文件为空")
+
+    def check(request: Request) -> None:
+        if token is None:
+            raise ApiError(503, "MONITOR_TOKEN_NOT_CONFIGURED",
+                           "未配置监控令牌（api.monitor_token_file），状态接口不对外提供")
+        auth = request.headers.get("authorization") or ""
+        scheme, _, value = auth.partition(" ")
+        if not value or scheme.lower() != "bearer":
+            raise ApiError(401, "AUTH_MISSING", "缺少监控令牌：请在请求头 Authorization: Bearer <令牌> 中提供",
+                           headers={"WWW-Authenticate": 'Bearer realm="cdcsync-monitor"'})
+        if not hmac.compare_digest(value.strip().encode(), token.encode()):
+            raise ApiError(401, "AUTH_INVALID", "监控令牌错误",
+                           headers={"WWW-Authenticate": 'Bearer realm="cdcsync-monitor"'})
+        request.state.client_name = "monitor"
+
+    return check
+
+
+def create_monitor_app(settings: Any, *, api: ApiSettings | None = None,
+                       status_provider: StatusProvider | None = None, started_at: float | None = None,
+                       rules: Any = None) -> FastAPI:
+    api = api_settings(settings, api)
+    provider = status_provider or status_provider_for(settings, started_at=started_at, rules=rules)
+    check = _token_checker(api)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(StatusCollector(provider))
+
+    app = FastAPI(title="cdcsync 前置软件监控管理", version=__version__, docs_url=None, redoc_url=None,
+                  openapi_url=None)
+    install_error_handlers(app, "monitor")
+
+    from starlette.concurrency import run_in_threadpool
+
+    @app.get("/api/v1/status")
+    async def status(request: Request) -> JSONResponse:
+        check(request)
+        return JSONResponse(dict(await run_in_threadpool(provider)))
+
+    @app.get("/metrics")
+    async def metrics(request: Request) -> Response:
+        check(request)
+        body = await run_in_threadpool(generate_latest, registry)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/healthz")
+    async def healthz() -> JSONResponse:
+        st = await run_in_threadpool(provider)
+        ok = bool(st["database"]["reachable"])
+        return JSONResponse({"status": "ok" if ok else "degraded", "database": ok}, status_code=200 if ok else 503)
+
+    return app

@@ -1,0 +1,160 @@
+"""Run the enabled HTTP listeners with uvicorn, each in its own thread beside the streams.
+
+``start_servers(settings, ...)`` binds every enabled listener first (a port already taken is a
+clear one-line error naming the config key, "如已被占用，可更换"), then serves; the returned
+handle's ``stop()`` shuts them down gracefully. Used by ``cdcsync run`` and alone by ``cdcsync serve``.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI
+
+from cdcsync.api.settings import ApiSettings, ListenerSettings, api_settings
+
+log = logging.getLogger("cdcsync.api")
+
+LISTENERS: tuple[str, ...] = ("data", "monitor", "web")
+_PURPOSE = {"data": "数据操作API", "monitor": "监控管理", "web": "PC端web服务"}
+
+
+class ApiStartError(RuntimeError):
+    """A listener could not start (port taken, bad address)."""
+
+
+@dataclass
+class _Running:
+    name: str
+    server: uvicorn.Server
+    thread: threading.Thread
+    sock: socket.socket
+    app: FastAPI
+
+
+@dataclass
+class ServerHandle:
+    running: list[_Running] = field(default_factory=list)
+
+    @property
+    def ports(self) -> dict[str, int]:
+        return {r.name: int(r.sock.getsockname()[1]) for r in self.running}
+
+    def app(self, name: str) -> FastAPI:
+        for r in self.running:
+            if r.name == name:
+                return r.app
+        raise KeyError(name)
+
+    def alive(self) -> bool:
+        return all(r.thread.is_alive() for r in self.running)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        for r in self.running:
+            r.server.should_exit = True
+        deadline = time.monotonic() + timeout
+        for r in self.running:
+            r.thread.join(max(0.1, deadline - time.monotonic()))
+            if r.thread.is_alive():
+                r.server.force_exit = True
+                r.thread.join(2.0)
+            r.sock.close()
+            pool = getattr(r.app.state, "pool", None)
+            if pool is not None:
+                pool.close()
+        self.running.clear()
+
+
+def _bind(name: str, cfg: ListenerSettings) -> socket.socket:
+    family = socket.AF_INET6 if ":" in cfg.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((cfg.host, cfg.port))
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        why = "端口已被占用" if exc.errno in (98, 48) else (exc.strerror or str(exc))
+        raise ApiStartError(
+            f"{_PURPOSE[name]}无法监听 {cfg.host}:{cfg.port}：{why}；可在配置 api.{name}.port 中更换端口"
+            f"（或以 api.{name}.enabled: false 关闭）"
+        ) from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def build_apps(settings: Any, api: ApiSettings | None = None, **deps: Any) -> dict[str, FastAPI]:
+    """The apps of the enabled listeners. ``deps``: rules (RulesHolder), status_provider, started_at."""
+    api = api_settings(settings, api)
+    apps: dict[str, FastAPI] = {}
+    rules = deps.get("rules")
+    if rules is None and (api.data.enabled or api.monitor.enabled or api.web.enabled):
+        from cdcsync.mapping.reload import RulesHolder
+
+        rules = RulesHolder.load(settings.mappings_dir, settings.hospital)
+    provider = deps.get("status_provider")
+    if provider is None and (api.monitor.enabled or api.web.enabled):
+        from cdcsync.api.monitor_app import status_provider_for
+
+        provider = status_provider_for(settings, started_at=deps.get("started_at"), rules=rules)
+    if api.data.enabled:
+        from cdcsync.api.data_app import create_data_app
+
+        apps["data"] = create_data_app(settings, rules=rules, api=api)
+    if api.monitor.enabled:
+        from cdcsync.api.monitor_app import create_monitor_app
+
+        apps["monitor"] = create_monitor_app(settings, api=api, status_provider=provider, rules=rules)
+    if api.web.enabled:
+        from cdcsync.api.web_app import create_web_app
+
+        apps["web"] = create_web_app(settings, api=api, status_provider=provider, rules=rules)
+    return apps
+
+
+def start_servers(settings: Any, *, rules: Any = None, status_provider: Callable[[], Mapping[str, Any]] | None = None,
+                  started_at: float | None = None, apps: Mapping[str, FastAPI] | None = None,
+                  api: ApiSettings | None = None, startup_timeout: float = 15.0) -> ServerHandle:
+    """Start the enabled listeners; raises ApiStartError (after stopping any started) on failure.
+
+    ``rules``: the daemon's RulesHolder, so the API checks with the validators in force;
+    ``status_provider``: returns the status dict (default: read from the database);
+    ``started_at``: epoch seconds the process started (uptime).
+    """
+    api = api_settings(settings, api)
+    if apps is None:
+        apps = build_apps(settings, api, rules=rules, status_provider=status_provider, started_at=started_at)
+    handle = ServerHandle()
+    socks: dict[str, socket.socket] = {}
+    try:
+        for name in apps:
+            socks[name] = _bind(name, getattr(api, name))
+    except ApiStartError:
+        for s in socks.values():
+            s.close()
+        raise
+    for name, app in apps.items():
+        config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off",
+                                timeout_graceful_shutdown=5, server_header=False)
+        server = uvicorn.Server(config)
+        sock = socks[name]
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name=f"api-{name}", daemon=True)
+        handle.running.append(_Running(name, server, thread, sock, app))
+        thread.start()
+    deadline = time.monotonic() + startup_timeout
+    while not all(r.server.started for r in handle.running):
+        if not handle.alive() or time.monotonic() > deadline:
+            handle.stop()
+            raise ApiStartError("HTTP 服务启动失败，请查看日志")
+        time.sleep(0.02)
+    for r in handle.running:
+        host, port = r.sock.getsockname()[:2]
+        log.info("%s listening on %s:%d", _PURPOSE[r.name], host, port)
+    return handle

@@ -1,0 +1,40 @@
+"""Settings of the hospital-facing HTTP listeners (section ``api`` of the config file).
+
+Each listener can be switched off and bound to its own host:port: the requirements document fixes
+8881/8883/8884 but allows another port when one is taken ("如已被占用，可更换").
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ListenerSettings(_Model):
+    enabled: bool = True
+    # All interfaces by default: HIS servers, the national platform and doctors' PCs reach the 前置机
+    # over the network. Bind to one interface address to narrow it.
+    host: str = "0.0.0.0"  # noqa: S104 - intended, see above
+    port: int = Field(ge=0, le=65535)  # 0 = any free port (tests)
+
+
+class ApiSettings(_Model):
+    data: ListenerSettings = ListenerSettings(port=8881)
+    monitor: ListenerSettings = ListenerSettings(port=8883)
+    web: ListenerSettings = ListenerSettings(port=8884)
+    # Bearer token the national platform sends to /api/v1/status and /metrics (file mode 600).
+    # Without it those two endpoints answer 503: the status is never served unprotected.
+    monitor_token_file: Path | None = None
+    max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+    max_batch_records: int = Field(1000, ge=1, le=10000)
+
+
+def api_settings(settings: Any, override: ApiSettings | None = None) -> ApiSettings:
+    """The ``api`` section: ``override``, else ``settings.api``, else the defaults."""
+    return override or getattr(settings, "api", None) or ApiSettings()

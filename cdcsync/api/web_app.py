@@ -1,0 +1,180 @@
+"""PC web service (port 8884): ``/status.html``, the page every doctor's workstation can open.
+
+Plain server-rendered HTML (``templates/status.html``, ``string.Template``) with a little inline
+CSS: no script, no CDN, auto-refresh by ``<meta http-equiv="refresh">``, so it works in the old
+browsers of hospital intranets. It shows the same status dict as the monitoring API and never any
+patient data — only counts, times, versions.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+from collections.abc import Mapping
+from pathlib import Path
+from string import Template
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.responses import HTMLResponse, RedirectResponse
+from starlette.concurrency import run_in_threadpool
+
+from cdcsync import __version__
+from cdcsync.api.errors import install_error_handlers
+from cdcsync.api.monitor_app import StatusProvider, status_provider_for
+from cdcsync.api.settings import ApiSettings
+from cdcsync.spec import TIMELINESS, Spec, load_spec
+
+TEMPLATE = Path(__file__).with_name("templates") / "status.html"
+PLATFORM_NAMES = {"national": "国家平台", "provincial": "省级平台"}
+LAG_WARN_SECONDS = 600.0  # a platform more than 10 minutes behind is shown as "滞后"
+BACKUP_PLACEHOLDER = "尚未配置备份"
+
+
+def _e(value: Any) -> str:
+    return html.escape("" if value is None else str(value))
+
+
+def format_lag(seconds: float | None) -> str:
+    """Lag as the page shows it: whole seconds below a minute, then minutes/hours."""
+    if seconds is None:
+        return "—"
+    s = max(0, round(float(seconds)))
+    if s < 60:
+        return f"{s} 秒"
+    if s < 3600:
+        return f"{s // 60} 分 {s % 60} 秒"
+    return f"{s // 3600} 小时 {s % 3600 // 60} 分"
+
+
+def _time(value: Any) -> str:
+    if not value:
+        return "—"
+    try:
+        t = dt.datetime.fromisoformat(str(value))
+    except ValueError:
+        return _e(value)
+    if t.tzinfo is not None:
+        t = t.astimezone(dt.timezone(dt.timedelta(hours=8)))
+    return t.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _dest_state(d: Mapping[str, Any]) -> tuple[str, str]:
+    """(css class, Chinese state) of one destination."""
+    if not d.get("enabled", True):
+        return "muted", "已停用"
+    if "slot_exists" not in d:
+        return "bad", "状态未知（数据库无法连接）"
+    if not d["slot_exists"]:
+        return "bad", "未开始同步（未创建复制槽）"
+    if not d.get("active"):
+        return "bad", "未运行"
+    lag = d.get("lag_seconds")
+    if lag is not None and float(lag) > LAG_WARN_SECONDS:
+        return "warn", "运行中，滞后"
+    return "ok", "运行中，数据及时"
+
+
+def render_status(st: Mapping[str, Any], spec: Spec) -> str:
+    dests = list(st.get("destinations") or [])
+    enabled = [d for d in dests if d.get("enabled", True)]
+    running = [d for d in enabled if d.get("active")]
+    if not st.get("database", {}).get("reachable", True):
+        overall = ("bad", "未运行：镜像数据库无法连接", "请检查前置机上的 PostgreSQL 数据库服务。")
+    elif not enabled:
+        overall = ("bad", "未运行：未配置上报平台", "请在配置文件 destinations 中配置国家/省级平台。")
+    elif len(running) == len(enabled):
+        slow = [d for d in running if _dest_state(d)[0] == "warn"]
+        overall = ("warn", "运行中（部分平台滞后）", "数据正在上报，但有平台延迟较大。") if slow else (
+            "ok", "运行中", "数据正在实时上报。")
+    elif running:
+        overall = ("warn", "部分运行", "有上报平台未在同步，请联系前置机管理员。")
+    else:
+        overall = ("bad", "未运行", "同步程序未在运行，请联系前置机管理员。")
+
+    rows = []
+    for d in dests:
+        cls, text = _dest_state(d)
+        name = d.get("destination", "")
+        lag = d.get("lag_seconds")
+        lag_attr = "" if lag is None else f' data-seconds="{float(lag):.3f}"'
+        lag_bytes = d.get("lag_bytes")
+        held = int(d.get("quarantined_held") or 0)
+        rows.append(
+            f'<tr data-destination="{_e(name)}"><td>{_e(PLATFORM_NAMES.get(name, name))}（{_e(name)}）</td>'
+            f'<td><span class="tag {cls}">{_e(text)}</span></td>'
+            f'<td class="lag"{lag_attr}>{_e(format_lag(lag))}'
+            + (f'<span class="muted">（{int(lag_bytes)} 字节）</span>' if lag_bytes is not None else "")
+            + f"</td><td>{_time(d.get('last_ack_at'))}</td>"
+            f'<td class="num{" attention" if held else ""}">{held}</td></tr>'
+        )
+    if not rows:
+        rows.append('<tr><td colspan="5" class="muted">未配置上报平台</td></tr>')
+
+    by_class: dict[str, list[str]] = {}
+    for t in spec.tables:
+        by_class.setdefault(t.timeliness, []).append(t.name)
+    comment = {t.name: t.comment for t in spec.tables}
+    head = "".join(f"<th>{_e(PLATFORM_NAMES.get(d['destination'], d['destination']))}已上报</th>"
+                   f"<th>隔离</th>" for d in enabled)
+    vrows = []
+    for cls_id, label in TIMELINESS.items():
+        tables = by_class.get(cls_id, [])
+        if not tables:
+            continue
+        cells = ""
+        for d in enabled:
+            today = d.get("today") or {}
+            delivered = sum(int(today.get(t, {}).get("delivered", 0)) for t in tables)
+            quarantined = sum(int(today.get(t, {}).get("quarantined", 0)) for t in tables)
+            cells += (f'<td class="num">{delivered}</td>'
+                      f'<td class="num{" attention" if quarantined else ""}">{quarantined}</td>')
+        names = "、".join(comment[t] for t in tables)
+        vrows.append(f'<tr data-class="{cls_id}"><td>{_e(label)}</td><td class="muted">{_e(names)}</td>{cells}</tr>')
+
+    held_total = sum(int(d.get("quarantined_held") or 0) for d in enabled)
+    quarantine = (f'<span class="attention">共 {held_total} 条记录未通过校验或代码对照，已隔离，等待处理。</span>'
+                  "请防保科/信息科在前置软件中查看原因、修正对照后重试。") if held_total else "没有待处理的隔离记录。"
+
+    uptime = st.get("uptime_seconds")
+    values = {
+        "hospital": _e(st.get("hospital") or ""),
+        "org_code": _e(st.get("org_code") or ""),
+        "generated_at": _time(st.get("generated_at") or dt.datetime.now().isoformat()),
+        "overall_class": overall[0],
+        "overall_text": _e(overall[1]),
+        "overall_detail": _e(overall[2]),
+        "platform_rows": "\n".join(rows),
+        "volume_head": head,
+        "volume_rows": "\n".join(vrows),
+        "quarantine_text": quarantine,
+        "backup_text": _e(st.get("last_backup") or BACKUP_PLACEHOLDER),
+        "version": _e(st.get("version") or __version__),
+        "spec_version": _e(st.get("spec_version") or spec.version),
+        "mapping_version": _e(st.get("mapping_version") or "—"),
+        "uptime": _e(format_lag(uptime) if uptime is not None else "—"),
+    }
+    return Template(TEMPLATE.read_text(encoding="utf-8")).substitute(values)
+
+
+def create_web_app(settings: Any, *, api: ApiSettings | None = None, status_provider: StatusProvider | None = None,
+                   started_at: float | None = None, rules: Any = None) -> FastAPI:
+    provider = status_provider or status_provider_for(settings, started_at=started_at, rules=rules)
+    spec = rules.spec if rules is not None else load_spec()
+    app = FastAPI(title="cdcsync PC端web服务", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
+    install_error_handlers(app, "web")
+
+    @app.get("/status.html", response_class=HTMLResponse)
+    async def status_page() -> HTMLResponse:
+        st = await run_in_threadpool(provider)
+        return HTMLResponse(render_status(st, spec), headers={"Cache-Control": "no-store"})
+
+    @app.get("/")
+    async def root() -> RedirectResponse:
+        return RedirectResponse("/status.html")
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app

@@ -1,0 +1,98 @@
+"""status.html (8884) in headless Chromium shows the running state and lag ``cdcsync status --json`` reports."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from cdcsync.api.server import start_servers
+from cdcsync.api.web_app import format_lag
+from cdcsync.db.cluster import LocalCluster
+from cdcsync.pipeline import run_pipeline_forever
+from tests.api_helpers import (
+    REPO,
+    Scenario,
+    build_scenario,
+    drain_national,
+    drop_database,
+    local_api,
+    national_pipeline,
+    status_json,
+)
+
+ARTIFACTS = REPO / "tests" / "artifacts"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def _chromium(url: str, tmp: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    assert CHROMIUM
+    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+           "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
+           f"--user-data-dir={tmp}", "--window-size=1200,1000", *extra, url]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=90)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian package chromium not installed")
+def test_status_page_in_headless_chromium(pg_cluster: LocalCluster, tmp_path: Path) -> None:
+    sc = build_scenario(pg_cluster, tmp_path, "web")
+    try:
+        _check_page(sc, tmp_path)
+    finally:
+        drop_database(pg_cluster, sc.dsn)
+
+
+def _check_page(sc: Scenario, tmp_path: Path) -> None:
+    drain_national(sc)
+    pipe = national_pipeline(sc)
+    runner = threading.Thread(target=run_pipeline_forever, args=(pipe,), daemon=True)
+    runner.start()
+    handle = start_servers(sc.settings, api=local_api(("web",)))
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            st = status_json(sc)
+            nat = next(d for d in st["destinations"] if d["destination"] == "national")
+            if nat["active"] or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert nat["active"], "the national stream should be running"
+        url = f"http://127.0.0.1:{handle.ports['web']}/status.html"
+        assert "no-store" in httpx.get(url).headers["cache-control"]
+        ARTIFACTS.mkdir(exist_ok=True)
+        shot = ARTIFACTS / "status.png"
+        shot.unlink(missing_ok=True)
+        dom = _chromium(url, tmp_path / "chrome", "--dump-dom").stdout
+        _chromium(url, tmp_path / "chrome2", f"--screenshot={shot}")
+        after = status_json(sc)
+    finally:
+        handle.stop()
+        pipe.stop.set()
+        runner.join(30)
+
+    assert shot.exists() and shot.stat().st_size > 5000
+    assert '<meta http-equiv="refresh" content="30">' in dom
+    assert "<script" not in dom and "http://" not in dom.split("<body>")[1].replace(url, "")
+    # national streams, provincial never started: the banner says so, each row has its state
+    assert re.search(r'id="overall-state"[^>]*>部分运行<', dom)
+    nat_row = re.search(r'<tr data-destination="national">(.*?)</tr>', dom, re.S)
+    prov_row = re.search(r'<tr data-destination="provincial">(.*?)</tr>', dom, re.S)
+    assert nat_row and "运行中" in nat_row.group(1)
+    assert prov_row and "未开始同步" in prov_row.group(1)
+    lag = re.search(r'class="lag" data-seconds="([0-9.]+)">([^<]*)<', nat_row.group(1))
+    assert lag, nat_row.group(1)
+    shown = float(lag.group(1))
+    lags = sorted(d["lag_seconds"] for s in (st, after) for d in s["destinations"] if d["destination"] == "national")
+    assert lags[0] - 1.0 <= shown <= lags[-1] + 1.0, (shown, lags)
+    assert lag.group(2) == format_lag(shown)
+    # today's volume per data category: the 3 delivered patients are 实时, 1 quarantined and held
+    assert re.search(r'<tr data-class="realtime">.*?<td class="num">3</td><td class="num attention">1</td>', dom, re.S)
+    assert "共 1 条记录" in dom and "尚未配置备份" in dom
+    for secret in ("张三", "110101198001020016", "13800138000"):
+        assert secret not in dom
