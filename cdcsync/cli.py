@@ -55,6 +55,7 @@ def main(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per POST otherwise
     ctx.obj = AppContext(config_path)
 
 

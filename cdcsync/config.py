@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from cdcsync.api.settings import ApiSettings
+from cdcsync.sink.http_settings import HttpDestination
 
 ENV_PREFIX = "CDCSYNC_"
 
@@ -68,7 +69,8 @@ class MemoryDestination(_Model):
     null: bool = False
 
 
-Destination = Annotated[JsonlDestination | MemoryDestination, Field(discriminator="kind")]
+DestinationSettings = JsonlDestination | MemoryDestination | HttpDestination
+Destination = Annotated[DestinationSettings, Field(discriminator="kind")]
 
 
 class LoggingSettings(_Model):
@@ -96,7 +98,7 @@ class Settings(_Model):
             raise ValueError(f"目的地名称重复：{', '.join(dupes)}")
         return value
 
-    def destination(self, name: str) -> JsonlDestination | MemoryDestination:
+    def destination(self, name: str) -> DestinationSettings:
         for dest in self.destinations:
             if dest.name == name:
                 return dest
@@ -107,7 +109,7 @@ class Settings(_Model):
         return [d.name for d in self.destinations]
 
     @property
-    def enabled_destinations(self) -> list[JsonlDestination | MemoryDestination]:
+    def enabled_destinations(self) -> list[DestinationSettings]:
         return [d for d in self.destinations if d.enabled]
 
 
@@ -152,7 +154,7 @@ def _format_error(source: str, exc: ValidationError) -> str:
         for item in err["loc"]:
             if isinstance(item, int):
                 loc += f"[{item}]"
-            elif item in ("jsonl", "memory", "function-after[_unique_names(), list[...]]"):
+            elif item in ("jsonl", "memory", "http", "function-after[_unique_names(), list[...]]"):
                 continue  # discriminator tags and validator wrappers say nothing to a user
             else:
                 loc += f".{item}" if loc else str(item)
@@ -162,7 +164,7 @@ def _format_error(source: str, exc: ValidationError) -> str:
         elif err["type"] == "missing":
             msg = "缺少必填项"
         elif err["type"] == "union_tag_invalid":
-            msg = f"kind 应为 jsonl、memory 之一，实际为 {err.get('input', {}).get('kind')!r}"
+            msg = f"kind 应为 jsonl、memory、http 之一，实际为 {err.get('input', {}).get('kind')!r}"
         elif "input" in err and not isinstance(err["input"], dict | list):
             msg = f"{msg}（实际值：{err['input']!r}）"
         parts.append(f"{loc or '(根)'}: {msg}")

@@ -1,22 +1,31 @@
-"""``cdcsync demo``: the embedded default. A private PostgreSQL cluster, the schema, a synthetic
-hospital day, and the pipeline, all under one directory (``./.cdcsync`` by default)."""
+"""``cdcsync demo``: the embedded default. A private PostgreSQL cluster, the schema, the two
+reference platforms, a synthetic hospital day streamed to both, and the status page, all under
+one directory (``./.cdcsync`` by default)."""
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import click
+import httpx
 import psycopg
 import yaml
 
+from cdcsync.api.server import start_servers
+from cdcsync.config import Settings, load_settings
+from cdcsync.crypto.keys import write_keypair
+from cdcsync.daemon import drain, run
 from cdcsync.db.cluster import ClusterError, LocalCluster
 from cdcsync.db.migrate import apply_migrations
+from cdcsync.upstream_sim.runner import SimHandle, start_subprocess
 
 DEMO_DB = "emr"
 DEMO_ORG_CODE = "12110000400000000X"
+PLATFORMS = {"national": "国家平台", "provincial": "省级平台"}
 
 
 @dataclass(frozen=True)
@@ -29,10 +38,6 @@ class DemoLayout:
     @property
     def config(self) -> Path:
         return self.base / "demo.yaml"
-
-    @property
-    def out(self) -> Path:
-        return self.base / "out"
 
     @property
     def pgdir_file(self) -> Path:
@@ -75,21 +80,91 @@ def ensure_database(cluster: LocalCluster) -> str:
     return cluster.dsn(DEMO_DB)
 
 
-def write_config(layout: DemoLayout, dsn: str) -> None:
+@dataclass(frozen=True)
+class Platforms:
+    """The two reference platforms (national, provincial) and the hospital's key pair."""
+
+    handles: dict[str, SimHandle]
+    hospital_key: Path
+
+    def stop(self) -> None:
+        for handle in self.handles.values():
+            handle.stop()
+
+
+def start_platforms(layout: DemoLayout) -> Platforms:
+    keys = layout.base / "keys"
+    key, pub = keys / "hospital.key", keys / "hospital.pub"
+    if not key.exists():
+        keys.mkdir(parents=True, exist_ok=True)
+        write_keypair(keys, "hospital")
+    handles: dict[str, SimHandle] = {}
+    try:
+        for name in PLATFORMS:
+            data_dir = layout.base / "platforms" / name
+            handles[name] = start_subprocess(data_dir, hospital_pubs=[pub], log_file=data_dir.parent / f"{name}.log")
+    except BaseException:
+        for handle in handles.values():
+            handle.stop()
+        raise
+    return Platforms(handles, key)
+
+
+def write_config(layout: DemoLayout, dsn: str, platforms: Platforms, web_port: int) -> None:
+    destinations = [
+        {
+            "name": name,
+            "kind": "http",
+            "url": handle.url,
+            "ca_bundle": str(handle.ca_bundle),
+            "hospital_key": str(platforms.hospital_key),
+            "platform_public_key": str(handle.platform_pub),
+        }
+        for name, handle in platforms.handles.items()
+    ]
     config = {
         "org_code": DEMO_ORG_CODE,
         "hospital": "example",
         "state_dir": str(layout.base),
         "database": {"dsn": dsn},
         "stream": {"status_interval_s": 1, "linger_ms": 100, "heartbeat_interval_s": 10},
-        "destinations": [
-            {"name": "national", "kind": "jsonl", "path": str(layout.out / "national.jsonl")},
-            {"name": "provincial", "kind": "jsonl", "path": str(layout.out / "provincial.jsonl")},
-        ],
+        "destinations": destinations,
+        "api": {
+            "data": {"host": "127.0.0.1", "port": 0},
+            "monitor": {"host": "127.0.0.1", "port": 0},
+            "web": {"host": "127.0.0.1", "port": web_port},
+        },
     }
-    layout.out.mkdir(parents=True, exist_ok=True)
     header = "# cdcsync demo 配置（由 cdcsync demo 生成，可直接用于 cdcsync -c 本文件 …）\n"
     layout.config.write_text(header + yaml.safe_dump(config, allow_unicode=True, sort_keys=False))
+
+
+def save_status_page(settings: Settings, target: Path) -> None:
+    """Serve the status page once on a free port and keep what a doctor's browser would see."""
+    off = {"enabled": False}
+    api = settings.api.model_copy(update={
+        "data": settings.api.data.model_copy(update=off),
+        "monitor": settings.api.monitor.model_copy(update=off),
+        "web": settings.api.web.model_copy(update={"port": 0}),
+    })
+    servers = start_servers(settings, api=api)
+    try:
+        url = f"http://127.0.0.1:{servers.ports['web']}/status.html"
+        target.write_bytes(httpx.get(url, timeout=10).raise_for_status().content)
+    finally:
+        servers.stop()
+
+
+def _has_rows(dsn: str) -> bool:
+    with psycopg.connect(dsn) as conn:
+        return conn.execute("SELECT EXISTS (SELECT 1 FROM emr.visit)").fetchone() == (True,)
+
+
+def _quarantined(dsn: str) -> dict[str, int]:
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute("SELECT destination, count(*) FROM cdcsync.quarantine WHERE status = 'held'"
+                            " GROUP BY destination ORDER BY destination").fetchall()
+    return {str(d): int(n) for d, n in rows}
 
 
 @click.command("demo")
@@ -97,10 +172,13 @@ def write_config(layout: DemoLayout, dsn: str) -> None:
               show_default=True, help="演示数据目录")
 @click.option("--patients", type=int, default=300, show_default=True, help="合成医院一天的患者数")
 @click.option("--seed", type=int, default=20261125, show_default=True, help="随机种子")
+@click.option("--serve", is_flag=True, help="同步完成后继续运行（同步服务、参考平台、状态页），直到 Ctrl-C")
+@click.option("--web-port", type=int, default=8884, show_default=True, help="--serve 时状态页的端口")
 @click.option("--stop", is_flag=True, help="停止演示用的 PostgreSQL 集群")
 @click.pass_context
-def demo(ctx: click.Context, data_dir: Path, patients: int, seed: int, stop: bool) -> None:
-    """一条命令体验 cdcsync：私有 PostgreSQL、合成医院数据、同步流水线。"""
+def demo(ctx: click.Context, data_dir: Path, patients: int, seed: int, serve: bool, web_port: int,
+         stop: bool) -> None:
+    """一条命令体验 cdcsync：私有 PostgreSQL、合成医院数据、参考平台、同步流水线与状态页。"""
     layout = DemoLayout(data_dir.absolute())
     if stop:
         if not layout.pgdir_file.exists():
@@ -110,49 +188,58 @@ def demo(ctx: click.Context, data_dir: Path, patients: int, seed: int, stop: boo
         click.echo("演示集群已停止。数据仍保留在：" + str(layout.cluster_dir()))
         return
 
-    click.echo("1/4 启动私有 PostgreSQL 集群（wal_level=logical）…")
+    if logging.getLogger().level > logging.DEBUG:
+        logging.getLogger("cdcsync").setLevel(logging.WARNING)  # the steps below say what happens
+    click.echo("1/5 启动私有 PostgreSQL 集群（wal_level=logical）…")
     cluster = start_cluster(layout)
     click.echo(f"    数据目录 {cluster.datadir}，端口 {cluster.port}")
     dsn = ensure_database(cluster)
 
-    click.echo("2/4 建立镜像库结构（emr.*）与内部状态表（cdcsync.*）…")
+    click.echo("2/5 建立镜像库结构（emr.*）与内部状态表（cdcsync.*）…")
     result = apply_migrations(dsn)
     click.echo(f"    新执行迁移 {len(result.applied)} 个，已存在 {len(result.skipped)} 个")
-    write_config(layout, dsn)
 
-    click.echo(f"3/4 生成合成医院的一天（{patients} 名患者，种子 {seed}）…")
-    if _has_rows(dsn):
-        click.echo("    镜像库中已有数据，跳过生成（重新开始请删除 " + str(layout.base) + "）")
-    else:
-        from cdcsync.synth.cli import gen
-
-        ctx.invoke(gen, dsn=dsn, seed=seed, patients=patients, org_code=DEMO_ORG_CODE, hospital="example")
-
-    click.echo("4/4 运行同步流水线，直到追平…")
-    delivered = run_until_caught_up(layout)
-    for dest, n in delivered.items():
-        click.echo(f"    {dest}: 已投递 {n} 个事件")
-
-    click.echo("")
-    click.echo("完成。可以查看：")
-    click.echo(f"  配置文件     {layout.config}")
-    click.echo(f"  镜像数据库   psql \"{dsn}\"   （\\dt+ emr.*  查看表及中文注释）")
-    click.echo(f"  投递结果     {layout.out}/")
-    click.echo(f"  运行状态     cdcsync -c {layout.config} status")
-    click.echo("  停止集群     cdcsync demo --stop")
-
-
-def _has_rows(dsn: str) -> bool:
-    with psycopg.connect(dsn) as conn:
-        return conn.execute("SELECT EXISTS (SELECT 1 FROM emr.visit)").fetchone() == (True,)
-
-
-def run_until_caught_up(layout: DemoLayout) -> dict[str, int]:
+    click.echo("3/5 启动参考平台（国家平台、省级平台：HTTPS + SM2/SM4 数字信封）…")
+    platforms = start_platforms(layout)
     try:
-        from cdcsync.daemon import drain
-    except ImportError:
-        click.echo("    （本版本尚未包含同步引擎，跳过）")
-        return {}
-    from cdcsync.config import load_settings
+        for name, handle in platforms.handles.items():
+            click.echo(f"    {PLATFORMS[name]} {handle.url}  接收库 {handle.data_dir}/received.sqlite")
+        write_config(layout, dsn, platforms, web_port)
+        settings = load_settings(layout.config)
 
-    return drain(load_settings(layout.config))
+        click.echo(f"4/5 生成合成医院的一天（{patients} 名患者，种子 {seed}）…")
+        if _has_rows(dsn):
+            click.echo(f"    镜像库中已有数据，跳过生成（重新开始请删除 {layout.base}）")
+        else:
+            from cdcsync.synth.cli import gen
+
+            ctx.invoke(gen, dsn=dsn, seed=seed, patients=patients, org_code=DEMO_ORG_CODE, hospital="example")
+
+        click.echo("5/5 同步：校验、代码映射、加密签名后上报两个平台，直到追平…")
+        drain(settings)
+        for name, handle in platforms.handles.items():
+            tables = handle.stats().get("tables", {})
+            click.echo(f"    {PLATFORMS[name]}已接收 {sum(tables.values())} 个事件（{len(tables)} 张表）")
+        held = ", ".join(f"{PLATFORMS[d]} {n} 条" for d, n in _quarantined(dsn).items()) or "0 条"
+        click.echo(f"    隔离区待处理：{held}（合成数据中故意放入的不合规记录，见 quarantine list）")
+        save_status_page(settings, layout.base / "status.html")
+
+        cli = f"cdcsync -c {layout.config}"
+        stop_hint = "cdcsync demo --stop" + ("" if data_dir == Path(".cdcsync") else f" --data-dir {data_dir}")
+        click.echo("")
+        click.echo("完成。可以查看：")
+        click.echo(f"  配置文件     {layout.config}")
+        click.echo(f"  镜像数据库   psql \"{dsn}\"   （\\dt+ emr.*  查看表及中文注释）")
+        click.echo(f"  平台接收库   {layout.base}/platforms/<national|provincial>/received.sqlite")
+        click.echo(f"  状态页快照   {layout.base}/status.html")
+        click.echo(f"  运行状态     {cli} status")
+        click.echo(f"  隔离区       {cli} quarantine list")
+        click.echo(f"  每日对账     {cli} reconcile")
+        click.echo(f"  持续运行     cdcsync demo --serve   （状态页 http://127.0.0.1:{web_port}/status.html）")
+        click.echo(f"  停止集群     {stop_hint}")
+        if serve:
+            click.echo("")
+            click.echo(f"持续运行中：状态页 http://127.0.0.1:{web_port}/status.html  （Ctrl-C 退出）")
+            run(settings)
+    finally:
+        platforms.stop()

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 import psycopg
 
 from cdcsync.checkpoint import Checkpointer
-from cdcsync.config import JsonlDestination, MemoryDestination, Settings
+from cdcsync.config import DestinationSettings, Settings
 from cdcsync.db.migrate import PUBLICATION
 from cdcsync.event import (
     Ack,
@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 
 HEARTBEAT_PREFIX = "cdcsync.heartbeat"
 _xlog_end = struct.Struct(">Q").unpack_from
-Destination = JsonlDestination | MemoryDestination
+Destination = DestinationSettings
 
 
 class Transform(Protocol):

@@ -1,0 +1,369 @@
+"""``kind: http``: deliver batches to a national or provincial platform (docs/upstream-protocol.md).
+
+A batch from the pipeline is cut into platform batches (``batch_max_events``/``batch_max_bytes``),
+each one JSON document (org code, batch id, spec and mapping versions, events) sealed in the SM2/SM4
+digital envelope and POSTed. The batch id is the SM3 digest of the destination name and the
+batch's event ids, so a retry — in this process, or after a crash that replays the same events —
+resends the same batch id and event ids, and the platform drops what it already holds.
+
+``send`` only returns once the platform has answered every event with a reply whose SM2 signature
+verifies; until then it retries with exponential backoff and jitter (honouring ``Retry-After``),
+for as long as it takes, and ``health`` shows why. A reply that fails verification is never
+trusted: the batch is sent again. Events the platform rejects come back in ``Ack.rejected`` with
+the platform's reason, for the checkpoint to quarantine.
+
+Logs carry batch ids, counts, HTTP statuses and error codes only: never event contents.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+import orjson
+from tenacity import RetryCallState, Retrying, retry_if_exception_type
+from tenacity.wait import wait_random_exponential
+
+from cdcsync.crypto import CryptoError
+from cdcsync.crypto.envelope import Sealed, open_reply, seal
+from cdcsync.crypto.keys import key_id, load_private_key, load_public_key
+from cdcsync.crypto.sm3 import sm3
+from cdcsync.event import Ack, Batch, Event
+from cdcsync.sink.base import SinkError
+from cdcsync.sink.http_settings import HttpDestination
+
+log = logging.getLogger(__name__)
+
+PAYLOAD_VERSION = 1
+RETRY_AFTER_CAP_S = 300.0  # a platform asking for longer is still retried after 5 minutes
+
+
+class SinkClosed(SinkError):
+    """``close()`` was called while a batch was waiting to be delivered (it was not acked)."""
+
+
+class DeliveryError(Exception):
+    """One attempt failed; the batch will be sent again. ``retry_after``: the platform's wish."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, status: int | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.status = status
+
+
+class _TooLarge(Exception):
+    """413 for a batch of several events: it is split in two and each half delivered."""
+
+
+@dataclass(frozen=True)
+class HealthSnapshot:
+    destination: str
+    state: str  # "idle" | "sending" | "retrying" | "closed"
+    attempts: int  # failed attempts of the batch now in delivery (0 when healthy)
+    total_failures: int
+    last_error: str | None
+    last_error_at: datetime | None
+    next_retry_at: datetime | None
+    last_success_at: datetime | None
+    batches_sent: int
+    events_accepted: int
+    events_rejected: int
+    events_duplicate: int
+    in_flight_bytes: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in self.__dict__.items()}
+
+
+class SinkHealth:
+    """Thread-safe delivery state of one destination, for ``cdcsync status`` and monitoring."""
+
+    def __init__(self, destination: str) -> None:
+        self._lock = threading.Lock()
+        self._d: dict[str, Any] = {
+            "destination": destination, "state": "idle", "attempts": 0, "total_failures": 0,
+            "last_error": None, "last_error_at": None, "next_retry_at": None, "last_success_at": None,
+            "batches_sent": 0, "events_accepted": 0, "events_rejected": 0, "events_duplicate": 0,
+            "in_flight_bytes": 0,
+        }
+
+    def update(self, **changes: Any) -> None:
+        with self._lock:
+            self._d.update(changes)
+
+    def failed(self, error: str, next_retry_at: datetime) -> None:
+        with self._lock:
+            self._d["state"] = "retrying"
+            self._d["attempts"] += 1
+            self._d["total_failures"] += 1
+            self._d["last_error"] = error
+            self._d["last_error_at"] = datetime.now(UTC)
+            self._d["next_retry_at"] = next_retry_at
+
+    def succeeded(self, accepted: int, rejected: int, duplicates: int) -> None:
+        with self._lock:
+            d = self._d
+            d.update(state="idle", attempts=0, next_retry_at=None, last_success_at=datetime.now(UTC))
+            d["batches_sent"] += 1
+            d["events_accepted"] += accepted
+            d["events_rejected"] += rejected
+            d["events_duplicate"] += duplicates
+
+    def add_in_flight(self, n: int) -> None:
+        with self._lock:
+            self._d["in_flight_bytes"] += n
+
+    def snapshot(self) -> HealthSnapshot:
+        with self._lock:
+            return HealthSnapshot(**self._d)
+
+
+class _InFlight:
+    """Bounds the bytes of payload held for delivery across concurrent ``send`` calls: a caller
+    blocks until there is room (backpressure into the stream). One batch larger than the limit
+    may still go alone."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._used = 0
+        self._cond = threading.Condition()
+
+    def acquire(self, n: int, closed: threading.Event) -> None:
+        with self._cond:
+            while self._used > 0 and self._used + n > self._limit:
+                if closed.is_set():
+                    raise SinkClosed("sink closed while waiting for in-flight room")
+                self._cond.wait(0.5)
+            self._used += n
+
+    def release(self, n: int) -> None:
+        with self._cond:
+            self._used -= n
+            self._cond.notify_all()
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def _error_code(resp: httpx.Response) -> str:
+    try:
+        doc = orjson.loads(resp.content)
+    except orjson.JSONDecodeError:
+        return "no error body"
+    if isinstance(doc, dict):
+        return f"{doc.get('error')}: {str(doc.get('message'))[:200]}"
+    return "no error body"
+
+
+def batch_id_for(destination: str, event_ids: Sequence[str]) -> str:
+    """Deterministic: the same events (by id, in order) for the same destination always get the
+    same batch id, also after a crash when the replayed events carry new ``ts_ms`` values."""
+    return sm3("\n".join([destination, *event_ids]).encode()).hex()
+
+
+class HttpSink:
+    """A Sink for one platform. Not a pool: one HTTP/1.1 connection, kept alive."""
+
+    def __init__(
+        self,
+        settings: HttpDestination,
+        *,
+        org_code: str | None = None,
+        spec_version: str = "",
+        mapping_version: str = "",
+    ) -> None:
+        self.name = settings.name
+        self.settings = settings
+        self.org_code = org_code
+        self.spec_version = spec_version
+        self.mapping_version = mapping_version
+        self.health = SinkHealth(settings.name)
+        self._key = load_private_key(settings.hospital_key)
+        self._platform = load_public_key(settings.platform_public_key)
+        if settings.hospital_key_id and settings.hospital_key_id != key_id(self._key.public_key):
+            raise CryptoError(
+                f"{settings.hospital_key}: 密钥标识与配置 hospital_key_id 不符（文件中的密钥为 "
+                f"{key_id(self._key.public_key)}）"
+            )
+        self._closed = threading.Event()
+        self._in_flight = _InFlight(settings.max_in_flight_bytes)
+        self._client = httpx.Client(
+            verify=self._tls_verify(settings),
+            timeout=httpx.Timeout(settings.timeout_s, connect=min(settings.timeout_s, 10.0)),
+            headers={"User-Agent": "cdcsync"},
+            limits=httpx.Limits(max_connections=4, max_keepalive_connections=2),
+        )
+
+    @staticmethod
+    def _tls_verify(settings: HttpDestination) -> ssl.SSLContext | bool:
+        if settings.url.startswith("http://"):
+            return False  # loopback only, enforced by HttpDestination
+        if settings.ca_bundle is None:
+            return ssl.create_default_context()
+        try:
+            return ssl.create_default_context(cafile=str(settings.ca_bundle))
+        except (OSError, ssl.SSLError) as exc:
+            raise SinkError(f"{settings.ca_bundle}: 无法读取 CA 证书（ca_bundle）：{exc}") from None
+
+    # ------------------------------------------------------------------ Sink protocol
+
+    def send(self, batch: Batch) -> Ack:
+        if not batch.events:
+            return Ack(accepted=[], rejected={})
+        accepted: list[str] = []
+        rejected: dict[str, str] = {}
+        for chunk in self._chunks(batch.events):
+            ack = self._deliver(chunk)
+            accepted.extend(ack.accepted)
+            rejected.update(ack.rejected)
+        return Ack(accepted=accepted, rejected=rejected)
+
+    def close(self) -> None:
+        self._closed.set()
+        self.health.update(state="closed")
+        self._client.close()
+
+    # ------------------------------------------------------------------ internals
+
+    def _chunks(self, events: Sequence[Event]) -> list[list[Event]]:
+        out: list[list[Event]] = []
+        cur: list[Event] = []
+        size = 0
+        limit_n, limit_b = self.settings.batch_max_events, self.settings.batch_max_bytes
+        for ev in events:
+            n = len(ev.encode()) + 1
+            if cur and (len(cur) >= limit_n or size + n > limit_b):
+                out.append(cur)
+                cur, size = [], 0
+            cur.append(ev)
+            size += n
+        if cur:
+            out.append(cur)
+        return out
+
+    def _payload(self, events: list[Event]) -> tuple[str, str, bytes]:
+        org = self.org_code or events[0].org_code
+        events_json = b"[" + b",".join(e.encode() for e in events) + b"]"
+        head = orjson.dumps({"spec_version": self.spec_version, "mapping_version": self.mapping_version})
+        bid = batch_id_for(self.name, [e.id for e in events])
+        payload = b"".join((
+            b'{"version":', str(PAYLOAD_VERSION).encode(), b',"org_code":', orjson.dumps(org),
+            b',"batch_id":', orjson.dumps(bid), b',"destination":', orjson.dumps(self.name),
+            b',', head[1:-1], b',"events":', events_json, b"}",
+        ))
+        return org, bid, payload
+
+    def _deliver(self, events: list[Event]) -> Ack:
+        org, bid, payload = self._payload(events)
+        ids = [e.id for e in events]
+        self._in_flight.acquire(len(payload), self._closed)
+        self.health.add_in_flight(len(payload))
+        ack: Ack | None = None
+        try:
+            retrying = Retrying(
+                retry=retry_if_exception_type(DeliveryError),
+                wait=self._wait,
+                stop=lambda _state: self._closed.is_set(),
+                sleep=self._sleep,
+                before_sleep=self._before_sleep,
+                reraise=True,
+            )
+            try:
+                for attempt in retrying:
+                    with attempt:
+                        ack = self._attempt(org, bid, payload, ids)
+            except DeliveryError as exc:  # only after close(): stop fired
+                raise SinkClosed(f"{self.name}: sink closed before batch {bid[:16]} was acknowledged: {exc}") from None
+            except _TooLarge:
+                ack = None
+        finally:
+            self._in_flight.release(len(payload))
+            self.health.add_in_flight(-len(payload))
+        if ack is not None:
+            return ack
+        log.warning("%s: platform refused %d events (%d bytes) as too large; splitting the batch",
+                    self.name, len(events), len(payload))
+        half = len(events) // 2
+        first, second = self._deliver(events[:half]), self._deliver(events[half:])
+        return Ack(accepted=[*first.accepted, *second.accepted], rejected={**first.rejected, **second.rejected})
+
+    def _attempt(self, org: str, bid: str, payload: bytes, ids: list[str]) -> Ack:
+        if self._closed.is_set():
+            raise DeliveryError("sink closed")
+        self.health.update(state="sending")
+        sealed = seal(payload, sender_key=self._key, recipient_pub=self._platform, org_code=org, batch_id=bid)
+        try:
+            resp = self._client.post(self.settings.batches_url, content=sealed.body, headers=sealed.headers)
+        except httpx.TimeoutException as exc:
+            raise DeliveryError(f"timeout: {type(exc).__name__}") from None
+        except httpx.HTTPError as exc:
+            raise DeliveryError(f"connection error: {type(exc).__name__}: {exc}") from None
+        if resp.status_code == 413 and len(ids) > 1:
+            raise _TooLarge()
+        if resp.status_code != 200:
+            retry_after = _retry_after(resp.headers.get("Retry-After")) if resp.status_code in (429, 503) else None
+            raise DeliveryError(f"HTTP {resp.status_code}: {_error_code(resp)}", retry_after=retry_after,
+                                status=resp.status_code)
+        return self._read_reply(resp, sealed, ids)
+
+    def _read_reply(self, resp: httpx.Response, sealed: Sealed, ids: list[str]) -> Ack:
+        try:
+            reply = open_reply(resp.content, resp.headers, platform_pub=self._platform, sealed=sealed)
+        except CryptoError as exc:
+            # Never trust an unverified reply: resend; the platform drops what it already holds.
+            raise DeliveryError(f"reply refused ({exc.code}): {exc}") from None
+        missing = reply.unaccounted(ids)
+        if missing:
+            raise DeliveryError(f"reply does not account for {len(missing)} of {len(ids)} events")
+        wanted = set(ids)
+        rejected = {}
+        for r in reply.rejected:
+            if r.id in wanted:
+                rejected[r.id] = f"{r.reason}（字段 {r.field}）" if r.field and r.field not in r.reason else r.reason
+        accepted = [i for i in ids if i not in rejected]
+        self.health.succeeded(len(accepted), len(rejected), len(reply.duplicates))
+        if rejected:
+            log.warning("%s: batch %s: platform rejected %d of %d events", self.name, sealed.batch_id[:16],
+                        len(rejected), len(ids))
+        return Ack(accepted=accepted, rejected=rejected)
+
+    def _wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        base = wait_random_exponential(multiplier=self.settings.retry_initial_s, max=self.settings.retry_max_s)(state)
+        if isinstance(exc, DeliveryError) and exc.retry_after is not None:
+            return min(exc.retry_after, RETRY_AFTER_CAP_S)
+        return float(base)
+
+    def _sleep(self, seconds: float) -> None:
+        self._closed.wait(seconds)  # close() interrupts a long backoff
+
+    def _before_sleep(self, state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        delay = state.upcoming_sleep
+        nxt = datetime.fromtimestamp(time.time() + delay, UTC)
+        msg = str(exc) if exc else "unknown error"
+        self.health.failed(msg, nxt)
+        log.warning("%s: delivery attempt %d failed (%s); retrying in %.1f s", self.name, state.attempt_number,
+                    msg[:300], delay)

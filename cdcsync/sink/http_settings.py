@@ -1,0 +1,76 @@
+"""Settings of an upstream platform destination (``kind: http``): national or provincial.
+
+Kept apart from ``cdcsync.config`` (which adds the model to its destination union) so that the
+sink and the config do not import each other.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+def is_loopback_host(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class HttpDestination(BaseModel):
+    """One platform: where to POST, how to trust its TLS certificate, which SM2 keys to use."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,30}$")
+    kind: Literal["http"]
+    enabled: bool = True
+    # Base URL of the platform, e.g. https://cdc.example.gov.cn:8888 (the API path is appended).
+    url: str
+    # CA certificates (PEM) that sign the platform's TLS certificate; None: the system store.
+    ca_bundle: Path | None = None
+    hospital_key: Path  # SM2 private key, PKCS#8 PEM, mode 0600
+    hospital_key_id: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")  # if set, must match the key file
+    platform_public_key: Path  # SM2 public key (or certificate) of the platform, PEM
+    batch_max_events: int = Field(1000, ge=1, le=50_000)
+    batch_max_bytes: int = Field(4 * 1024 * 1024, ge=1024, le=32 * 1024 * 1024)
+    linger_ms: int = Field(200, ge=0, le=60_000)
+    timeout_s: float = Field(30.0, gt=0, le=600)
+    max_in_flight_bytes: int = Field(64 * 1024 * 1024, ge=1024)
+    retry_initial_s: float = Field(0.5, gt=0, le=60)
+    retry_max_s: float = Field(30.0, gt=0, le=3600)
+    # Plain HTTP for loopback trials only (e.g. upstream-sim --insecure-http); never to a real platform.
+    insecure_http: bool = False
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"应为 https://主机[:端口] 形式的平台地址，实际为 {value!r}")
+        if parts.query or parts.fragment:
+            raise ValueError("平台地址不应包含查询参数或片段（? 或 #）")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _plain_http_only_on_loopback(self) -> HttpDestination:
+        parts = urlsplit(self.url)
+        if parts.scheme == "http":
+            if not self.insecure_http:
+                raise ValueError(f"url: 平台地址 {self.url} 未加密（http），请使用 https；"
+                                 "本机试运行可设置 insecure_http: true")
+            if not is_loopback_host(parts.hostname or ""):
+                raise ValueError(
+                    f"url: insecure_http 只允许本机回环地址（127.0.0.1、::1、localhost），实际为 {parts.hostname}"
+                )
+        return self
+
+    @property
+    def batches_url(self) -> str:
+        return f"{self.url}/api/v1/edr/batches"

@@ -1,0 +1,327 @@
+"""The reference national/provincial platform: a FastAPI app speaking docs/upstream-protocol.md.
+
+Per request: fault injection (outage window, random failure, latency) → verify signature,
+timestamp window, replay and key → decrypt → schema check of the batch → per-event checks and
+rejection rules → store the new events in one transaction (duplicates count as accepted) →
+a reply signed by the platform key listing accepted and rejected ids.
+
+Only batch ids, counts and error codes are logged: never event contents.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from cdcsync.crypto import CryptoError
+from cdcsync.crypto.envelope import (
+    DEFAULT_MAX_BODY,
+    DEFAULT_WINDOW_S,
+    H_BATCH,
+    H_ORG,
+    Rejection,
+    ReplayCache,
+    Reply,
+    SenderKey,
+    error_body,
+    open_sealed,
+    sign_reply,
+)
+from cdcsync.crypto.keys import key_id, load_public_key
+from cdcsync.crypto.sm2 import SM2PrivateKey, SM2PublicKey
+from cdcsync.crypto.sm3 import sm3
+from cdcsync.upstream_sim.store import BatchConflict, CountingStore, Store, StoredEvent
+
+log = logging.getLogger("cdcsync.upstream_sim")
+
+BATCHES_PATH = "/api/v1/edr/batches"
+STATS_PATH = "/api/v1/sim/stats"
+HEALTH_PATH = "/api/v1/sim/health"
+MAX_EVENTS_PER_BATCH = 50_000
+_OPS = {"c", "u", "d", "r", "t"}
+# Header shapes worth signing an error reply for (as the envelope checks them).
+_ORG_RE = re.compile(r"[A-Za-z0-9-]{1,64}")
+_BATCH_RE = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+class TrustedKeys:
+    """Hospital public keys the platform accepts, by key id. Files given explicitly plus
+    ``DIR/trusted/*.pub``; the directory is rescanned (at most once a second) on an unknown id,
+    so a key registered while the platform runs is picked up."""
+
+    def __init__(self, files: Iterable[Path], trusted_dir: Path | None) -> None:
+        self._lock = threading.Lock()
+        self._dir = trusted_dir
+        self._keys: dict[str, SenderKey] = {}
+        self._last_scan = 0.0
+        for f in files:
+            self.add(load_public_key(f))
+        self._scan()
+
+    def add(self, pub: SM2PublicKey, org_code: str | None = None) -> str:
+        kid = key_id(pub)
+        with self._lock:
+            self._keys[kid] = SenderKey(pub, org_code)
+        return kid
+
+    def _scan(self) -> None:
+        self._last_scan = time.monotonic()
+        if self._dir is None or not self._dir.is_dir():
+            return
+        for f in sorted(self._dir.glob("*.pub")):
+            try:
+                self.add(load_public_key(f))
+            except CryptoError as exc:
+                log.warning("ignoring trusted key file %s: %s", f, exc)
+
+    def __call__(self, kid: str) -> SenderKey | None:
+        with self._lock:
+            found = self._keys.get(kid)
+        if found is None and time.monotonic() - self._last_scan > 1.0:
+            self._scan()
+            with self._lock:
+                found = self._keys.get(kid)
+        return found
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+
+@dataclass
+class Faults:
+    fail_rate: float = 0.0  # share of requests answered 503 before any processing
+    latency_ms: int = 0  # added before processing each request
+    outage: tuple[float, float] | None = None  # (start, seconds) after process start: 503
+    reject_tables: frozenset[str] = frozenset()
+    reject_fields: frozenset[tuple[str, str]] = frozenset()  # (table, field): non-null value rejected
+    tamper_replies: int = 0  # flip one byte in the body of the next N signed replies
+    retry_after_s: int = 1
+
+
+@dataclass
+class SimState:
+    platform_key: SM2PrivateKey
+    trusted: TrustedKeys | Mapping[str, SenderKey | SM2PublicKey]
+    store: Store
+    faults: Faults = field(default_factory=Faults)
+    window_s: float = DEFAULT_WINDOW_S
+    max_body: int = DEFAULT_MAX_BODY
+    started: float = field(default_factory=time.monotonic)
+    replay_cache: ReplayCache = field(init=False)
+    counters: Counter[str] = field(default_factory=Counter)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    rng: random.Random = field(default_factory=random.Random)
+
+    def __post_init__(self) -> None:
+        self.replay_cache = ReplayCache(self.window_s)
+
+    def bump(self, key: str, n: int = 1) -> None:
+        with self.lock:
+            self.counters[key] += n
+
+    def in_outage(self) -> float | None:
+        """Seconds left in the outage window, or None."""
+        if self.faults.outage is None:
+            return None
+        start, seconds = self.faults.outage
+        t = time.monotonic() - self.started
+        return start + seconds - t if start <= t < start + seconds else None
+
+    def take_tamper(self) -> bool:
+        with self.lock:
+            if self.faults.tamper_replies > 0:
+                self.faults.tamper_replies -= 1
+                return True
+            return False
+
+
+class _SchemaError(Exception):
+    pass
+
+
+def _event_problem(ev: Any) -> str | None:
+    """Why one event is malformed (None: fine). The event's id is checked by the caller."""
+    op = ev.get("op")
+    if op not in _OPS:
+        return f"schema: op must be one of c/u/d/r/t, got {str(op)[:10]!r}"
+    src = ev.get("source")
+    if not isinstance(src, dict) or not isinstance(src.get("table"), str) or not src["table"]:
+        return "schema: source.table must be a non-empty string"
+    if op in ("c", "u", "r") and not isinstance(ev.get("after"), dict):
+        return f"schema: op {op} needs an 'after' object"
+    if op == "d" and not isinstance(ev.get("before"), dict):
+        return "schema: op d needs a 'before' object"
+    return None
+
+
+def _rule_problem(table: str, ev: dict[str, Any], faults: Faults) -> Rejection | None:
+    if table in faults.reject_tables:
+        return Rejection(ev["id"], f"平台拒收：数据表 {table} 暂不接收")
+    row = ev.get("after") if isinstance(ev.get("after"), dict) else ev.get("before")
+    for t, f in faults.reject_fields:
+        if t == table and isinstance(row, dict) and row.get(f) is not None:
+            return Rejection(ev["id"], f"平台拒收：字段 {table}.{f} 的值不符合平台要求", f)
+    return None
+
+
+def _parse_batch(payload: bytes, org_code: str, batch_id: str) -> list[Any]:
+    try:
+        doc = orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        raise _SchemaError(f"payload is not JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise _SchemaError("payload: expected a JSON object")
+    if doc.get("version") != 1:
+        raise _SchemaError(f"payload.version: expected 1, got {doc.get('version')!r}")
+    if doc.get("org_code") != org_code:
+        raise _SchemaError("payload.org_code differs from the X-Org-Code header")
+    if doc.get("batch_id") != batch_id:
+        raise _SchemaError("payload.batch_id differs from the X-Batch-Id header")
+    for k in ("spec_version", "mapping_version"):
+        if not isinstance(doc.get(k), str):
+            raise _SchemaError(f"payload.{k}: expected a string")
+    events = doc.get("events")
+    if not isinstance(events, list) or not events:
+        raise _SchemaError("payload.events: expected a non-empty list")
+    if len(events) > MAX_EVENTS_PER_BATCH:
+        raise _SchemaError(f"payload.events: at most {MAX_EVENTS_PER_BATCH} events per batch")
+    for i, ev in enumerate(events):
+        if not isinstance(ev, dict) or not isinstance(ev.get("id"), str) or not 0 < len(ev["id"]) <= 200:
+            raise _SchemaError(f"payload.events[{i}].id: expected a string of 1-200 characters")
+    return events
+
+
+def _error(
+    state: SimState, body: bytes, headers: Mapping[str, str], status: int, code: str, message: str,
+    retry_after: int | None = None,
+) -> Response:
+    """An error reply, signed like any reply when the request names a well-formed org and batch
+    (the protocol's rule); the hospital side never treats it as an acknowledgement."""
+    out = error_body(code, message)
+    h: dict[str, str] = {}
+    low = {k.lower(): v for k, v in headers.items()}
+    org, batch = low.get(H_ORG.lower(), ""), low.get(H_BATCH.lower(), "")
+    if _ORG_RE.fullmatch(org) and _BATCH_RE.fullmatch(batch):
+        h.update(sign_reply(out, platform_key=state.platform_key, org_code=org, batch_id=batch,
+                            request_sm3=sm3(body)))
+    if retry_after is not None:
+        h["Retry-After"] = str(retry_after)
+    return Response(out, status_code=status, media_type="application/json", headers=h)
+
+
+def process_batch(state: SimState, body: bytes, headers: Mapping[str, str]) -> Response:
+    """The synchronous heart of POST /api/v1/edr/batches (runs in a worker thread)."""
+    try:
+        opened = open_sealed(
+            body, headers, recipient_key=state.platform_key, sender_keys=state.trusted,
+            window_s=state.window_s, replay_cache=state.replay_cache, max_body=state.max_body,
+        )
+    except CryptoError as exc:
+        state.bump(f"refused.{exc.code}")
+        log.warning("refused request: %s (%s)", exc.code, exc)
+        return _error(state, body, headers, exc.http_status, exc.code, str(exc))
+    try:
+        events = _parse_batch(opened.payload, opened.org_code, opened.batch_id)
+    except _SchemaError as exc:
+        state.bump("refused.malformed_request")
+        log.warning("refused batch %s: %s", opened.batch_id, exc)
+        return _error(state, body, headers, 400, "malformed_request", str(exc))
+
+    accepted: list[str] = []
+    rejected: list[Rejection] = []
+    counting = isinstance(state.store, CountingStore)  # --store none keeps no payload
+    to_store: list[StoredEvent] = []
+    for ev in events:
+        problem = _event_problem(ev)
+        if problem is not None:
+            rejected.append(Rejection(ev["id"], problem))
+            continue
+        table = ev["source"]["table"]
+        rule = _rule_problem(table, ev, state.faults)
+        if rule is not None:
+            rejected.append(rule)
+            continue
+        accepted.append(ev["id"])
+        to_store.append(StoredEvent(ev["id"], table, ev["op"], b"" if counting else orjson.dumps(ev)))
+    try:
+        digest = sm3("\n".join(ev["id"] for ev in events).encode()).hex()
+        dupes = state.store.put_batch(opened.batch_id, digest, opened.org_code, to_store)
+    except BatchConflict:
+        state.bump("refused.batch_conflict")
+        log.warning("refused batch %s: id already used for different content", opened.batch_id)
+        return _error(state, body, headers, 409, "batch_conflict",
+                      f"batch {opened.batch_id} was received before with other events")
+
+    reply = Reply(opened.org_code, opened.batch_id, accepted, rejected, sorted(dupes))
+    reply_body = reply.to_json()
+    reply_headers = sign_reply(
+        reply_body, platform_key=state.platform_key, org_code=opened.org_code,
+        batch_id=opened.batch_id, request_sm3=opened.body_sm3,
+    )
+    state.bump("batches")
+    state.bump("accepted", len(accepted) - len(dupes))
+    state.bump("duplicates", len(dupes))
+    state.bump("rejected", len(rejected))
+    if state.take_tamper():
+        state.bump("tampered_replies")
+        flipped = bytearray(reply_body)
+        flipped[len(flipped) // 2] ^= 0x01
+        reply_body = bytes(flipped)
+    log.debug("batch %s: %d accepted (%d duplicates), %d rejected",
+              opened.batch_id, len(accepted), len(dupes), len(rejected))
+    return Response(reply_body, status_code=200, headers=reply_headers)
+
+
+def create_app(state: SimState) -> FastAPI:
+    app = FastAPI(title="cdcsync upstream-sim（参考平台）", version="1",
+                  description="国家/省级平台的参考实现，供测试、演示与试运行使用。")
+    app.state.sim = state
+
+    @app.post(BATCHES_PATH)
+    async def batches(request: Request) -> Response:
+        state.bump("requests")
+        body = await request.body()
+        headers = dict(request.headers)
+        if state.in_outage() is not None:
+            state.bump("refused.outage")
+            return _error(state, body, headers, 503, "unavailable", "platform outage (injected)",
+                          state.faults.retry_after_s)
+        if state.faults.fail_rate > 0 and state.rng.random() < state.faults.fail_rate:
+            state.bump("refused.injected_failure")
+            return _error(state, body, headers, 503, "unavailable", "injected failure", state.faults.retry_after_s)
+        if state.faults.latency_ms > 0:
+            import asyncio
+
+            await asyncio.sleep(state.faults.latency_ms / 1000)
+        return await run_in_threadpool(process_batch, state, body, headers)
+
+    @app.get(STATS_PATH)
+    async def stats() -> dict[str, Any]:
+        tables = await run_in_threadpool(state.store.counts)
+        with state.lock:
+            counters = dict(state.counters)
+        return {
+            "tables": tables,
+            "total": sum(tables.values()),
+            "counters": counters,
+            "outage": state.in_outage() is not None,
+        }
+
+    @app.get(HEALTH_PATH)
+    async def health() -> dict[str, Any]:
+        kid = key_id(state.platform_key.public_key)
+        return {"ok": True, "platform_key_id": kid, "trusted_keys": len(state.trusted)}
+
+    return app

@@ -1,0 +1,170 @@
+"""``cdcsync upstream-sim``: run the reference platform (messages for hospital staff, in Chinese)."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+
+from cdcsync.crypto import CryptoError
+from cdcsync.crypto.keys import key_id, load_private_key, write_keypair
+from cdcsync.crypto.sm2 import SM2PrivateKey
+from cdcsync.upstream_sim.app import Faults, SimState, TrustedKeys, create_app
+from cdcsync.upstream_sim.store import CountingStore, SqliteStore, Store
+from cdcsync.upstream_sim.tls import TlsFiles, ensure_self_signed
+
+log = logging.getLogger("cdcsync.upstream_sim")
+
+
+@dataclass(frozen=True)
+class DataDir:
+    """What the platform keeps in ``--data-dir``."""
+
+    root: Path
+
+    @property
+    def platform_key(self) -> Path:
+        return self.root / "platform.key"
+
+    @property
+    def platform_pub(self) -> Path:
+        return self.root / "platform.pub"
+
+    @property
+    def trusted(self) -> Path:
+        return self.root / "trusted"
+
+    @property
+    def tls(self) -> Path:
+        return self.root / "tls"
+
+    @property
+    def received(self) -> Path:
+        return self.root / "received.sqlite"
+
+    @property
+    def ca_bundle(self) -> Path:
+        return self.tls / "ca.pem"
+
+
+def prepare_data_dir(
+    root: Path, *, tls: bool = True, platform_key: Path | None = None
+) -> tuple[SM2PrivateKey, TlsFiles | None]:
+    """Create the directory, the platform key pair and TLS material when absent (idempotent)."""
+    dd = DataDir(root)
+    root.mkdir(parents=True, exist_ok=True)
+    dd.trusted.mkdir(exist_ok=True)
+    if platform_key is None:
+        platform_key = dd.platform_key
+        if not platform_key.exists():
+            write_keypair(root, "platform")
+    key = load_private_key(platform_key)
+    return key, (ensure_self_signed(dd.tls) if tls else None)
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    m = re.fullmatch(r"\[?([^\[\]]+?)\]?:(\d{1,5})", value)
+    if not m or not 0 <= int(m.group(2)) <= 65535:
+        raise click.BadParameter(f"应为 主机:端口（例如 127.0.0.1:8888），实际为 {value!r}", param_hint="--listen")
+    return m.group(1), int(m.group(2))
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _parse_outage(value: str | None) -> tuple[float, float] | None:
+    if value is None:
+        return None
+    m = re.fullmatch(r"(\d+(?:\.\d+)?):(\d+(?:\.\d+)?)", value)
+    if not m:
+        raise click.BadParameter(f"应为 开始秒数:持续秒数（例如 30:60），实际为 {value!r}", param_hint="--outage")
+    return float(m.group(1)), float(m.group(2))
+
+
+def _parse_fields(values: tuple[str, ...]) -> frozenset[tuple[str, str]]:
+    out = set()
+    for v in values:
+        m = re.fullmatch(r"([a-z_][a-z0-9_]*)\.([a-z_][a-z0-9_]*)", v)
+        if not m:
+            raise click.BadParameter(f"应为 表名.字段名（例如 diagnosis.icd10_code），实际为 {v!r}",
+                                     param_hint="--reject-field")
+        out.add((m.group(1), m.group(2)))
+    return frozenset(out)
+
+
+@click.command("upstream-sim")
+@click.option("--listen", default="127.0.0.1:8888", show_default=True, help="监听地址 主机:端口")
+@click.option("--data-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="数据目录：平台密钥、TLS 证书、trusted/ 医院公钥、received.sqlite")
+@click.option("--insecure-http", is_flag=True, help="使用明文 HTTP（仅限本机回环地址，用于本地调试）")
+@click.option("--tls-cert", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="TLS 证书（PEM）；不指定则在数据目录 tls/ 下自动生成自签名证书")
+@click.option("--tls-key", type=click.Path(dir_okay=False, exists=True, path_type=Path), help="TLS 私钥（PEM）")
+@click.option("--platform-key", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="平台 SM2 私钥；不指定则使用（必要时生成）数据目录下的 platform.key")
+@click.option("--hospital-pub", multiple=True, type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="信任的医院 SM2 公钥（可多次指定）；数据目录 trusted/*.pub 也会被信任")
+@click.option("--store", type=click.Choice(["sqlite", "none"]), default="sqlite", show_default=True,
+              help="sqlite：保存到 received.sqlite；none：只计数（性能测试用）")
+@click.option("--fail-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="按此比例随机返回 503（故障注入）")
+@click.option("--latency-ms", type=click.IntRange(0, 600_000), default=0, show_default=True,
+              help="每个请求额外延迟的毫秒数")
+@click.option("--outage", metavar="START:SECONDS", help="进程启动后第 START 秒起停机 SECONDS 秒（返回 503）")
+@click.option("--reject-table", multiple=True, metavar="TABLE", help="拒收该表的全部事件（可多次指定）")
+@click.option("--reject-field", multiple=True, metavar="TABLE.FIELD",
+              help="拒收该表中该字段非空的事件（可多次指定）")
+@click.option("--tamper-replies", type=click.IntRange(0), default=0,
+              help="篡改接下来 N 个应答的内容（签名随之失效），用于演练医院端的应答验签")
+@click.option("--window-s", type=click.FloatRange(1), default=300.0, show_default=True,
+              help="请求时间戳允许的偏差（秒）")
+def upstream_sim_command(
+    listen: str, data_dir: Path, insecure_http: bool, tls_cert: Path | None, tls_key: Path | None,
+    platform_key: Path | None, hospital_pub: tuple[Path, ...], store: str, fail_rate: float, latency_ms: int,
+    outage: str | None, reject_table: tuple[str, ...], reject_field: tuple[str, ...], tamper_replies: int,
+    window_s: float,
+) -> None:
+    """参考平台（国家/省级平台模拟）：验签、解密、去重、存储并签名应答。"""
+    import uvicorn
+
+    host, port = parse_listen(listen)
+    if insecure_http and not is_loopback(host):
+        raise click.BadParameter("明文 HTTP 只允许监听本机回环地址（127.0.0.1、::1、localhost）", param_hint="--listen")
+    if (tls_cert is None) != (tls_key is None):
+        raise click.BadParameter("--tls-cert 与 --tls-key 须同时指定", param_hint="--tls-cert")
+    faults = Faults(fail_rate=fail_rate, latency_ms=latency_ms, outage=_parse_outage(outage),
+                    reject_tables=frozenset(reject_table), reject_fields=_parse_fields(reject_field),
+                    tamper_replies=tamper_replies)
+    try:
+        key, tls = prepare_data_dir(data_dir, tls=not insecure_http and tls_cert is None, platform_key=platform_key)
+        trusted = TrustedKeys(hospital_pub, DataDir(data_dir).trusted)
+    except CryptoError as exc:
+        raise click.ClickException(str(exc)) from None
+    st: Store = SqliteStore(DataDir(data_dir).received) if store == "sqlite" else CountingStore()
+    state = SimState(platform_key=key, trusted=trusted, store=st, faults=faults, window_s=window_s)
+    certfile = keyfile = None
+    if not insecure_http:
+        certfile, keyfile = (tls_cert, tls_key) if tls_cert else (tls.cert, tls.key) if tls else (None, None)
+    scheme = "http" if insecure_http else "https"
+    shown = f"[{host}]" if ":" in host else host
+    pub_file = DataDir(data_dir).platform_pub if platform_key is None else "（外部指定）"
+    click.echo(f"参考平台启动：{scheme}://{shown}:{port}  平台公钥 {pub_file}"
+               f"  密钥标识 {key_id(key.public_key)[:16]}…  已信任医院公钥 {len(trusted)} 个", err=True)
+    if tls is not None:
+        click.echo(f"TLS CA 证书（医院端 ca_bundle）：{tls.ca_cert}", err=True)
+    try:
+        uvicorn.run(create_app(state), host=host, port=port, ssl_certfile=certfile and str(certfile),
+                    ssl_keyfile=keyfile and str(keyfile), access_log=False, log_level="warning",
+                    timeout_graceful_shutdown=5)
+    finally:
+        st.close()
