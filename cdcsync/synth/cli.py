@@ -99,6 +99,7 @@ def gen(
     from cdcsync.spec import load_spec
     from cdcsync.synth.hospital import Hospital, iter_days, load_codes
     from cdcsync.synth.load import Group, LoadError, drop_existing, load_bulk, load_steady
+    from cdcsync.validate.compiler import beijing_now
 
     conninfo, cfg_org, cfg_hospital, mappings_dir = _settings(ctx, dsn)
     codes = load_codes(mappings_dir, hospital or cfg_hospital or "example")
@@ -107,7 +108,7 @@ def gen(
         org = next(iter(codes.tables.local["org"].map))  # the example hospital's own code
     if not org:
         raise click.UsageError("请用 --org-code 指定医疗机构代码")
-    now = dt.datetime.now().replace(microsecond=0)
+    now = beijing_now().replace(microsecond=0)  # the mirror records Beijing local time
     n_days = days if days is not None else (None if rate else 1)
     first = start.date() if start else now.date() - dt.timedelta(days=(n_days or 1) - 1)
     spec = load_spec()
