@@ -19,7 +19,8 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from cdcsync.event import Ack, Batch, Rejected, dumps, lsn_to_str, str_to_lsn
+from cdcsync.event import Ack, Batch, Event, Rejected, dumps, lsn_to_str, str_to_lsn
+from cdcsync.recon.latency import DelayHistogram, LatencyRow, aggregate, merge, write_aggregates
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,9 @@ class Checkpointer:
             lambda: defaultdict(lambda: [0, 0]))
         self._quarantine: dict[int, list[Rejected]] = defaultdict(list)
         self._last_event: dict[int, dt.datetime] = {}
+        # commit LSN -> delivery-delay histograms per (table, business date), measured at ack time
+        self._latency: dict[int, dict[tuple[str, dt.date], DelayHistogram]] = defaultdict(dict)
+        self._business_time_field: dict[str, str | None] = {}
 
     # -- state ------------------------------------------------------------------------------
 
@@ -74,6 +78,7 @@ class Checkpointer:
         self._stats.clear()
         self._quarantine.clear()
         self._last_event.clear()
+        self._latency.clear()
 
     def start_snapshot(self) -> None:
         """A (re)started initial snapshot: position back to zero, snapshot not done."""
@@ -105,6 +110,7 @@ class Checkpointer:
         the batch did not complete any transaction. ``position=False`` (an ad-hoc re-snapshot
         outside the stream): statistics and quarantine only, the position is not touched."""
         rejected_ids = ack.rejected
+        delays: dict[int, list[LatencyRow]] = defaultdict(list)
         for ev, day in zip(batch.events, batch.business_dates, strict=True):
             if ev.id in rejected_ids:
                 continue
@@ -113,6 +119,10 @@ class Checkpointer:
             prev = self._last_event.get(ev.lsn)
             if prev is None or ev.commit_ts > prev:
                 self._last_event[ev.lsn] = ev.commit_ts
+            delays[ev.lsn].append(LatencyRow(ev.table, day, self._business_time(ev), ev.commit_ts))
+        acked_at = dt.datetime.now(dt.UTC)
+        for lsn, rows in delays.items():
+            merge(self._latency[lsn], aggregate(rows, acked_at))
         for rej in [*batch.rejections, *(sink_rejections or [])]:
             self._stats[rej.lsn][(rej.table, rej.business_date)][1] += 1
             self._quarantine[rej.lsn].append(rej)
@@ -127,11 +137,28 @@ class Checkpointer:
         self._write(batch.commit_through, batch.flush_lsn, snapshot_done=None)
         return batch.flush_lsn
 
+    def _business_time(self, ev: Event) -> dt.datetime | None:
+        """The record's business time (the spec names the field per table), for timeliness."""
+        if ev.table not in self._business_time_field:
+            from cdcsync.spec import load_spec
+
+            spec = load_spec()
+            self._business_time_field[ev.table] = (
+                spec.table(ev.table).business_time if spec.has_table(ev.table) else None)
+        name = self._business_time_field[ev.table]
+        value = ev.after.get(name) if name and ev.after else None
+        if isinstance(value, dt.datetime):
+            return value
+        if isinstance(value, dt.date):
+            return dt.datetime.combine(value, dt.time())
+        return None
+
     def _write(self, through: int, flush_lsn: int, snapshot_done: bool | None, position: bool = True) -> None:
         done = [lsn for lsn in self._stats if lsn <= through] + [
             lsn for lsn in self._quarantine if lsn <= through and lsn not in self._stats]
         totals: dict[tuple[str, dt.date], list[int]] = defaultdict(lambda: [0, 0])
         rejections: list[Rejected] = []
+        latency: dict[tuple[str, dt.date], DelayHistogram] = {}
         last_event: dt.datetime | None = None
         for lsn in done:
             for key, (d, q) in self._stats.pop(lsn, {}).items():
@@ -141,6 +168,7 @@ class Checkpointer:
             ts = self._last_event.pop(lsn, None)
             if ts is not None and (last_event is None or ts > last_event):
                 last_event = ts
+            merge(latency, self._latency.pop(lsn, {}))
         stats = [(self.destination, table, day, d, q) for (table, day), (d, q) in totals.items()]
         with self.conn.transaction():
             cur = self.conn.cursor()
@@ -163,6 +191,7 @@ class Checkpointer:
                     " quarantined = s.quarantined + EXCLUDED.quarantined,"
                     " batches = s.batches + 1, last_ack_at = now()",
                     stats)
+            write_aggregates(self.conn, self.destination, latency)
             if rejections:
                 cur.executemany(
                     "INSERT INTO cdcsync.quarantine AS q (event_id, destination, table_name, primary_key, lsn,"

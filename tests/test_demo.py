@@ -36,6 +36,10 @@ def test_demo_runs_to_completion_and_says_where_the_data_is(tmp_path: Path) -> N
                 for (t,) in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'emr'").fetchall()
             )
             held = dict(conn.execute("SELECT destination, count(*) FROM cdcsync.quarantine GROUP BY 1").fetchall())
+            delivered = dict(conn.execute(
+                "SELECT destination, sum(delivered) FROM cdcsync.delivery_stats GROUP BY 1").fetchall())
+            timed = dict(conn.execute(
+                "SELECT destination, sum(events) FROM recon.timeliness_daily GROUP BY 1").fetchall())
         # Every mirror row reached each platform, or sits in that destination's quarantine.
         for name in ("national", "provincial"):
             db = sqlite3.connect(base / "platforms" / name / "received.sqlite")
@@ -43,6 +47,8 @@ def test_demo_runs_to_completion_and_says_where_the_data_is(tmp_path: Path) -> N
             db.close()
             assert held.get(name, 0) > 0  # the synthetic day carries deliberately invalid rows
             assert received + held[name] == mirror
+            # The checkpoint measured the delay of every delivered event, for the timeliness view.
+            assert delivered[name] == received == timed[name]
         assert "已接收" in out
 
         again = _cdcsync("demo", "--data-dir", str(base), "--patients", "60")

@@ -43,7 +43,7 @@ class LatencyRow(NamedTuple):
 
 
 @dataclass
-class _Agg:
+class DelayHistogram:
     timeliness: str
     events: int = 0
     within: int = 0
@@ -71,17 +71,17 @@ def _timeliness_of(table: str) -> str:
 
 def aggregate(
     rows: Iterable[LatencyRow], acked_at: dt.datetime, timeliness: Mapping[str, str] | None = None
-) -> dict[tuple[str, dt.date], _Agg]:
+) -> dict[tuple[str, dt.date], DelayHistogram]:
     """Fold a batch into one histogram pair per (table, business date)."""
     acked = _aware(acked_at)
-    out: dict[tuple[str, dt.date], _Agg] = {}
+    out: dict[tuple[str, dt.date], DelayHistogram] = {}
     classes: dict[str, str] = dict(timeliness or {})
     for row in rows:
         key = (row.table_name, row.business_date)
         agg = out.get(key)
         if agg is None:
             cls = classes.get(row.table_name) or classes.setdefault(row.table_name, _timeliness_of(row.table_name))
-            agg = out[key] = _Agg(cls)
+            agg = out[key] = DelayHistogram(cls)
         commit_delay = (acked - _aware(row.commit_time)).total_seconds()
         business_delay = (
             (acked - _aware(row.business_time)).total_seconds() if row.business_time is not None else commit_delay
@@ -112,6 +112,35 @@ ON CONFLICT (destination, table_name, business_date) DO UPDATE SET
 """
 
 
+def merge(into: dict[tuple[str, dt.date], DelayHistogram], more: Mapping[tuple[str, dt.date], DelayHistogram]) -> None:
+    """Add ``more`` to ``into`` (aggregates of batches that belong to one checkpoint write)."""
+    for key, agg in more.items():
+        have = into.get(key)
+        if have is None:
+            into[key] = agg
+            continue
+        have.events += agg.events
+        have.within += agg.within
+        have.business_hist = [a + b for a, b in zip(have.business_hist, agg.business_hist, strict=True)]
+        have.commit_hist = [a + b for a, b in zip(have.commit_hist, agg.commit_hist, strict=True)]
+        have.max_business = max(have.max_business, agg.max_business)
+        have.max_commit = max(have.max_commit, agg.max_commit)
+
+
+def write_aggregates(conn: psycopg.Connection, destination: str,
+                     aggs: Mapping[tuple[str, dt.date], DelayHistogram]) -> int:
+    """Upsert pre-aggregated delays into ``cdcsync.delivery_latency``; returns the keys written."""
+    params = [
+        (destination, table, day, a.timeliness, a.events, a.within, a.business_hist, a.commit_hist,
+         a.max_business, a.max_commit)
+        for (table, day), a in sorted(aggs.items())
+    ]
+    if params:
+        with conn.cursor() as cur:
+            cur.executemany(_UPSERT, params)
+    return len(params)
+
+
 def record_latency(
     conn: psycopg.Connection,
     destination: str,
@@ -125,18 +154,7 @@ def record_latency(
     Call inside the checkpoint transaction, with every acknowledged (not quarantined) event of
     the batch. ``timeliness`` (table -> class) defaults to the packaged dataset spec.
     """
-    now = acked_at or dt.datetime.now(dt.UTC)
-    aggs = aggregate(rows, now, timeliness)
-    if not aggs:
-        return 0
-    params = [
-        (destination, table, day, a.timeliness, a.events, a.within, a.business_hist, a.commit_hist,
-         a.max_business, a.max_commit)
-        for (table, day), a in sorted(aggs.items())
-    ]
-    with conn.cursor() as cur:
-        cur.executemany(_UPSERT, params)
-    return len(params)
+    return write_aggregates(conn, destination, aggregate(rows, acked_at or dt.datetime.now(dt.UTC), timeliness))
 
 
 _TRANSMISSION = """
