@@ -83,17 +83,10 @@ def db_init(app: AppContext, dsn: str | None) -> None:
 
 
 def _register(module: str, attr: str) -> None:
-    """Sub-commands live beside the code they drive; imported lazily by name to keep start-up fast."""
-    try:
-        mod = importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        if exc.name and module.startswith(exc.name):
-            return  # that concern is not part of this build yet
-        raise
-    found = getattr(mod, attr, None)
+    """Sub-commands live beside the code they drive (``COMMANDS`` lists, or one command)."""
+    found = getattr(importlib.import_module(module), attr)
     for cmd in found if isinstance(found, list) else [found]:
-        if isinstance(cmd, click.Command):
-            main.add_command(cmd)
+        main.add_command(cmd)
 
 
 for _module, _attr in [

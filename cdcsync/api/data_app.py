@@ -45,6 +45,7 @@ from cdcsync import __version__
 from cdcsync.api.auth import authenticate, presented_key
 from cdcsync.api.errors import ApiError, install_error_handlers, record_error
 from cdcsync.api.settings import ApiSettings, api_settings
+from cdcsync.config import Settings
 from cdcsync.mapping.reload import RulesHolder
 from cdcsync.spec import TIMELINESS, Field, Spec, Table, load_spec
 from cdcsync.validate import NOT_IN_DOMAIN, TYPE, UNMAPPED, Violation
@@ -427,7 +428,7 @@ _ERRORS_DOC: dict[int | str, dict[str, Any]] = {
 # --------------------------------------------------------------------------- the app
 
 
-def create_data_app(settings: Any, *, rules: RulesHolder | None = None, spec: Spec | None = None,
+def create_data_app(settings: Settings, *, rules: RulesHolder | None = None, spec: Spec | None = None,
                     conninfo: Callable[[], str] | None = None, api: ApiSettings | None = None) -> FastAPI:
     """The 8881 app. ``settings``: cdcsync Settings; ``api`` overrides its ``api`` section."""
     api = api_settings(settings, api)

@@ -34,6 +34,7 @@ from prometheus_client.registry import Collector
 from cdcsync import __version__
 from cdcsync.api.errors import ApiError, install_error_handlers, last_errors
 from cdcsync.api.settings import ApiSettings, api_settings
+from cdcsync.config import Settings
 from cdcsync.spec import load_spec
 
 _STATE_NOTE = "无法读取数据库数据目录，显示前置软件状态目录所在磁盘"
@@ -41,7 +42,7 @@ StatusProvider = Callable[[], Mapping[str, Any]]
 _PROCESS_START = time.time()
 
 
-def _disk(settings: Any, conn: psycopg.Connection[Any] | None) -> dict[str, Any]:
+def _disk(settings: Settings, conn: psycopg.Connection[Any] | None) -> dict[str, Any]:
     """Free space where the WAL lives; ``SHOW data_directory`` needs a superuser (or
     pg_read_all_settings), so otherwise — or when that path is not readable from here — the
     volume of state_dir is reported instead, and ``source`` says which."""
@@ -76,7 +77,7 @@ def _day_counts(dest: Mapping[str, Any]) -> dict[str, dict[str, int]]:
     return out
 
 
-def build_status(settings: Any, *, started_at: float | None = None, rules: Any = None,
+def build_status(settings: Settings, *, started_at: float | None = None, rules: Any = None,
                  conninfo: str | None = None) -> dict[str, Any]:
     """The full monitoring status. Never raises for an unreachable database: it says so."""
     from cdcsync.status import collect_status
@@ -216,7 +217,7 @@ def _disk_family(disk: Mapping[str, Any]) -> GaugeMetricFamily:
     return fam
 
 
-def status_provider_for(settings: Any, *, started_at: float | None = None, rules: Any = None) -> CachedStatus:
+def status_provider_for(settings: Settings, *, started_at: float | None = None, rules: Any = None) -> CachedStatus:
     return CachedStatus(lambda: build_status(settings, started_at=started_at, rules=rules))
 
 
@@ -245,7 +246,7 @@ def _token_checker(api: ApiSettings) -> Callable[[Request], None]:
     return check
 
 
-def create_monitor_app(settings: Any, *, api: ApiSettings | None = None,
+def create_monitor_app(settings: Settings, *, api: ApiSettings | None = None,
                        status_provider: StatusProvider | None = None, started_at: float | None = None,
                        rules: Any = None) -> FastAPI:
     api = api_settings(settings, api)

@@ -19,6 +19,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from cdcsync.api.settings import ApiSettings, ListenerSettings, api_settings
+from cdcsync.config import Settings
 
 log = logging.getLogger("cdcsync.api")
 
@@ -90,7 +91,7 @@ def _bind(name: str, cfg: ListenerSettings) -> socket.socket:
     return sock
 
 
-def build_apps(settings: Any, api: ApiSettings | None = None, **deps: Any) -> dict[str, FastAPI]:
+def build_apps(settings: Settings, api: ApiSettings | None = None, **deps: Any) -> dict[str, FastAPI]:
     """The apps of the enabled listeners. ``deps``: rules (RulesHolder), status_provider, started_at."""
     api = api_settings(settings, api)
     apps: dict[str, FastAPI] = {}
@@ -119,9 +120,10 @@ def build_apps(settings: Any, api: ApiSettings | None = None, **deps: Any) -> di
     return apps
 
 
-def start_servers(settings: Any, *, rules: Any = None, status_provider: Callable[[], Mapping[str, Any]] | None = None,
-                  started_at: float | None = None, apps: Mapping[str, FastAPI] | None = None,
-                  api: ApiSettings | None = None, startup_timeout: float = 15.0) -> ServerHandle:
+def start_servers(settings: Settings, *, rules: Any = None,
+                  status_provider: Callable[[], Mapping[str, Any]] | None = None, started_at: float | None = None,
+                  apps: Mapping[str, FastAPI] | None = None, api: ApiSettings | None = None,
+                  startup_timeout: float = 15.0) -> ServerHandle:
     """Start the enabled listeners; raises ApiStartError (after stopping any started) on failure.
 
     ``rules``: the daemon's RulesHolder, so the API checks with the validators in force;

@@ -7,9 +7,12 @@ Each listener can be switched off and bound to its own host:port: the requiremen
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:
+    from cdcsync.config import Settings
 
 
 class _Model(BaseModel):
@@ -35,6 +38,6 @@ class ApiSettings(_Model):
     max_batch_records: int = Field(1000, ge=1, le=10000)
 
 
-def api_settings(settings: Any, override: ApiSettings | None = None) -> ApiSettings:
-    """The ``api`` section: ``override``, else ``settings.api``, else the defaults."""
-    return override or getattr(settings, "api", None) or ApiSettings()
+def api_settings(settings: Settings, override: ApiSettings | None = None) -> ApiSettings:
+    """The ``api`` section, or ``override`` (tests and the demo bind listeners elsewhere)."""
+    return override or settings.api

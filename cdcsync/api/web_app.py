@@ -23,6 +23,7 @@ from cdcsync import __version__
 from cdcsync.api.errors import install_error_handlers
 from cdcsync.api.monitor_app import StatusProvider, status_provider_for
 from cdcsync.api.settings import ApiSettings
+from cdcsync.config import Settings
 from cdcsync.spec import TIMELINESS, Spec, load_spec
 
 TEMPLATE = Path(__file__).with_name("templates") / "status.html"
@@ -157,7 +158,7 @@ def render_status(st: Mapping[str, Any], spec: Spec) -> str:
     return Template(TEMPLATE.read_text(encoding="utf-8")).substitute(values)
 
 
-def create_web_app(settings: Any, *, api: ApiSettings | None = None, status_provider: StatusProvider | None = None,
+def create_web_app(settings: Settings, *, api: ApiSettings | None = None, status_provider: StatusProvider | None = None,
                    started_at: float | None = None, rules: Any = None) -> FastAPI:
     provider = status_provider or status_provider_for(settings, started_at=started_at, rules=rules)
     spec = rules.spec if rules is not None else load_spec()
