@@ -20,7 +20,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from cdcsync.event import Ack, Batch, Event, Rejected, dumps, lsn_to_str, str_to_lsn
-from cdcsync.recon.latency import DelayHistogram, LatencyRow, aggregate, merge, write_aggregates
+from cdcsync.recon.latency import BEIJING, DelayHistogram, bucket, merge, write_aggregates
 
 log = logging.getLogger(__name__)
 
@@ -110,19 +110,28 @@ class Checkpointer:
         the batch did not complete any transaction. ``position=False`` (an ad-hoc re-snapshot
         outside the stream): statistics and quarantine only, the position is not touched."""
         rejected_ids = ack.rejected
-        delays: dict[int, list[LatencyRow]] = defaultdict(list)
+        acked_at = dt.datetime.now(BEIJING)
+        acked_local = acked_at.replace(tzinfo=None)  # business times are naive Beijing time
+        commit_delays: dict[int, tuple[float, int]] = {}  # per transaction: delay, its bucket
         for ev, day in zip(batch.events, batch.business_dates, strict=True):
             if ev.id in rejected_ids:
                 continue
-            cell = self._stats[ev.lsn][(ev.table, day)]
-            cell[0] += 1
-            prev = self._last_event.get(ev.lsn)
-            if prev is None or ev.commit_ts > prev:
-                self._last_event[ev.lsn] = ev.commit_ts
-            delays[ev.lsn].append(LatencyRow(ev.table, day, self._business_time(ev), ev.commit_ts))
-        acked_at = dt.datetime.now(dt.UTC)
-        for lsn, rows in delays.items():
-            merge(self._latency[lsn], aggregate(rows, acked_at))
+            lsn = ev.lsn
+            key = (ev.table, day)
+            self._stats[lsn][key][0] += 1
+            commit = commit_delays.get(lsn)
+            if commit is None:
+                prev = self._last_event.get(lsn)
+                if prev is None or ev.commit_ts > prev:
+                    self._last_event[lsn] = ev.commit_ts
+                delay = (acked_at - ev.commit_ts).total_seconds()
+                commit = commit_delays[lsn] = (delay, bucket(delay))
+            hists = self._latency[lsn]
+            hist = hists.get(key)
+            if hist is None:
+                hist = hists[key] = DelayHistogram.for_table(ev.table)
+            business = self._business_time(ev)
+            hist.add((acked_local - business).total_seconds() if business is not None else commit[0], *commit)
         for rej in [*batch.rejections, *(sink_rejections or [])]:
             self._stats[rej.lsn][(rej.table, rej.business_date)][1] += 1
             self._quarantine[rej.lsn].append(rej)
@@ -138,18 +147,19 @@ class Checkpointer:
         return batch.flush_lsn
 
     def _business_time(self, ev: Event) -> dt.datetime | None:
-        """The record's business time (the spec names the field per table), for timeliness."""
-        if ev.table not in self._business_time_field:
+        """The record's business time (naive Beijing time; the spec names the field per table)."""
+        try:
+            name = self._business_time_field[ev.table]
+        except KeyError:
             from cdcsync.spec import load_spec
 
             spec = load_spec()
-            self._business_time_field[ev.table] = (
+            name = self._business_time_field[ev.table] = (
                 spec.table(ev.table).business_time if spec.has_table(ev.table) else None)
-        name = self._business_time_field[ev.table]
         value = ev.after.get(name) if name and ev.after else None
-        if isinstance(value, dt.datetime):
-            return value
-        if isinstance(value, dt.date):
+        if type(value) is dt.datetime:
+            return value if value.tzinfo is None else value.astimezone(BEIJING).replace(tzinfo=None)
+        if type(value) is dt.date:
             return dt.datetime.combine(value, dt.time())
         return None
 
@@ -170,7 +180,7 @@ class Checkpointer:
                 last_event = ts
             merge(latency, self._latency.pop(lsn, {}))
         stats = [(self.destination, table, day, d, q) for (table, day), (d, q) in totals.items()]
-        with self.conn.transaction():
+        with self.conn.pipeline(), self.conn.transaction():  # one round trip for the whole write
             cur = self.conn.cursor()
             if position:
                 cur.execute(

@@ -101,7 +101,3 @@ for _module, _attr in [
     ("cdcsync.demo", "demo"),
 ]:
     _register(_module, _attr)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()

@@ -118,11 +118,8 @@ def table_as_events(dsn: str, table: str, key: str = "id") -> dict[Any, dict[str
 
 
 def cli_cmd(cfg: Path, *args: str) -> list[str]:
-    """``cdcsync -c cfg ARGS`` whether or not the lead registered the stream commands yet."""
-    code = ("import sys; from cdcsync.cli import main; from cdcsync.stream_cli import COMMANDS\n"
-            "for c in COMMANDS:\n    main.commands.setdefault(c.name, c)\n"
-            "main(prog_name='cdcsync')")
-    return [sys.executable, "-c", code, "-c", str(cfg), *args]
+    """``cdcsync -c cfg ARGS`` in a subprocess, with this interpreter."""
+    return [sys.executable, "-m", "cdcsync", "-c", str(cfg), *args]
 
 
 def start_daemon(cfg: Path, log_path: Path) -> subprocess.Popen[bytes]:

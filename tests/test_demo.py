@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _cdcsync(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "cdcsync.cli", *args], cwd=REPO, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "cdcsync", *args], cwd=REPO, capture_output=True,
                           text=True, timeout=300)
 
 

@@ -42,7 +42,7 @@ class LatencyRow(NamedTuple):
     commit_time: dt.datetime  # commit_ts of the transaction (aware)
 
 
-@dataclass
+@dataclass(slots=True)
 class DelayHistogram:
     timeliness: str
     events: int = 0
@@ -51,6 +51,22 @@ class DelayHistogram:
     commit_hist: list[int] = field(default_factory=lambda: [0] * N_BUCKETS)
     max_business: float = 0.0
     max_commit: float = 0.0
+
+    @classmethod
+    def for_table(cls, table: str) -> DelayHistogram:
+        return cls(_timeliness_of(table))
+
+    def add(self, business_delay: float, commit_delay: float, commit_bucket: int) -> None:
+        """One event; the commit delay (and its bucket) is shared by a transaction's events."""
+        self.events += 1
+        if business_delay <= TIMELINESS_LIMITS[self.timeliness]:
+            self.within += 1
+        self.business_hist[bisect.bisect_left(LATENCY_BOUNDS, business_delay)] += 1
+        self.commit_hist[commit_bucket] += 1
+        if business_delay > self.max_business:
+            self.max_business = business_delay
+        if commit_delay > self.max_commit:
+            self.max_commit = commit_delay
 
 
 def bucket(seconds: float) -> int:
@@ -75,24 +91,17 @@ def aggregate(
     """Fold a batch into one histogram pair per (table, business date)."""
     acked = _aware(acked_at)
     out: dict[tuple[str, dt.date], DelayHistogram] = {}
-    classes: dict[str, str] = dict(timeliness or {})
     for row in rows:
         key = (row.table_name, row.business_date)
-        agg = out.get(key)
-        if agg is None:
-            cls = classes.get(row.table_name) or classes.setdefault(row.table_name, _timeliness_of(row.table_name))
-            agg = out[key] = DelayHistogram(cls)
+        hist = out.get(key)
+        if hist is None:
+            cls = (timeliness or {}).get(row.table_name)
+            hist = out[key] = DelayHistogram(cls) if cls else DelayHistogram.for_table(row.table_name)
         commit_delay = (acked - _aware(row.commit_time)).total_seconds()
         business_delay = (
             (acked - _aware(row.business_time)).total_seconds() if row.business_time is not None else commit_delay
         )
-        agg.events += 1
-        if business_delay <= TIMELINESS_LIMITS[agg.timeliness]:
-            agg.within += 1
-        agg.business_hist[bucket(business_delay)] += 1
-        agg.commit_hist[bucket(commit_delay)] += 1
-        agg.max_business = max(agg.max_business, business_delay)
-        agg.max_commit = max(agg.max_commit, commit_delay)
+        hist.add(business_delay, commit_delay, bucket(commit_delay))
     return out
 
 

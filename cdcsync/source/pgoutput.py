@@ -15,7 +15,9 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from cdcsync.event import Change, Row
@@ -63,11 +65,13 @@ class Relation:
     names: tuple[str, ...] = ()
     convs: tuple[Converter, ...] = ()
     fast: tuple[Converter | None, ...] = ()
+    parse: TupleParser = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
         self.names = tuple(c.name for c in self.columns)
         self.convs = tuple(converter_for(c.type_oid) for c in self.columns)
         self.fast = tuple(None if conv is TEXT else conv for conv in self.convs)
+        self.parse = build_parser(self)
 
 
 @dataclass(slots=True, frozen=True)
@@ -116,6 +120,69 @@ class Truncate:
 Message = Begin | Commit | Origin | Relation | TypeInfo | LogicalMessage | Truncate | Change | None
 
 
+# --- per-relation tuple parser ------------------------------------------------------------------
+#
+# TupleData is parsed by a function generated once per Relation message: one straight-line block
+# per column with its conversion inlined, building the row as a dict display. Compared with a
+# loop over the columns this saves the per-column loop, index and call overhead, and the
+# dict(zip(...)) of the row (about half of the decoding time). Anything unusual (an unchanged
+# TOAST value, a binary value, a column count differing from the Relation) raises _Slow and the
+# message is parsed again by the generic loop (PgOutputDecoder._tuple).
+
+TupleParser = Callable[[bytes, int], tuple[Row, int]]
+
+
+class _Slow(Exception):
+    """The generated parser met something only the generic loop handles."""
+
+
+_INT_OIDS = frozenset({20, 21, 23, 26})
+_LENIENT = {1082: dt.date.fromisoformat, 1083: dt.time.fromisoformat, 1266: dt.time.fromisoformat,
+            1114: dt.datetime.fromisoformat, 1184: dt.datetime.fromisoformat}
+_len_at = struct.Struct(">xI").unpack_from  # skips the kind byte: length of a 't' value at its kind
+
+
+def build_parser(rel: Relation) -> TupleParser:
+    """Generate ``parse(buf, pos) -> (row, end)`` for the TupleData of ``rel``."""
+    ns: dict[str, Any] = {"_Slow": _Slow, "L": _len_at, "_Decimal": Decimal}
+    n = len(rel.columns)
+    lines = ["def parse(buf, p):",
+             f"    if buf[p:p + 2] != {n.to_bytes(2, 'big', signed=True)!r}:",
+             "        raise _Slow",
+             "    p += 2"]
+    for i, col in enumerate(rel.columns):
+        conv = rel.convs[i]
+        lines += ["    if buf[p] == 116:",
+                  "        s = p + 5",
+                  "        p = s + L(buf, p)[0]"]
+        if conv is TEXT:
+            lines.append(f"        v{i} = buf[s:p].decode()")
+        elif col.type_oid in _INT_OIDS:
+            lines.append(f"        v{i} = int(buf[s:p])")
+        elif col.type_oid == 1700:
+            lines.append(f"        v{i} = _Decimal(buf[s:p].decode())")
+        elif col.type_oid in _LENIENT:
+            ns[f"P{i}"] = _LENIENT[col.type_oid]
+            lines += ["        x = buf[s:p].decode()",
+                      "        try:",
+                      f"            v{i} = P{i}(x)",
+                      "        except ValueError:",
+                      f"            v{i} = x  # infinity, BC, year > 9999: PostgreSQL's own text"]
+        else:
+            ns[f"C{i}"] = conv
+            lines.append(f"        v{i} = C{i}(buf[s:p])")
+        lines += ["    elif buf[p] == 110:",
+                  f"        v{i} = None",
+                  "        p += 1",
+                  "    else:",
+                  "        raise _Slow"]
+    items = ", ".join(f"{name!r}: v{i}" for i, name in enumerate(rel.names))
+    lines.append(f"    return {{{items}}}, p")
+    exec(compile("\n".join(lines) + "\n", f"<pgoutput {rel.schema}.{rel.name}>", "exec"), ns)  # noqa: S102
+    parser: TupleParser = ns["parse"]
+    return parser
+
+
 class _Unchanged:
     """Marker for an unchanged TOASTed value ('u') until it is filled from the old tuple."""
 
@@ -149,24 +216,38 @@ class PgOutputDecoder:
 
     # -- dispatch ---------------------------------------------------------------------------
 
-    def decode(self, buf: bytes) -> Message:
-        self._size = len(buf)
-        kind = buf[0]
-        if kind == 0x49:  # I
-            return self._insert(buf)
+    def decode(self, buf: bytes, start: int = 0) -> Message:
+        """Decode one pgoutput message: ``buf[start:]`` (the stream passes the whole XLogData
+        CopyData message with ``start=25`` rather than copying its payload out)."""
+        self._size = size = len(buf) - start
+        kind = buf[start]
+        if kind == 0x49:  # I: the hot path, inline; anything unusual goes through _insert
+            rel = self.relations.get(_u32(buf, start + 1)[0])
+            if rel is None:
+                return self._insert(buf, start)  # raises DecodeError
+            try:
+                after = rel.parse(buf, start + 6)[0]  # start + 5 is 'N'
+            except _Slow:
+                return self._insert(buf, start)
+            ch = Change("c", rel.schema, rel.name, None, after, self._lsn, self._xid, self._ts, self._ordinal,
+                        False, None, size)
+            self._ordinal += 1
+            return ch
         if kind == 0x55:  # U
-            return self._update(buf)
+            return self._update(buf, start)
         if kind == 0x44:  # D
-            return self._delete(buf)
+            return self._delete(buf, start)
         if kind == 0x42:  # B
-            final_lsn, ts, xid = _begin(buf, 1)
+            final_lsn, ts, xid = _begin(buf, start + 1)
             self.in_tx = True
             self._lsn, self._xid, self._ts, self._ordinal = final_lsn, xid, pg_time(ts), 0
             return Begin(final_lsn, self._ts, xid)
         if kind == 0x43:  # C
-            flags, commit_lsn, end_lsn, ts = _commit(buf, 1)
+            flags, commit_lsn, end_lsn, ts = _commit(buf, start + 1)
             self.in_tx = False
             return Commit(flags, commit_lsn, end_lsn, pg_time(ts))
+        if start:
+            buf = buf[start:]  # the rare messages below work on the payload alone
         if kind == 0x52:  # R
             return self._relation(buf)
         if kind == 0x54:  # T
@@ -260,16 +341,45 @@ class PgOutputDecoder:
         self._ordinal += 1
         return ch
 
-    def _insert(self, buf: bytes) -> Change:
-        rel = self._rel(_u32(buf, 1)[0])
-        vals, _ = self._tuple(buf, 6, rel)  # 5 is 'N'
-        return self._change("c", rel, None, dict(zip(rel.names, vals, strict=False)))
+    def _row(self, buf: bytes, pos: int, rel: Relation) -> tuple[Row, int]:
+        """A whole tuple as a row: the generated parser, or the generic loop when it bails out."""
+        try:
+            return rel.parse(buf, pos)
+        except _Slow:
+            vals, end = self._tuple(buf, pos, rel)
+            return dict(zip(rel.names, vals, strict=False)), end
 
-    def _update(self, buf: bytes) -> Change:
-        rel = self._rel(_u32(buf, 1)[0])
-        pos = 5
+    def _insert(self, buf: bytes, start: int) -> Change:
+        try:
+            rel = self.relations[_u32(buf, start + 1)[0]]
+        except KeyError:
+            rel = self._rel(_u32(buf, start + 1)[0])  # raises DecodeError
+        try:
+            after, _ = rel.parse(buf, start + 6)  # start + 5 is 'N'
+        except _Slow:
+            vals, _ = self._tuple(buf, start + 6, rel)
+            after = dict(zip(rel.names, vals, strict=False))
+        ch = Change("c", rel.schema, rel.name, None, after, self._lsn, self._xid, self._ts, self._ordinal,
+                    False, None, self._size)
+        self._ordinal += 1
+        return ch
+
+    def _update(self, buf: bytes, start: int) -> Change:
+        rel = self._rel(_u32(buf, start + 1)[0])
+        pos = start + 5
+        try:  # fast path: no unchanged-TOAST marker anywhere
+            before: Row | None = None
+            if buf[pos] in (0x4B, 0x4F):  # K (key only) or O (old tuple)
+                before, pos = rel.parse(buf, pos + 1)
+            if buf[pos] != 0x4E:
+                raise DecodeError(f"update of {rel.schema}.{rel.name}: expected new tuple")
+            after, _ = rel.parse(buf, pos + 1)
+            return self._change("u", rel, before, after)
+        except _Slow:
+            pass
+        pos = start + 5
         old: list[Any] | None = None
-        if buf[pos] in (0x4B, 0x4F):  # K (key only) or O (old tuple)
+        if buf[pos] in (0x4B, 0x4F):
             old, pos = self._tuple(buf, pos + 1, rel)
         if buf[pos] != 0x4E:
             raise DecodeError(f"update of {rel.schema}.{rel.name}: expected new tuple")
@@ -293,10 +403,10 @@ class PgOutputDecoder:
                         "table %s.%s: unchanged TOAST column %s cannot be filled; "
                         "set REPLICA IDENTITY FULL on the mirror table", rel.schema, rel.name, rel.names[i])
 
-    def _delete(self, buf: bytes) -> Change:
-        rel = self._rel(_u32(buf, 1)[0])
-        old, _ = self._tuple(buf, 6, rel)  # 5 is 'K' or 'O'
-        return self._change("d", rel, dict(zip(rel.names, old, strict=False)), None)
+    def _delete(self, buf: bytes, start: int) -> Change:
+        rel = self._rel(_u32(buf, start + 1)[0])
+        before, _ = self._row(buf, start + 6, rel)  # start + 5 is 'K' or 'O'
+        return self._change("d", rel, before, None)
 
     def _truncate(self, buf: bytes) -> Truncate:
         (nrels,) = _u32(buf, 1)

@@ -156,6 +156,20 @@ class ReplicationConnection:
             self._raise_end(n)
         return bytes(data)
 
+    def read_next(self, n: int) -> bytes | None:
+        """``read_raw(0)`` for a caller whose own ``pg.get_copy_data(1)`` returned ``n <= 0``
+        (the stream loop reads buffered messages inline and comes here for the rest)."""
+        pg = self.pg
+        if n == 0:
+            pg.consume_input()
+            n, data = pg.get_copy_data(1)
+            if n == 0:
+                return None
+        if n < 0:
+            self.streaming = False
+            self._raise_end(n)
+        return bytes(data)
+
     def keepalive(self, buf: bytes) -> Keepalive:
         wal_end, _clock, reply = _keepalive(buf, 1)
         if wal_end > self.received_lsn:

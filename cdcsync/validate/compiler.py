@@ -26,6 +26,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from operator import itemgetter
 from typing import Any
 
 from cdcsync.mapping.domains import CodeTables
@@ -39,6 +40,9 @@ BEIJING = dt.timezone(dt.timedelta(hours=8), "Asia/Shanghai")
 CheckFn = Callable[[Mapping[str, Any], dt.datetime], tuple[dict[str, Any] | None, list[Violation]]]
 MapFn = Callable[[Mapping[str, Any]], dict[str, Any]]
 
+# Formats whose verdict depends on the value alone (id_number also depends on today's date).
+_PURE_FORMATS = frozenset({"org_code", "uscc", "postal_code", "phone", "date", "datetime"})
+_FORMAT_MEMO = 256  # values remembered per field as well-formed
 _INT_BOUNDS = {"smallint": 2**15, "integer": 2**31, "bigint": 2**63}
 _TYPE_TEXT = {
     "varchar": "文本", "text": "文本", "smallint": "整数（smallint）", "integer": "整数（integer）",
@@ -233,25 +237,32 @@ class _Gen:
     # one field ----------------------------------------------------------------------------
 
     def field(self, i: int, f: Field) -> None:
+        """Checks of one field. The common case (a value of the native type, as the decoder
+        produces it) is tested first, so a valid field costs one type test plus its own checks;
+        empty values and other types follow, with the same outcome as testing them first."""
         x, c = f"x{i}", f"c{i}"
-        self.emit(1, f"{x} = g({f.name!r})")
         keep = f.name in self.used or f.type not in ("varchar", "text")
         if keep:
             self.emit(1, f"{c} = None")
         if f.domain:
             self.emit(1, f"n{i} = None")
         typ = self.const(f"TYP_{i}", Violation(TYPE, f.name, f"{self.label(f)}应为{_TYPE_TEXT[f.type]}"))
-        self.emit(1, f"if {x} is None or {x} == '':")
-        if f.required:
-            req = self.const(f"REQ_{i}", Violation(REQUIRED, f.name, f"{self.label(f)}为必填项，不能为空"))
-            self.emit(2, f"v.append({req})")
-        else:
-            self.emit(2, "pass")
+        req = (self.const(f"REQ_{i}", Violation(REQUIRED, f.name, f"{self.label(f)}为必填项，不能为空"))
+               if f.required else None)
+
+        def empty(kw: str) -> None:
+            self.emit(1, f"{kw} {x} is None or {x} == '':")
+            self.emit(2, f"v.append({req})" if req else "pass")
+
+        def other(conv: str) -> None:
+            self.emit(1, "else:")
+            self.emit(2, f"{c} = {conv}")
+            self.emit(2, f"if {c} is None:")
+            self.emit(3, f"v.append({typ})")
+
         t = f.type
         if t in ("varchar", "text"):
-            self.emit(1, f"elif type({x}) is not str:")
-            self.emit(2, f"v.append({typ})")
-            self.emit(1, "else:")
+            self.emit(1, f"if type({x}) is str and {x}:")  # a non-empty str ('' is empty)
             if keep:
                 self.emit(2, f"{c} = {x}")
             else:
@@ -264,62 +275,71 @@ class _Gen:
                 fn = self.const(f"FMT_{i}", FORMATS[f.format])
                 text = f"{self.label(f)}格式不正确，应为{FORMAT_TEXT[f.format]}"
                 fv = self.const(f"FMTV_{i}", Violation(FORMAT, f.name, text))
-                self.emit(2, f"if not {fn}({x}):")
-                self.emit(3, f"v.append({fv})")
+                if f.format in _PURE_FORMATS:
+                    # Remember values that passed (an org_code repeats on every row), bounded.
+                    ok = self.const(f"FMTOK_{i}", set())
+                    self.emit(2, f"if {x} not in {ok}:")
+                    self.emit(3, f"if {fn}({x}):")
+                    self.emit(4, f"if len({ok}) < {_FORMAT_MEMO}:")
+                    self.emit(5, f"{ok}.add({x})")
+                    self.emit(3, "else:")
+                    self.emit(4, f"v.append({fv})")
+                else:
+                    self.emit(2, f"if not {fn}({x}):")
+                    self.emit(3, f"v.append({fv})")
             if f.domain:
                 m = self.const(f"MAP_{i}", self.mapper.table_for(f.domain))
                 self.emit(2, f"n{i} = {m}.get({x})")
                 self.emit(2, f"if n{i} is None:")
                 self.emit(3, f"v.append(_mapper.miss({f.domain!r}, {f.name!r}, {f.comment!r}, {x}))")
+            empty("elif")
+            self.emit(1, "else:")
+            self.emit(2, f"v.append({typ})")
         elif t in INTEGER_TYPES:
             bound = _INT_BOUNDS[t]
-            self.emit(1, f"elif type({x}) is int and {-bound} <= {x} < {bound}:")
+            self.emit(1, f"if type({x}) is int and {-bound} <= {x} < {bound}:")
             self.emit(2, f"{c} = {x}")
-            self.emit(1, "else:")
-            self.emit(2, f"{c} = _to_int({x}, {bound})")
-            self.emit(2, f"if {c} is None:")
-            self.emit(3, f"v.append({typ})")
+            empty("elif")
+            other(f"_to_int({x}, {bound})")
         elif t == "numeric":
-            self.emit(1, f"elif (type({x}) is _Decimal and {x}.is_finite()) or type({x}) is int:")
-            self.emit(2, f"{c} = {x}")
-            self.emit(1, "else:")
-            self.emit(2, f"{c} = _to_num({x})")
-            self.emit(2, f"if {c} is None:")
-            self.emit(3, f"v.append({typ})")
+            prec = None
             if f.precision is not None:
-                limit = self.const(f"LIM_{i}", Decimal(10) ** (f.precision - (f.scale or 0)))
+                limit = Decimal(10) ** (f.precision - (f.scale or 0))
+                lo, hi = self.const(f"NLIM_{i}", -limit), self.const(f"LIM_{i}", limit)
                 sql = f"numeric({f.precision},{f.scale or 0})"
-                pv = self.const(f"PREC_{i}", Violation(TYPE, f.name, f"{self.label(f)}超出 {sql} 可表示的范围"))
-                self.emit(1, f"if {c} is not None and abs({c}) >= {limit}:")
-                self.emit(2, f"v.append({pv})")
-                self.emit(2, f"{c} = None")
+                prec = self.const(f"PREC_{i}", Violation(TYPE, f.name, f"{self.label(f)}超出 {sql} 可表示的范围"))
+            self.emit(1, f"if (type({x}) is _Decimal and {x}.is_finite()) or type({x}) is int:")
+            self.emit(2, f"{c} = {x}")
+            if prec:  # |c| >= 10^(p-s), written as a chained comparison (no abs() allocation)
+                self.emit(2, f"if not {lo} < {x} < {hi}:")
+                self.emit(3, f"v.append({prec})")
+                self.emit(3, f"{c} = None")
+            empty("elif")
+            other(f"_to_num({x})")
+            if prec:
+                self.emit(2, f"elif not {lo} < {c} < {hi}:")
+                self.emit(3, f"v.append({prec})")
+                self.emit(3, f"{c} = None")
         elif t == "boolean":
-            self.emit(1, f"elif type({x}) is bool:")
+            self.emit(1, f"if type({x}) is bool:")
             self.emit(2, f"{c} = {x}")
-            self.emit(1, "else:")
-            self.emit(2, f"{c} = _to_bool({x})")
-            self.emit(2, f"if {c} is None:")
-            self.emit(3, f"v.append({typ})")
+            empty("elif")
+            other(f"_to_bool({x})")
         elif t == "date":
-            self.emit(1, f"elif type({x}) is _date:")
+            self.emit(1, f"if type({x}) is _date:")
             self.emit(2, f"{c} = {x}")
-            self.emit(1, "else:")
-            self.emit(2, f"{c} = _to_date({x})")
-            self.emit(2, f"if {c} is None:")
-            self.emit(3, f"v.append({typ})")
+            empty("elif")
+            other(f"_to_date({x})")
         elif t in ("timestamp", "timestamptz"):
-            self.emit(1, f"elif type({x}) is _datetime and {x}.tzinfo is None:")
+            self.emit(1, f"if type({x}) is _datetime and {x}.tzinfo is None:")
             self.emit(2, f"{c} = {x}")
-            self.emit(1, "else:")
-            self.emit(2, f"{c} = _to_ts({x})")
-            self.emit(2, f"if {c} is None:")
-            self.emit(3, f"v.append({typ})")
+            empty("elif")
+            other(f"_to_ts({x})")
         elif t == "time":
-            self.emit(1, "else:")
-            self.emit(2, f"{c} = _to_time({x})")
-            self.emit(2, f"if {c} is None:")
-            self.emit(3, f"v.append({typ})")
+            empty("if")
+            other(f"_to_time({x})")
         else:  # jsonb: any JSON value
+            empty("if")
             self.emit(1, "else:")
             self.emit(2, f"{c} = {x}")
 
@@ -332,7 +352,8 @@ class _Gen:
     def when(self, cond: Mapping[str, Any]) -> str:
         i, f = self.ref(cond["field"])
         if "present" in cond:
-            return f"not _empty(x{i})" if cond["present"] else f"_empty(x{i})"
+            empty = f"(x{i} is None or x{i} == '')"
+            return f"not {empty}" if cond["present"] else empty
         op = "in" if "in" in cond else "not_in"
         codes = self.const(f"SET_{len(self.ns)}", frozenset(cond[op]))
         value = f"n{i}" if f.domain else f"x{i}"
@@ -372,7 +393,7 @@ class _Gen:
             self.emit(2, f"v.append({viol})")
         elif r.kind == "required_if":
             i, _ = self.ref(p["field"])
-            self.emit(1, f"if _empty(x{i}) and ({self.when(p['when'])}):")
+            self.emit(1, f"if (x{i} is None or x{i} == '') and ({self.when(p['when'])}):")
             self.emit(2, f"v.append({viol})")
         elif r.kind == "id_number_if":
             i, _ = self.ref(p["field"])
@@ -392,7 +413,8 @@ class _Gen:
             hours = float(p.get("tolerance_hours", 24))
             lim = self.const(f"TOL_{k}", dt.timedelta(hours=hours))
             self.emit(1, f"lim = now + {lim}")
-            self.emit(1, "limd = lim.date()")
+            if any(self.ref(name)[1].type == "date" for name in p["fields"]):
+                self.emit(1, "limd = lim.date()")
             for j, name in enumerate(p["fields"]):
                 i, f = self.ref(name)
                 cmp = f"c{i} > limd" if f.type == "date" else f"c{i} > lim"
@@ -425,9 +447,24 @@ class _Gen:
         self.emit(depth + 2, "if k not in out:")
         self.emit(depth + 3, "out[k] = val")
 
+    def fetch(self) -> None:
+        """Read every field once into x0, x1, ...: one itemgetter call when the row has them
+        all (a decoded row always does), ``row.get`` for each otherwise."""
+        fields = self.table.fields
+        if not fields:
+            return
+        names = tuple(f.name for f in fields)
+        self.const("_FETCH", itemgetter(*names))
+        self.const("_NAMES", names)
+        targets = ", ".join(f"x{i}" for i in range(len(fields))) + ("," if len(fields) == 1 else "")
+        self.emit(1, "try:")
+        self.emit(2, f"{targets} = {'(_FETCH(row),)' if len(fields) == 1 else '_FETCH(row)'}")
+        self.emit(1, "except KeyError:")
+        self.emit(2, f"{targets} = map(row.get, _NAMES)")
+
     def check_source(self) -> str:
         self.emit(0, "def check(row, now):")
-        self.emit(1, "g = row.get")
+        self.fetch()
         self.emit(1, "v = []")
         for i, f in enumerate(self.table.fields):
             self.field(i, f)
@@ -444,9 +481,8 @@ class _Gen:
     def map_source(self) -> str:
         self.lines = []
         self.emit(0, "def map_only(row):")
-        self.emit(1, "g = row.get")
+        self.fetch()
         for i, f in enumerate(self.table.fields):
-            self.emit(1, f"x{i} = g({f.name!r})")
             if f.domain:
                 m = self.const(f"MAP_{i}", self.mapper.table_for(f.domain))
                 self.emit(1, f"n{i} = {m}.get(x{i}) if type(x{i}) is str else None")

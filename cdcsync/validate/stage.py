@@ -29,11 +29,13 @@ import psycopg.conninfo
 from cdcsync.config import Settings
 from cdcsync.event import Change, Event, Rejection, Row
 from cdcsync.mapping.reload import RulesHolder
-from cdcsync.pipeline import event_id  # the engine owns the id scheme
+from cdcsync.pipeline import EventIds  # the engine owns the id scheme
 from cdcsync.validate import Violation
 from cdcsync.validate.compiler import Validators, beijing_now
 
 _MAX_LISTED = 8
+_time = time.time
+_monotonic = time.monotonic
 
 
 @dataclass(slots=True, frozen=True)
@@ -73,6 +75,7 @@ class ValidationStage:
         self._tx_lsn = -1
         self._now = beijing_now()
         self._now_at = time.monotonic()
+        self._ids = EventIds(self.origin)
 
     @classmethod
     def for_settings(cls, settings: Settings, holder: RulesHolder) -> ValidationStage:
@@ -85,7 +88,7 @@ class ValidationStage:
 
     def _clock(self) -> Any:
         # beijing_now() costs ~1 µs; a validation time exact to the second is plenty.
-        mono = time.monotonic()
+        mono = _monotonic()
         if mono - self._now_at >= 1.0:
             self._now = beijing_now()
             self._now_at = mono
@@ -106,19 +109,28 @@ class ValidationStage:
         after = change.after
         if after is None:  # pragma: no cover - c/u/r always have an after-image
             return self._event(change, change.before, None, rules)
-        mapped, violations = compiled.check(after, self._clock())
+        mono = _monotonic()  # self._clock() inline (hot path)
+        if mono - self._now_at >= 1.0:
+            self._now = beijing_now()
+            self._now_at = mono
+        mapped, violations = compiled.check(after, self._now)
         if violations:
             return rejection_from(violations)
         before = compiled.map_only(change.before) if change.before is not None else None
-        return self._event(change, before, mapped, rules)
+        ids = self._ids
+        # EventIds inline for the common case (same transaction as the previous change)
+        eid = ids.prefix + str(change.ordinal) if change.lsn == ids.lsn and not change.snapshot else ids(change)
+        return Event(
+            eid, op, before, mapped, self.org_code, self.db, change.schema, change.table,
+            change.lsn, change.tx_id, change.commit_ts, change.snapshot, int(_time() * 1000),
+            rules.mapping_version, rules.spec_version,
+        )
 
     def _event(self, change: Change, before: Row | None, after: Row | None, rules: Validators) -> Event:
         return Event(
-            event_id(self.origin, change), change.op,
-            before, after,
-            self.org_code, self.db, change.schema, change.table, change.lsn, change.tx_id, change.commit_ts,
-            change.snapshot, int(time.time() * 1000),
-            mapping_version=rules.mapping_version, spec_version=rules.spec_version,
+            self._ids(change), change.op, before, after, self.org_code, self.db, change.schema, change.table,
+            change.lsn, change.tx_id, change.commit_ts, change.snapshot, int(_time() * 1000),
+            rules.mapping_version, rules.spec_version,
         )
 
     # -- used by quarantine retry: one row, current rules, no Change --------------------------
