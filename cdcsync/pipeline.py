@@ -35,6 +35,7 @@ from cdcsync.event import (
     dumps,
     lsn_to_str,
 )
+from cdcsync.recon.latency import TransmissionLog
 from cdcsync.sink import Sink, SinkError, build_sink
 from cdcsync.source.pgoutput import Begin, Commit, LogicalMessage, PgOutputDecoder, Truncate
 from cdcsync.source.protocol import ReplicationConnection, with_session_options
@@ -183,6 +184,7 @@ class Pipeline:
         self.conninfo = settings.database.conninfo()
         self._sink = sink
         self._transform = transform
+        self.transmission = TransmissionLog(self.conninfo, dest.name)  # send attempts, for status/recon
         self.stop = stop or threading.Event()
         self.healthy = False
         self.on_ready: Callable[[], None] | None = None
@@ -204,7 +206,7 @@ class Pipeline:
         self.healthy = False
         conn = self._connect()
         repl: ReplicationConnection | None = None
-        sink = self._sink or build_sink(self.dest)
+        sink = self._sink or build_sink(self.dest, on_attempt=self.transmission)
         try:
             db = str(conn.info.dbname)
             self.business_date.tz = conn.info.timezone
@@ -252,7 +254,7 @@ class Pipeline:
         from cdcsync.source.snapshot import read_snapshot
 
         conn = self._connect()
-        sink = self._sink or build_sink(self.dest)
+        sink = self._sink or build_sink(self.dest, on_attempt=self.transmission)
         repl: ReplicationConnection | None = None
         try:
             db = str(conn.info.dbname)

@@ -31,6 +31,9 @@ def destination_status(conn: psycopg.Connection[Any], settings: Settings, name: 
     today = conn.execute(
         "SELECT table_name, delivered, quarantined FROM cdcsync.delivery_stats"
         " WHERE destination = %s AND business_date = current_date ORDER BY table_name", (name,)).fetchall()
+    sent = conn.execute(
+        "SELECT attempts, failures, retries, last_failure_at, last_error FROM cdcsync.transmission_daily"
+        " WHERE destination = %s AND day = (now() AT TIME ZONE 'Asia/Shanghai')::date", (name,)).fetchone()
     (held,) = conn.execute(
         "SELECT count(*) FROM cdcsync.quarantine WHERE destination = %s AND status = 'held'",
         (name,)).fetchone() or (0,)
@@ -53,6 +56,14 @@ def destination_status(conn: psycopg.Connection[Any], settings: Settings, name: 
         "events_today": {t: int(d) for t, d, _ in today},
         "quarantined_today": {t: int(q) for t, _, q in today if q},
         "quarantined_held": int(held),
+        # Remote destinations: today's send attempts, failed ones and retries (Beijing day).
+        "sends_today": {
+            "attempts": int(sent[0]) if sent else 0,
+            "failures": int(sent[1]) if sent else 0,
+            "retries": int(sent[2]) if sent else 0,
+            "last_failure_at": _iso(sent[3]) if sent else None,
+            "last_error": sent[4] if sent else None,
+        },
     }
 
 

@@ -118,11 +118,15 @@ def _print_dest(d: dict[str, Any]) -> None:
     click.echo(f"目的地 {d['destination']}（{d['kind']}{'' if d['enabled'] else '，已停用'}）：{state}")
     click.echo(f"  复制槽 {d['slot']}  已确认位点 {d['confirmed_flush_lsn']}  检查点 {d['checkpoint_lsn']}")
     lag_s = d["lag_seconds"]
-    click.echo(f"  延迟 {d['lag_bytes'] or 0} 字节 / {lag_s if lag_s is not None else '-'} 秒"
+    click.echo(f"  延迟 {d['lag_bytes'] or 0} 字节 / {f'{lag_s:.1f}' if lag_s is not None else '-'} 秒"
                f"  保留 WAL {(d['wal_retained_bytes'] or 0) / 1024 / 1024:.1f} MB"
                + ("  ⚠ 超过告警阈值" if d["wal_retention_warning"] else ""))
     click.echo(f"  最近事件 {d['last_event_at'] or '-'}  最近确认 {d['last_ack_at'] or '-'}"
                f"  隔离待处理 {d['quarantined_held']}")
+    sends = d["sends_today"]
+    if sends["attempts"]:
+        click.echo(f"  今日发送 {sends['attempts']} 次，失败 {sends['failures']} 次，重试 {sends['retries']} 次"
+                   + (f"；最近失败 {sends['last_failure_at']}：{sends['last_error']}" if sends["failures"] else ""))
     for table, n in d["events_today"].items():
         click.echo(f"    今日 {table}: {n}")
 

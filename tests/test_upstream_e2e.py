@@ -21,7 +21,9 @@ import orjson
 import psycopg
 import yaml
 
+from cdcsync.config import Settings
 from cdcsync.crypto.keys import write_keypair
+from cdcsync.status import collect_status
 from cdcsync.upstream_sim.runner import SimHandle, start_subprocess
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -46,6 +48,10 @@ CREATE TABLE emr.u5_reject (
 );
 ALTER TABLE emr.u5_reject REPLICA IDENTITY FULL;
 """
+
+# status only needs the destinations' names; the jsonl kind keeps this free of key files
+DESTS_FOR_STATUS = [{"name": n, "kind": "jsonl", "path": "/dev/null"} for n in ("national", "provincial")]
+
 
 class Daemon:
     def __init__(self, tmp: Path, dsn: str, dests: list[dict[str, Any]]) -> None:
@@ -240,6 +246,14 @@ def test_two_platforms_outage_kill9_and_rejections(migrated_db: str, tmp_path: P
         assert all(r[0] == "u5_reject" and "平台拒收" in r[2] and "u5_reject" in r[2] and r[3] == "held"
                    for r in rows), rows[:3]
         assert national_q == (0,)
+
+        # --- the outage is visible in status: failed and retried sends today, national only --
+        sends = {d["destination"]: d["sends_today"] for d in collect_status(
+            Settings.model_validate({"org_code": ORG, "database": {"dsn": dsn}, "destinations": DESTS_FOR_STATUS})
+        )["destinations"]}
+        assert sends["national"]["failures"] > 0 and sends["national"]["retries"] > 0
+        assert "HTTP 503" in sends["national"]["last_error"]
+        assert sends["provincial"]["failures"] == 0 and sends["provincial"]["attempts"] > 0
     finally:
         loader.stop.set()
         daemon.stop()

@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
+import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import psycopg
+
+log = logging.getLogger(__name__)
 
 # Upper bounds (seconds) of the histogram buckets; the last bucket holds everything above.
 # Must equal cdcsync.latency_bounds() in sql/100_recon.sql (a test compares them).
@@ -191,3 +194,27 @@ def record_transmission(
     """
     conn.execute(_TRANSMISSION, {"dest": destination, "ok": ok, "retry": retry,
                                  "error": None if ok else (error or "未知错误")[:500]})
+
+
+class TransmissionLog:
+    """Counts a destination's send attempts in ``cdcsync.transmission_daily`` on its own
+    connection. Accounting only: a database hiccup here is logged, never fails a delivery."""
+
+    def __init__(self, conninfo: str, destination: str) -> None:
+        self.conninfo = conninfo
+        self.destination = destination
+        self._conn: psycopg.Connection | None = None
+
+    def __call__(self, ok: bool, retry: bool, error: str | None = None) -> None:
+        try:
+            if self._conn is None or self._conn.closed:
+                self._conn = psycopg.connect(self.conninfo, autocommit=True)
+            record_transmission(self._conn, self.destination, ok=ok, retry=retry, error=error)
+        except psycopg.Error as exc:
+            log.warning("%s: could not count a send attempt: %s", self.destination, type(exc).__name__)
+            self.close()
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None

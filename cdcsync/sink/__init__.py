@@ -12,9 +12,11 @@ from cdcsync.sink.base import Sink, SinkError
 
 if TYPE_CHECKING:
     from cdcsync.config import DestinationSettings
+    from cdcsync.sink.http import AttemptRecorder
 
 
-def build_sink(dest: DestinationSettings) -> Sink:
+def build_sink(dest: DestinationSettings, on_attempt: AttemptRecorder | None = None) -> Sink:
+    """``on_attempt``: told about every send attempt of a remote destination (transmission log)."""
     if dest.kind == "jsonl":
         from cdcsync.sink.jsonl import JsonlSink
 
@@ -25,7 +27,7 @@ def build_sink(dest: DestinationSettings) -> Sink:
         return MemorySink(dest.name, null=dest.null)
     from cdcsync.sink.http import HttpSink
 
-    return HttpSink(dest)
+    return HttpSink(dest, on_attempt=on_attempt)
 
 
 __all__ = ["Sink", "SinkError", "build_sink"]

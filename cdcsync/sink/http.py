@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import orjson
@@ -183,6 +183,12 @@ def batch_id_for(destination: str, event_ids: Sequence[str]) -> str:
     return sm3("\n".join([destination, *event_ids]).encode()).hex()
 
 
+class AttemptRecorder(Protocol):
+    """Told about every send attempt (ok, whether it was a retry, a short technical error)."""
+
+    def __call__(self, ok: bool, retry: bool, error: str | None = None) -> None: ...
+
+
 class HttpSink:
     """A Sink for one platform. Not a pool: one HTTP/1.1 connection, kept alive."""
 
@@ -193,6 +199,7 @@ class HttpSink:
         org_code: str | None = None,
         spec_version: str = "",
         mapping_version: str = "",
+        on_attempt: AttemptRecorder | None = None,
     ) -> None:
         self.name = settings.name
         self.settings = settings
@@ -200,6 +207,7 @@ class HttpSink:
         self.spec_version = spec_version
         self.mapping_version = mapping_version
         self.health = SinkHealth(settings.name)
+        self._on_attempt = on_attempt
         self._key = load_private_key(settings.hospital_key)
         self._platform = load_public_key(settings.platform_public_key)
         if settings.hospital_key_id and settings.hospital_key_id != key_id(self._key.public_key):
@@ -294,6 +302,8 @@ class HttpSink:
                 for attempt in retrying:
                     with attempt:
                         ack = self._attempt(org, bid, payload, ids)
+                    if ack is not None and self._on_attempt is not None:
+                        self._on_attempt(True, attempt.retry_state.attempt_number > 1, None)
             except DeliveryError as exc:  # only after close(): stop fired
                 raise SinkClosed(f"{self.name}: sink closed before batch {bid[:16]} was acknowledged: {exc}") from None
             except _TooLarge:
@@ -365,5 +375,7 @@ class HttpSink:
         nxt = datetime.fromtimestamp(time.time() + delay, UTC)
         msg = str(exc) if exc else "unknown error"
         self.health.failed(msg, nxt)
+        if self._on_attempt is not None:
+            self._on_attempt(False, state.attempt_number > 1, msg[:300])
         log.warning("%s: delivery attempt %d failed (%s); retrying in %.1f s", self.name, state.attempt_number,
                     msg[:300], delay)
