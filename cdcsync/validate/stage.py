@@ -19,6 +19,7 @@ up at a transaction boundary (first change with a new commit LSN), never inside 
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ from cdcsync.validate import Violation
 from cdcsync.validate.compiler import Validators, beijing_now
 
 _MAX_LISTED = 8
+log = logging.getLogger(__name__)
 _time = time.time
 _monotonic = time.monotonic
 
@@ -43,6 +45,9 @@ class StageRejection(Rejection):
     """A Rejection that also keeps every violation (first one = the headline)."""
 
     violations: tuple[Violation, ...] = ()
+
+
+INTERNAL_RULE = "SYS001"  # the validator itself failed on a row (a bug, not bad data)
 
 
 def rejection_from(violations: list[Violation]) -> StageRejection:
@@ -113,10 +118,16 @@ class ValidationStage:
         if mono - self._now_at >= 1.0:
             self._now = beijing_now()
             self._now_at = mono
-        mapped, violations = compiled.check(after, self._now)
-        if violations:
-            return rejection_from(violations)
-        before = compiled.map_only(change.before) if change.before is not None else None
+        try:
+            mapped, violations = compiled.check(after, self._now)
+            if violations:
+                return rejection_from(violations)
+            before = compiled.map_only(change.before) if change.before is not None else None
+        except Exception as exc:  # a checker bug must cost one row (quarantined), never the stream
+            # Type only: an exception's text may quote the row's values.
+            log.error("validation of a %s row failed (%s); row quarantined", change.table, type(exc).__name__)
+            message = f"校验程序内部错误（{type(exc).__name__}），记录已隔离，请联系维护人员"
+            return StageRejection(INTERNAL_RULE, None, message, ())
         ids = self._ids
         # EventIds inline for the common case (same transaction as the previous change)
         eid = ids.prefix + str(change.ordinal) if change.lsn == ids.lsn and not change.snapshot else ids(change)
