@@ -26,7 +26,6 @@ import queue
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -49,18 +48,7 @@ from cdcsync.config import Settings
 from cdcsync.mapping.reload import RulesHolder
 from cdcsync.spec import TIMELINESS, Field, Spec, Table, load_spec
 from cdcsync.validate import NOT_IN_DOMAIN, TYPE, UNMAPPED, Violation
-from cdcsync.validate.compiler import (
-    _INT_BOUNDS,
-    _TYPE_TEXT,
-    BEIJING,
-    _to_bool,
-    _to_date,
-    _to_int,
-    _to_num,
-    _to_time,
-    _to_ts,
-    beijing_now,
-)
+from cdcsync.validate.compiler import INT_BOUNDS, TYPE_TEXT, beijing_now, coerce
 from cdcsync.validate.formats import FORMAT_TEXT
 
 log = logging.getLogger("cdcsync.api.data")
@@ -134,31 +122,8 @@ class ConnPool:
 
 
 def _coerce(f: Field, x: Any) -> Any:
-    """The value to write for a field that passed the validators (same converters as theirs)."""
-    if x is None:
-        return None
-    t = f.type
-    if t in ("varchar", "text"):
-        return x  # verbatim, "" included: the database path would store it as sent
-    if x == "":
-        return None
-    if t in _INT_BOUNDS:
-        return _to_int(x, _INT_BOUNDS[t])
-    if t == "numeric":
-        v = _to_num(x)
-        return Decimal(repr(v)) if isinstance(v, float) else v
-    if t == "boolean":
-        return _to_bool(x)
-    if t == "date":
-        return _to_date(x)
-    if t == "timestamp":
-        return _to_ts(x)
-    if t == "timestamptz":
-        ts = _to_ts(x)
-        return ts.replace(tzinfo=BEIJING) if ts is not None else None
-    if t == "time":
-        return _to_time(x)
-    return Jsonb(x)  # jsonb
+    """The value to write for a field that passed the validators."""
+    return Jsonb(x) if f.type == "jsonb" and x is not None else coerce(f, x)
 
 
 class ApiChecker:
@@ -192,7 +157,7 @@ class ApiChecker:
             f = table.field(key)
             if isinstance(value, dict | list) and f.type != "jsonb":
                 # Caught here so rules never see unhashable values.
-                errors.append(_err(index, key, TYPE, f"{f.comment}（{key}）应为{_TYPE_TEXT[f.type]}"))
+                errors.append(_err(index, key, TYPE, f"{f.comment}（{key}）应为{TYPE_TEXT[f.type]}"))
                 bad_type.add(key)
                 continue
             if isinstance(value, str) and "\x00" in value:
@@ -234,7 +199,7 @@ class ApiChecker:
                 errors.append(_err(index, name, "REQ001", f"{label}为主键字段，不能为空"))
                 continue
             if isinstance(x, dict | list) or (f.type in ("varchar", "text") and not isinstance(x, str)):
-                errors.append(_err(index, name, TYPE, f"{label}应为{_TYPE_TEXT[f.type]}"))
+                errors.append(_err(index, name, TYPE, f"{label}应为{TYPE_TEXT[f.type]}"))
                 continue
             if isinstance(x, str) and "\x00" in x:
                 errors.append(_err(index, name, BAD_TEXT, f"{label}含有不允许的字符 \\u0000"))
@@ -244,7 +209,7 @@ class ApiChecker:
                 continue
             v = _coerce(f, x)
             if v is None:
-                errors.append(_err(index, name, TYPE, f"{label}应为{_TYPE_TEXT[f.type]}"))
+                errors.append(_err(index, name, TYPE, f"{label}应为{TYPE_TEXT[f.type]}"))
                 continue
             values.append(v)
         return (tuple(values) if not errors else None), errors
@@ -330,9 +295,9 @@ def _field_annotation(f: Field) -> tuple[Any, Any]:
             kw["min_length"] = 1
         if f.format in _FORMAT_PATTERNS:
             kw["pattern"] = _FORMAT_PATTERNS[f.format]
-    elif f.type in _INT_BOUNDS:
+    elif f.type in INT_BOUNDS:
         py = int
-        kw["ge"], kw["le"] = -_INT_BOUNDS[f.type], _INT_BOUNDS[f.type] - 1
+        kw["ge"], kw["le"] = -INT_BOUNDS[f.type], INT_BOUNDS[f.type] - 1
     elif f.type == "numeric":
         py = float
         if f.precision is not None:

@@ -43,8 +43,8 @@ MapFn = Callable[[Mapping[str, Any]], dict[str, Any]]
 # Formats whose verdict depends on the value alone (id_number also depends on today's date).
 _PURE_FORMATS = frozenset({"org_code", "uscc", "postal_code", "phone", "date", "datetime"})
 _FORMAT_MEMO = 256  # values remembered per field as well-formed
-_INT_BOUNDS = {"smallint": 2**15, "integer": 2**31, "bigint": 2**63}
-_TYPE_TEXT = {
+INT_BOUNDS = {"smallint": 2**15, "integer": 2**31, "bigint": 2**63}
+TYPE_TEXT = {
     "varchar": "文本", "text": "文本", "smallint": "整数（smallint）", "integer": "整数（integer）",
     "bigint": "整数（bigint）", "numeric": "数值", "boolean": "布尔值（true/false）",
     "date": "日期（YYYY-MM-DD）", "time": "时间（HH:MM:SS）",
@@ -148,6 +148,35 @@ def _to_time(x: Any) -> dt.time | None:
     return None
 
 
+def coerce(f: Field, x: Any) -> Any:
+    """The typed value of a field as sent in text form (the data API writes what passed the
+    validators with exactly the converters they used). ``jsonb`` values are returned as given."""
+    if x is None:
+        return None
+    t = f.type
+    if t in ("varchar", "text"):
+        return x  # verbatim, "" included: the database path would store it as sent
+    if x == "":
+        return None
+    if t in INT_BOUNDS:
+        return _to_int(x, INT_BOUNDS[t])
+    if t == "numeric":
+        v = _to_num(x)
+        return Decimal(repr(v)) if isinstance(v, float) else v
+    if t == "boolean":
+        return _to_bool(x)
+    if t == "date":
+        return _to_date(x)
+    if t == "timestamp":
+        return _to_ts(x)
+    if t == "timestamptz":
+        ts = _to_ts(x)
+        return ts.replace(tzinfo=BEIJING) if ts is not None else None
+    if t == "time":
+        return _to_time(x)
+    return x
+
+
 def _as_date(x: dt.date) -> dt.date:
     return x.date() if isinstance(x, dt.datetime) else x
 
@@ -246,7 +275,7 @@ class _Gen:
             self.emit(1, f"{c} = None")
         if f.domain:
             self.emit(1, f"n{i} = None")
-        typ = self.const(f"TYP_{i}", Violation(TYPE, f.name, f"{self.label(f)}应为{_TYPE_TEXT[f.type]}"))
+        typ = self.const(f"TYP_{i}", Violation(TYPE, f.name, f"{self.label(f)}应为{TYPE_TEXT[f.type]}"))
         req = (self.const(f"REQ_{i}", Violation(REQUIRED, f.name, f"{self.label(f)}为必填项，不能为空"))
                if f.required else None)
 
@@ -296,7 +325,7 @@ class _Gen:
             self.emit(1, "else:")
             self.emit(2, f"v.append({typ})")
         elif t in INTEGER_TYPES:
-            bound = _INT_BOUNDS[t]
+            bound = INT_BOUNDS[t]
             self.emit(1, f"if type({x}) is int and {-bound} <= {x} < {bound}:")
             self.emit(2, f"{c} = {x}")
             empty("elif")
