@@ -193,6 +193,7 @@ class Ack:
 
     accepted: Sequence[str]
     rejected: dict[str, str] = field(default_factory=dict)  # id -> reason
+    rejected_fields: dict[str, str] = field(default_factory=dict)  # id -> the field the platform named
 
     @classmethod
     def all_of(cls, events: Iterable[Event]) -> Ack:

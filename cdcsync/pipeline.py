@@ -502,7 +502,8 @@ class _Batcher:
                 if reason is not None:
                     ch = Change(ev.op, ev.schema, ev.table, ev.before, ev.after, ev.lsn, ev.tx_id, ev.commit_ts, 0,
                                 ev.snapshot)
-                    sink_rej.append(self._rejected(ch, Rejection("sink.rejected", None, reason), ev.id))
+                    rejection = Rejection("sink.rejected", ack.rejected_fields.get(ev.id), reason)
+                    sink_rej.append(self._rejected(ch, rejection, ev.id))
         lsn = self.ckpt.record(b, ack, sink_rej, position=self.position)
         self.pipe.events_sent += len(b.events)
         self.pipe.batches_sent += 1

@@ -233,6 +233,7 @@ def test_rejections_carry_the_platform_reason(sim: SimHandle, keys: dict[str, Pa
     assert set(ack.rejected) == {e.id for e in dead + bad_field}
     assert "death_record" in ack.rejected[dead[0].id]
     assert "diagnosis.secret" in ack.rejected[bad_field[0].id]
+    assert ack.rejected_fields == {bad_field[0].id: "secret"}  # kept for cdcsync.quarantine.field
     assert not {e.id for e in dead + bad_field} & set(stored(sim))
     sink.close()
 

@@ -242,11 +242,13 @@ class HttpSink:
             return Ack(accepted=[], rejected={})
         accepted: list[str] = []
         rejected: dict[str, str] = {}
+        fields: dict[str, str] = {}
         for chunk in self._chunks(batch.events):
             ack = self._deliver(chunk)
             accepted.extend(ack.accepted)
             rejected.update(ack.rejected)
-        return Ack(accepted=accepted, rejected=rejected)
+            fields.update(ack.rejected_fields)
+        return Ack(accepted=accepted, rejected=rejected, rejected_fields=fields)
 
     def close(self) -> None:
         self._closed.set()
@@ -317,7 +319,8 @@ class HttpSink:
                     self.name, len(events), len(payload))
         half = len(events) // 2
         first, second = self._deliver(events[:half]), self._deliver(events[half:])
-        return Ack(accepted=[*first.accepted, *second.accepted], rejected={**first.rejected, **second.rejected})
+        return Ack(accepted=[*first.accepted, *second.accepted], rejected={**first.rejected, **second.rejected},
+                   rejected_fields={**first.rejected_fields, **second.rejected_fields})
 
     def _attempt(self, org: str, bid: str, payload: bytes, ids: list[str]) -> Ack:
         if self._closed.is_set():
@@ -348,16 +351,19 @@ class HttpSink:
         if missing:
             raise DeliveryError(f"reply does not account for {len(missing)} of {len(ids)} events")
         wanted = set(ids)
-        rejected = {}
+        rejected: dict[str, str] = {}
+        fields: dict[str, str] = {}
         for r in reply.rejected:
             if r.id in wanted:
-                rejected[r.id] = f"{r.reason}（字段 {r.field}）" if r.field and r.field not in r.reason else r.reason
+                rejected[r.id] = r.reason
+                if r.field:
+                    fields[r.id] = r.field
         accepted = [i for i in ids if i not in rejected]
         self.health.succeeded(len(accepted), len(rejected), len(reply.duplicates))
         if rejected:
             log.warning("%s: batch %s: platform rejected %d of %d events", self.name, sealed.batch_id[:16],
                         len(rejected), len(ids))
-        return Ack(accepted=accepted, rejected=rejected)
+        return Ack(accepted=accepted, rejected=rejected, rejected_fields=fields)
 
     def _wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
