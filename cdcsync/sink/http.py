@@ -329,6 +329,10 @@ class HttpSink:
         sealed = seal(payload, sender_key=self._key, recipient_pub=self._platform, org_code=org, batch_id=bid)
         try:
             resp = self._client.post(self.settings.batches_url, content=sealed.body, headers=sealed.headers)
+        except RuntimeError:  # httpx: the client was closed by close() from another thread meanwhile
+            if self._closed.is_set():
+                raise DeliveryError("sink closed") from None
+            raise
         except httpx.TimeoutException as exc:
             raise DeliveryError(f"timeout: {type(exc).__name__}") from None
         except httpx.HTTPError as exc:
