@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import html
 import json
+import unicodedata
 from dataclasses import asdict, dataclass
 from decimal import Decimal
 from typing import Any
@@ -176,6 +177,13 @@ def _n(value: Any) -> str:
     return "—" if value is None else str(value)
 
 
+def _pad(text: str, width: int, right: bool = False) -> str:
+    """Pad to a terminal width: CJK characters take two columns."""
+    used = sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+    fill = " " * max(width - used, 1)
+    return fill + text if right else text + fill
+
+
 def render_text(r: dict[str, Any]) -> str:
     out: list[str] = [f"前置软件每日对账报告  {r['date']}", "=" * 40]
     out.append("结论：" + ("正常" if r["ok"] else f"超出容差 {len(r['alerts'])} 项"))
@@ -183,10 +191,11 @@ def render_text(r: dict[str, Any]) -> str:
     out += [f"  · {n}" for n in r["notes"]]
 
     out += ["", "一、各表记录数（按业务日期）"]
-    out.append(f"  {'目的地':<10}{'表':<22}{'镜像库':>8}{'已投递':>8}{'已隔离':>8}{'未投递':>8}")
+    out.append(f"  {_pad('目的地', 12)}{_pad('表', 30)}{_pad('镜像库', 8, right=True)}"
+               f"{_pad('已投递', 8, right=True)}{_pad('已隔离', 8, right=True)}{_pad('未投递', 8, right=True)}")
     for row in r["tables"]:
         if row["mirror_rows"] or row["delivered"] or row["quarantined"]:
-            out.append(f"  {row['destination']:<10}{row['table_label']:<18}{row['mirror_rows']:>8}"
+            out.append(f"  {_pad(row['destination'], 12)}{_pad(row['table_label'], 30)}{row['mirror_rows']:>8}"
                        f"{row['delivered']:>8}{row['quarantined']:>8}{row['not_delivered']:>8}")
     for dest, t in r["table_totals"].items():
         out.append(f"  {dest} 合计：镜像库 {t['mirror_rows']}，已投递 {t['delivered']}，已隔离 {t['quarantined']}，"
