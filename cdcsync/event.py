@@ -157,6 +157,9 @@ class Rejected:
     message: str
     raw_row: Row | None
     business_date: dt.date
+    op: Op = "c"  # the original change, so that a retry sends the same envelope
+    tx_id: int = 0
+    commit_ts: dt.datetime | None = None
 
 
 @dataclass(slots=True)

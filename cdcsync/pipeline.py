@@ -478,7 +478,8 @@ class _Batcher:
         pk = {c: row.get(c) for c in pk_cols} if row else {}
         origin = getattr(self.transform, "origin", f"{self.pipe.settings.org_code}")
         return Rejected(eid or event_id(origin, change), change.schema, change.table,
-                        _jsonable(pk), change.lsn, rej.rule_id, rej.field, rej.message, row, self.bdate(change))
+                        _jsonable(pk), change.lsn, rej.rule_id, rej.field, rej.message, row, self.bdate(change),
+                        change.op, change.tx_id, change.commit_ts)
 
     def commit(self, commit_lsn: int, end_lsn: int) -> None:
         self.batch.commit_through = commit_lsn

@@ -19,14 +19,14 @@ import logging
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from cdcsync.event import Batch, Event, Row, dumps, str_to_lsn
+from cdcsync.event import Batch, Event, Op, Row, dumps, str_to_lsn
 from cdcsync.sink import Sink
 from cdcsync.spec import Spec, load_spec
 from cdcsync.validate import Violation
@@ -56,6 +56,9 @@ class Entry:
     last_seen: dt.datetime
     attempts: int
     status: str
+    op: str | None = None  # the original change (NULL for rows quarantined before migration 003)
+    tx_id: int | None = None
+    commit_ts: dt.datetime | None = None
 
     def summary(self) -> dict[str, Any]:
         """Everything but the raw row (safe to print and log)."""
@@ -79,7 +82,7 @@ class Filters:
 
 
 _COLUMNS = ("event_id, destination, table_name, primary_key, lsn::text AS lsn, rule_id, field, message, raw_row,"
-            " first_seen, last_seen, attempts, status")
+            " first_seen, last_seen, attempts, status, op, tx_id, commit_ts")
 
 
 def _where(f: Filters) -> tuple[sql.Composable, list[Any]]:
@@ -198,10 +201,10 @@ def _origin_of(event_id: str) -> tuple[str, str, bool]:
 def _event_for(entry: Entry, row: Row, rules: Validators) -> Event:
     org, db, snapshot = _origin_of(entry.event_id)
     lsn = str_to_lsn(entry.lsn)
-    # The quarantine does not keep the original op/tx/commit time: a retried row is the current
-    # state of the record, sent as a create (or a snapshot read when it came from the snapshot).
-    return Event(entry.event_id, "r" if snapshot else "c", None, row, org, db, "emr", entry.table_name, lsn, 0,
-                 entry.first_seen, snapshot, int(time.time() * 1000),
+    # The original envelope (op, transaction, commit time) around the record's CURRENT state.
+    op = cast(Op, entry.op or ("r" if snapshot else "c"))
+    return Event(entry.event_id, op, None, row, org, db, "emr", entry.table_name, lsn, entry.tx_id or 0,
+                 entry.commit_ts or entry.first_seen, snapshot, int(time.time() * 1000),
                  mapping_version=rules.mapping_version, spec_version=rules.spec_version)
 
 

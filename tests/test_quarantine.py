@@ -229,6 +229,12 @@ def test_stream_quarantine_retry(hospital_db: dict[str, Any], caplog: pytest.Log
     fixed = [e for e in new if e["source"]["table"] == "patient"]
     assert fixed and all(e["after"]["sex_code"] == "9" for e in fixed)
     with psycopg.connect(dsn) as conn:
+        original = {r[0]: (r[1], r[2]) for r in conn.execute(
+            "SELECT event_id, op, tx_id FROM cdcsync.quarantine WHERE status = 'released'").fetchall()}
+    # ... in the envelope the stream would have sent: the original op and transaction.
+    assert all(op in ("c", "u", "r") for op, _ in original.values())
+    assert {e["id"]: (e["op"], e["source"]["tx_id"]) for e in new} == original
+    with psycopg.connect(dsn) as conn:
         statuses: dict[str, int] = dict(
             conn.execute("SELECT status, count(*) FROM cdcsync.quarantine GROUP BY 1").fetchall())
         attempts: dict[str, int] = dict(
