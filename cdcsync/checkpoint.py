@@ -20,7 +20,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from cdcsync.event import Ack, Batch, Event, Rejected, dumps, lsn_to_str, str_to_lsn
-from cdcsync.recon.latency import BEIJING, DelayHistogram, bucket, merge, write_aggregates
+from cdcsync.recon.latency import BEIJING, DelayHistogram, merge, write_aggregates
 
 log = logging.getLogger(__name__)
 
@@ -109,29 +109,34 @@ class Checkpointer:
         """Account for an acknowledged batch; returns the LSN now safe to flush, or None when
         the batch did not complete any transaction. ``position=False`` (an ad-hoc re-snapshot
         outside the stream): statistics and quarantine only, the position is not touched."""
+        # One pass groups the accepted events by (transaction, table, business date); the
+        # counting and delay histograms then work per group (hot path: keep per-event work small).
         rejected_ids = ack.rejected
+        groups: dict[tuple[int, str, dt.date], list[Event]] = {}
+        for ev, day in zip(batch.events, batch.business_dates, strict=True):
+            if rejected_ids and ev.id in rejected_ids:
+                continue
+            key = (ev.lsn, ev.table, day)
+            group = groups.get(key)
+            if group is None:
+                groups[key] = [ev]
+            else:
+                group.append(ev)
         acked_at = dt.datetime.now(BEIJING)
         acked_local = acked_at.replace(tzinfo=None)  # business times are naive Beijing time
-        commit_delays: dict[int, tuple[float, int]] = {}  # per transaction: delay, its bucket
-        for ev, day in zip(batch.events, batch.business_dates, strict=True):
-            if ev.id in rejected_ids:
-                continue
-            lsn = ev.lsn
-            key = (ev.table, day)
-            self._stats[lsn][key][0] += 1
-            commit = commit_delays.get(lsn)
-            if commit is None:
-                prev = self._last_event.get(lsn)
-                if prev is None or ev.commit_ts > prev:
-                    self._last_event[lsn] = ev.commit_ts
-                delay = (acked_at - ev.commit_ts).total_seconds()
-                commit = commit_delays[lsn] = (delay, bucket(delay))
+        for (lsn, table, day), events in groups.items():
+            self._stats[lsn][(table, day)][0] += len(events)
+            commit_ts = max(ev.commit_ts for ev in events) if len(events) > 1 else events[0].commit_ts
+            prev = self._last_event.get(lsn)
+            if prev is None or commit_ts > prev:
+                self._last_event[lsn] = commit_ts
             hists = self._latency[lsn]
-            hist = hists.get(key)
+            hist = hists.get((table, day))
             if hist is None:
-                hist = hists[key] = DelayHistogram.for_table(ev.table)
-            business = self._business_time(ev)
-            hist.add((acked_local - business).total_seconds() if business is not None else commit[0], *commit)
+                hist = hists[(table, day)] = DelayHistogram.for_table(table)
+            name = self._business_time_field_of(table)
+            values = [ev.after.get(name) if ev.after else None for ev in events] if name else [None] * len(events)
+            hist.add_many(values, acked_local, (acked_at - commit_ts).total_seconds())
         for rej in [*batch.rejections, *(sink_rejections or [])]:
             self._stats[rej.lsn][(rej.table, rej.business_date)][1] += 1
             self._quarantine[rej.lsn].append(rej)
@@ -146,22 +151,17 @@ class Checkpointer:
         self._write(batch.commit_through, batch.flush_lsn, snapshot_done=None)
         return batch.flush_lsn
 
-    def _business_time(self, ev: Event) -> dt.datetime | None:
-        """The record's business time (naive Beijing time; the spec names the field per table)."""
+    def _business_time_field_of(self, table: str) -> str | None:
+        """The field holding a table's business time, as the spec names it (None: not in the spec)."""
         try:
-            name = self._business_time_field[ev.table]
+            return self._business_time_field[table]
         except KeyError:
             from cdcsync.spec import load_spec
 
             spec = load_spec()
-            name = self._business_time_field[ev.table] = (
-                spec.table(ev.table).business_time if spec.has_table(ev.table) else None)
-        value = ev.after.get(name) if name and ev.after else None
-        if type(value) is dt.datetime:
-            return value if value.tzinfo is None else value.astimezone(BEIJING).replace(tzinfo=None)
-        if type(value) is dt.date:
-            return dt.datetime.combine(value, dt.time())
-        return None
+            name = spec.table(table).business_time if spec.has_table(table) else None
+            self._business_time_field[table] = name
+            return name
 
     def _write(self, through: int, flush_lsn: int, snapshot_done: bool | None, position: bool = True) -> None:
         done = [lsn for lsn in self._stats if lsn <= through] + [

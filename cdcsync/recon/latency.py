@@ -13,7 +13,7 @@ from __future__ import annotations
 import bisect
 import datetime as dt
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -59,17 +59,35 @@ class DelayHistogram:
     def for_table(cls, table: str) -> DelayHistogram:
         return cls(_timeliness_of(table))
 
-    def add(self, business_delay: float, commit_delay: float, commit_bucket: int) -> None:
-        """One event; the commit delay (and its bucket) is shared by a transaction's events."""
-        self.events += 1
-        if business_delay <= TIMELINESS_LIMITS[self.timeliness]:
-            self.within += 1
-        self.business_hist[bisect.bisect_left(LATENCY_BOUNDS, business_delay)] += 1
-        self.commit_hist[commit_bucket] += 1
-        if business_delay > self.max_business:
-            self.max_business = business_delay
+    def add_many(self, business_times: Sequence[object], acked_local: dt.datetime, commit_delay: float) -> None:
+        """Events of one transaction: their business times (naive Beijing datetime or date; None
+        counts the commit delay) against the acknowledgement time in naive Beijing time."""
+        limit = TIMELINESS_LIMITS[self.timeliness]
+        hist = self.business_hist
+        within = 0
+        worst = self.max_business
+        for value in business_times:
+            if type(value) is dt.datetime:
+                if value.tzinfo is not None:
+                    value = value.astimezone(BEIJING).replace(tzinfo=None)
+                delay = (acked_local - value).total_seconds()
+            elif type(value) is dt.date:
+                delay = (acked_local - dt.datetime.combine(value, dt.time())).total_seconds()
+            else:
+                delay = commit_delay
+            if delay <= limit:
+                within += 1
+            hist[bisect.bisect_left(LATENCY_BOUNDS, delay)] += 1
+            if delay > worst:
+                worst = delay
+        n = len(business_times)
+        self.events += n
+        self.within += within
+        self.max_business = worst
+        self.commit_hist[bucket(commit_delay)] += n
         if commit_delay > self.max_commit:
             self.max_commit = commit_delay
+
 
 
 def bucket(seconds: float) -> int:
@@ -93,6 +111,7 @@ def aggregate(
 ) -> dict[tuple[str, dt.date], DelayHistogram]:
     """Fold a batch into one histogram pair per (table, business date)."""
     acked = _aware(acked_at)
+    acked_local = acked.astimezone(BEIJING).replace(tzinfo=None)
     out: dict[tuple[str, dt.date], DelayHistogram] = {}
     for row in rows:
         key = (row.table_name, row.business_date)
@@ -100,11 +119,7 @@ def aggregate(
         if hist is None:
             cls = (timeliness or {}).get(row.table_name)
             hist = out[key] = DelayHistogram(cls) if cls else DelayHistogram.for_table(row.table_name)
-        commit_delay = (acked - _aware(row.commit_time)).total_seconds()
-        business_delay = (
-            (acked - _aware(row.business_time)).total_seconds() if row.business_time is not None else commit_delay
-        )
-        hist.add(business_delay, commit_delay, bucket(commit_delay))
+        hist.add_many([row.business_time], acked_local, (acked - _aware(row.commit_time)).total_seconds())
     return out
 
 
