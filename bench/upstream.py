@@ -42,7 +42,7 @@ import stream as stream_bench  # noqa: E402  (bench/stream.py)
 from cdcsync.config import Settings  # noqa: E402
 from cdcsync.crypto.keys import write_keypair  # noqa: E402
 from cdcsync.db.cluster import LocalCluster  # noqa: E402
-from cdcsync.db.migrate import PUBLICATION  # noqa: E402
+from cdcsync.db.migrate import apply_migrations  # noqa: E402
 from cdcsync.event import Ack, Batch  # noqa: E402
 from cdcsync.pipeline import Pipeline, run_pipeline_forever  # noqa: E402
 from cdcsync.sink.http import HttpSink  # noqa: E402
@@ -183,10 +183,9 @@ def main() -> None:
     sims: list[SimHandle] = []
     try:
         dsn = cluster.create_database("bench")
+        apply_migrations(dsn)  # cdcsync.* state (checkpoint, stats, latency) and the publication
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute(stream_bench.DDL)
-            conn.execute(f"CREATE PUBLICATION {PUBLICATION} FOR TABLES IN SCHEMA emr")
-            conn.execute((REPO / "sql" / "001_cdcsync_state.sql").read_text(encoding="utf-8"))
         key, pub, _ = write_keypair(base / "keys", "hospital")
         if not args.skip_throughput:
             sim = start_subprocess(base / "sim-none", hospital_pubs=[pub], args=["--store", "none"])
