@@ -17,12 +17,14 @@ import logging
 import struct
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import psycopg
 
-from cdcsync.checkpoint import Checkpointer
+from cdcsync.checkpoint import Checkpointer, CheckpointState
 from cdcsync.config import DestinationSettings, Settings
 from cdcsync.db.migrate import PUBLICATION
 from cdcsync.event import (
@@ -34,12 +36,13 @@ from cdcsync.event import (
     Rejection,
     dumps,
     lsn_to_str,
+    str_to_lsn,
 )
 from cdcsync.recon.latency import TransmissionLog
 from cdcsync.sink import Sink, SinkError, build_sink
 from cdcsync.source.pgoutput import Begin, Commit, LogicalMessage, PgOutputDecoder, Truncate
 from cdcsync.source.protocol import ReplicationConnection, with_session_options
-from cdcsync.source.slots import drop_slot, get_slot, slot_name
+from cdcsync.source.slots import SlotInfo, drop_slot, get_slot, slot_name
 
 log = logging.getLogger(__name__)
 _time = time.time
@@ -171,6 +174,20 @@ class PrimaryKeys:
         return self._cache[key]
 
 
+@dataclass(slots=True)
+class _Session:
+    """What one connection session of a pipeline works with."""
+
+    conn: psycopg.Connection[Any]
+    sink: Sink
+    transform: Transform
+    pks: PrimaryKeys
+    ckpt: Checkpointer
+    state: CheckpointState
+    slot: SlotInfo | None
+    repl: ReplicationConnection | None = None
+
+
 class Pipeline:
     """Source → transform → batch → sink → checkpoint → flush for one destination."""
 
@@ -201,27 +218,40 @@ class Pipeline:
     def _connect(self) -> psycopg.Connection[Any]:
         return psycopg.connect(with_session_options(self.conninfo, application_name=f"cdcsync-{self.name}"))
 
-    def run_once(self) -> None:
-        """One session: connect, snapshot if needed, stream until stopped or an error."""
-        self.healthy = False
+    @contextmanager
+    def _session(self) -> Iterator[_Session]:
+        """Connect and load this destination's state; close what was opened on the way out."""
         conn = self._connect()
-        repl: ReplicationConnection | None = None
         sink = self._sink or build_sink(self.dest, on_attempt=self.transmission)
+        session: _Session | None = None
         try:
-            db = str(conn.info.dbname)
             self.business_date.tz = conn.info.timezone
-            transform = self._transform or DefaultTransform(self.settings.org_code, db)
+            transform = self._transform or DefaultTransform(self.settings.org_code, str(conn.info.dbname))
             pks = PrimaryKeys(conn)
             ckpt = Checkpointer(conn, self.name, self.slot, pks)
             state = ckpt.load()
             with conn.transaction():
                 slot = get_slot(conn, self.slot)
-            if not state.snapshot_done or slot is None:
-                if state.snapshot_done and slot is None:
+            session = _Session(conn, sink, transform, pks, ckpt, state, slot)
+            yield session
+        finally:
+            if session is not None and session.repl is not None:
+                session.repl.close()
+            if self._sink is None:
+                sink.close()
+            conn.close()
+
+    def run_once(self) -> None:
+        """One session: connect, snapshot if needed, stream until stopped or an error."""
+        self.healthy = False
+        with self._session() as s:
+            conn, slot = s.conn, s.slot
+            if not s.state.snapshot_done or slot is None:
+                if s.state.snapshot_done and slot is None:
                     log.error("destination %s: slot %s is missing although its snapshot was done;"
                               " taking a new initial snapshot", self.name, self.slot)
                 if self.stream.snapshot_on_new:
-                    repl = self._initial_snapshot(conn, sink, transform, ckpt, pks, slot is not None)
+                    s.repl = self._initial_snapshot(conn, s.sink, s.transform, s.ckpt, s.pks, slot is not None)
                 else:
                     with conn.transaction():
                         if slot is None:
@@ -230,22 +260,14 @@ class Pipeline:
                             log.info("replication slot created: %s", self.slot)
                         slot = get_slot(conn, self.slot)
                     assert slot is not None and slot.confirmed_flush_lsn is not None
-                    from cdcsync.event import str_to_lsn
-
-                    ckpt.mark_streaming(str_to_lsn(slot.confirmed_flush_lsn))
+                    s.ckpt.mark_streaming(str_to_lsn(slot.confirmed_flush_lsn))
             else:
-                log.info("replication slot present: %s (resuming at %s)", self.slot, lsn_to_str(ckpt.acked_lsn))
+                log.info("replication slot present: %s (resuming at %s)", self.slot, lsn_to_str(s.ckpt.acked_lsn))
             if self.stop.is_set():
                 return
-            if repl is None:
-                repl = ReplicationConnection(self.conninfo, application_name=f"cdcsync-{self.name}")
-            self._stream(conn, repl, sink, transform, ckpt, pks)
-        finally:
-            if repl is not None:
-                repl.close()
-            if self._sink is None:
-                sink.close()
-            conn.close()
+            if s.repl is None:
+                s.repl = ReplicationConnection(self.conninfo, application_name=f"cdcsync-{self.name}")
+            self._stream(conn, s.repl, s.sink, s.transform, s.ckpt, s.pks)
 
     def snapshot_once(self, tables: list[str] | None = None) -> int:
         """``cdcsync snapshot``: the initial snapshot when it was never completed (all tables,
@@ -253,42 +275,25 @@ class Pipeline:
         all) as op ``r`` events, in a temporary slot's snapshot, leaving the position alone."""
         from cdcsync.source.snapshot import read_snapshot
 
-        conn = self._connect()
-        sink = self._sink or build_sink(self.dest, on_attempt=self.transmission)
-        repl: ReplicationConnection | None = None
-        try:
-            db = str(conn.info.dbname)
-            self.business_date.tz = conn.info.timezone
-            transform = self._transform or DefaultTransform(self.settings.org_code, db)
-            pks = PrimaryKeys(conn)
-            ckpt = Checkpointer(conn, self.name, self.slot, pks)
-            state = ckpt.load()
-            with conn.transaction():
-                slot = get_slot(conn, self.slot)
-            if slot is not None and slot.active:
+        with self._session() as s:
+            if s.slot is not None and s.slot.active:
                 raise SnapshotRefused(f"目的地 {self.name} 的复制槽 {self.slot} 正在使用中，请先停止 cdcsync run")
-            if not state.snapshot_done or slot is None:
+            if not s.state.snapshot_done or s.slot is None:
                 if tables:
                     raise SnapshotRefused(
                         f"目的地 {self.name} 尚未完成初始快照；初始快照包含全部表，不能用 --table 指定")
                 before = self.events_sent
-                repl = self._initial_snapshot(conn, sink, transform, ckpt, pks, slot is not None)
+                s.repl = self._initial_snapshot(s.conn, s.sink, s.transform, s.ckpt, s.pks, s.slot is not None)
                 return self.events_sent - before
-            repl = ReplicationConnection(self.conninfo, application_name=f"cdcsync-{self.name}-snapshot")
-            created = repl.create_slot(f"{self.slot}_adhoc", export_snapshot=True, temporary=True)
+            s.repl = ReplicationConnection(self.conninfo, application_name=f"cdcsync-{self.name}-snapshot")
+            created = s.repl.create_slot(f"{self.slot}_adhoc", export_snapshot=True, temporary=True)
             assert created.snapshot_name is not None
-            batcher = _Batcher(self, sink, transform, ckpt, pks, None, position=False)
+            batcher = _Batcher(self, s.sink, s.transform, s.ckpt, s.pks, None, position=False)
             total = read_snapshot(self.conninfo, created.snapshot_name, created.consistent_point,
-                                  batcher.add, pks, tables=tables, stop=self.stop)
+                                  batcher.add, s.pks, tables=tables, stop=self.stop)
             batcher.finish_snapshot(created.consistent_point)
             log.info("destination %s: ad-hoc snapshot done, %d rows", self.name, total)
             return total
-        finally:
-            if repl is not None:
-                repl.close()
-            if self._sink is None:
-                sink.close()
-            conn.close()
 
     # -- snapshot ---------------------------------------------------------------------------
 

@@ -142,19 +142,13 @@ class ReplicationConnection:
         arrived within ``timeout`` seconds. Hot path: no objects, no select when data is buffered."""
         pg = self.pg
         n, data = pg.get_copy_data(1)
-        if n == 0:
-            if timeout > 0:
-                r, _, _ = select.select([pg.socket], [], [], timeout)
-                if not r:
-                    return None
-            pg.consume_input()
-            n, data = pg.get_copy_data(1)
-            if n == 0:
+        if n > 0:
+            return bytes(data)
+        if n == 0 and timeout > 0:
+            r, _, _ = select.select([pg.socket], [], [], timeout)
+            if not r:
                 return None
-        if n < 0:
-            self.streaming = False
-            self._raise_end(n)
-        return bytes(data)
+        return self.read_next(n)
 
     def read_next(self, n: int) -> bytes | None:
         """``read_raw(0)`` for a caller whose own ``pg.get_copy_data(1)`` returned ``n <= 0``
@@ -177,21 +171,10 @@ class ReplicationConnection:
         return Keepalive(wal_end, reply)
 
     def read(self, timeout: float) -> XLogData | Keepalive | None:
-        """The next message, or None when nothing arrived within ``timeout`` seconds."""
-        pg = self.pg
-        n, data = pg.get_copy_data(1)
-        if n == 0:
-            r, _, _ = select.select([pg.socket], [], [], timeout)
-            if not r:
-                return None
-            pg.consume_input()
-            n, data = pg.get_copy_data(1)
-            if n == 0:
-                return None
-        if n < 0:
-            self.streaming = False
-            self._raise_end(n)
-        buf = bytes(data)
+        """The next message, typed, or None when nothing arrived within ``timeout`` seconds."""
+        buf = self.read_raw(timeout)
+        if buf is None:
+            return None
         kind = buf[0]
         if kind == 0x77:  # w
             start, end, _clock = _xlog_hdr(buf, 1)
@@ -199,10 +182,7 @@ class ReplicationConnection:
                 self.received_lsn = end
             return XLogData(start, end, buf[25:])
         if kind == 0x6B:  # k
-            wal_end, _clock, reply = _keepalive(buf, 1)
-            if wal_end > self.received_lsn:
-                self.received_lsn = wal_end
-            return Keepalive(wal_end, reply)
+            return self.keepalive(buf)
         raise ReplicationError(f"unexpected CopyData message {chr(kind)!r}")
 
     def _raise_end(self, n: int) -> None:
