@@ -19,20 +19,6 @@ from typing import Any
 
 import yaml
 
-__all__ = [
-    "DOMAINS",
-    "FIELD_TYPES",
-    "FORMATS",
-    "RULE_KINDS",
-    "TIMELINESS",
-    "Field",
-    "Rule",
-    "Spec",
-    "SpecError",
-    "Table",
-    "load_spec",
-]
-
 DEFAULT_PATH = Path(__file__).with_name("dataset.yaml")
 
 # The fixed list of national value domains (mappings/national/<id>.yaml): id -> Chinese name.
