@@ -38,6 +38,7 @@ from cdcsync.event import (
     lsn_to_str,
     str_to_lsn,
 )
+from cdcsync.health import record_error
 from cdcsync.recon.latency import TransmissionLog
 from cdcsync.sink import Sink, SinkError, build_sink
 from cdcsync.source.pgoutput import Begin, Commit, LogicalMessage, PgOutputDecoder, Truncate
@@ -543,6 +544,7 @@ def run_pipeline_forever(pipe: Pipeline) -> None:
         wait = state.next_action.sleep if state.next_action else 0.0
         log.warning("destination %s: %s: %s; reconnecting in %.1fs (attempt %d)", pipe.name,
                     type(exc).__name__, _one_line(exc), wait, state.attempt_number)
+        record_error(f"destination.{pipe.name}", f"{type(exc).__name__}: {_one_line(exc)}"[:300])
 
     def stop_when_asked(state: RetryCallState) -> bool:
         return pipe.stop.is_set()
@@ -557,6 +559,7 @@ def run_pipeline_forever(pipe: Pipeline) -> None:
                 # It was streaming: reconnect at once, back off only if that fails too.
                 log.warning("destination %s: stream lost (%s: %s); reconnecting", pipe.name,
                             type(exc).__name__, _one_line(exc))
+                record_error(f"destination.{pipe.name}", f"{type(exc).__name__}: {_one_line(exc)}"[:300])
                 return
             raise
 

@@ -8,9 +8,7 @@ query or body values.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
-import threading
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -21,23 +19,11 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from cdcsync.health import last_errors, record_error
+
 log = logging.getLogger("cdcsync.api")
 
-_errors_lock = threading.Lock()
-_LAST_ERRORS: dict[str, dict[str, str]] = {}
-
-
-def record_error(component: str, message: str) -> None:
-    """Remember the last error of a component (api.data, mapping, a destination, …) for the
-    monitoring status. ``message`` must not contain patient data."""
-    at = dt.datetime.now(dt.UTC).astimezone().isoformat(timespec="seconds")
-    with _errors_lock:
-        _LAST_ERRORS[component] = {"message": message, "at": at}
-
-
-def last_errors() -> dict[str, dict[str, str]]:
-    with _errors_lock:
-        return {k: dict(v) for k, v in _LAST_ERRORS.items()}
+__all__ = ["ApiError", "install_error_handlers", "last_errors", "record_error"]
 
 
 class ApiError(Exception):
