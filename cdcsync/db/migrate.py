@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
+
+from cdcsync.resources import shared_dir
 
 log = logging.getLogger(__name__)
 
@@ -16,10 +17,8 @@ PUBLICATION = "cdcsync_emr"
 
 
 def default_sql_dir() -> Path:
-    env = os.environ.get("CDCSYNC_SQL_DIR")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[2] / "sql"
+    """``$CDCSYNC_SQL_DIR``, else ``sql/`` of the checkout or of the installed package."""
+    return shared_dir("sql", "CDCSYNC_SQL_DIR")
 
 
 @dataclass

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import os
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -18,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from cdcsync.resources import shared_dir
 
 NATIONAL_DIR = "national"
 LOCAL_DIR = "local"
@@ -105,11 +106,8 @@ def standard_ref(standard: str) -> str:
 
 
 def default_mappings_dir() -> Path:
-    """``$CDCSYNC_MAPPINGS_DIR``, else ``mappings/`` at the root of the source checkout."""
-    env = os.environ.get("CDCSYNC_MAPPINGS_DIR")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[2] / "mappings"
+    """``$CDCSYNC_MAPPINGS_DIR``, else ``mappings/`` of the checkout or of the installed package."""
+    return shared_dir("mappings", "CDCSYNC_MAPPINGS_DIR")
 
 
 # --- YAML reading: duplicate keys are an error (PyYAML silently keeps the last one) ---------------
