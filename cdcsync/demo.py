@@ -189,7 +189,8 @@ def demo(ctx: click.Context, data_dir: Path, patients: int, seed: int, serve: bo
         return
 
     if logging.getLogger().level > logging.DEBUG:
-        logging.getLogger("cdcsync").setLevel(logging.WARNING)  # the steps below say what happens
+        for name in ("cdcsync", "uvicorn"):  # the steps below say what happens
+            logging.getLogger(name).setLevel(logging.WARNING)
     click.echo("1/5 启动私有 PostgreSQL 集群（wal_level=logical）…")
     cluster = start_cluster(layout)
     click.echo(f"    数据目录 {cluster.datadir}，端口 {cluster.port}")
