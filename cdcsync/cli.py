@@ -33,12 +33,18 @@ class CdcsyncGroup(click.Group):
     """Turns expected user errors into one line on stderr (exit 2) instead of a traceback."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        import psycopg
+
         from cdcsync.errors import USER_ERRORS
 
         try:
             return super().invoke(ctx)
         except USER_ERRORS as exc:
             click.echo(f"错误：{exc}", err=True)
+            sys.exit(2)
+        except psycopg.OperationalError as exc:  # unreachable database, wrong password, …
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            click.echo(f"错误：无法连接数据库（检查 database.dsn 与数据库服务）：{first}", err=True)
             sys.exit(2)
 
 

@@ -45,3 +45,12 @@ def test_publication_covers_emr_only(migrated_db: str) -> None:
         schemas = {r[0] for r in conn.execute(
             "SELECT schemaname FROM pg_publication_tables WHERE pubname = %s", (PUBLICATION,))}
     assert schemas <= {"emr"}
+
+
+def test_unreachable_database_is_one_clear_line() -> None:
+    from cdcsync.db.cluster import free_port
+
+    result = CliRunner().invoke(main, ["db", "init", "--dsn", f"host=127.0.0.1 port={free_port()} dbname=emr"])
+    assert result.exit_code == 2
+    assert "无法连接数据库" in result.output and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
