@@ -17,10 +17,11 @@ from pathlib import Path
 from types import FrameType
 
 from cdcsync.api.server import start_servers
-from cdcsync.config import Settings
+from cdcsync.config import ConfigError, Settings
 from cdcsync.event import str_to_lsn
 from cdcsync.mapping.reload import MappingWatcher, RulesHolder
 from cdcsync.pipeline import Pipeline, run_pipeline_forever
+from cdcsync.sink import build_sink
 from cdcsync.validate.stage import ValidationStage
 
 log = logging.getLogger(__name__)
@@ -80,8 +81,9 @@ def _pipelines(settings: Settings, holder: RulesHolder, stop: threading.Event) -
 def run(settings: Settings, install_signals: bool = True) -> int:
     dests = settings.enabled_destinations
     if not dests:
-        log.error("no enabled destination in the configuration")
-        return 2
+        raise ConfigError("配置中没有启用的目的地（destinations），无事可做")
+    for dest in dests:  # unreadable keys or paths: one clear error now, not endless retries later
+        build_sink(dest).close()
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

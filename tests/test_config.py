@@ -92,3 +92,13 @@ def test_password_file_must_be_private(tmp_path: Path) -> None:
     assert "s3cret" not in result.output
     secret.chmod(0o600)
     assert "password='s3cret'" in load_settings(path, environ={}).database.conninfo()
+
+
+def test_run_refuses_a_destination_whose_key_file_is_missing(tmp_path: Path) -> None:
+    path = _write(tmp_path, (
+        "org_code: '123456'\ndatabase: {dsn: 'host=127.0.0.1 port=1 dbname=x'}\n"
+        "destinations:\n  - {name: national, kind: http, url: 'https://127.0.0.1:8888',"
+        f" hospital_key: {tmp_path}/none.key, platform_public_key: {tmp_path}/none.pub}}\n"))
+    result = CliRunner().invoke(main, ["-c", str(path), "run"])
+    assert result.exit_code == 2
+    assert "none.key" in result.output and "Traceback" not in result.output
