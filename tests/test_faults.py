@@ -113,7 +113,8 @@ def _acked(dsn: str) -> tuple[str, str]:
     return row[0], row[1]
 
 
-def test_kill_9_at_random_moments_loses_nothing(cdc_db: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("rounds", [14, pytest.param(60, marks=pytest.mark.slow, id="soak")])
+def test_kill_9_at_random_moments_loses_nothing(cdc_db: str, tmp_path: Path, rounds: int) -> None:
     _, cfg = settings_for(cdc_db, tmp_path, linger_ms=20, batch_max_events=50, shutdown_timeout_s=20)
     events_path = tmp_path / "events.jsonl"
     log_path = tmp_path / "daemon.log"
@@ -122,7 +123,7 @@ def test_kill_9_at_random_moments_loses_nothing(cdc_db: str, tmp_path: Path) -> 
     rnd = random.Random(42)
     kills = 0
     try:
-        for i in range(14):
+        for i in range(rounds):
             started = _starts(log_path)
             proc = start_daemon(cfg, log_path)
             if i % 4 != 3:  # most kills while streaming, some at a random point of the start-up
