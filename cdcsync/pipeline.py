@@ -213,6 +213,7 @@ class Pipeline:
         self.flushed_lsn = 0
         # drain/bench/tests: end the stream once this returns True for (pipeline, flushed position)
         self.catch_up: Callable[[Pipeline, int], bool] | None = None
+        self.caught_up = False
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -357,6 +358,7 @@ class Pipeline:
             if repl.status_due(status_interval):
                 repl.send_status(batcher.flush_pos)
             if self.catch_up is not None and batcher.idle and self.catch_up(self, batcher.flush_pos):
+                self.caught_up = True
                 break
             wait = 0.5 if batcher.deadline is None else max(0.0, min(0.5, batcher.deadline - now))
             buf = read(wait)
@@ -579,8 +581,8 @@ def run_pipeline_forever(pipe: Pipeline) -> None:
                 log.info("destination %s: stopped while reconnecting (%s)", pipe.name, type(exc).__name__)
                 return
             raise
-        if pipe.catch_up is not None:
-            return
+        if pipe.caught_up:
+            return  # catch-up mode reached its target (a lost stream reconnects instead)
 
 
 def _one_line(exc: BaseException | None) -> str:

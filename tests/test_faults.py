@@ -235,3 +235,29 @@ def test_replayed_events_carry_the_same_ids(cdc_db: str, tmp_path: Path) -> None
     assert _assert_replays_identical(events) > 0
     streamed = [e for e in events if e["op"] == "u"]
     assert len({e["id"] for e in streamed}) == 100
+
+
+def test_drain_survives_a_lost_stream(cdc_db: str, tmp_path: Path) -> None:
+    """``drain`` (demo, retry tooling) reconnects after a lost stream instead of returning early."""
+    from cdcsync.daemon import drain
+
+    settings, _ = settings_for(cdc_db, tmp_path, linger_ms=20, batch_max_events=200)
+    drain(settings)  # initial snapshot of the 300 preset rows; the slot now streams
+    with psycopg.connect(cdc_db, autocommit=True) as conn:
+        conn.execute("INSERT INTO emr.cdc_probe (id, name, amount) SELECT g, '批量' || g, g"
+                     " FROM generate_series(1001, 61000) g")
+    result: dict[str, int] = {}
+    worker = threading.Thread(target=lambda: result.update(drain(settings)))
+    worker.start()
+    terminated = 0
+    with psycopg.connect(cdc_db, autocommit=True) as conn:
+        deadline = time.monotonic() + 30
+        while worker.is_alive() and not terminated and time.monotonic() < deadline:
+            terminated = len(conn.execute(
+                "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots"
+                " WHERE slot_name = 'cdcsync_t' AND active_pid IS NOT NULL").fetchall())
+            time.sleep(0.02)
+    worker.join(120)
+    assert terminated == 1, "the stream was never cut while draining"
+    events = read_events(tmp_path / "events.jsonl")
+    assert fold(events, "cdc_probe") == table_as_events(cdc_db, "cdc_probe")
