@@ -12,8 +12,9 @@ can drop duplicates:
   consistent point of the slot whose exported snapshot was read, and the row's primary key
   (SHA-1 prefix of its JSON) or, for a table without one, the row's position in the COPY.
 
-Serialization (orjson): Decimal as a string with every digit, timestamps ISO-8601 with
-microseconds (and the offset when the type has one), dates ``YYYY-MM-DD``, bytea base64.
+Serialization (orjson): Decimal as a string with every digit, timestamps RFC 3339 / ISO-8601
+with the offset when the type has one and microseconds when non-zero, dates ``YYYY-MM-DD``,
+bytea base64, ``timetz`` as PostgreSQL's text.
 """
 
 from __future__ import annotations
@@ -125,18 +126,14 @@ class Event:
 def _default(obj: Any) -> Any:
     if isinstance(obj, Decimal):
         return str(obj)
-    if isinstance(obj, dt.datetime):
-        return obj.isoformat(timespec="microseconds")
-    if isinstance(obj, dt.date):
-        return obj.isoformat()
-    if isinstance(obj, dt.time):
-        return obj.isoformat(timespec="microseconds")
     if isinstance(obj, bytes | bytearray | memoryview):
         return base64.b64encode(bytes(obj)).decode("ascii")
     raise TypeError(f"cannot serialize {type(obj).__name__}")
 
 
-_OPTS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_NON_STR_KEYS
+# orjson writes datetime/date/time itself (C speed; microseconds when non-zero); only Decimal and
+# bytes go through ``_default``. ``timetz`` columns stay text (orjson refuses an aware time).
+_OPTS = orjson.OPT_NON_STR_KEYS
 
 
 def dumps(obj: Any) -> bytes:

@@ -137,7 +137,7 @@ class _Slow(Exception):
 
 
 _INT_OIDS = frozenset({20, 21, 23, 26})
-_LENIENT = {1082: dt.date.fromisoformat, 1083: dt.time.fromisoformat, 1266: dt.time.fromisoformat,
+_LENIENT = {1082: dt.date.fromisoformat, 1083: dt.time.fromisoformat,
             1114: dt.datetime.fromisoformat, 1184: dt.datetime.fromisoformat}
 _len_at = struct.Struct(">xI").unpack_from  # skips the kind byte: length of a 't' value at its kind
 

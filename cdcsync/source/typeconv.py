@@ -67,7 +67,6 @@ CONVERTERS: dict[int, Converter] = {
     1700: _numeric,
     1082: _lenient(dt.date.fromisoformat),
     1083: _lenient(dt.time.fromisoformat),
-    1266: _lenient(dt.time.fromisoformat),
     1114: _lenient(dt.datetime.fromisoformat),
     1184: _lenient(dt.datetime.fromisoformat),
     114: _json, 3802: _json,
