@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,7 +45,7 @@ class Checkpointer:
     """Per destination; owns a normal (non-replication) connection to the mirror database."""
 
     def __init__(self, conn: psycopg.Connection[Any], destination: str, slot: str,
-                 pk_lookup: PkLookup | None = None) -> None:
+                 pk_lookup: PkLookup | None = None, interval_s: float = 0.0) -> None:
         self.conn = conn
         self.destination = destination
         self.slot = slot
@@ -58,6 +59,12 @@ class Checkpointer:
         # commit LSN -> delivery-delay histograms per (table, business date), measured at ack time
         self._latency: dict[int, dict[tuple[str, dt.date], DelayHistogram]] = defaultdict(dict)
         self._business_time_field: dict[str, str | None] = {}
+        # Acknowledged transactions are written at most every ``interval_s`` (one transaction for
+        # many batches). Until then they are not confirmed to PostgreSQL: a crash replays them,
+        # and the deterministic ids make that harmless.
+        self.interval_s = interval_s
+        self.due_at = 0.0  # time.monotonic() of the next write
+        self._pending: tuple[int, int] | None = None  # (commit_through, flush_lsn) acked, unwritten
 
     # -- state ------------------------------------------------------------------------------
 
@@ -79,6 +86,7 @@ class Checkpointer:
         self._quarantine.clear()
         self._last_event.clear()
         self._latency.clear()
+        self._pending = None
 
     def start_snapshot(self) -> None:
         """A (re)started initial snapshot: position back to zero, snapshot not done."""
@@ -142,14 +150,30 @@ class Checkpointer:
             self._quarantine[rej.lsn].append(rej)
 
         if batch.snapshot_done_lsn is not None:
+            self._pending = None  # the snapshot's write covers everything
             self._write(_EVERYTHING, batch.snapshot_done_lsn, snapshot_done=True, position=position)
             return batch.snapshot_done_lsn if position else None
         if not position:
             return None
         if batch.commit_through is None or batch.flush_lsn is None or batch.flush_lsn <= self.acked_lsn:
             return None
-        self._write(batch.commit_through, batch.flush_lsn, snapshot_done=None)
-        return batch.flush_lsn
+        self._pending = (batch.commit_through, batch.flush_lsn)
+        return self.write_pending() if time.monotonic() >= self.due_at else None
+
+    @property
+    def pending(self) -> bool:
+        """Acknowledged transactions wait to be written (their LSN is not confirmed yet)."""
+        return self._pending is not None
+
+    def write_pending(self) -> int | None:
+        """Write what was acknowledged since the last write; returns the LSN now safe to flush."""
+        if self._pending is None:
+            return None
+        through, flush_lsn = self._pending
+        self._pending = None
+        self._write(through, flush_lsn, snapshot_done=None)
+        self.due_at = time.monotonic() + self.interval_s
+        return flush_lsn
 
     def _business_time_field_of(self, table: str) -> str | None:
         """The field holding a table's business time, as the spec names it (None: not in the spec)."""

@@ -47,6 +47,9 @@ class StreamSettings(_Model):
     batch_max_events: int = Field(1000, ge=1)
     batch_max_bytes: int = Field(4 * 1024 * 1024, ge=1024)
     linger_ms: int = Field(200, ge=0)
+    # Acknowledged positions are written (and confirmed to PostgreSQL) at most this often; a crash
+    # replays at most this much, which deterministic ids make harmless.
+    checkpoint_interval_ms: int = Field(1000, ge=0)
     heartbeat_interval_s: float = Field(60.0, gt=0)
     wal_retention_warn_mb: int = Field(1024, ge=1)
     shutdown_timeout_s: float = Field(30.0, gt=0)

@@ -230,7 +230,7 @@ class Pipeline:
             self.business_date.tz = conn.info.timezone
             transform = self._transform or DefaultTransform(self.settings.org_code, str(conn.info.dbname))
             pks = PrimaryKeys(conn)
-            ckpt = Checkpointer(conn, self.name, self.slot, pks)
+            ckpt = Checkpointer(conn, self.name, self.slot, pks, self.stream.checkpoint_interval_ms / 1000)
             state = ckpt.load()
             with conn.transaction():
                 slot = get_slot(conn, self.slot)
@@ -348,10 +348,13 @@ class Pipeline:
         read = repl.read_raw
         read_next = repl.read_next
         get_copy_data = repl.pg.get_copy_data
+        quiet = False  # the last read found nothing: the stream has caught up for now
         while not stop.is_set():
             now = time.monotonic()
             if batcher.deadline is not None and now >= batcher.deadline:
                 batcher.send()
+            if ckpt.pending and (quiet or now >= ckpt.due_at):  # coalesce writes only under load
+                batcher.checkpoint()
             if now >= next_heartbeat:
                 self._heartbeat(conn, repl)
                 next_heartbeat = now + st.heartbeat_interval_s
@@ -361,7 +364,10 @@ class Pipeline:
                 self.caught_up = True
                 break
             wait = 0.5 if batcher.deadline is None else max(0.0, min(0.5, batcher.deadline - now))
+            if ckpt.pending:
+                wait = max(0.0, min(wait, ckpt.due_at - now))
             buf = read(wait)
+            quiet = buf is None
             # Drain what is already here without touching the timers (they are checked every
             # few hundred messages: the batcher's size limits act inside add()).
             budget = 500
@@ -405,6 +411,7 @@ class Pipeline:
                 buf = bytes(data) if n > 0 else read_next(n)
         # Shutdown: deliver and acknowledge what is in flight, tell PostgreSQL, CopyDone.
         batcher.send()
+        batcher.checkpoint()
         repl.send_status(batcher.flush_pos)
         repl.stop()
         log.info("destination %s: stream stopped at %s", self.name, lsn_to_str(batcher.flush_pos))
@@ -452,8 +459,8 @@ class _Batcher:
 
     @property
     def idle(self) -> bool:
-        """Nothing received is waiting for acknowledgement."""
-        return not self.in_tx and self.deadline is None
+        """Nothing received is waiting for acknowledgement or for its checkpoint."""
+        return not self.in_tx and self.deadline is None and not self.ckpt.pending
 
     def add(self, change: Change) -> None:
         out = self.transform(change)
@@ -518,6 +525,13 @@ class _Batcher:
         self.pipe.batches_sent += 1
         self.batch = Batch()
         self.deadline = None
+        self.advance(lsn)
+
+    def checkpoint(self) -> None:
+        """Write acknowledged transactions the checkpointer still holds, then confirm them."""
+        self.advance(self.ckpt.write_pending())
+
+    def advance(self, lsn: int | None) -> None:
         if lsn is not None and lsn > self.flush_pos:
             self.flush_pos = lsn
             self.pipe.flushed_lsn = lsn
