@@ -17,12 +17,10 @@ import argparse
 import cProfile
 import datetime as dt
 import logging
-import os
 import pstats
 import resource
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -34,7 +32,7 @@ sys.path.insert(0, str(REPO))
 
 from cdcsync.checkpoint import Checkpointer  # noqa: E402
 from cdcsync.config import Settings  # noqa: E402
-from cdcsync.db.cluster import LocalCluster  # noqa: E402
+from cdcsync.db.cluster import LocalCluster, throwaway_cluster  # noqa: E402
 from cdcsync.db.migrate import PUBLICATION  # noqa: E402
 from cdcsync.event import Change  # noqa: E402
 from cdcsync.pipeline import DefaultTransform, Pipeline, _Batcher, run_pipeline_forever  # noqa: E402
@@ -323,11 +321,8 @@ def main() -> None:
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
-    base = Path(tempfile.mkdtemp(prefix="cdcsync-bench-", dir="/var/tmp"))
-    os.chmod(base, 0o755)
-    cluster = LocalCluster(base / "pg", fsync=False)
-    cluster.init()
-    cluster.start()
+    cluster = throwaway_cluster("cdcsync-bench-", "/var/tmp")
+    base = cluster.datadir.parent
     try:
         if args.validate:
             bench_validate(cluster, args)

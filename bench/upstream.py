@@ -22,11 +22,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import shutil
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -41,7 +39,7 @@ import stream as stream_bench  # noqa: E402  (bench/stream.py)
 
 from cdcsync.config import Settings  # noqa: E402
 from cdcsync.crypto.keys import write_keypair  # noqa: E402
-from cdcsync.db.cluster import LocalCluster  # noqa: E402
+from cdcsync.db.cluster import LocalCluster, throwaway_cluster  # noqa: E402
 from cdcsync.db.migrate import apply_migrations  # noqa: E402
 from cdcsync.event import Ack, Batch  # noqa: E402
 from cdcsync.pipeline import Pipeline, run_pipeline_forever  # noqa: E402
@@ -175,11 +173,8 @@ def main() -> None:
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
-    base = Path(tempfile.mkdtemp(prefix="cdcsync-bench-up-", dir="/var/tmp"))
-    os.chmod(base, 0o755)
-    cluster = LocalCluster(base / "pg", fsync=False)
-    cluster.init()
-    cluster.start()
+    cluster = throwaway_cluster("cdcsync-bench-up-", "/var/tmp")
+    base = cluster.datadir.parent
     sims: list[SimHandle] = []
     try:
         dsn = cluster.create_database("bench")

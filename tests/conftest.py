@@ -6,14 +6,13 @@ import contextlib
 import itertools
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
 
-from cdcsync.db.cluster import LocalCluster
+from cdcsync.db.cluster import LocalCluster, throwaway_cluster
 from cdcsync.db.migrate import apply_migrations
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,11 +35,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(scope="session")
 def pg_cluster() -> Iterator[LocalCluster]:
     """A private cluster (wal_level=logical, fsync off) run as an unprivileged user when root."""
-    base = Path(tempfile.mkdtemp(prefix="cdcsync-test-"))
-    os.chmod(base, 0o755)  # the postgres user must reach the data directory inside
-    cluster = LocalCluster(base / "pg", fsync=False)
-    cluster.init()
-    cluster.start()
+    cluster = throwaway_cluster("cdcsync-test-")
+    base = cluster.datadir.parent
     try:
         yield cluster
     finally:

@@ -12,6 +12,7 @@ import pwd
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -195,6 +196,17 @@ class LocalCluster:
                 f"用户 {self.user} 无法访问目录 {self.datadir}（上级目录权限不足）。"
                 "请换一个目录，例如 --data-dir /var/tmp/cdcsync"
             )
+
+
+def throwaway_cluster(prefix: str, parent: str | None = None) -> LocalCluster:
+    """A started cluster (fsync off) in a new temporary directory, for tests and benchmarks.
+    The directory is ``cluster.datadir.parent``; remove it after ``cluster.destroy()``."""
+    base = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    os.chmod(base, 0o755)  # the run-as user must reach the data directory inside
+    cluster = LocalCluster(base / "pg", fsync=False)
+    cluster.init()
+    cluster.start()
+    return cluster
 
 
 def wait_ready(dsn: str, timeout: float = 30.0) -> None:
