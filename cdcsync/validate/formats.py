@@ -15,25 +15,35 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Callable
+from operator import mul
 
 # --- 居民身份证号 (GB 11643-1999) -----------------------------------------------------------
 
 _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+_ID_OFFSET = 48 * sum(_ID_WEIGHTS)  # sum(w * (ord(ch) - 48)) == sum(w * ord(ch)) - _ID_OFFSET
 _ID_CHECK = "10X98765432"
-_DIGITS = frozenset("0123456789")
 _EARLIEST_BIRTH = dt.date(1890, 1, 1)
 
 
 def id_check_digit(first17: str) -> str:
     """The GB 11643 check character for the first 17 digits."""
-    total = 0
-    for weight, ch in zip(_ID_WEIGHTS, first17, strict=True):
-        total += weight * (ord(ch) - 48)
-    return _ID_CHECK[total % 11]
+    if len(first17) != 17:
+        raise ValueError(f"17 characters expected, got {len(first17)}")
+    if first17.isascii() and first17.isdigit():
+        # The weights are 2^(17-i) mod 11 and 13 ≡ 2 (mod 11), so the weighted sum is congruent
+        # to 2 * (the digits read in base 13): one int() in C instead of 17 multiplications.
+        return _ID_CHECK[2 * int(first17, 13) % 11]
+    return _ID_CHECK[(sum(map(mul, _ID_WEIGHTS, map(ord, first17))) - _ID_OFFSET) % 11]
 
 
 def id_birth_date(value: str) -> dt.date | None:
     """Birth date encoded in digits 7–14, or None when it is not a real date."""
+    digits = value[6:14]
+    if len(digits) == 8 and digits.isascii() and digits.isdigit():
+        try:
+            return dt.date.fromisoformat(digits)  # YYYYMMDD (Python >= 3.11): no int() per part
+        except ValueError:
+            return None
     try:
         return dt.date(int(value[6:10]), int(value[10:12]), int(value[12:14]))
     except ValueError:
@@ -45,22 +55,27 @@ def id_sex_code(value: str) -> str:
     return "1" if (ord(value[16]) - 48) % 2 else "2"
 
 
-def is_id_number(value: str, today: dt.date | None = None) -> bool:
-    """18-digit citizen ID number: 17 digits + check (digit or X), birth date real and not future."""
+def id_number_birth(value: str, today: dt.date | None = None) -> dt.date | None:
+    """The birth date of a valid 18-digit citizen ID number (see :func:`is_id_number`), else None."""
     if len(value) != 18:
-        return False
+        return None
     first17 = value[:17]
-    if not _DIGITS.issuperset(first17) or value[0] == "0":
-        return False
+    if not (first17.isascii() and first17.isdigit()) or value[0] == "0":
+        return None
     last = value[17]
     if last == "x":
         last = "X"
     if id_check_digit(first17) != last:
-        return False
+        return None
     birth = id_birth_date(value)
-    if birth is None or birth < _EARLIEST_BIRTH:
-        return False
-    return birth <= (today or dt.date.today())
+    if birth is None or birth < _EARLIEST_BIRTH or birth > (today or dt.date.today()):
+        return None
+    return birth
+
+
+def is_id_number(value: str, today: dt.date | None = None) -> bool:
+    """18-digit citizen ID number: 17 digits + check (digit or X), birth date real and not future."""
+    return id_number_birth(value, today) is not None
 
 
 # --- 统一社会信用代码 (GB 32100-2015) ---------------------------------------------------------
@@ -100,6 +115,8 @@ _ORG_CODE = re.compile(r"[0-9A-Z]{6,22}")
 
 
 def is_phone(value: str) -> bool:
+    if len(value) == 11 and value[0] == "1" and value.isascii() and value.isdigit():
+        return value[1] in "3456789"  # the common case, a bare mobile number: no regex
     return _MOBILE.fullmatch(value) is not None or _LANDLINE.fullmatch(value) is not None
 
 

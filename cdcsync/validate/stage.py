@@ -32,7 +32,7 @@ from cdcsync.event import Change, Event, Rejection, Row
 from cdcsync.mapping.reload import RulesHolder
 from cdcsync.pipeline import EventIds  # the engine owns the id scheme
 from cdcsync.validate import Violation
-from cdcsync.validate.compiler import Validators, beijing_now
+from cdcsync.validate.compiler import CompiledTable, Validators, beijing_now
 
 _MAX_LISTED = 8
 log = logging.getLogger(__name__)
@@ -77,6 +77,7 @@ class ValidationStage:
         self.schema = schema
         self.origin = f"{org_code}.{db}"  # read by the engine for quarantine ids
         self._rules: Validators = holder.current()
+        self._tables: Mapping[str, CompiledTable] = self._rules.tables
         self._tx_lsn = -1
         self._now = beijing_now()
         self._now_at = time.monotonic()
@@ -100,20 +101,24 @@ class ValidationStage:
         return self._now
 
     def __call__(self, change: Change) -> Event | Rejection:
-        if change.lsn != self._tx_lsn:
-            self._tx_lsn = change.lsn
-            self._rules = self.holder.current()
-        rules = self._rules
-        compiled = rules.tables.get(change.table) if change.schema == self.schema else None
+        lsn = change.lsn
+        if lsn != self._tx_lsn:  # a new transaction: pick up the rules in force
+            self._tx_lsn = lsn
+            self._rules = rules = self.holder.current()
+            self._tables = rules.tables
+        else:
+            rules = self._rules
+        compiled = self._tables.get(change.table) if change.schema == self.schema else None
         if compiled is None:
             return self._event(change, change.before, change.after, rules)
         op = change.op
+        before = change.before
         if op == "d" or op == "t":
-            before = compiled.map_only(change.before) if change.before is not None else None
-            return self._event(change, before, change.after, rules)
+            return self._event(change, compiled.map_only(before) if before is not None else None,
+                               change.after, rules)
         after = change.after
         if after is None:  # pragma: no cover - c/u/r always have an after-image
-            return self._event(change, change.before, None, rules)
+            return self._event(change, before, None, rules)
         mono = _monotonic()  # self._clock() inline (hot path)
         if mono - self._now_at >= 1.0:
             self._now = beijing_now()
@@ -122,7 +127,8 @@ class ValidationStage:
             mapped, violations = compiled.check(after, self._now)
             if violations:
                 return rejection_from(violations)
-            before = compiled.map_only(change.before) if change.before is not None else None
+            if before is not None:
+                before = compiled.map_only(before)
         except Exception as exc:  # a checker bug must cost one row (quarantined), never the stream
             # Type only: an exception's text may quote the row's values.
             log.error("validation of a %s row failed (%s); row quarantined", change.table, type(exc).__name__)
@@ -130,10 +136,10 @@ class ValidationStage:
             return StageRejection(INTERNAL_RULE, None, message, ())
         ids = self._ids
         # EventIds inline for the common case (same transaction as the previous change)
-        eid = ids.prefix + str(change.ordinal) if change.lsn == ids.lsn and not change.snapshot else ids(change)
+        eid = ids.prefix + str(change.ordinal) if lsn == ids.lsn and not change.snapshot else ids(change)
         return Event(
             eid, op, before, mapped, self.org_code, self.db, change.schema, change.table,
-            change.lsn, change.tx_id, change.commit_ts, change.snapshot, int(_time() * 1000),
+            lsn, change.tx_id, change.commit_ts, change.snapshot, int(_time() * 1000),
             rules.mapping_version, rules.spec_version,
         )
 
