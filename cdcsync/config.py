@@ -50,6 +50,9 @@ class StreamSettings(_Model):
     # Acknowledged positions are written (and confirmed to PostgreSQL) at most this often; a crash
     # replays at most this much, which deterministic ids make harmless.
     checkpoint_interval_ms: int = Field(1000, ge=0)
+    # Batches handed to a destination and not yet acknowledged: the stream reads on while the
+    # destination works (1: deliver one batch while the next one fills).
+    in_flight_batches: int = Field(4, ge=1, le=64)
     heartbeat_interval_s: float = Field(60.0, gt=0)
     wal_retention_warn_mb: int = Field(1024, ge=1)
     shutdown_timeout_s: float = Field(30.0, gt=0)

@@ -3,11 +3,12 @@
     replication stream (or snapshot) → decode → transform → batcher → sink → checkpoint → flush
 
 One :class:`Pipeline` per destination, each with its own slot, connections and thread, so one
-destination's outage never holds another back. The loop is single-threaded: while a batch is
-being delivered nothing more is read (TCP back-pressure keeps the rest in PostgreSQL), so memory
-holds at most one batch plus the transaction chunk being filled. A transaction larger than a
-batch leaves in several batches; the acknowledged position only moves to its commit once the
-last of them is acknowledged.
+destination's outage never holds another back. The loop reads, decodes and batches on one
+thread; a sender thread delivers the batches in order (:mod:`cdcsync.delivery`) and the loop
+checkpoints their acknowledgements in the same order. When ``stream.in_flight_batches`` batches
+wait for delivery nothing more is read (TCP back-pressure keeps the rest in PostgreSQL), so
+memory stays bounded. A transaction larger than a batch leaves in several batches; the
+acknowledged position only moves to its commit once the last of them is acknowledged.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import psycopg
 from cdcsync.checkpoint import Checkpointer, CheckpointState
 from cdcsync.config import DestinationSettings, Settings
 from cdcsync.db.migrate import PUBLICATION
+from cdcsync.delivery import DeliveryWindow
 from cdcsync.event import (
     Ack,
     Batch,
@@ -290,10 +292,10 @@ class Pipeline:
             s.repl = ReplicationConnection(self.conninfo, application_name=f"cdcsync-{self.name}-snapshot")
             created = s.repl.create_slot(f"{self.slot}_adhoc", export_snapshot=True, temporary=True)
             assert created.snapshot_name is not None
-            batcher = _Batcher(self, s.sink, s.transform, s.ckpt, s.pks, None, position=False)
-            total = read_snapshot(self.conninfo, created.snapshot_name, created.consistent_point,
-                                  batcher.add, s.pks, tables=tables, stop=self.stop)
-            batcher.finish_snapshot(created.consistent_point)
+            with _Batcher(self, s.sink, s.transform, s.ckpt, s.pks, None, position=False) as batcher:
+                total = read_snapshot(self.conninfo, created.snapshot_name, created.consistent_point,
+                                      batcher.add, s.pks, tables=tables, stop=self.stop)
+                batcher.finish_snapshot(created.consistent_point)
             log.info("destination %s: ad-hoc snapshot done, %d rows", self.name, total)
             return total
 
@@ -313,13 +315,13 @@ class Pipeline:
             created = repl.create_slot(self.slot, export_snapshot=True)
             log.info("destination %s: slot %s created, snapshot at %s", self.name, self.slot,
                      lsn_to_str(created.consistent_point))
-            batcher = _Batcher(self, sink, transform, ckpt, pks, None)
             assert created.snapshot_name is not None
-            total = read_snapshot(self.conninfo, created.snapshot_name, created.consistent_point,
-                                  batcher.add, pks, stop=self.stop)
-            if self.stop.is_set():
-                raise _Interrupted()
-            batcher.finish_snapshot(created.consistent_point)
+            with _Batcher(self, sink, transform, ckpt, pks, None) as batcher:
+                total = read_snapshot(self.conninfo, created.snapshot_name, created.consistent_point,
+                                      batcher.add, pks, stop=self.stop)
+                if self.stop.is_set():
+                    raise _Interrupted()
+                batcher.finish_snapshot(created.consistent_point)
             log.info("destination %s: initial snapshot done, %d rows", self.name, total)
             return repl
         except BaseException:
@@ -333,88 +335,94 @@ class Pipeline:
         st = self.stream
         repl.start(self.slot, ckpt.acked_lsn, PUBLICATION)
         decoder = PgOutputDecoder()
-        batcher = _Batcher(self, sink, transform, ckpt, pks, repl)
-        batcher.flush_pos = ckpt.acked_lsn
-        self.healthy = True
-        if self.on_ready is not None:
-            self.on_ready()
-        skip = False
-        acked = ckpt.acked_lsn
-        next_heartbeat = time.monotonic() + st.heartbeat_interval_s
-        status_interval = st.status_interval_s
-        decode = decoder.decode
-        add = batcher.add
-        stop = self.stop
-        read = repl.read_raw
-        read_next = repl.read_next
-        get_copy_data = repl.pg.get_copy_data
-        quiet = False  # the last read found nothing: the stream has caught up for now
-        while not stop.is_set():
-            now = time.monotonic()
-            if batcher.deadline is not None and now >= batcher.deadline:
-                batcher.send()
-            if ckpt.pending and (quiet or now >= ckpt.due_at):  # coalesce writes only under load
-                batcher.checkpoint()
-            if now >= next_heartbeat:
-                self._heartbeat(conn, repl)
-                next_heartbeat = now + st.heartbeat_interval_s
-            if repl.status_due(status_interval):
-                repl.send_status(batcher.flush_pos)
-            if self.catch_up is not None and batcher.idle and self.catch_up(self, batcher.flush_pos):
-                self.caught_up = True
-                break
-            wait = 0.5 if batcher.deadline is None else max(0.0, min(0.5, batcher.deadline - now))
-            if ckpt.pending:
-                wait = max(0.0, min(wait, ckpt.due_at - now))
-            buf = read(wait)
-            quiet = buf is None
-            # Drain what is already here without touching the timers (they are checked every
-            # few hundred messages: the batcher's size limits act inside add()).
-            budget = 500
-            while buf is not None:
-                if buf[0] == 0x77:  # XLogData
-                    end = _xlog_end(buf, 9)[0]
-                    if end > repl.received_lsn:
-                        repl.received_lsn = end
-                    m = decode(buf, 25)
-                    if type(m) is Change:
-                        if not skip:
-                            add(m)
-                    elif type(m) is Begin:
-                        # A transaction whose commit precedes the acknowledged position was
-                        # delivered before a crash; PostgreSQL may send it again.
-                        skip = m.final_lsn < acked
-                        batcher.in_tx = not skip
-                    elif type(m) is Commit:
-                        if not skip:
-                            batcher.commit(m.commit_lsn, m.end_lsn)
-                        batcher.in_tx = False
-                        skip = False
-                    elif type(m) is Truncate:
-                        if not skip:
-                            for ch in m.changes:
-                                add(ch)
-                    elif (type(m) is LogicalMessage and not m.transactional
-                          and batcher.idle and m.lsn > batcher.flush_pos):
-                        batcher.flush_pos = m.lsn
-                else:  # primary keepalive
-                    ka = repl.keepalive(buf)
-                    if batcher.idle and ka.wal_end > batcher.flush_pos:
-                        batcher.flush_pos = ka.wal_end  # everything sent before it is acknowledged
-                    if ka.reply:
-                        repl.send_status(batcher.flush_pos)
-                budget -= 1
-                if budget == 0 or (budget & 31 == 0 and stop.is_set()):
+        with _Batcher(self, sink, transform, ckpt, pks, repl) as batcher:
+            batcher.flush_pos = ckpt.acked_lsn
+            self.healthy = True
+            if self.on_ready is not None:
+                self.on_ready()
+            skip = False
+            acked = ckpt.acked_lsn
+            next_heartbeat = time.monotonic() + st.heartbeat_interval_s
+            status_interval = st.status_interval_s
+            decode = decoder.decode
+            add = batcher.add
+            window = batcher.window
+            stop = self.stop
+            read = repl.read_raw
+            read_next = repl.read_next
+            get_copy_data = repl.pg.get_copy_data
+            quiet = False  # the last read brought no row data: the stream has caught up for now
+            while not stop.is_set():
+                now = time.monotonic()
+                if window.oldest_done():
+                    batcher.collect()
+                if batcher.deadline is not None and now >= batcher.deadline:
+                    batcher.send()
+                if ckpt.pending and (quiet or now >= ckpt.due_at):  # coalesce writes only under load
+                    batcher.checkpoint()
+                if now >= next_heartbeat:
+                    self._heartbeat(conn, repl)
+                    next_heartbeat = now + st.heartbeat_interval_s
+                if repl.status_due(status_interval):
+                    repl.send_status(batcher.flush_pos)
+                if self.catch_up is not None and batcher.idle and self.catch_up(self, batcher.flush_pos):
+                    self.caught_up = True
                     break
-                # read(0) with its common case inline: a message already buffered by libpq
-                n, data = get_copy_data(1)
-                buf = bytes(data) if n > 0 else read_next(n)
-        # Shutdown: deliver and acknowledge what is in flight, tell PostgreSQL, CopyDone.
-        batcher.send()
-        batcher.checkpoint()
-        repl.send_status(batcher.flush_pos)
-        repl.stop()
-        log.info("destination %s: stream stopped at %s", self.name, lsn_to_str(batcher.flush_pos))
+                wait = 0.5 if batcher.deadline is None else max(0.0, min(0.5, batcher.deadline - now))
+                if ckpt.pending:
+                    wait = max(0.0, min(wait, ckpt.due_at - now))
+                if window:  # a delivery may finish meanwhile: look again soon to checkpoint it
+                    wait = min(wait, 0.01)
+                buf = read(wait)
+                quiet = True  # no row data in this read: keepalives say the walsender caught up
+                # Drain what is already here without touching the timers (they are checked every
+                # few hundred messages: the batcher's size limits act inside add()).
+                budget = 500
+                while buf is not None:
+                    if buf[0] == 0x77:  # XLogData
+                        quiet = False
+                        end = _xlog_end(buf, 9)[0]
+                        if end > repl.received_lsn:
+                            repl.received_lsn = end
+                        m = decode(buf, 25)
+                        if type(m) is Change:
+                            if not skip:
+                                add(m)
+                        elif type(m) is Begin:
+                            # A transaction whose commit precedes the acknowledged position was
+                            # delivered before a crash; PostgreSQL may send it again.
+                            skip = m.final_lsn < acked
+                            batcher.in_tx = not skip
+                        elif type(m) is Commit:
+                            if not skip:
+                                batcher.commit(m.commit_lsn, m.end_lsn)
+                            batcher.in_tx = False
+                            skip = False
+                        elif type(m) is Truncate:
+                            if not skip:
+                                for ch in m.changes:
+                                    add(ch)
+                        elif (type(m) is LogicalMessage and not m.transactional
+                              and batcher.idle and m.lsn > batcher.flush_pos):
+                            batcher.flush_pos = m.lsn
+                    else:  # primary keepalive
+                        ka = repl.keepalive(buf)
+                        if batcher.idle and ka.wal_end > batcher.flush_pos:
+                            batcher.flush_pos = ka.wal_end  # everything sent before it is acknowledged
+                        if ka.reply:
+                            repl.send_status(batcher.flush_pos)
+                    budget -= 1
+                    if budget == 0 or (budget & 31 == 0 and stop.is_set()):
+                        break
+                    # read(0) with its common case inline: a message already buffered by libpq
+                    n, data = get_copy_data(1)
+                    buf = bytes(data) if n > 0 else read_next(n)
+            # Shutdown: deliver and acknowledge what is in flight, tell PostgreSQL, CopyDone.
+            batcher.drain()
+            batcher.checkpoint()
+            repl.send_status(batcher.flush_pos)
+            repl.stop()
+            log.info("destination %s: stream stopped at %s", self.name, lsn_to_str(batcher.flush_pos))
 
     def _heartbeat(self, conn: psycopg.Connection[Any], repl: ReplicationConnection) -> None:
         with conn.transaction():
@@ -456,11 +464,12 @@ class _Batcher:
         self.flush_pos = 0
         self.bdate = pipe.business_date
         self.bfields = self.bdate._fields  # table -> business time field (filled by bdate)
+        self.window = DeliveryWindow(sink, pipe.stream.in_flight_batches)
 
     @property
     def idle(self) -> bool:
         """Nothing received is waiting for acknowledgement or for its checkpoint."""
-        return not self.in_tx and self.deadline is None and not self.ckpt.pending
+        return not self.in_tx and self.deadline is None and not self.window and not self.ckpt.pending
 
     def add(self, change: Change) -> None:
         out = self.transform(change)
@@ -503,11 +512,31 @@ class _Batcher:
             self.deadline = time.monotonic() + self.linger
 
     def send(self) -> None:
+        """Hand the batch being filled to the delivery window (waiting for room when it is full)."""
         b = self.batch
         if not b.events and not b.rejections and b.commit_through is None:
             self.deadline = None
             return
-        ack = self.sink.send(b) if b.events else Ack(accepted=())
+        self.batch = Batch()
+        self.deadline = None
+        window = self.window
+        while window.full:
+            self._record(*window.pop_oldest())  # type: ignore[misc]  # full: never None
+        window.submit(b)
+
+    def collect(self) -> None:
+        """Checkpoint the batches delivered so far, oldest first, without waiting."""
+        window = self.window
+        while window.oldest_done():
+            self._record(*window.pop_oldest())  # type: ignore[misc]  # done: never None
+
+    def drain(self) -> None:
+        """Send the batch being filled and wait until every batch is delivered and recorded."""
+        self.send()
+        while (done := self.window.pop_oldest()) is not None:
+            self._record(*done)
+
+    def _record(self, b: Batch, ack: Ack) -> None:
         missing = ack.missing(b)
         if missing:
             raise SinkError(f"目的地 {self.pipe.name} 未确认 {len(missing)} 条事件")
@@ -523,8 +552,6 @@ class _Batcher:
         lsn = self.ckpt.record(b, ack, sink_rej, position=self.position)
         self.pipe.events_sent += len(b.events)
         self.pipe.batches_sent += 1
-        self.batch = Batch()
-        self.deadline = None
         self.advance(lsn)
 
     def checkpoint(self) -> None:
@@ -541,8 +568,14 @@ class _Batcher:
     def finish_snapshot(self, consistent_point: int) -> None:
         self.batch.snapshot_done_lsn = consistent_point
         self.batch.commit_through = consistent_point
-        self.send()
+        self.drain()
         self.flush_pos = consistent_point
+
+    def __enter__(self) -> _Batcher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.window.close()
 
 
 def _jsonable(value: dict[str, Any]) -> dict[str, Any]:

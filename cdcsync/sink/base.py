@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from cdcsync.event import Ack, Batch
 
@@ -21,3 +21,14 @@ class Sink(Protocol):
 
     def close(self) -> None:
         ...
+
+
+@runtime_checkable
+class StagedSink(Sink, Protocol):
+    """A sink whose ``send`` is ``deliver(prepare(batch))``: the delivery window prepares the next
+    batch (encoding, encryption: CPU) while the previous one is delivered (network, the
+    destination's own work). Deliveries still happen one at a time, in order."""
+
+    def prepare(self, batch: Batch) -> Any: ...
+
+    def deliver(self, prepared: Any) -> Ack: ...

@@ -1,0 +1,100 @@
+"""Batches on their way to a sink: a bounded window with a sender thread.
+
+The stream keeps decoding the next batch while the destination works on this one (for a platform
+that is HTTPS and the platform's own processing, on another core). One sender thread calls
+``sink.send`` for the batches in the order they were handed over; a sink that splits its work
+(:class:`~cdcsync.sink.base.StagedSink`, e.g. HTTP) gets a second thread that prepares the next
+batch (encoding, encryption) while the sender waits for the destination's reply. Deliveries stay
+one at a time and in order. The pipeline collects the acknowledgements in that same order and
+checkpoints them on its own thread (the checkpoint connection is never shared). ``limit``
+bounds the batches held, so memory stays bounded and a slow destination holds the stream back.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
+from typing import Any
+
+from cdcsync.event import Ack, Batch
+from cdcsync.sink.base import Sink, StagedSink
+
+log = logging.getLogger(__name__)
+
+_NOTHING_TO_SEND = Ack(accepted=())
+
+
+class DeliveryWindow:
+    """At most ``limit`` batches handed to ``sink`` and not yet collected, oldest first."""
+
+    def __init__(self, sink: Sink, limit: int) -> None:
+        self.sink = sink
+        self.limit = max(1, limit)
+        self._queue: deque[tuple[Batch, Future[Ack] | None]] = deque()
+        self._pool: ThreadPoolExecutor | None = None  # delivers, in order
+        self._prep: ThreadPoolExecutor | None = None  # prepares (StagedSink only)
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    @property
+    def full(self) -> bool:
+        return len(self._queue) >= self.limit
+
+    def submit(self, batch: Batch) -> None:
+        """Hand ``batch`` to the sender thread (a batch of rejections only needs no sink)."""
+        fut: Future[Ack] | None = None
+        if batch.events:
+            name = self.sink.name
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"cdcsync-send-{name}")
+            sink = self.sink
+            if isinstance(sink, StagedSink):
+                if self._prep is None:
+                    self._prep = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"cdcsync-prepare-{name}")
+                prepared = self._prep.submit(sink.prepare, batch)
+                fut = self._pool.submit(_deliver_when_prepared, sink, prepared)
+            else:
+                fut = self._pool.submit(sink.send, batch)
+        self._queue.append((batch, fut))
+
+    def oldest_done(self) -> bool:
+        if not self._queue:
+            return False
+        fut = self._queue[0][1]
+        return fut is None or fut.done()
+
+    def pop_oldest(self, timeout: float | None = None) -> tuple[Batch, Ack] | None:
+        """The oldest batch and its Ack once delivered (waiting up to ``timeout``; None: wait as
+        long as it takes), else None. A failed delivery raises its exception here."""
+        if not self._queue:
+            return None
+        batch, fut = self._queue[0]
+        if fut is not None:
+            done, _ = wait_futures([fut], timeout=timeout)
+            if not done:
+                return None
+        self._queue.popleft()
+        return batch, (fut.result() if fut is not None else _NOTHING_TO_SEND)
+
+    def close(self) -> None:
+        """Drop the batches not yet started and wait for the one being sent (its Ack is not
+        collected: the stream resumes from the checkpoint, and deterministic ids make the
+        replay harmless to the destination)."""
+        for _, fut in self._queue:
+            if fut is not None:
+                fut.cancel()
+        if self._queue:
+            log.info("%s: %d batch(es) in delivery dropped from the window; they are sent again after the "
+                     "checkpoint", self.sink.name, len(self._queue))
+        for pool in (self._prep, self._pool):
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+        self._queue.clear()
+        self._pool = self._prep = None
+
+
+def _deliver_when_prepared(sink: StagedSink, prepared: Future[Any]) -> Ack:
+    return sink.deliver(prepared.result())
