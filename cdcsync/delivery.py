@@ -1,13 +1,12 @@
-"""Batches on their way to a sink: a bounded window with a sender thread.
+"""Batches on their way to a sink: a bounded window, worked on in the background.
 
-The stream keeps decoding the next batch while the destination works on this one (for a platform
-that is HTTPS and the platform's own processing, on another core). One sender thread calls
-``sink.send`` for the batches in the order they were handed over; a sink that splits its work
-(:class:`~cdcsync.sink.base.StagedSink`, e.g. HTTP) gets a second thread that prepares the next
-batch (encoding, encryption) while the sender waits for the destination's reply. Deliveries stay
-one at a time and in order. The pipeline collects the acknowledgements in that same order and
-checkpoints them on its own thread (the checkpoint connection is never shared). ``limit``
-bounds the batches held, so memory stays bounded and a slow destination holds the stream back.
+The stream keeps decoding the next batch while a remote destination works on this one (for a
+platform: encryption, HTTPS and the platform's own processing, partly on another core). A sink
+that splits its work (:class:`~cdcsync.sink.base.StagedSink`, e.g. HTTP) gets two threads: one
+prepares the next batch (encoding, encryption) while the other delivers, one batch at a time and
+in the order handed over. The pipeline collects the acknowledgements in that same order and
+checkpoints them on its own thread (the checkpoint connection is never shared). ``limit`` bounds
+the batches held, so memory stays bounded and a slow destination holds the stream back.
 """
 
 from __future__ import annotations
@@ -35,6 +34,7 @@ class DeliveryWindow:
         self._queue: deque[tuple[Batch, Future[Ack] | None]] = deque()
         self._pool: ThreadPoolExecutor | None = None  # delivers, in order
         self._prep: ThreadPoolExecutor | None = None  # prepares (StagedSink only)
+        self._staged = isinstance(sink, StagedSink)
 
     def __len__(self) -> int:
         return len(self._queue)
@@ -44,20 +44,26 @@ class DeliveryWindow:
         return len(self._queue) >= self.limit
 
     def submit(self, batch: Batch) -> None:
-        """Hand ``batch`` to the sender thread (a batch of rejections only needs no sink)."""
+        """Hand ``batch`` over. A StagedSink works on it in the background; any other sink (a
+        local file, memory) is called right here: a thread would cost more than it overlaps. A
+        batch of rejections only needs no sink."""
         fut: Future[Ack] | None = None
+        sink = self.sink
         if batch.events:
-            name = self.sink.name
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"cdcsync-send-{name}")
-            sink = self.sink
-            if isinstance(sink, StagedSink):
-                if self._prep is None:
-                    self._prep = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"cdcsync-prepare-{name}")
+            if self._staged:
+                assert isinstance(sink, StagedSink)
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"cdcsync-send-{sink.name}")
+                    self._prep = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"cdcsync-prepare-{sink.name}")
+                assert self._prep is not None
                 prepared = self._prep.submit(sink.prepare, batch)
                 fut = self._pool.submit(_deliver_when_prepared, sink, prepared)
             else:
-                fut = self._pool.submit(sink.send, batch)
+                fut = Future()
+                try:
+                    fut.set_result(sink.send(batch))
+                except Exception as exc:  # surfaces in pop_oldest, in order, like a background failure
+                    fut.set_exception(exc)
         self._queue.append((batch, fut))
 
     def oldest_done(self) -> bool:

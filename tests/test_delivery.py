@@ -25,7 +25,8 @@ def _event(i: int) -> Event:
 
 
 class GateSink:
-    """Blocks in send() until the test opens the gate; records which batches it saw, on which thread."""
+    """A staged sink (delivered in the background) that blocks until the test opens the gate;
+    records which batches it saw, on which thread."""
 
     name = "gate"
 
@@ -35,7 +36,13 @@ class GateSink:
         self.threads: set[str] = set()
         self.fail_on = fail_on
 
+    def prepare(self, batch: Batch) -> Batch:
+        return batch
+
     def send(self, batch: Batch) -> Ack:
+        return self.deliver(self.prepare(batch))
+
+    def deliver(self, batch: Batch) -> Ack:
         self.gate.wait(10)
         self.threads.add(threading.current_thread().name)
         first = batch.events[0].id
@@ -86,7 +93,7 @@ def test_close_drops_batches_not_yet_started() -> None:
 
 
 class SlowCheckingSink:
-    """Takes its time per batch; at every call it reads the persisted checkpoint, which must
+    """A staged sink that takes its time per batch; at every call it reads the persisted checkpoint, which must
     never be ahead of what this sink had acknowledged before."""
 
     name = "t"
@@ -98,7 +105,13 @@ class SlowCheckingSink:
         self.ids: list[str] = []
         self.threads: set[str] = set()
 
+    def prepare(self, batch: Batch) -> Batch:
+        return batch
+
     def send(self, batch: Batch) -> Ack:
+        return self.deliver(self.prepare(batch))
+
+    def deliver(self, batch: Batch) -> Ack:
         self.threads.add(threading.current_thread().name)
         row = self.conn.execute("SELECT acked_lsn::text FROM cdcsync.checkpoint WHERE destination = 't'").fetchone()
         persisted = str_to_lsn(row[0]) if row and row[0] else 0
@@ -147,3 +160,24 @@ def test_pipeline_streams_ahead_of_a_slow_sink_and_checkpoints_in_order(fresh_db
         row = conn.execute("SELECT acked_lsn::text FROM cdcsync.checkpoint WHERE destination = 't'").fetchone()
     # Everything was acknowledged; an idle stream may confirm a little further (keepalives).
     assert row is not None and str_to_lsn(row[0]) >= max(sink.acked_flush)
+
+
+def test_a_local_sink_is_called_inline() -> None:
+    seen: list[str] = []
+
+    class Local:
+        name = "local"
+
+        def send(self, batch: Batch) -> Ack:
+            seen.append(threading.current_thread().name)
+            return Ack.all_of(batch.events)
+
+        def close(self) -> None:
+            pass
+
+    window = DeliveryWindow(Local(), limit=2)
+    window.submit(Batch(events=[_event(1)]))
+    assert seen == [threading.current_thread().name] and window.oldest_done()
+    done = window.pop_oldest(timeout=0)
+    assert done is not None and list(done[1].accepted) == ["o:1"]
+    window.close()
