@@ -24,6 +24,7 @@ import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any, Literal
 
 import orjson
@@ -32,6 +33,7 @@ Op = Literal["c", "u", "d", "r", "t"]
 Row = dict[str, Any]
 
 
+@lru_cache(maxsize=4096)  # every event of a transaction formats the same commit LSN
 def lsn_to_str(lsn: int) -> str:
     """PostgreSQL's textual LSN form, ``16/B374D848``."""
     return f"{lsn >> 32:X}/{lsn & 0xFFFFFFFF:X}"

@@ -21,7 +21,7 @@ import logging
 import ssl
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -36,7 +36,7 @@ from cdcsync.crypto import CryptoError
 from cdcsync.crypto.envelope import Sealed, open_reply, seal
 from cdcsync.crypto.keys import key_id, load_private_key, load_public_key
 from cdcsync.crypto.sm3 import sm3
-from cdcsync.event import Ack, Batch, Event
+from cdcsync.event import Ack, Batch, Event, dumps
 from cdcsync.sink.base import SinkError
 from cdcsync.sink.http_settings import HttpDestination
 
@@ -57,6 +57,21 @@ class DeliveryError(Exception):
         super().__init__(message)
         self.retry_after = retry_after
         self.status = status
+
+
+PRESEALED_MAX_AGE_S = 30.0
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """One platform batch, encoded and sealed for its first attempt."""
+
+    events: list[Event]
+    org_code: str
+    batch_id: str
+    payload: bytes
+    sealed: Sealed
+    sealed_at: float  # time.monotonic()
 
 
 class _TooLarge(Exception):
@@ -238,13 +253,20 @@ class HttpSink:
     # ------------------------------------------------------------------ Sink protocol
 
     def send(self, batch: Batch) -> Ack:
-        if not batch.events:
-            return Ack(accepted=[], rejected={})
+        return self.deliver(self.prepare(batch))
+
+    def prepare(self, batch: Batch) -> list[_Prepared]:
+        """The CPU-bound half of ``send``: platform batches encoded and sealed for their first
+        attempt. The delivery window runs it for the next batch while this one is on the wire."""
+        return [self._prepared(chunk, events_json) for chunk, events_json in self._chunks(batch.events)]
+
+    def deliver(self, prepared: list[_Prepared]) -> Ack:
+        """POST each platform batch until its signed reply verifies; the merged Ack."""
         accepted: list[str] = []
         rejected: dict[str, str] = {}
         fields: dict[str, str] = {}
-        for chunk in self._chunks(batch.events):
-            ack = self._deliver(chunk)
+        for part in prepared:
+            ack = self._deliver(part)
             accepted.extend(ack.accepted)
             rejected.update(ack.rejected)
             fields.update(ack.rejected_fields)
@@ -257,25 +279,27 @@ class HttpSink:
 
     # ------------------------------------------------------------------ internals
 
-    def _chunks(self, events: Sequence[Event]) -> list[list[Event]]:
-        out: list[list[Event]] = []
-        cur: list[Event] = []
-        size = 0
-        limit_n, limit_b = self.settings.batch_max_events, self.settings.batch_max_bytes
-        for ev in events:
-            n = len(ev.encode()) + 1
-            if cur and (len(cur) >= limit_n or size + n > limit_b):
-                out.append(cur)
-                cur, size = [], 0
-            cur.append(ev)
-            size += n
-        if cur:
-            out.append(cur)
-        return out
+    def _chunks(self, events: Sequence[Event]) -> Iterator[tuple[list[Event], bytes]]:
+        """Platform batches with their events' JSON array: at most ``batch_max_events`` events
+        and ``batch_max_bytes`` of JSON each. One orjson call per platform batch: a call per
+        event costs several times more (each result is a separate allocation)."""
+        n = self.settings.batch_max_events
+        for i in range(0, len(events), n):
+            yield from self._fit(list(events[i : i + n]))
 
-    def _payload(self, events: list[Event]) -> tuple[str, str, bytes]:
+    def _fit(self, events: list[Event]) -> Iterator[tuple[list[Event], bytes]]:
+        data = dumps([e.as_dict() for e in events])
+        if len(data) <= self.settings.batch_max_bytes or len(events) == 1:
+            yield events, data
+            return
+        half = len(events) // 2
+        yield from self._fit(events[:half])
+        yield from self._fit(events[half:])
+
+    def _payload(self, events: list[Event], events_json: bytes | None = None) -> tuple[str, str, bytes]:
         org = self.org_code or events[0].org_code
-        events_json = b"[" + b",".join(e.encode() for e in events) + b"]"
+        if events_json is None:
+            events_json = dumps([e.as_dict() for e in events])
         head = orjson.dumps({"spec_version": self.spec_version, "mapping_version": self.mapping_version})
         bid = batch_id_for(self.name, [e.id for e in events])
         payload = b"".join((
@@ -285,9 +309,17 @@ class HttpSink:
         ))
         return org, bid, payload
 
-    def _deliver(self, events: list[Event]) -> Ack:
-        org, bid, payload = self._payload(events)
+    def _prepared(self, events: list[Event], events_json: bytes | None = None) -> _Prepared:
+        org, bid, payload = self._payload(events, events_json)
+        sealed = seal(payload, sender_key=self._key, recipient_pub=self._platform, org_code=org, batch_id=bid)
+        return _Prepared(events, org, bid, payload, sealed, time.monotonic())
+
+    def _deliver(self, part: _Prepared) -> Ack:
+        events, org, bid, payload = part.events, part.org_code, part.batch_id, part.payload
         ids = [e.id for e in events]
+        # The first attempt uses the seal made in advance unless it has aged: its timestamp must
+        # stay well inside the platform's freshness window.
+        first: list[Sealed] = [part.sealed] if time.monotonic() - part.sealed_at < PRESEALED_MAX_AGE_S else []
         self._in_flight.acquire(len(payload), self._closed)
         self.health.add_in_flight(len(payload))
         ack: Ack | None = None
@@ -303,7 +335,7 @@ class HttpSink:
             try:
                 for attempt in retrying:
                     with attempt:
-                        ack = self._attempt(org, bid, payload, ids)
+                        ack = self._attempt(org, bid, payload, ids, first.pop() if first else None)
                     if ack is not None and self._on_attempt is not None:
                         self._on_attempt(True, attempt.retry_state.attempt_number > 1, None)
             except DeliveryError as exc:  # only after close(): stop fired
@@ -318,15 +350,16 @@ class HttpSink:
         log.warning("%s: platform refused %d events (%d bytes) as too large; splitting the batch",
                     self.name, len(events), len(payload))
         half = len(events) // 2
-        first, second = self._deliver(events[:half]), self._deliver(events[half:])
-        return Ack(accepted=[*first.accepted, *second.accepted], rejected={**first.rejected, **second.rejected},
-                   rejected_fields={**first.rejected_fields, **second.rejected_fields})
+        a, b = self._deliver(self._prepared(events[:half])), self._deliver(self._prepared(events[half:]))
+        return Ack(accepted=[*a.accepted, *b.accepted], rejected={**a.rejected, **b.rejected},
+                   rejected_fields={**a.rejected_fields, **b.rejected_fields})
 
-    def _attempt(self, org: str, bid: str, payload: bytes, ids: list[str]) -> Ack:
+    def _attempt(self, org: str, bid: str, payload: bytes, ids: list[str], sealed: Sealed | None = None) -> Ack:
         if self._closed.is_set():
             raise DeliveryError("sink closed")
         self.health.update(state="sending")
-        sealed = seal(payload, sender_key=self._key, recipient_pub=self._platform, org_code=org, batch_id=bid)
+        if sealed is None:  # every retry is sealed afresh: new key, nonce and timestamp
+            sealed = seal(payload, sender_key=self._key, recipient_pub=self._platform, org_code=org, batch_id=bid)
         try:
             resp = self._client.post(self.settings.batches_url, content=sealed.body, headers=sealed.headers)
         except RuntimeError:  # httpx: the client was closed by close() from another thread meanwhile
