@@ -34,8 +34,8 @@ from cdcsync.checkpoint import Checkpointer  # noqa: E402
 from cdcsync.config import Settings  # noqa: E402
 from cdcsync.db.cluster import LocalCluster, throwaway_cluster  # noqa: E402
 from cdcsync.db.migrate import PUBLICATION  # noqa: E402
-from cdcsync.event import Change  # noqa: E402
-from cdcsync.pipeline import DefaultTransform, Pipeline, _Batcher, run_pipeline_forever  # noqa: E402
+from cdcsync.event import Change, str_to_lsn  # noqa: E402
+from cdcsync.pipeline import HEARTBEAT_PREFIX, DefaultTransform, Pipeline, _Batcher, run_pipeline_forever  # noqa: E402
 from cdcsync.sink.memory import MemorySink  # noqa: E402
 
 ORG = "12110000400001234X"
@@ -99,26 +99,6 @@ def run_recvlogical(cluster: LocalCluster, dbname: str, slot: str, endpos: str) 
     return time.monotonic() - t0
 
 
-class _Counting:
-    """Counts the changes a transform saw (events and rejections alike) to end the run, and
-    notes when the first and the last arrived."""
-
-    def __init__(self, inner: Any, rows: int) -> None:
-        self.inner = inner
-        self.origin = inner.origin
-        self.rows = rows
-        self.n = 0
-        self.first = self.last = 0.0
-
-    def __call__(self, change: Change) -> Any:
-        self.n += 1
-        if self.n == 1:
-            self.first = time.monotonic()
-        elif self.n == self.rows:
-            self.last = time.monotonic()
-        return self.inner(change)
-
-
 class _Timers:
     """Wall time the stream's thread spends on acknowledged batches (``_Batcher._record``:
     quarantine of sink rejections, checkpoint accounting, status update), and the part of it in
@@ -156,9 +136,20 @@ class _Timers:
         Checkpointer.record = self.orig_record  # type: ignore[method-assign]
 
 
-def run_cdcsync(dsn: str, rows: int, batch_events: int, dest: str = "bench", transform: Any = None,
+def end_marker(dsn: str) -> tuple[int, str]:
+    """After a load: a non-transactional logical message marks the end for cdcsync (as ``drain``
+    does), and the WAL position after it is pg_recvlogical's ``--endpos``."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute("SELECT pg_logical_emit_message(false, %s, 'bench end')", (HEARTBEAT_PREFIX,)).fetchone()
+        endpos = conn.execute("SELECT pg_current_wal_lsn()").fetchone()
+    assert row is not None and endpos is not None
+    return str_to_lsn(str(row[0])), str(endpos[0])
+
+
+def run_cdcsync(dsn: str, until: int, batch_events: int, dest: str = "bench", transform: Any = None,
                 profile: bool = False, linger_ms: int = 200) -> tuple[float, float, MemorySink]:
-    """Drain ``rows`` changes from slot ``cdcsync_<dest>``; (wall seconds, CPU seconds, sink)."""
+    """Stream slot ``cdcsync_<dest>`` until the end marker at ``until`` is confirmed, with the
+    production code only (no per-row instrumentation); (wall seconds, CPU seconds, sink)."""
     settings = Settings.model_validate({
         "org_code": ORG,
         "database": {"dsn": dsn},
@@ -167,9 +158,9 @@ def run_cdcsync(dsn: str, rows: int, batch_events: int, dest: str = "bench", tra
         "destinations": [{"name": dest, "kind": "memory", "null": True}],
     })
     sink = MemorySink(dest, null=True)
-    counting = _Counting(transform or DefaultTransform(ORG, "bench"), rows)
-    pipe = Pipeline(settings, settings.destinations[0], sink=sink, transform=counting)
-    pipe.catch_up = lambda p, pos: counting.n >= rows
+    transform = transform or DefaultTransform(ORG, "bench")
+    pipe = Pipeline(settings, settings.destinations[0], sink=sink, transform=transform)
+    pipe.catch_up = lambda p, pos: pos >= until
     prof = cProfile.Profile() if profile else None
     t0, c0 = time.monotonic(), time.process_time()
     if prof is not None:
@@ -180,11 +171,8 @@ def run_cdcsync(dsn: str, rows: int, batch_events: int, dest: str = "bench", tra
         prof.disable()
     end = time.monotonic()
     secs, cpu = end - t0, time.process_time() - c0
-    print(f"  [{dest}] start→first row {counting.first - t0:.2f}s, "
-          f"first→last row {counting.last - counting.first:.2f}s, "
-          f"last row→stopped {end - counting.last:.2f}s; recording acks {timer.send:.2f}s "
-          f"(of which Checkpointer.record {timer.record:.2f}s); "
-          f"CPU {cpu:.2f}s", flush=True)
+    print(f"  [{dest}] {secs:.2f}s; recording acks {timer.send:.2f}s "
+          f"(of which Checkpointer.record {timer.record:.2f}s); CPU {cpu:.2f}s", flush=True)
     if prof is not None:
         print(f"--- cProfile of cdcsync ({dest}), top 25 by own time ---", file=sys.stderr)
         pstats.Stats(prof, stream=sys.stderr).sort_stats("tottime").print_stats(25)
@@ -264,8 +252,7 @@ def bench_validate(cluster: LocalCluster, args: argparse.Namespace) -> None:
                 conn.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (slot,))
     rows = args.rows
     _, sample = load_spec_rows(dsn, rows, args.tx_rows, args.sample)
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        endpos = str(conn.execute("SELECT pg_current_wal_lsn()").fetchone()[0])  # type: ignore[index]
+    until, endpos = end_marker(dsn)
     stage = ValidationStage(RulesHolder.load(), ORG, "bench")
 
     # Rounds of (pg_recvlogical, decode, decode+validate+map), each on its own slots; the best
@@ -274,11 +261,11 @@ def bench_validate(cluster: LocalCluster, args: argparse.Namespace) -> None:
     quarantined = 0
     for i in rounds:
         t_pg.append(run_recvlogical(cluster, "bench", f"recvlogical{i}", endpos))
-        secs, cpu, sink = run_cdcsync(dsn, rows, args.batch_events, f"decode{i}", linger_ms=args.linger_ms)
+        secs, cpu, sink = run_cdcsync(dsn, until, args.batch_events, f"decode{i}", linger_ms=args.linger_ms)
         assert sink.count == rows, f"cdcsync (decode) saw {sink.count} of {rows} rows"
         t_dec.append(secs)
         cpu_dec.append(cpu)
-        secs, cpu, sink = run_cdcsync(dsn, rows, args.batch_events, f"validate{i}", stage,
+        secs, cpu, sink = run_cdcsync(dsn, until, args.batch_events, f"validate{i}", stage,
                                       args.profile and i == 1, linger_ms=args.linger_ms)
         with psycopg.connect(dsn, autocommit=True) as conn:
             quarantined = conn.execute("SELECT count(*) FROM cdcsync.quarantine WHERE destination = %s",
@@ -340,16 +327,15 @@ def main() -> None:
                 conn.execute("SELECT pg_create_logical_replication_slot('recvlogical', 'pgoutput')")
         rows = args.backlog or args.rows
         load(dsn, rows, args.tx_rows)
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            endpos = str(conn.execute("SELECT pg_current_wal_lsn()").fetchone()[0])  # type: ignore[index]
+        until, endpos = end_marker(dsn)
         rss0 = vmhwm_mb()
         if args.backlog:
-            secs, _, sink = run_cdcsync(dsn, rows, args.batch_events, linger_ms=args.linger_ms)
+            secs, _, sink = run_cdcsync(dsn, until, args.batch_events, linger_ms=args.linger_ms)
             print(f"cdcsync drained {sink.count:,} rows in {secs:.1f}s ({sink.count / secs:,.0f} rows/s); "
                   f"peak RSS {vmhwm_mb():.0f} MB (before draining {rss0:.0f} MB)")
             return
         t_pg = run_recvlogical(cluster, "bench", "recvlogical", endpos)
-        secs, cpu, sink = run_cdcsync(dsn, rows, args.batch_events, profile=args.profile, linger_ms=args.linger_ms)
+        secs, cpu, sink = run_cdcsync(dsn, until, args.batch_events, profile=args.profile, linger_ms=args.linger_ms)
         assert sink.count == rows, f"cdcsync saw {sink.count} of {rows} rows"
         r_pg, r_cdc = rows / t_pg, rows / secs
         print(f"pg_recvlogical: {rows:,} rows in {t_pg:.2f}s = {r_pg:,.0f} rows/s")

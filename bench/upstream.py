@@ -148,8 +148,7 @@ def throughput(cluster: LocalCluster, dsn: str, sim: SimHandle, key: Path, args:
                 conn.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (slot,))
     rows = args.rows
     stream_bench.load_spec_rows(dsn, rows, args.tx_rows, 0)
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        endpos = str(conn.execute("SELECT pg_current_wal_lsn()").fetchone()[0])  # type: ignore[index]
+    until, endpos = stream_bench.end_marker(dsn)
     holder = RulesHolder.load()
     t_pg: list[float] = []
     t_cdc: list[float] = []
@@ -161,9 +160,8 @@ def throughput(cluster: LocalCluster, dsn: str, sim: SimHandle, key: Path, args:
         st = settings(dsn, args.batch_events, 200)
         dest = http_dest(name, sim, key, args.batch_events)
         sink = HttpSink(dest, spec_version="bench", mapping_version="bench")
-        counting = stream_bench._Counting(ValidationStage(holder, ORG, "bench"), rows)
-        pipe = Pipeline(st, dest, sink=sink, transform=counting)
-        pipe.catch_up = lambda p, pos, c=counting: c.n >= rows
+        pipe = Pipeline(st, dest, sink=sink, transform=ValidationStage(holder, ORG, "bench"))
+        pipe.catch_up = lambda p, pos: pos >= until
         watch = _CpuWatch(dsn, sim, f"cdcsync-{name}")
         pipe.on_ready = watch.on_ready
         watch.start()

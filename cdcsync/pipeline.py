@@ -352,6 +352,7 @@ class Pipeline:
             read_next = repl.read_next
             get_copy_data = repl.pg.get_copy_data
             quiet = False  # the last read brought no row data: the stream has caught up for now
+            marker = 0  # LSN of the latest non-transactional logical message received
             while not stop.is_set():
                 now = time.monotonic()
                 if window.oldest_done():
@@ -365,6 +366,8 @@ class Pipeline:
                     next_heartbeat = now + st.heartbeat_interval_s
                 if repl.status_due(status_interval):
                     repl.send_status(batcher.flush_pos)
+                if marker > batcher.flush_pos and batcher.idle:
+                    batcher.flush_pos = marker  # everything received before the message is acknowledged
                 if self.catch_up is not None and batcher.idle and self.catch_up(self, batcher.flush_pos):
                     self.caught_up = True
                     break
@@ -402,9 +405,8 @@ class Pipeline:
                             if not skip:
                                 for ch in m.changes:
                                     add(ch)
-                        elif (type(m) is LogicalMessage and not m.transactional
-                              and batcher.idle and m.lsn > batcher.flush_pos):
-                            batcher.flush_pos = m.lsn
+                        elif type(m) is LogicalMessage and not m.transactional and m.lsn > marker:
+                            marker = m.lsn  # a heartbeat or drain target: confirmed once idle
                     else:  # primary keepalive
                         ka = repl.keepalive(buf)
                         if batcher.idle and ka.wal_end > batcher.flush_pos:
