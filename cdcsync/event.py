@@ -119,7 +119,8 @@ class Event:
         }
 
     def encode(self) -> bytes:
-        """The JSON bytes (computed once; sinks and the batcher's size accounting share them)."""
+        """The JSON bytes of this one event (computed once). For many events at a time
+        :func:`encode_events` is several times cheaper."""
         if self._raw is None:
             self._raw = dumps(self.as_dict())
         return self._raw
@@ -140,6 +141,12 @@ _OPTS = orjson.OPT_NON_STR_KEYS
 
 def dumps(obj: Any) -> bytes:
     return orjson.dumps(obj, default=_default, option=_OPTS)
+
+
+def encode_events(events: Iterable[Event]) -> bytes:
+    """The JSON array of ``events`` in one orjson call: one call per event costs ~5x more (each
+    result is a separate allocation)."""
+    return dumps([e.as_dict() for e in events])
 
 
 @dataclass(slots=True, frozen=True)

@@ -4,11 +4,12 @@
 
 One :class:`Pipeline` per destination, each with its own slot, connections and thread, so one
 destination's outage never holds another back. The loop reads, decodes and batches on one
-thread; a sender thread delivers the batches in order (:mod:`cdcsync.delivery`) and the loop
-checkpoints their acknowledgements in the same order. When ``stream.in_flight_batches`` batches
-wait for delivery nothing more is read (TCP back-pressure keeps the rest in PostgreSQL), so
-memory stays bounded. A transaction larger than a batch leaves in several batches; the
-acknowledged position only moves to its commit once the last of them is acknowledged.
+thread; a remote destination's batches are prepared and delivered in order by background threads
+(:mod:`cdcsync.delivery`), and the loop checkpoints their acknowledgements in the same order.
+When ``stream.in_flight_batches`` batches wait for delivery nothing more is read (TCP
+back-pressure keeps the rest in PostgreSQL), so memory stays bounded. A transaction larger than
+a batch leaves in several batches; the acknowledged position only moves to its commit once the
+last of them is acknowledged.
 """
 
 from __future__ import annotations
