@@ -20,6 +20,11 @@ if [ "${CDCSYNC_WITH_BROWSER:-0}" = 1 ]; then
   compgen -G "/usr/share/fonts/truetype/wqy/wqy-microhei.tt*" >/dev/null || need+=(fonts-wqy-microhei)
 fi
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
+# The stream decoder's C extension (cdcsync/source/_pgtuple.c; without it a slower pure-Python
+# parser runs): a C compiler and the headers of the Python the venv is made from.
+command -v cc >/dev/null || need+=(gcc)
+python3 -c 'import sysconfig, os, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
+  || need+=(python3-dev)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing system packages: ${need[*]}"
   $SUDO apt-get update -qq

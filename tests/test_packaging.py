@@ -3,6 +3,7 @@ value domains under <prefix>/share/cdcsync and can initialise a database."""
 
 from __future__ import annotations
 
+import shutil
 import site
 import subprocess
 import sys
@@ -34,6 +35,10 @@ def test_installed_wheel_initialises_a_database(fresh_db: str, tmp_path: Path) -
 
     where = _run(venv / "bin" / "python", "-c", "import cdcsync; print(cdcsync.__file__)", cwd=tmp_path).stdout
     assert str(venv) in where  # the installed copy, not the checkout
+    if shutil.which("cc"):  # the stream decoder's C extension is built into the wheel
+        parser = _run(venv / "bin" / "python", "-c", "from cdcsync.source import _pgtuple; print(_pgtuple.__file__)",
+                      cwd=tmp_path).stdout
+        assert str(venv) in parser and parser.strip().endswith(".so")
 
     out = _run(cdcsync, "db", "init", "--dsn", fresh_db, cwd=tmp_path).stdout
     assert "002_emr_mirror.sql" in out
