@@ -106,19 +106,19 @@ class _Timers:
     delivery thread."""
 
     def __init__(self) -> None:
-        self.send = self.record = 0.0
-        self.orig_send = _Batcher._record
+        self.acks = self.record = 0.0
+        self.orig_acks = _Batcher._record
         self.orig_record = Checkpointer.record
 
     def __enter__(self) -> _Timers:
-        orig_send, orig_record = self.orig_send, self.orig_record
+        orig_acks, orig_record = self.orig_acks, self.orig_record
 
-        def send(batcher: _Batcher, *args: Any) -> None:
+        def acks(batcher: _Batcher, *args: Any) -> None:
             t0 = time.monotonic()
             try:
-                orig_send(batcher, *args)
+                orig_acks(batcher, *args)
             finally:
-                self.send += time.monotonic() - t0
+                self.acks += time.monotonic() - t0
 
         def record(ckpt: Checkpointer, *args: Any, **kwargs: Any) -> int | None:
             t0 = time.monotonic()
@@ -127,12 +127,12 @@ class _Timers:
             finally:
                 self.record += time.monotonic() - t0
 
-        _Batcher._record = send  # type: ignore[method-assign]
+        _Batcher._record = acks  # type: ignore[method-assign]
         Checkpointer.record = record  # type: ignore[method-assign]
         return self
 
     def __exit__(self, *exc: object) -> None:
-        _Batcher._record = self.orig_send  # type: ignore[method-assign]
+        _Batcher._record = self.orig_acks  # type: ignore[method-assign]
         Checkpointer.record = self.orig_record  # type: ignore[method-assign]
 
 
@@ -171,7 +171,7 @@ def run_cdcsync(dsn: str, until: int, batch_events: int, dest: str = "bench", tr
         prof.disable()
     end = time.monotonic()
     secs, cpu = end - t0, time.process_time() - c0
-    print(f"  [{dest}] {secs:.2f}s; recording acks {timer.send:.2f}s "
+    print(f"  [{dest}] {secs:.2f}s; recording acks {timer.acks:.2f}s "
           f"(of which Checkpointer.record {timer.record:.2f}s); CPU {cpu:.2f}s", flush=True)
     if prof is not None:
         print(f"--- cProfile of cdcsync ({dest}), top 25 by own time ---", file=sys.stderr)

@@ -22,7 +22,7 @@ fi
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 # The stream decoder's C extension (cdcsync/source/_pgtuple.c; without it a slower pure-Python
 # parser runs): a C compiler and the headers of the Python the venv is made from.
-command -v cc >/dev/null || need+=(gcc)
+command -v cc >/dev/null || command -v gcc >/dev/null || need+=(gcc)
 python3 -c 'import sysconfig, os, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
   || need+=(python3-dev)
 if [ ${#need[@]} -gt 0 ]; then

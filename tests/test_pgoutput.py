@@ -39,8 +39,8 @@ def db(fresh_db: str) -> str:
     return fresh_db
 
 
-def _messages(dsn: str) -> list[Any]:
-    """Everything the slot has, decoded by one decoder (like one streaming session)."""
+def _raw_messages(dsn: str) -> list[bytes]:
+    """Everything the slot has (logical messages included), as the pgoutput bytes."""
     with psycopg.connect(dsn, autocommit=True) as conn:
         # The SQL interface decodes up to the flushed WAL; the test cluster commits asynchronously.
         (target,) = conn.execute("SELECT pg_current_wal_insert_lsn()").fetchone()  # type: ignore[misc]
@@ -49,10 +49,16 @@ def _messages(dsn: str) -> list[Any]:
         rows = conn.execute(
             "SELECT data FROM pg_logical_slot_get_binary_changes(%s, NULL, NULL, 'proto_version', '1',"
             " 'publication_names', 'cdcsync_emr', 'messages', 'true')", (SLOT,)).fetchall()
+    return [bytes(r[0]) for r in rows]
+
+
+def _messages(dsn: str) -> list[Any]:
+    """Everything the slot has, decoded by one decoder (like one streaming session)."""
+    rows = _raw_messages(dsn)
     dec = PgOutputDecoder()
     out: list[Any] = []
-    for (data,) in rows:
-        m = dec.decode(bytes(data))
+    for data in rows:
+        m = dec.decode(data)
         out.extend(m.changes if isinstance(m, Truncate) else [m])
     return out
 
@@ -154,17 +160,6 @@ def test_unknown_and_streamed_messages_are_refused() -> None:
         dec.decode(b"S\x00\x00\x00\x01\x01")
     with pytest.raises(DecodeError, match="Relation"):
         dec.decode(b"I\x00\x00\x00\x09N\x00\x00")
-
-
-def _raw_messages(dsn: str) -> list[bytes]:
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        (target,) = conn.execute("SELECT pg_current_wal_insert_lsn()").fetchone()  # type: ignore[misc]
-        while conn.execute("SELECT pg_current_wal_flush_lsn() < %s", (target,)).fetchone()[0]:  # type: ignore[index]
-            time.sleep(0.05)
-        rows = conn.execute(
-            "SELECT data FROM pg_logical_slot_get_binary_changes(%s, NULL, NULL, 'proto_version', '1',"
-            " 'publication_names', 'cdcsync_emr')", (SLOT,)).fetchall()
-    return [bytes(r[0]) for r in rows]
 
 
 @pytest.mark.skipif(_pgtuple is None, reason="C extension not built")

@@ -460,22 +460,29 @@ class _Gen:
             else:
                 checks.append(f"if not {fn}({x}):")
         wants_c = f.name in self.used
+
+        def checked_value(depth: int) -> None:
+            """A non-empty text value: format checks, code lookup, the rules' copy."""
+            for line in checks:
+                self.emit(depth, line)
+                self.emit(depth + 1, full)
+            if table is not None:
+                self.emit(depth, f"n{i} = {m}.get({x})")
+                self.emit(depth, f"if n{i} is None:")
+                self.emit(depth + 1, full)
+            if wants_c:
+                self.emit(depth, f"c{i} = {x}")
+
         if f.required:
             if safe and not f.format:
                 self.emit(1, f"if type({x}) is not str or (n{i} := {m}.get({x})) is None:")
                 self.emit(2, full)
+                if wants_c:
+                    self.emit(1, f"c{i} = {x}")
             else:
                 self.emit(1, f"if type({x}) is not str or not {x}{too_long}:")
                 self.emit(2, full)
-                for line in checks:
-                    self.emit(1, line)
-                    self.emit(2, full)
-                if table is not None:
-                    self.emit(1, f"n{i} = {m}.get({x})")
-                    self.emit(1, f"if n{i} is None:")
-                    self.emit(2, full)
-            if wants_c:
-                self.emit(1, f"c{i} = {x}")
+                checked_value(1)
             return
         if not (checks or table is not None or wants_c):
             self.emit(1, f"if {x} is not None and (type({x}) is not str{too_long}):")
@@ -486,15 +493,7 @@ class _Gen:
         self.emit(1, f"elif type({x}) is not str{too_long}:")
         self.emit(2, full)
         self.emit(1, "else:")
-        for line in checks:
-            self.emit(2, line)
-            self.emit(3, full)
-        if table is not None:
-            self.emit(2, f"n{i} = {m}.get({x})")
-            self.emit(2, f"if n{i} is None:")
-            self.emit(3, full)
-        if wants_c:
-            self.emit(2, f"c{i} = {x}")
+        checked_value(2)
 
     # rules ---------------------------------------------------------------------------------
 
