@@ -15,13 +15,15 @@ import httpx
 import orjson
 import pytest
 
-from cdcsync.crypto.envelope import seal
-from cdcsync.crypto.keys import load_private_key, load_public_key, write_keypair
+from cdcsync.crypto.envelope import SenderKey, seal
+from cdcsync.crypto.keys import key_id, load_private_key, load_public_key, write_keypair
+from cdcsync.crypto.sm2 import SM2PrivateKey
 from cdcsync.event import Batch, Event
 from cdcsync.sink.http import HttpSink, SinkClosed
 from cdcsync.sink.http_settings import HttpDestination
-from cdcsync.upstream_sim.app import BATCHES_PATH, Faults
+from cdcsync.upstream_sim.app import BATCHES_PATH, Faults, SimState, process_batch
 from cdcsync.upstream_sim.runner import SimHandle, start_in_process, start_subprocess
+from cdcsync.upstream_sim.store import CountingStore, SqliteStore
 from cdcsync.upstream_sim.tls import ensure_self_signed
 
 ORG = "12110000400000000X"
@@ -335,3 +337,168 @@ def test_cli_outage_window_and_reject_options(tmp_path: Path, keys: dict[str, Pa
         h.stop()
     log = (tmp_path / "sim.log").read_text()
     assert "参考平台启动" in log and "A01.0" not in log
+
+
+# ----------------------------------------------------------------------------- parsing (process_batch)
+# process_batch called directly (as the app's worker thread does): real SM2/SM4 seals, no HTTP.
+
+
+class Direct:
+    """A platform state of its own and a hospital key: seal a payload, process it, read the reply."""
+
+    def __init__(self, tmp: Path, store: str = "sqlite") -> None:
+        self.hospital, self.platform = SM2PrivateKey.generate(), SM2PrivateKey.generate()
+        self.db = tmp / "received.sqlite"
+        self.store = SqliteStore(self.db) if store == "sqlite" else CountingStore()
+        keys = {key_id(self.hospital.public_key): SenderKey(self.hospital.public_key, None)}
+        self.state = SimState(platform_key=self.platform, trusted=keys, store=self.store)
+
+    def send(self, payload: bytes, batch_id: str = "b-1") -> tuple[int, dict[str, Any]]:
+        s = seal(payload, sender_key=self.hospital, recipient_pub=self.platform.public_key, org_code=ORG,
+                 batch_id=batch_id)
+        r = process_batch(self.state, s.body, s.headers)
+        return r.status_code, orjson.loads(bytes(r.body))
+
+    def stored(self) -> dict[str, tuple[str, str, str]]:
+        db = sqlite3.connect(self.db)
+        try:
+            return {i: (t, o, p) for i, t, o, p in db.execute("SELECT id, table_name, op, payload FROM events")}
+        finally:
+            db.close()
+
+
+@pytest.fixture
+def direct(tmp_path: Path) -> Iterator[Direct]:
+    d = Direct(tmp_path)
+    yield d
+    d.store.close()
+
+
+def batch_doc(events: Any, batch_id: str = "b-1", **over: Any) -> bytes:
+    """A batch payload; `events` given as bytes is spliced in verbatim."""
+    doc: dict[str, Any] = {"version": 1, "org_code": ORG, "batch_id": batch_id, "spec_version": "t",
+                           "mapping_version": "t", "events": [] if isinstance(events, bytes) else events}
+    doc.update(over)
+    out = orjson.dumps(doc)
+    return out.replace(b'"events":[]', b'"events":' + events) if isinstance(events, bytes) else out
+
+
+def ev(i: str, op: Any = "c", table: Any = "diagnosis", **kw: Any) -> dict[str, Any]:
+    return {"id": i, "op": op, "source": {"table": table}, "after": {"id": 1, "x": None}, **kw}
+
+
+@pytest.mark.parametrize(("payload", "message"), [
+    (b"{not json", "payload is not JSON"),
+    (b"[1, 2]", "payload: expected a JSON object"),
+    (batch_doc([ev("a")], version=2), "payload.version: expected 1, got 2"),
+    (batch_doc([ev("a")], version="1"), "payload.version: expected 1, got '1'"),
+    (batch_doc([ev("a")], org_code="OTHER"), "payload.org_code differs from the X-Org-Code header"),
+    (batch_doc([ev("a")], batch_id="b-2"), "payload.batch_id differs from the X-Batch-Id header"),
+    (batch_doc([ev("a")], spec_version=3), "payload.spec_version: expected a string"),
+    (batch_doc([ev("a")], mapping_version=None), "payload.mapping_version: expected a string"),
+    (batch_doc([]), "payload.events: expected a non-empty list"),
+    (batch_doc({"a": 1}), "payload.events: expected a non-empty list"),
+    (batch_doc("x", version=2), "payload.version: expected 1, got 2"),  # checked in order
+    (batch_doc([ev("a"), 5]), "payload.events[1].id: expected a string of 1-200 characters"),
+    (batch_doc([ev("a"), {"op": "c"}]), "payload.events[1].id: expected a string of 1-200 characters"),
+    (batch_doc([ev("")]), "payload.events[0].id: expected a string of 1-200 characters"),
+    (batch_doc([ev("x" * 201)]), "payload.events[0].id: expected a string of 1-200 characters"),
+    (batch_doc([ev("a"), {"id": 7, "source": "not an object"}]), "payload.events[1].id: expected a string"),
+    (batch_doc([{"id": "a", "op": "c", "source": {"table": "t"}, "after": {"x": "\xff"}}]).replace(
+        "\xff".encode(), b"\xff"), "payload is not JSON"),  # invalid UTF-8 in a row
+])
+def test_malformed_batch_is_refused_with_its_reason(direct: Direct, payload: bytes, message: str) -> None:
+    status, body = direct.send(payload)
+    assert status == 400 and body["error"] == "malformed_request"
+    assert body["message"].startswith(message)
+    assert not direct.stored() and direct.state.counters["refused.malformed_request"] == 1
+
+
+def test_malformed_events_are_rejected_one_by_one(direct: Direct) -> None:
+    events = [
+        ev("ok-c"),
+        {"id": "ok-t", "op": "t", "source": {"table": "diagnosis"}},  # truncate: no row image
+        {"id": "ok-d", "op": "d", "source": {"table": "diagnosis"}, "before": {"id": 1}, "after": None},
+        ev("bad-op", op="z"),
+        ev("op-list", op=["c"]),
+        ev("op-none", op=None),
+        {"id": "no-source", "op": "c", "after": {}},
+        {"id": "source-str", "op": "c", "source": "diagnosis", "after": {}},
+        {"id": "source-null", "op": "c", "source": None, "after": {}},
+        ev("table-empty", table=""),
+        ev("table-int", table=5),
+        {"id": "after-list", "op": "u", "source": {"table": "t"}, "after": [1]},
+        {"id": "after-null", "op": "r", "source": {"table": "t"}, "after": None, "before": {}},
+        {"id": "d-no-before", "op": "d", "source": {"table": "t"}, "after": {}},
+    ]
+    status, body = direct.send(batch_doc(events))
+    assert status == 200, body
+    assert body["accepted"] == ["ok-c", "ok-t", "ok-d"]
+    assert {r["id"]: r["reason"] for r in body["rejected"]} == {
+        "bad-op": "schema: op must be one of c/u/d/r/t, got 'z'",
+        "op-list": "schema: op must be one of c/u/d/r/t, got \"['c']\"",
+        "op-none": "schema: op must be one of c/u/d/r/t, got 'None'",
+        "no-source": "schema: source.table must be a non-empty string",
+        "source-str": "schema: source.table must be a non-empty string",
+        "source-null": "schema: source.table must be a non-empty string",
+        "table-empty": "schema: source.table must be a non-empty string",
+        "table-int": "schema: source.table must be a non-empty string",
+        "after-list": "schema: op u needs an 'after' object",
+        "after-null": "schema: op r needs an 'after' object",
+        "d-no-before": "schema: op d needs a 'before' object",
+    }
+    assert set(direct.stored()) == {"ok-c", "ok-t", "ok-d"}
+
+
+def test_events_are_stored_verbatim_and_unknown_keys_allowed(direct: Direct) -> None:
+    # Odd spacing, key order, escapes, Chinese text, numbers as written, keys the platform does
+    # not know (in the batch, the event, source and the rows): stored byte for byte as sent.
+    e1 = ('{ "future_key": {"nested": [1, 2.50, "x"]},\n  "after": {"name": "\\u5f20\\u4e09", "note": "发热 3 天",'
+          ' "amount": 12345678901234567890.10, "big": 123456789012345678901234567890},\n'
+          '  "source": {"table": "diagnosis", "lsn": "0/1", "extra": true}, "op": "c", "id": "v-1", "ts_ms": 1}')
+    e2 = '{"id":"v-2","op":"d","before":{"id":2},"after":null,"source":{"table":"symptom"}}'
+    payload = batch_doc(f"[{e1} ,\n\t{e2}]".encode(), destination="national", something_new={"a": [1]})
+    status, body = direct.send(payload)
+    assert status == 200 and body["accepted"] == ["v-1", "v-2"] and not body["rejected"]
+    assert direct.stored() == {"v-1": ("diagnosis", "c", e1), "v-2": ("symptom", "d", e2)}
+    # Resent as another batch: known ids are duplicates, stored once.
+    status, body = direct.send(batch_doc(f"[{e2}]".encode(), batch_id="b-2"), batch_id="b-2")
+    assert status == 200 and body["accepted"] == ["v-2"] and body["duplicates"] == ["v-2"]
+    assert len(direct.stored()) == 2
+
+
+def test_reject_rules_read_the_row_only_when_needed(direct: Direct) -> None:
+    direct.state.faults = Faults(reject_tables=frozenset({"death_record"}),
+                                 reject_fields=frozenset({("diagnosis", "secret"), ("symptom", "code")}))
+    events = [
+        ev("plain"),
+        ev("null-secret", after={"secret": None}),
+        ev("secret", after={"secret": "x"}),
+        {"id": "del-secret", "op": "d", "source": {"table": "diagnosis"}, "before": {"secret": 0}},
+        ev("other-table", table="symptom", after={"secret": "x"}),
+        ev("code", table="symptom", after={"code": "A"}),
+        ev("dead", table="death_record"),
+    ]
+    status, body = direct.send(batch_doc(events))
+    assert status == 200
+    assert body["accepted"] == ["plain", "null-secret", "other-table"]
+    rej = {r["id"]: (r["reason"], r.get("field")) for r in body["rejected"]}
+    assert rej == {
+        "secret": ("平台拒收：字段 diagnosis.secret 的值不符合平台要求", "secret"),
+        "del-secret": ("平台拒收：字段 diagnosis.secret 的值不符合平台要求", "secret"),
+        "code": ("平台拒收：字段 symptom.code 的值不符合平台要求", "code"),
+        "dead": ("平台拒收：数据表 death_record 暂不接收", None),
+    }
+
+
+def test_counting_store_counts_checks_and_conflicts(tmp_path: Path) -> None:
+    d = Direct(tmp_path, store="none")
+    events = [ev("a"), ev("b", table="symptom"), ev("bad", op="x"), ev("c")]
+    status, body = d.send(batch_doc(events))
+    assert status == 200 and body["accepted"] == ["a", "b", "c"] and len(body["rejected"]) == 1
+    assert d.store.counts() == {"diagnosis": 2, "symptom": 1}
+    status, body = d.send(batch_doc(events[:2]))  # same batch id, other events
+    assert status == 409 and body["error"] == "batch_conflict"
+    status, body = d.send(batch_doc([]))
+    assert status == 400 and body["message"] == "payload.events: expected a non-empty list"
+    assert not d.db.exists()

@@ -2,8 +2,9 @@
 
 Per request: fault injection (outage window, random failure, latency) → verify signature,
 timestamp window, replay and key → decrypt → schema check of the batch → per-event checks and
-rejection rules → store the new events in one transaction (duplicates count as accepted) →
-a reply signed by the platform key listing accepted and rejected ids.
+rejection rules → store the new events, each as the exact JSON text the hospital sent, in one
+transaction (duplicates count as accepted) → a reply signed by the platform key listing accepted
+and rejected ids.
 
 Only batch ids, counts and error codes are logged: never event contents.
 """
@@ -21,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import orjson
+import msgspec
 from fastapi import FastAPI, Request, Response
 from starlette.concurrency import run_in_threadpool
 
@@ -42,7 +43,7 @@ from cdcsync.crypto.envelope import (
 from cdcsync.crypto.keys import key_id, load_public_key
 from cdcsync.crypto.sm2 import SM2PrivateKey, SM2PublicKey
 from cdcsync.crypto.sm3 import sm3
-from cdcsync.upstream_sim.store import BatchConflict, CountingStore, Store, StoredEvent
+from cdcsync.upstream_sim.store import BatchConflict, Store, StoredEvent
 
 log = logging.getLogger("cdcsync.upstream_sim")
 
@@ -151,56 +152,128 @@ class _SchemaError(Exception):
     pass
 
 
-def _event_problem(ev: Any) -> str | None:
-    """Why one event is malformed (None: fine). The event's id is checked by the caller."""
-    op = ev.get("op")
-    if op not in _OPS:
-        return f"schema: op must be one of c/u/d/r/t, got {str(op)[:10]!r}"
-    src = ev.get("source")
-    if not isinstance(src, dict) or not isinstance(src.get("table"), str) or not src["table"]:
-        return "schema: source.table must be a non-empty string"
-    if op in ("c", "u", "r") and not isinstance(ev.get("after"), dict):
-        return f"schema: op {op} needs an 'after' object"
-    if op == "d" and not isinstance(ev.get("before"), dict):
-        return "schema: op d needs a 'before' object"
-    return None
+# The batch is parsed with msgspec into typed shells: unknown keys are ignored, and the row images
+# stay raw JSON (msgspec.Raw: a view of the payload), so a row is materialised only when a
+# --reject-field rule needs it. Loosely typed (Any) where a wrong type must give the reason the
+# protocol promises rather than msgspec's message.
+_ABSENT = msgspec.Raw()
 
 
-def _rule_problem(table: str, ev: dict[str, Any], faults: Faults) -> Rejection | None:
-    if table in faults.reject_tables:
-        return Rejection(ev["id"], f"平台拒收：数据表 {table} 暂不接收")
-    row = ev.get("after") if isinstance(ev.get("after"), dict) else ev.get("before")
-    for t, f in faults.reject_fields:
-        if t == table and isinstance(row, dict) and row.get(f) is not None:
-            return Rejection(ev["id"], f"平台拒收：字段 {table}.{f} 的值不符合平台要求", f)
-    return None
+class _Source(msgspec.Struct):
+    table: Any = None
 
 
-def _parse_batch(payload: bytes, org_code: str, batch_id: str) -> list[Any]:
+class _Event(msgspec.Struct):
+    id: Any = None
+    op: Any = None
+    source: _Source | None = None  # anything else: see _decode_event
+    after: msgspec.Raw = _ABSENT
+    before: msgspec.Raw = _ABSENT
+
+
+class _Batch(msgspec.Struct):
+    version: Any = None
+    org_code: Any = None
+    batch_id: Any = None
+    spec_version: Any = None
+    mapping_version: Any = None
+    events: list[msgspec.Raw] | None = None  # anything else: see _parse_batch
+
+
+class _LooseBatch(_Batch):
+    events: Any = None
+
+
+_BATCH = msgspec.json.Decoder(_Batch)
+_LOOSE_BATCH = msgspec.json.Decoder(_LooseBatch)
+_EVENT = msgspec.json.Decoder(_Event)
+_ROW = msgspec.json.Decoder(dict[str, Any])
+_BAD_JSON = (msgspec.DecodeError, UnicodeDecodeError)  # msgspec checks UTF-8 only where it decodes text
+
+
+def _is_object(raw: msgspec.Raw) -> bool:
+    return len(raw) > 0 and memoryview(raw)[0] == 0x7B  # "{": msgspec.Raw starts at the value
+
+
+def _decode_event(raw: msgspec.Raw, i: int) -> _Event:
+    """One element of ``events``; refuses the batch when it is not an object with a usable id."""
     try:
-        doc = orjson.loads(payload)
-    except orjson.JSONDecodeError as exc:
+        ev = _EVENT.decode(raw)
+    except msgspec.ValidationError:
+        # Not an object, or `source` neither an object nor null: the op and id still decide.
+        loose = msgspec.json.decode(raw)
+        ev = _Event(loose.get("id"), loose.get("op")) if isinstance(loose, dict) else _Event()
+    if not isinstance(ev.id, str) or not 0 < len(ev.id) <= 200:
+        raise _SchemaError(f"payload.events[{i}].id: expected a string of 1-200 characters")
+    return ev
+
+
+def _parse_batch(payload: bytes, org_code: str, batch_id: str, keep_text: bool) -> list[tuple[_Event, str]]:
+    """The batch's events, each with its JSON text exactly as sent ("" unless `keep_text`).
+    Raises _SchemaError (the whole batch is refused) with the reason for the hospital."""
+    try:
+        try:
+            doc: _Batch = _BATCH.decode(payload)
+        except msgspec.ValidationError:  # not an object, or `events` not a list: check in order
+            doc = _LOOSE_BATCH.decode(payload)
+    except msgspec.ValidationError:
+        raise _SchemaError("payload: expected a JSON object") from None
+    except _BAD_JSON as exc:
         raise _SchemaError(f"payload is not JSON: {exc}") from None
-    if not isinstance(doc, dict):
-        raise _SchemaError("payload: expected a JSON object")
-    if doc.get("version") != 1:
-        raise _SchemaError(f"payload.version: expected 1, got {doc.get('version')!r}")
-    if doc.get("org_code") != org_code:
+    if doc.version != 1:
+        raise _SchemaError(f"payload.version: expected 1, got {doc.version!r}")
+    if doc.org_code != org_code:
         raise _SchemaError("payload.org_code differs from the X-Org-Code header")
-    if doc.get("batch_id") != batch_id:
+    if doc.batch_id != batch_id:
         raise _SchemaError("payload.batch_id differs from the X-Batch-Id header")
     for k in ("spec_version", "mapping_version"):
-        if not isinstance(doc.get(k), str):
+        if not isinstance(getattr(doc, k), str):
             raise _SchemaError(f"payload.{k}: expected a string")
-    events = doc.get("events")
-    if not isinstance(events, list) or not events:
+    raws = doc.events
+    if not isinstance(raws, list) or not raws:
         raise _SchemaError("payload.events: expected a non-empty list")
-    if len(events) > MAX_EVENTS_PER_BATCH:
+    if len(raws) > MAX_EVENTS_PER_BATCH:
         raise _SchemaError(f"payload.events: at most {MAX_EVENTS_PER_BATCH} events per batch")
-    for i, ev in enumerate(events):
-        if not isinstance(ev, dict) or not isinstance(ev.get("id"), str) or not 0 < len(ev["id"]) <= 200:
-            raise _SchemaError(f"payload.events[{i}].id: expected a string of 1-200 characters")
-    return events
+    try:
+        # The stored text is the event verbatim: str() of the raw bytes also checks their UTF-8.
+        return [(_decode_event(raw, i), str(raw, "utf-8") if keep_text else "") for i, raw in enumerate(raws)]
+    except _BAD_JSON as exc:
+        raise _SchemaError(f"payload is not JSON: {exc}") from None
+
+
+def _row(ev: _Event) -> dict[str, Any] | None:
+    """The row image a field rule looks at: `after`, else `before` (decoded only for the rule)."""
+    raw = ev.after if _is_object(ev.after) else ev.before if _is_object(ev.before) else None
+    try:
+        return None if raw is None else _ROW.decode(raw)
+    except _BAD_JSON:
+        return None
+
+
+def _event_problem(ev: _Event, faults: Faults) -> Rejection | None:
+    """Why one event is refused (None: accept it): its shape, then the injected rejection rules.
+    The event's id is checked by _parse_batch."""
+    op = ev.op
+    if not isinstance(op, str) or op not in _OPS:
+        return Rejection(ev.id, f"schema: op must be one of c/u/d/r/t, got {str(op)[:10]!r}")
+    table = None if ev.source is None else ev.source.table
+    if not isinstance(table, str) or not table:
+        return Rejection(ev.id, "schema: source.table must be a non-empty string")
+    if op == "d":
+        if not _is_object(ev.before):
+            return Rejection(ev.id, "schema: op d needs a 'before' object")
+    elif op != "t" and not _is_object(ev.after):
+        return Rejection(ev.id, f"schema: op {op} needs an 'after' object")
+    if table in faults.reject_tables:
+        return Rejection(ev.id, f"平台拒收：数据表 {table} 暂不接收")
+    if faults.reject_fields:
+        row: dict[str, Any] | None = None
+        for t, f in faults.reject_fields:
+            if t == table:
+                row = _row(ev) if row is None else row
+                if row is not None and row.get(f) is not None:
+                    return Rejection(ev.id, f"平台拒收：字段 {table}.{f} 的值不符合平台要求", f)
+    return None
 
 
 def _error(
@@ -233,7 +306,7 @@ def process_batch(state: SimState, body: bytes, headers: Mapping[str, str]) -> R
         log.warning("refused request: %s (%s)", exc.code, exc)
         return _error(state, body, headers, exc.http_status, exc.code, str(exc))
     try:
-        events = _parse_batch(opened.payload, opened.org_code, opened.batch_id)
+        events = _parse_batch(opened.payload, opened.org_code, opened.batch_id, state.store.keeps_payload)
     except _SchemaError as exc:
         state.bump("refused.malformed_request")
         log.warning("refused batch %s: %s", opened.batch_id, exc)
@@ -241,22 +314,16 @@ def process_batch(state: SimState, body: bytes, headers: Mapping[str, str]) -> R
 
     accepted: list[str] = []
     rejected: list[Rejection] = []
-    counting = isinstance(state.store, CountingStore)  # --store none keeps no payload
     to_store: list[StoredEvent] = []
-    for ev in events:
-        problem = _event_problem(ev)
+    for ev, text in events:
+        problem = _event_problem(ev, state.faults)
         if problem is not None:
-            rejected.append(Rejection(ev["id"], problem))
+            rejected.append(problem)
             continue
-        table = ev["source"]["table"]
-        rule = _rule_problem(table, ev, state.faults)
-        if rule is not None:
-            rejected.append(rule)
-            continue
-        accepted.append(ev["id"])
-        to_store.append(StoredEvent(ev["id"], table, ev["op"], b"" if counting else orjson.dumps(ev)))
+        accepted.append(ev.id)
+        to_store.append((ev.id, ev.source.table, ev.op, text))  # type: ignore[union-attr]  # checked
     try:
-        digest = sm3("\n".join(ev["id"] for ev in events).encode()).hex()
+        digest = sm3("\n".join(ev.id for ev, _ in events).encode()).hex()
         dupes = state.store.put_batch(opened.batch_id, digest, opened.org_code, to_store)
     except BatchConflict:
         state.bump("refused.batch_conflict")

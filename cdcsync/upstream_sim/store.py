@@ -5,10 +5,10 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -30,12 +30,10 @@ CREATE TABLE IF NOT EXISTS batches (
 """
 
 
-@dataclass(frozen=True)
-class StoredEvent:
-    id: str
-    table_name: str
-    op: str
-    payload: bytes
+# One accepted event: (id, table_name, op, payload), payload being the event's JSON exactly as
+# the hospital sent it ("" for a store that keeps none). A plain tuple: the platform builds one
+# per event, and a dataclass would cost more than the checks.
+StoredEvent = tuple[str, str, str, str]
 
 
 class BatchConflict(Exception):
@@ -43,7 +41,9 @@ class BatchConflict(Exception):
 
 
 class Store(Protocol):
-    def put_batch(self, batch_id: str, digest: str, org_code: str, events: list[StoredEvent]) -> set[str]:
+    keeps_payload: ClassVar[bool]  # False: the platform need not extract (or UTF-8-check) event texts
+
+    def put_batch(self, batch_id: str, digest: str, org_code: str, events: Sequence[StoredEvent]) -> set[str]:
         """Store the events not seen before, in one transaction; return the ids already held."""
         ...
 
@@ -59,6 +59,8 @@ def _now() -> str:
 class SqliteStore:
     """One transaction per batch; `INSERT` only ids not yet held, so duplicates are dropped."""
 
+    keeps_payload: ClassVar[bool] = True
+
     def __init__(self, path: Path) -> None:
         self._lock = threading.Lock()
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
@@ -66,7 +68,7 @@ class SqliteStore:
         self._db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL survives a process kill
         self._db.executescript(SCHEMA)
 
-    def put_batch(self, batch_id: str, digest: str, org_code: str, events: list[StoredEvent]) -> set[str]:
+    def put_batch(self, batch_id: str, digest: str, org_code: str, events: Sequence[StoredEvent]) -> set[str]:
         with self._lock:
             db = self._db
             db.execute("BEGIN IMMEDIATE")
@@ -74,7 +76,7 @@ class SqliteStore:
                 row = db.execute("SELECT digest FROM batches WHERE batch_id = ?", (batch_id,)).fetchone()
                 if row is not None and row[0] != digest:
                     raise BatchConflict(batch_id)
-                ids = [e.id for e in events]
+                ids = [e[0] for e in events]
                 held: set[str] = set()
                 for i in range(0, len(ids), 500):
                     chunk = ids[i : i + 500]
@@ -83,12 +85,12 @@ class SqliteStore:
                 now = _now()
                 fresh: dict[str, StoredEvent] = {}
                 for e in events:
-                    if e.id not in held and e.id not in fresh:
-                        fresh[e.id] = e
-                dupes = held | {e.id for e in events if e.id in fresh and fresh[e.id] is not e}
+                    if e[0] not in held and e[0] not in fresh:
+                        fresh[e[0]] = e
+                dupes = held | {e[0] for e in events if e[0] in fresh and fresh[e[0]] is not e}
                 db.executemany(
                     "INSERT INTO events (id, table_name, op, payload, batch_id, received_at) VALUES (?,?,?,?,?,?)",
-                    [(e.id, e.table_name, e.op, e.payload.decode(), batch_id, now) for e in fresh.values()],
+                    [(*e, batch_id, now) for e in fresh.values()],
                 )
                 if row is None:
                     db.execute(
@@ -113,18 +115,20 @@ class SqliteStore:
 class CountingStore:
     """``--store none``: remembers batch digests and counts per table; keeps no event (benchmarks)."""
 
+    keeps_payload: ClassVar[bool] = False
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._digests: dict[str, str] = {}
         self._counts: Counter[str] = Counter()
 
-    def put_batch(self, batch_id: str, digest: str, org_code: str, events: list[StoredEvent]) -> set[str]:
+    def put_batch(self, batch_id: str, digest: str, org_code: str, events: Sequence[StoredEvent]) -> set[str]:
         with self._lock:
             old = self._digests.get(batch_id)
             if old is not None and old != digest:
                 raise BatchConflict(batch_id)
             self._digests[batch_id] = digest
-            self._counts.update(e.table_name for e in events)
+            self._counts.update(e[1] for e in events)
             return set()
 
     def counts(self) -> dict[str, int]:
