@@ -3,7 +3,8 @@
 Modules:
   sm3       SM3 hash, HMAC-SM3, SM2 KDF (OpenSSL through `cryptography`)
   sm4       SM4-GCM (OpenSSL through `cryptography`)
-  sm2       SM2 keys, SM3-with-SM2 signatures, SM2 public-key encryption (Python ints)
+  sm2       SM2 keys, SM3-with-SM2 signatures, SM2 public-key encryption (system OpenSSL 3
+            through `sm2_openssl` when it loads, GIL released; else Python ints)
   keys      PEM (PKCS#8 / SubjectPublicKeyInfo) files, key ids, file permissions
   envelope  the wire format of docs/upstream-protocol.md: seal/open a batch, sign/verify replies
   cli       the `cdcsync keys` click group

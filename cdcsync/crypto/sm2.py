@@ -1,4 +1,10 @@
-"""SM2 (GB/T 32918) signatures and public-key encryption, in plain Python integers.
+"""SM2 (GB/T 32918) signatures and public-key encryption: OpenSSL 3 when available, else Python.
+
+The four operations (sign, verify, encrypt, decrypt) go to the system libcrypto through
+`sm2_openssl` when it loads and passes its self-test: a ctypes call releases the GIL, which the
+replication stream needs. Otherwise (or with CDCSYNC_PURE_PYTHON set) the plain-Python code
+below does the work; it is also the reference the tests hold OpenSSL to. Input parsing (strict
+DER, range and on-curve checks) is always this module's, so both paths refuse the same bytes.
 
 Why not gmssl's `CryptSM2`: it draws signing nonces from `random.choice` (not a CSPRNG, so
 the private key can leak), strips the public key with `lstrip("04")` (corrupts keys whose x
@@ -12,17 +18,22 @@ Formats (all interoperable with OpenSSL 3):
                              ciphertext OCTET STRING }  i.e. C1 C3 C2      (GB/T 35276 §7.2)
   user ID     "1234567812345678" unless given                             (GB/T 35276 §10)
 
-Not constant-time: Python integers leak timing. The key lives on a dedicated front-end server
-and is used once per batch; a local timing attacker is outside this threat model.
+The Python path is not constant-time: Python integers leak timing (OpenSSL multiplies secret
+scalars with its Montgomery ladder). The key lives on a dedicated front-end server and is used
+once per batch; a local timing attacker is outside this threat model.
 """
 
 from __future__ import annotations
 
 import hmac
 import secrets
+from typing import TYPE_CHECKING, Literal
 
 from cdcsync.crypto import DecryptError, SignatureError
 from cdcsync.crypto.sm3 import kdf, sm3
+
+if TYPE_CHECKING:
+    from cdcsync.crypto.sm2_openssl import OpenSSLSM2, PKey
 
 # Curve parameters (GB/T 32918.5, the recommended 256-bit curve).
 P = 0xFFFFFFFEFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF00000000FFFFFFFFFFFFFFFF
@@ -36,6 +47,47 @@ DEFAULT_UID = b"1234567812345678"
 
 OID_EC_PUBLIC_KEY = "1.2.840.10045.2.1"
 OID_SM2 = "1.2.156.10197.1.301"
+
+# --------------------------------------------------------------------------- backend choice
+
+_openssl_backend: OpenSSLSM2 | None = None
+_backend_chosen = False
+
+
+def _openssl() -> OpenSSLSM2 | None:
+    """The OpenSSL backend if in use. Loaded on first use: sm2_openssl imports keys, keys this."""
+    global _openssl_backend, _backend_chosen
+    if not _backend_chosen:
+        from cdcsync.crypto import sm2_openssl
+
+        _openssl_backend = sm2_openssl.BACKEND
+        _backend_chosen = True
+    return _openssl_backend
+
+
+def backend() -> Literal["openssl", "python"]:
+    """Which implementation SM2 operations use in this process."""
+    return "python" if _openssl() is None else "openssl"
+
+
+def set_backend(name: Literal["auto", "openssl", "python"]) -> None:
+    """Choose the implementation (tests and benchmarks; not while other threads use keys).
+    "auto" is the default: OpenSSL if it loaded and CDCSYNC_PURE_PYTHON is unset."""
+    global _openssl_backend, _backend_chosen
+    from cdcsync.crypto import sm2_openssl
+
+    if name not in ("auto", "openssl", "python"):
+        raise ValueError(f"unknown SM2 backend {name!r}")
+    if name == "openssl" and sm2_openssl.BACKEND is None:
+        raise RuntimeError(f"OpenSSL SM2 backend unavailable: {sm2_openssl.REASON}")
+    _openssl_backend = None if name == "python" else sm2_openssl.BACKEND
+    _backend_chosen = True
+
+
+def _check_uid(uid: bytes) -> None:
+    if len(uid) * 8 > 0xFFFF:
+        raise ValueError("SM2 user ID too long")
+
 
 Jac = tuple[int, int, int]  # Jacobian (X, Y, Z); Z == 0 is the point at infinity
 Aff = tuple[int, int]
@@ -313,7 +365,7 @@ def der_parse_oid(content: bytes) -> str:
 class SM2PublicKey:
     """A point on the SM2 curve, validated on construction."""
 
-    __slots__ = ("x", "y", "_za", "_table", "_uses")
+    __slots__ = ("x", "y", "_za", "_table", "_uses", "_evp")
 
     def __init__(self, x: int, y: int) -> None:
         if not _on_curve(x, y):
@@ -323,6 +375,16 @@ class SM2PublicKey:
         self._za: bytes | None = None
         self._table: list[list[Aff]] | None = None
         self._uses = 0
+        self._evp: PKey | None = None
+
+    def _evp_key(self, be: OpenSSLSM2) -> PKey:
+        # One EVP_PKEY per key object, freed with it. A race between threads only builds a spare.
+        evp = self._evp
+        if evp is None:
+            from cdcsync.crypto.keys import public_key_der
+
+            evp = self._evp = be.load_public(public_key_der(self))
+        return evp
 
     @classmethod
     def from_bytes(cls, data: bytes) -> SM2PublicKey:
@@ -355,8 +417,7 @@ class SM2PublicKey:
         """Z_A = SM3(ENTL || ID || a || b || xG || yG || xA || yA)  (GB/T 32918.2 §5.5)."""
         if uid == DEFAULT_UID and self._za is not None:
             return self._za
-        if len(uid) * 8 > 0xFFFF:
-            raise ValueError("SM2 user ID too long")
+        _check_uid(uid)
         z = sm3(
             (len(uid) * 8).to_bytes(2, "big"),
             uid,
@@ -399,6 +460,12 @@ class SM2PublicKey:
         t = (r + s) % N
         if t == 0:
             raise SignatureError("SM2 signature invalid")
+        be = _openssl()
+        if be is not None:
+            _check_uid(uid)
+            # Re-encoded from the strictly parsed (r, s): OpenSSL never sees another encoding.
+            be.verify(self._evp_key(be), encode_signature(r, s), message, uid)
+            return
         e = self.digest(message, uid)
         pt = _to_affine(self._mul(t, _comb_mul(_g_table(), s)))
         if pt is None or (e + pt[0]) % N != r:
@@ -415,6 +482,9 @@ class SM2PublicKey:
         """SM2 public-key encryption (GB/T 32918.4); returns the DER SM2Cipher (C1, C3, C2)."""
         if not plaintext:
             raise ValueError("SM2 plaintext must not be empty")
+        be = _openssl()
+        if be is not None:
+            return be.encrypt(self._evp_key(be), plaintext)
         while True:
             k = secrets.randbelow(N - 1) + 1
             c1 = _to_affine(_comb_mul(_g_table(), k))
@@ -432,7 +502,7 @@ class SM2PublicKey:
 class SM2PrivateKey:
     """An SM2 private scalar d in [1, n-2] with its public key. repr() never shows d."""
 
-    __slots__ = ("_d", "public_key")
+    __slots__ = ("_d", "public_key", "_evp")
 
     def __init__(self, d: int, public_key: SM2PublicKey | None = None) -> None:
         if not 1 <= d <= N - 2:
@@ -444,6 +514,15 @@ class SM2PrivateKey:
         if public_key is not None and public_key != derived:
             raise ValueError("SM2 public key does not match the private key")
         self.public_key = derived
+        self._evp: PKey | None = None
+
+    def _evp_key(self, be: OpenSSLSM2) -> PKey:
+        evp = self._evp
+        if evp is None:
+            from cdcsync.crypto.keys import private_key_der
+
+            evp = self._evp = be.load_private(private_key_der(self))
+        return evp
 
     @classmethod
     def generate(cls) -> SM2PrivateKey:
@@ -458,10 +537,14 @@ class SM2PrivateKey:
 
     def sign(self, message: bytes, uid: bytes = DEFAULT_UID) -> bytes:
         """DER SM3-with-SM2 signature of `message` (Z_A computed from `uid`)."""
+        be = _openssl()
+        if be is not None:
+            _check_uid(uid)
+            return be.sign(self._evp_key(be), message, uid)
         return self.sign_digest(self.public_key.digest(message, uid))
 
     def sign_digest(self, e: int) -> bytes:
-        """Sign a precomputed e = SM3(Z_A || M) (GB/T 32918.2 §6.1 steps A3-A7)."""
+        """Sign a precomputed e = SM3(Z_A || M) (GB/T 32918.2 §6.1 steps A3-A7). Python only."""
         while True:
             rs = self._sign_with_k(e, secrets.randbelow(N - 1) + 1)
             if rs is not None:
@@ -486,6 +569,11 @@ class SM2PrivateKey:
             raise DecryptError(f"malformed SM2 ciphertext: {exc}") from None
         if not _on_curve(x1, y1):
             raise DecryptError("SM2 ciphertext C1 is not on the curve")
+        be = _openssl()
+        if be is not None:
+            # OpenSSL reads DER only, and gets the canonical encoding of what was parsed above.
+            der = der_seq(der_int(x1), der_int(y1), der_octets(c3), der_octets(c2))
+            return be.decrypt(self._evp_key(be), der)
         s = _to_affine(_wnaf_mul((x1, y1), self._d))
         if s is None:
             raise DecryptError("SM2 ciphertext invalid")
