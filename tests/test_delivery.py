@@ -3,6 +3,7 @@ in order, and the checkpoint never covers a batch the destination has not acknow
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from cdcsync.delivery import DeliveryWindow
+from cdcsync.delivery import GIL_SWITCH_INTERVAL_S, DeliveryWindow
 from cdcsync.event import Ack, Batch, Event, Rejected, str_to_lsn
 from cdcsync.pipeline import Pipeline, run_pipeline_forever
 from cdcsync.sink.base import SinkError
@@ -79,6 +80,21 @@ def test_window_keeps_order_bounds_batches_and_surfaces_failures() -> None:
     done = window.pop_oldest()
     assert done is not None and done[0] is rejected_only and list(done[1].accepted) == []
     window.close()
+
+
+def test_background_delivery_shortens_the_gil_switch_interval() -> None:
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(0.005)
+    try:
+        window = DeliveryWindow(GateSink(), limit=2)
+        assert sys.getswitchinterval() == 0.005  # nothing runs in the background yet
+        window.sink.gate.set()  # type: ignore[attr-defined]
+        window.submit(Batch(events=[_event(1)]))
+        assert sys.getswitchinterval() == GIL_SWITCH_INTERVAL_S
+        assert window.pop_oldest() is not None
+        window.close()
+    finally:
+        sys.setswitchinterval(before)
 
 
 def test_close_drops_batches_not_yet_started() -> None:
