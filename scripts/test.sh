@@ -6,6 +6,6 @@ cd "$(dirname "$0")/.."
 CDCSYNC_WITH_BROWSER=1 scripts/setup.sh
 .venv/bin/ruff check cdcsync tests bench
 .venv/bin/mypy cdcsync
-# The decoder once more without its C extension: the pure-Python fallback must stay correct.
-CDCSYNC_PURE_PYTHON=1 .venv/bin/pytest -q tests/test_pgoutput.py tests/test_stream.py
+# Decoder and SM2 once more without native code: the pure-Python fallbacks must stay correct.
+CDCSYNC_PURE_PYTHON=1 .venv/bin/pytest -q tests/test_pgoutput.py tests/test_stream.py tests/test_crypto.py
 exec .venv/bin/pytest "$@"
