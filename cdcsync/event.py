@@ -121,7 +121,7 @@ class Event:
         """The JSON bytes of this one event (computed once). For many events at a time
         :func:`encode_events` is several times cheaper."""
         if self._raw is None:
-            self._raw = encode_events([self])[1:-1]
+            self._raw = _dumps_events(envelopes([self])[0])
         return self._raw
 
 
@@ -142,13 +142,10 @@ def dumps(obj: Any) -> bytes:
     return orjson.dumps(obj, default=_default, option=_OPTS)
 
 
-def encode_events(events: Iterable[Event]) -> bytes:
-    """The JSON array of ``events``: ``{id, op, before, after, source, ts_ms}`` each.
-
-    One orjson call for all of them (one call per event costs ~5x more: each result is a separate
-    allocation). The ``source`` block is encoded once per transaction and table and spliced in as
-    a fragment. Row keys are column names, so the slower non-string-key mode is not needed.
-    """
+def envelopes(events: Iterable[Event]) -> list[dict[str, Any]]:
+    """``{id, op, before, after, source, ts_ms}`` per event, ready for orjson. The ``source``
+    block is encoded once per transaction and table and spliced in as a fragment (~30 % of the
+    encoding work otherwise)."""
     sources: dict[tuple[Any, ...], orjson.Fragment] = {}
     out: list[dict[str, Any]] = []
     append = out.append
@@ -158,10 +155,26 @@ def encode_events(events: Iterable[Event]) -> bytes:
         if src is None:
             src = sources[key] = orjson.Fragment(dumps(e.source()))
         append({"id": e.id, "op": e.op, "before": e.before, "after": e.after, "source": src, "ts_ms": e.ts_ms})
+    return out
+
+
+def _dumps_events(obj: Any) -> bytes:
+    # Row keys are column names: the slower non-string-key mode is only a fallback.
     try:
-        return orjson.dumps(out, default=_default)
+        return orjson.dumps(obj, default=_default)
     except TypeError:  # a non-string key after all (e.g. from a custom transform)
-        return dumps(out)
+        return dumps(obj)
+
+
+def encode_events(events: Iterable[Event]) -> bytes:
+    """The JSON array of ``events`` in one orjson call (one call per event costs ~5x more: each
+    result is a separate allocation)."""
+    return _dumps_events(envelopes(events))
+
+
+def encode_lines(events: Iterable[Event]) -> bytes:
+    """JSON Lines: one event per line."""
+    return b"".join([_dumps_events(env) + b"\n" for env in envelopes(events)])
 
 
 @dataclass(slots=True, frozen=True)

@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from cdcsync.event import Event, encode_events
+from cdcsync.event import Event, encode_events, encode_lines
 
 
 def _events() -> list[Event]:
@@ -48,6 +48,7 @@ def test_batched_encoding_says_what_each_event_says() -> None:
     batched = orjson.loads(encode_events(events))
     assert batched == [_expected(e) for e in events]
     assert [orjson.loads(e.encode()) for e in events] == batched
+    assert [orjson.loads(line) for line in encode_lines(events).splitlines()] == batched
     assert [e["source"]["mapping_version"] for e in batched][2:6] == ["m1", "m2", "m2", None]
     assert batched[0]["after"]["amount"] == "12.50" and batched[0]["after"]["blob"] == "AP8="
     assert batched[0]["source"]["commit_ts"] == "2026-11-25T08:00:00.123456+00:00"

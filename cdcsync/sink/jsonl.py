@@ -11,7 +11,7 @@ import logging
 import os
 from pathlib import Path
 
-from cdcsync.event import Ack, Batch
+from cdcsync.event import Ack, Batch, encode_lines
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ class JsonlSink:
 
     def send(self, batch: Batch) -> Ack:
         if batch.events:
-            data = b"".join([e.encode() + b"\n" for e in batch.events])
+            data = encode_lines(batch.events)
             view = memoryview(data)
             while view:
                 n = self._fh.write(view)
