@@ -95,7 +95,6 @@ class Event:
     ts_ms: int
     mapping_version: str | None = None  # code tables the row was mapped with (validation stage)
     spec_version: str | None = None  # dataset spec the row was validated against
-    _raw: bytes | None = field(default=None, repr=False)
 
     def source(self) -> dict[str, Any]:
         """Where the change comes from: the same for every event of a transaction and table."""
@@ -118,11 +117,9 @@ class Event:
                 self.mapping_version, self.org_code, self.db)
 
     def encode(self) -> bytes:
-        """The JSON bytes of this one event (computed once). For many events at a time
-        :func:`encode_events` is several times cheaper."""
-        if self._raw is None:
-            self._raw = _dumps_events(envelopes([self])[0])
-        return self._raw
+        """The JSON bytes of this one event. For many events at a time :func:`encode_events` is
+        several times cheaper."""
+        return _dumps_events(envelopes([self])[0])
 
 
 def _default(obj: Any) -> Any:

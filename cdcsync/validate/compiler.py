@@ -635,6 +635,13 @@ class _Gen:
         self.emit(1, "except KeyError:")
         self.emit(2, missing or f"{targets} = map(row.get, _NAMES)")
 
+    def rules(self) -> None:
+        """The table's cross-field rules (the same code in the full and the fast checker)."""
+        if any(r.kind == "id_number_if" for r in self.table.rules):
+            self.emit(1, "today = now.date()")
+        for k, r in enumerate(self.table.rules):
+            self.rule(k, r)
+
     def check_source(self) -> str:
         self.lines = []
         self.fast = False
@@ -643,10 +650,7 @@ class _Gen:
         self.emit(1, "v = []")
         for i, f in enumerate(self.table.fields):
             self.field(i, f)
-        if any(r.kind == "id_number_if" for r in self.table.rules):
-            self.emit(1, "today = now.date()")
-        for k, r in enumerate(self.table.rules):
-            self.rule(k, r)
+        self.rules()
         self.emit(1, "if v:")
         self.emit(2, "return None, v")
         self.output(1)
@@ -660,10 +664,7 @@ class _Gen:
         self.fetch("return _full(row, now)")
         for i, f in enumerate(self.table.fields):
             self.field_fast(i, f)
-        if any(r.kind == "id_number_if" for r in self.table.rules):
-            self.emit(1, "today = now.date()")
-        for k, r in enumerate(self.table.rules):
-            self.rule(k, r)
+        self.rules()
         self.output_fast(1)
         self.emit(1, "return out, []")
         self.fast = False
