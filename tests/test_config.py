@@ -102,3 +102,14 @@ def test_run_refuses_a_destination_whose_key_file_is_missing(tmp_path: Path) -> 
     result = CliRunner().invoke(main, ["-c", str(path), "run"])
     assert result.exit_code == 2
     assert "none.key" in result.output and "Traceback" not in result.output
+
+
+def test_partial_listener_section_keeps_the_default_port(tmp_path: Path) -> None:
+    """``api.data.enabled: false`` (what the busy-port message suggests) needs no port."""
+    path = _write(tmp_path, "org_code: '123456'\napi:\n  data: {enabled: false}\n  monitor: {host: 127.0.0.1}\n")
+    api = load_settings(path, environ={}).api
+    assert not api.data.enabled
+    assert (api.monitor.host, api.monitor.port) == ("127.0.0.1", 8883)
+    assert api.web.port == 8884
+    env = load_settings(_write(tmp_path, "org_code: '123456'\n"), environ={"CDCSYNC_API__WEB__ENABLED": "false"})
+    assert not env.api.web.enabled and env.api.web.port == 8884

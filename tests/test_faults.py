@@ -7,6 +7,7 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -133,8 +134,9 @@ def test_kill_9_at_random_moments_loses_nothing(cdc_db: str, tmp_path: Path, rou
             proc.wait(10)
             kills += 1
         assert load.commits > 100
+        started = _starts(log_path)
         proc = start_daemon(cfg, log_path)
-        time.sleep(1.0)
+        _wait_streaming(log_path, started + 1, timeout=60)
         load.stop.set()
         load.join(10)
         events = _wait_equal(cdc_db, events_path)
@@ -159,11 +161,18 @@ def _starts(log_path: Path) -> int:
     return log_path.read_text(encoding="utf-8", errors="replace").count("replication started")
 
 
-def _wait_streaming(log_path: Path, sessions: int, timeout: float = 20.0) -> None:
+def _wait_streaming(log_path: Path, sessions: int, timeout: float = 60.0) -> None:
     """Until the daemon log shows at least ``sessions`` replication starts in total."""
     deadline = time.monotonic() + timeout
     while _starts(log_path) < sessions:
         assert time.monotonic() < deadline, "daemon did not start streaming"
+        time.sleep(0.05)
+
+
+def _wait_until(cond: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.05)
 
 
@@ -180,11 +189,14 @@ def test_postgresql_restart_mid_stream(cdc_db: str, tmp_path: Path, pg_cluster: 
     load = Load(cdc_db)
     load.start()
     try:
-        time.sleep(2.0)
+        # Restart only once the daemon streams (on a slow machine start-up takes seconds), so
+        # that the restart cuts a live stream and the daemon must reconnect.
+        _wait_streaming(log_path, 1, timeout=60)
+        _wait_until(lambda: load.commits > 20, "the load to commit while streaming")
         before = load.commits
         pg_cluster.restart()
-        time.sleep(3.0)
-        assert load.commits > before, "load resumed after the restart"
+        _wait_until(lambda: load.commits > before + 20, "the load to resume after the restart")
+        _wait_streaming(log_path, 2, timeout=60)  # the daemon reconnected
         load.stop.set()
         load.join(10)
         events = _wait_equal(cdc_db, events_path)

@@ -20,9 +20,14 @@ class JsonlSink:
     def __init__(self, name: str, path: Path) -> None:
         self.name = name
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._repair_tail()
-        self._fh = open(self.path, "ab", buffering=0)  # noqa: SIM115 - kept open for the sink's lifetime
+        # Events carry patient data: the file is the owner's alone, whatever the umask.
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        if os.fstat(fd).st_mode & 0o077:
+            log.warning("jsonl sink %s: %s is readable by group or others (chmod 600 recommended)",
+                        self.name, self.path)
+        self._fh = os.fdopen(fd, "ab", buffering=0)
 
     def _repair_tail(self) -> None:
         if not self.path.exists():
