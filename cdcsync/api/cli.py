@@ -1,18 +1,23 @@
-"""``cdcsync serve`` (the HTTP listeners alone) and ``cdcsync api-keys add|list|revoke``."""
+"""``cdcsync serve`` (the HTTP listeners alone) and ``cdcsync api-keys add|list|scope|revoke``."""
 
 from __future__ import annotations
 
+import datetime as dt
 import signal
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from types import FrameType
-from typing import NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 import psycopg
 
 from cdcsync.cli import AppContext, pass_app
+
+if TYPE_CHECKING:
+    from cdcsync.api.auth import ApiKeyInfo, KeyScope
 
 
 def _fail(message: str) -> NoReturn:
@@ -42,8 +47,9 @@ def serve_cmd(app: AppContext) -> None:
         _fail(str(exc))
     api = api_settings(settings)
     for name, port in handle.ports.items():
-        host = getattr(api, name).host
-        click.echo(f"已启动 {name}：http://{host}:{port}/" + ("status.html" if name == "web" else ""))
+        cfg = getattr(api, name)
+        scheme = "https" if cfg.tls else "http"
+        click.echo(f"已启动 {name}：{scheme}://{cfg.host}:{port}/" + ("status.html" if name == "web" else ""))
     if not handle.running:
         click.echo("配置中没有启用任何 HTTP 服务（api.data/monitor/web.enabled 均为 false）。", err=True)
         return
@@ -71,30 +77,87 @@ def _missing_table() -> NoReturn:
     _fail("数据库中没有 cdcsync.api_key 表，请先执行 cdcsync db init")
 
 
+def _missing_migration() -> NoReturn:
+    _fail("cdcsync.api_key 表缺少授权范围字段，请先执行 cdcsync db init（迁移 011_api_key_scopes.sql）")
+
+
+def _expiry(value: str | None) -> dt.date | None:
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        _fail(f"--expires 应为日期 YYYY-MM-DD（如 2027-12-31），实际为 {value!r}")
+
+
+def _table_names() -> list[str]:
+    from cdcsync.spec import load_spec
+
+    return [t.name for t in load_spec().tables]
+
+
+def _show(k: ApiKeyInfo, own_org_code: str) -> None:
+    def t(v: object) -> str:
+        return v.strftime("%Y-%m-%d %H:%M") if hasattr(v, "strftime") else "-"
+
+    words = k.scope.describe(own_org_code)
+    click.echo(f"{k.name}（标识 {k.key_id}）：{k.state}")
+    click.echo(f"  允许的表    {words['tables']}")
+    click.echo(f"  允许的操作  {words['ops']}")
+    click.echo(f"  医疗机构    {words['org_codes']}")
+    click.echo(f"  有效期至    {k.expires_on.isoformat() + '（含当日）' if k.expires_on else '长期'}")
+    click.echo(f"  创建 {t(k.created_at)}  最近使用 {t(k.last_used_at)}" + (f"  备注 {k.note}" if k.note else ""))
+
+
+def _scope_from(tables: Sequence[str], ops: Sequence[str], org_codes: Sequence[str] | None) -> KeyScope:
+    from cdcsync.api.auth import ApiKeyError, make_scope
+
+    try:
+        return make_scope(tables, ops, org_codes, _table_names())
+    except ApiKeyError as exc:
+        _fail(str(exc))
+
+
+_TABLES_HELP = "允许写入的表，逗号分隔（如 visit,diagnosis），* 表示全部表"
+_OPS_HELP = "允许的操作：upsert（新增/更新）、delete（删除），逗号分隔"
+_ORG_HELP = "允许写入的医疗机构代码（可重复）；不指定则仅本机构（配置项 org_code）"
+
+
 @api_keys.command("add")
 @click.argument("name")
+@click.option("--tables", required=True, help=_TABLES_HELP)
+@click.option("--ops", required=True, help=_OPS_HELP)
+@click.option("--org-code", "org_codes", multiple=True, help=_ORG_HELP)
+@click.option("--expires", help="有效期截止日 YYYY-MM-DD（北京时间当日 24 时失效）；不指定则长期有效")
 @click.option("--note", help="备注（如厂商名称、联系人）")
 @pass_app
-def keys_add(app: AppContext, name: str, note: str | None) -> None:
-    """为客户端 NAME 生成密钥（只显示这一次，请妥善转交厂商）。"""
-    from cdcsync.api.auth import ApiKeyError, create_key
+def keys_add(app: AppContext, name: str, tables: str, ops: str, org_codes: tuple[str, ...],
+             expires: str | None, note: str | None) -> None:
+    """为客户端 NAME 生成密钥（只显示这一次，请妥善转交厂商），并限定其可写的表、操作与医疗机构。"""
+    from cdcsync.api.auth import ApiKeyError, create_key, list_keys
 
+    scope = _scope_from([tables], [ops], org_codes or None)
+    expires_on = _expiry(expires)
     with _connect(app) as conn:
         try:
-            key = create_key(conn, name, note)
+            key = create_key(conn, name, note, scope, expires_on)
+            info = list_keys(conn, name)[0]
         except ApiKeyError as exc:
             _fail(str(exc))
         except psycopg.errors.UndefinedTable:
             _missing_table()
+        except psycopg.errors.UndefinedColumn:
+            _missing_migration()
     click.echo(f"已为客户端 {name} 生成 API 密钥（只显示这一次，前置软件不保存明文）：")
     click.echo(key)
     click.echo("调用时在请求头中携带：Authorization: Bearer <密钥>（或 X-Api-Key: <密钥>）")
+    _show(info, app.settings.org_code)
 
 
 @api_keys.command("list")
 @pass_app
 def keys_list(app: AppContext) -> None:
-    """列出客户端密钥（不含密钥本身）。"""
+    """列出客户端密钥及其授权范围（不含密钥本身）。"""
     from cdcsync.api.auth import list_keys
 
     with _connect(app) as conn:
@@ -102,17 +165,59 @@ def keys_list(app: AppContext) -> None:
             keys = list_keys(conn)
         except psycopg.errors.UndefinedTable:
             _missing_table()
+        except psycopg.errors.UndefinedColumn:
+            _missing_migration()
     if not keys:
-        click.echo("尚无客户端密钥（用 cdcsync api-keys add 名称 创建）。")
+        click.echo("尚无客户端密钥（用 cdcsync api-keys add 名称 --tables 表 --ops 操作 创建）。")
         return
-
-    def t(v: object) -> str:
-        return v.strftime("%Y-%m-%d %H:%M") if hasattr(v, "strftime") else "-"
-
-    click.echo(f"{'名称':<16}{'标识':<14}{'状态':<6}{'创建时间':<18}{'最近使用':<18}备注")
     for k in keys:
-        state = "已吊销" if k.revoked_at else "在用"
-        click.echo(f"{k.name:<18}{k.key_id:<14}{state:<6}{t(k.created_at):<20}{t(k.last_used_at):<20}{k.note or ''}")
+        _show(k, app.settings.org_code)
+
+
+@api_keys.command("scope")
+@click.argument("name")
+@click.option("--tables", help=_TABLES_HELP)
+@click.option("--ops", help=_OPS_HELP)
+@click.option("--org-code", "org_codes", multiple=True, help="允许写入的医疗机构代码（可重复，替换原有设置）")
+@click.option("--own-org", is_flag=True, help="恢复为仅本机构（配置项 org_code）")
+@click.option("--expires", help="新的有效期截止日 YYYY-MM-DD")
+@click.option("--no-expiry", is_flag=True, help="取消有效期限制")
+@pass_app
+def keys_scope(app: AppContext, name: str, tables: str | None, ops: str | None, org_codes: tuple[str, ...],
+               own_org: bool, expires: str | None, no_expiry: bool) -> None:
+    """修改客户端 NAME 的授权范围或有效期（未指定的项保持不变，立即生效）。"""
+    from cdcsync.api.auth import ApiKeyError, list_keys, update_key
+
+    if org_codes and own_org:
+        _fail("--org-code 与 --own-org 不能同时使用")
+    if expires and no_expiry:
+        _fail("--expires 与 --no-expiry 不能同时使用")
+    if not (tables or ops or org_codes or own_org or expires or no_expiry):
+        _fail("请至少指定一项要修改的内容：--tables、--ops、--org-code、--own-org、--expires 或 --no-expiry")
+    with _connect(app) as conn:
+        try:
+            found = list_keys(conn, name)
+            if not found:
+                raise ApiKeyError(f"没有名为 {name!r} 的客户端密钥（用 cdcsync api-keys list 查看）")
+            old = found[0].scope
+            orgs: Sequence[str] | None = old.org_codes
+            if org_codes:
+                orgs = org_codes
+            elif own_org:
+                orgs = None
+            scope = _scope_from([tables] if tables else old.tables, [ops] if ops else old.ops, orgs)
+            change: dict[str, Any] = {}
+            if expires or no_expiry:
+                change["expires_on"] = _expiry(expires)
+            info = update_key(conn, name, scope, **change)
+        except ApiKeyError as exc:
+            _fail(str(exc))
+        except psycopg.errors.UndefinedTable:
+            _missing_table()
+        except psycopg.errors.UndefinedColumn:
+            _missing_migration()
+    click.echo(f"已修改客户端 {name} 的授权范围（立即生效）：")
+    _show(info, app.settings.org_code)
 
 
 @api_keys.command("revoke")

@@ -16,6 +16,12 @@ database write, and a repeated request changes nothing (no new WAL, no duplicate
 
 The request models in the OpenAPI document (``/docs``) are generated from the spec, with each
 field's Chinese description; they document the body, the checking itself is the validators'.
+``/docs`` is Swagger UI served from the ``swagger-ui-bundle`` package's files (no CDN: hospital
+networks are offline); ``api.data.docs: false`` removes it and ``/openapi.json``.
+
+Each request passes, in this order: the key (401/403, :mod:`cdcsync.api.auth`), the key's rate
+limit (429, :mod:`cdcsync.api.ratelimit`), the key's scope for table and operation (403), the body
+limits, the key's scope for each record's ``org_code`` (403), then the validators (400).
 """
 
 from __future__ import annotations
@@ -26,13 +32,15 @@ import queue
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import orjson
 import psycopg
 from fastapi import FastAPI, Request
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from psycopg import sql
 from psycopg.types.json import Jsonb
 from pydantic import BaseModel, ConfigDict, create_model
@@ -41,8 +49,9 @@ from pydantic.json_schema import models_json_schema
 from starlette.concurrency import run_in_threadpool
 
 from cdcsync import __version__
-from cdcsync.api.auth import authenticate, presented_key
+from cdcsync.api.auth import Client, authenticate, presented_key, require_org_codes, require_scope
 from cdcsync.api.errors import ApiError, install_error_handlers, record_error
+from cdcsync.api.ratelimit import RateLimiter
 from cdcsync.api.settings import ApiSettings, api_settings
 from cdcsync.config import Settings
 from cdcsync.mapping.reload import RulesHolder
@@ -384,8 +393,10 @@ class DeleteResult(BaseModel):
 _ERRORS_DOC: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody, "description": "请求或记录未通过校验（整批未写入）"},
     401: {"model": ErrorBody, "description": "缺少或错误的 API 密钥"},
-    403: {"model": ErrorBody, "description": "API 密钥已吊销"},
+    403: {"model": ErrorBody, "description": "API 密钥已吊销或过期，或表、操作、医疗机构代码超出该密钥的授权范围"
+                                             "（整批未写入）"},
     413: {"model": ErrorBody, "description": "请求体或批量记录数超过上限"},
+    429: {"model": ErrorBody, "description": "该密钥请求过于频繁或并发过多；按 Retry-After（秒）等待后重试"},
     503: {"model": ErrorBody, "description": "数据库暂时不可用"},
 }
 
@@ -402,6 +413,8 @@ def create_data_app(settings: Settings, *, rules: RulesHolder | None = None, spe
     checker = ApiChecker(rules)
     pool = ConnPool(conninfo or settings.database.conninfo)
     max_body, max_records = api.max_body_bytes, api.max_batch_records
+    limiter = RateLimiter(api.rate_limit_per_second, api.rate_limit_burst, api.max_concurrent_per_client)
+    own_org = settings.org_code
 
     app = FastAPI(
         title="cdcsync 数据操作 API",
@@ -410,24 +423,26 @@ def create_data_app(settings: Settings, *, rules: RulesHolder | None = None, spe
             "院内系统（HIS/EMR）以 JSON 推送标化 EMR 数据，等同于写入镜像库 emr.*。"
             "字段名与数据集规范一致，编码字段填写院内本地代码。"
             f"认证：Authorization: Bearer <密钥> 或 X-Api-Key。每批最多 {max_records} 条记录，"
-            f"请求体最大 {max_body} 字节。数据集规范版本 {spec.version}。"
+            f"请求体最大 {max_body} 字节。每个密钥只能写入授权的表、操作与医疗机构代码（否则 403）；"
+            f"每个密钥每秒最多 {api.rate_limit_per_second:g} 个请求、同时最多 {api.max_concurrent_per_client} 个"
+            f"（否则 429）。数据集规范版本 {spec.version}。"
         ),
-        docs_url="/docs", redoc_url=None,
+        docs_url=None, redoc_url=None, openapi_url="/openapi.json" if api.data.docs else None,
     )
     install_error_handlers(app, "data")
     app.state.pool = pool
     schema_models: list[type[BaseModel]] = [ErrorBody, UpsertResult, DeleteResult]
 
-    async def client_of(request: Request) -> str:
+    async def client_of(request: Request) -> Client:
         key = presented_key(request.headers.get("authorization"), request.headers.get("x-api-key"))
 
-        def run() -> str:
+        def run() -> Client:
             with pool.connection() as conn:
                 return authenticate(conn, key)
 
-        name = await run_in_threadpool(run)
-        request.state.client_name = name
-        return name
+        client = await run_in_threadpool(run)
+        request.state.client_name = client.name
+        return client
 
     async def items_of(request: Request, member: str) -> list[Any]:
         length = request.headers.get("content-length")
@@ -488,45 +503,49 @@ def create_data_app(settings: Settings, *, rules: RulesHolder | None = None, spe
                     raise _db_rejected(exc) from None
 
         async def upsert(request: Request) -> JSONResponse:
-            await client_of(request)
-            items = await items_of(request, "records")
-
-            def run() -> dict[str, int]:
-                now = beijing_now()
-                rows: list[dict[str, Any]] = []
-                errors: list[dict[str, Any]] = []
-                for i, rec in enumerate(items):
-                    row, errs = checker.check(table, i, rec, now)
-                    if errs:
-                        errors.extend(errs)
-                    elif row is not None:
-                        rows.append(row)
-                if errors:
-                    raise _failed(errors, "记录")
-                return write_rows(rows)
-
-            counts = await run_in_threadpool(run)
+            client = await client_of(request)
+            with limiter.slot(client.name):
+                require_scope(client, table.name, "upsert")
+                items = await items_of(request, "records")
+                require_org_codes(client, own_org, items, "记录")
+                counts = await run_in_threadpool(check_and_write, items)
             return JSONResponse({"table": table.name, "received": len(items), **counts})
 
-        async def delete(request: Request) -> JSONResponse:
-            await client_of(request)
-            items = await items_of(request, "keys")
-
-            def run() -> int:
-                keys: list[tuple[Any, ...]] = []
-                errors: list[dict[str, Any]] = []
-                for i, k in enumerate(items):
-                    key, errs = checker.check_key(table, i, k)
+        def check_and_write(items: list[Any]) -> dict[str, int]:
+            now = beijing_now()
+            rows: list[dict[str, Any]] = []
+            errors: list[dict[str, Any]] = []
+            for i, rec in enumerate(items):
+                row, errs = checker.check(table, i, rec, now)
+                if errs:
                     errors.extend(errs)
-                    if key is not None:
-                        keys.append(key)
-                if errors:
-                    raise _failed(errors, "主键")
-                return delete_rows(keys)
+                elif row is not None:
+                    rows.append(row)
+            if errors:
+                raise _failed(errors, "记录")
+            return write_rows(rows)
 
-            deleted = await run_in_threadpool(run)
+        async def delete(request: Request) -> JSONResponse:
+            client = await client_of(request)
+            with limiter.slot(client.name):
+                require_scope(client, table.name, "delete")
+                items = await items_of(request, "keys")
+                require_org_codes(client, own_org, items, "主键")
+                deleted = await run_in_threadpool(check_and_delete, items)
             return JSONResponse({"table": table.name, "received": len(items), "deleted": deleted,
                                  "not_found": len(items) - deleted})
+
+        def check_and_delete(items: list[Any]) -> int:
+            keys: list[tuple[Any, ...]] = []
+            errors: list[dict[str, Any]] = []
+            for i, k in enumerate(items):
+                key, errs = checker.check_key(table, i, k)
+                errors.extend(errs)
+                if key is not None:
+                    keys.append(key)
+            if errors:
+                raise _failed(errors, "主键")
+            return delete_rows(keys)
 
         body_ref = {"$ref": f"#/components/schemas/{upsert_m.__name__}"}
         app.add_api_route(
@@ -553,6 +572,9 @@ def create_data_app(settings: Settings, *, rules: RulesHolder | None = None, spe
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
+    if api.data.docs:
+        add_docs_routes(app)
+
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             doc = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
@@ -570,6 +592,35 @@ def create_data_app(settings: Settings, *, rules: RulesHolder | None = None, spe
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+# Swagger UI's files, served from the swagger-ui-bundle package (nothing from a CDN).
+DOCS_ASSETS = {"swagger-ui-bundle.js": "text/javascript", "swagger-ui.css": "text/css",
+               "favicon-32x32.png": "image/png"}
+
+
+def add_docs_routes(app: FastAPI) -> None:
+    """``/docs`` (Swagger UI) and its assets under ``/docs/static/``, all local."""
+    from swagger_ui_bundle import swagger_ui_path
+
+    assets = Path(swagger_ui_path)
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json", title=app.title,
+            swagger_js_url="/docs/static/swagger-ui-bundle.js", swagger_css_url="/docs/static/swagger-ui.css",
+            swagger_favicon_url="/docs/static/favicon-32x32.png",
+            # No validator badge: it would send the schema to validator.swagger.io.
+            swagger_ui_parameters={"validatorUrl": None},
+        )
+
+    @app.get("/docs/static/{name}", include_in_schema=False)
+    async def docs_asset(name: str) -> FileResponse:
+        if name not in DOCS_ASSETS:
+            raise ApiError(404, "NOT_FOUND", "请求的地址不存在")
+        return FileResponse(assets / name, media_type=DOCS_ASSETS[name],
+                            headers={"Cache-Control": "max-age=86400"})
 
 
 def _too_large(max_body: int) -> ApiError:

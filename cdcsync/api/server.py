@@ -3,12 +3,18 @@
 ``start_servers(settings, ...)`` binds every enabled listener first (a port already taken is a
 clear one-line error naming the config key, "如已被占用，可更换"), then serves; the returned
 handle's ``stop()`` shuts them down gracefully. Used by ``cdcsync run`` and alone by ``cdcsync serve``.
+
+Before anything is bound, the TLS files of each listener are loaded (a missing file, a key that
+others can read, a certificate that does not match its key: one line naming the config key), and
+8881/8883 on a non-loopback address without TLS are refused unless ``allow_plain_http`` is set
+(see :func:`cdcsync.api.settings.plain_http_findings`); with it, a warning is logged at each start.
 """
 
 from __future__ import annotations
 
 import logging
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -18,8 +24,10 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI
 
-from cdcsync.api.settings import ApiSettings, ListenerSettings, api_settings
+from cdcsync.api.settings import ApiSettings, ListenerSettings, api_settings, plain_http_findings
 from cdcsync.config import Settings
+from cdcsync.crypto import KeyFileError
+from cdcsync.crypto.keys import check_private_key_permissions
 
 log = logging.getLogger("cdcsync.api")
 
@@ -91,6 +99,47 @@ def _bind(name: str, cfg: ListenerSettings) -> socket.socket:
     return sock
 
 
+def server_ssl_context(name: str, cfg: ListenerSettings) -> ssl.SSLContext | None:
+    """The TLS context of a listener (None without TLS): TLS 1.2 or later, client certificates
+    required when ``tls_client_ca_file`` is set. ApiStartError naming the config key otherwise."""
+    if cfg.tls_cert_file is None or cfg.tls_key_file is None:
+        return None
+    where = f"{_PURPOSE[name]}的 TLS 配置（api.{name}）"
+    try:
+        check_private_key_permissions(cfg.tls_key_file)
+    except KeyFileError as exc:
+        raise ApiStartError(f"{where}：{exc}") from None
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    for key, path in (("tls_cert_file", cfg.tls_cert_file), ("tls_key_file", cfg.tls_key_file),
+                      ("tls_client_ca_file", cfg.tls_client_ca_file)):
+        if path is not None and not path.is_file():
+            raise ApiStartError(f"{where}：{key} 指定的文件 {path} 不存在")
+    try:
+        ctx.load_cert_chain(cfg.tls_cert_file, cfg.tls_key_file)
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        raise ApiStartError(f"{where}：无法加载证书 {cfg.tls_cert_file} 与私钥 {cfg.tls_key_file}"
+                            f"（应为 PEM 格式、未加密且相互匹配）：{getattr(exc, 'reason', None) or exc}") from None
+    if cfg.tls_client_ca_file is not None:
+        try:
+            ctx.load_verify_locations(cafile=str(cfg.tls_client_ca_file))
+        except (ssl.SSLError, OSError) as exc:
+            raise ApiStartError(f"{where}：无法加载客户端 CA 证书 {cfg.tls_client_ca_file}（应为 PEM 格式）："
+                                f"{getattr(exc, 'reason', None) or exc}") from None
+        ctx.verify_mode = ssl.CERT_REQUIRED
+    return ctx
+
+
+def _uvicorn_tls(cfg: ListenerSettings) -> dict[str, Any]:
+    """uvicorn's own TLS options for what :func:`server_ssl_context` checked beforehand."""
+    if not cfg.tls:
+        return {}
+    opts: dict[str, Any] = {"ssl_certfile": str(cfg.tls_cert_file), "ssl_keyfile": str(cfg.tls_key_file)}
+    if cfg.tls_client_ca_file is not None:
+        opts |= {"ssl_ca_certs": str(cfg.tls_client_ca_file), "ssl_cert_reqs": ssl.CERT_REQUIRED}
+    return opts
+
+
 def build_apps(settings: Settings, api: ApiSettings | None = None, **deps: Any) -> dict[str, FastAPI]:
     """The apps of the enabled listeners. ``deps``: rules (RulesHolder), status_provider, started_at."""
     api = api_settings(settings, api)
@@ -133,6 +182,13 @@ def start_servers(settings: Settings, *, rules: Any = None,
     api = api_settings(settings, api)
     if apps is None:
         apps = build_apps(settings, api, rules=rules, status_provider=status_provider, started_at=started_at)
+    refusals, warnings = plain_http_findings(api, only=apps)
+    if refusals:
+        raise ApiStartError("；".join(refusals))
+    for name in apps:
+        server_ssl_context(name, getattr(api, name))
+    for warning in warnings:
+        log.warning("%s", warning)
     handle = ServerHandle()
     socks: dict[str, socket.socket] = {}
     try:
@@ -144,7 +200,8 @@ def start_servers(settings: Settings, *, rules: Any = None,
         raise
     for name, app in apps.items():
         config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off",
-                                timeout_graceful_shutdown=5, server_header=False)
+                                timeout_graceful_shutdown=5, server_header=False,
+                                **_uvicorn_tls(getattr(api, name)))
         server = uvicorn.Server(config)
         sock = socks[name]
         thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name=f"api-{name}", daemon=True)
@@ -158,5 +215,6 @@ def start_servers(settings: Settings, *, rules: Any = None,
         time.sleep(0.02)
     for r in handle.running:
         host, port = r.sock.getsockname()[:2]
-        log.info("%s listening on %s:%d", _PURPOSE[r.name], host, port)
+        log.info("%s listening on %s://%s:%d", _PURPOSE[r.name], "https" if r.server.config.ssl else "http",
+                 host, port)
     return handle
