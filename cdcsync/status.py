@@ -7,6 +7,7 @@ from typing import Any
 
 import psycopg
 
+from cdcsync.api.settings import plain_http_warnings
 from cdcsync.config import Settings
 from cdcsync.source.slots import SLOT_PREFIX, get_slot, list_slots, slot_name
 
@@ -76,4 +77,5 @@ def collect_status(settings: Settings, conninfo: str | None = None) -> dict[str,
     for d, cfg in zip(dests, settings.destinations, strict=True):
         d["enabled"] = cfg.enabled
         d["kind"] = cfg.kind
-    return {"generated_at": _iso(now), "destinations": dests, "orphan_slots": orphans}
+    return {"generated_at": _iso(now), "destinations": dests, "orphan_slots": orphans,
+            "listener_warnings": plain_http_warnings(settings)}

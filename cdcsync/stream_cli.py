@@ -111,6 +111,8 @@ def status_cmd(app: AppContext, as_json: bool) -> None:
         _print_dest(d)
     for s in st["orphan_slots"]:
         click.echo(f"警告：复制槽 {s['name']} 不属于任何已配置的目的地，仍在保留 WAL（cdcsync slots drop {s['name']}）")
+    for warning in st.get("listener_warnings", []):
+        click.echo(f"警告：{warning}")
 
 
 def _print_dest(d: dict[str, Any]) -> None:

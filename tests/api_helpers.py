@@ -15,7 +15,7 @@ import psycopg
 
 from cdcsync.api.auth import create_key, revoke_key
 from cdcsync.api.server import ServerHandle, start_servers
-from cdcsync.api.settings import ApiSettings, ListenerSettings
+from cdcsync.api.settings import ApiSettings, DataListenerSettings, ListenerSettings
 from cdcsync.config import Settings
 from cdcsync.db.cluster import LocalCluster
 from cdcsync.db.migrate import apply_migrations
@@ -41,7 +41,8 @@ class Api:
 
 def local_api(only: tuple[str, ...] = ("data", "monitor", "web"), **kw: Any) -> ApiSettings:
     """Every listener on 127.0.0.1 and a free port; those not in ``only`` disabled."""
-    lst = {n: ListenerSettings(host="127.0.0.1", port=0, enabled=n in only) for n in ("data", "monitor", "web")}
+    lst: dict[str, Any] = {n: ListenerSettings(host="127.0.0.1", port=0, enabled=n in only) for n in ("monitor", "web")}
+    lst["data"] = DataListenerSettings(host="127.0.0.1", port=0, enabled="data" in only)
     return ApiSettings(**lst, **kw)
 
 

@@ -32,7 +32,8 @@ BUDGET_S = 60.0
 def api(pg_cluster: LocalCluster) -> Iterator[Api]:
     dsn = new_database(pg_cluster, "fuzz")
     try:
-        with running_api(dsn, local_api(("data",), max_batch_records=20, max_body_bytes=256 * 1024)) as a:
+        with running_api(dsn, local_api(("data",), max_batch_records=20, max_body_bytes=256 * 1024,
+                                         rate_limit_per_second=1000, rate_limit_burst=1000)) as a:
             yield a
     finally:
         drop_database(pg_cluster, dsn)

@@ -189,10 +189,11 @@ def test_api_keys_cli_add_list_revoke(pg_cluster: LocalCluster, tmp_path: Path) 
         return subprocess.run([sys.executable, "-c", code, "-c", str(cfg), *args], capture_output=True, text=True,
                               timeout=60)
 
-    added = cli("api-keys", "add", "lis", "--note", "检验科LIS")
+    added = cli("api-keys", "add", "lis", "--tables", "*", "--ops", "upsert,delete", "--note", "检验科LIS")
     assert added.returncode == 0, added.stderr
     key = next(line for line in added.stdout.splitlines() if line.startswith("cdk_"))
-    assert cli("api-keys", "add", "lis").returncode == 2  # name taken: one clear line, no traceback
+    # name taken: one clear line, no traceback
+    assert cli("api-keys", "add", "lis", "--tables", "*", "--ops", "upsert").returncode == 2
     listed = cli("api-keys", "list")
     assert "lis" in listed.stdout and "在用" in listed.stdout and key not in listed.stdout
     with running_api(dsn, local_api(("data",))) as a:

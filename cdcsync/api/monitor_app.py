@@ -33,7 +33,7 @@ from prometheus_client.registry import Collector
 
 from cdcsync import __version__
 from cdcsync.api.errors import ApiError, install_error_handlers, last_errors
-from cdcsync.api.settings import ApiSettings, api_settings
+from cdcsync.api.settings import ApiSettings, api_settings, plain_http_warnings
 from cdcsync.config import Settings
 from cdcsync.spec import load_spec
 
@@ -100,6 +100,8 @@ def build_status(settings: Settings, *, started_at: float | None = None, rules: 
         "orphan_slots": [],
         "disk": None,
         "last_errors": last_errors(),
+        # Plain HTTP on the network by explicit consent (allow_plain_http): known from the config.
+        "listener_warnings": plain_http_warnings(settings) if hasattr(settings, "api") else [],
     }
     if rules is not None:
         out["mapping_version"] = rules.current().mapping_version

@@ -154,6 +154,8 @@ def render_status(st: Mapping[str, Any], spec: Spec) -> str:
         "spec_version": _e(st.get("spec_version") or spec.version),
         "mapping_version": _e(st.get("mapping_version") or "—"),
         "uptime": _e(format_lag(uptime) if uptime is not None else "—"),
+        "listener_warnings": "".join(f'<div class="notice attention">安全提示：{_e(w)}</div>'
+                                     for w in st.get("listener_warnings") or []),
     }
     return Template(TEMPLATE.read_text(encoding="utf-8")).substitute(values)
 
