@@ -17,12 +17,12 @@ from pathlib import Path
 from types import FrameType
 
 from cdcsync.api.server import start_servers
-from cdcsync.config import ConfigError, Settings
+from cdcsync.config import ConfigError, DestinationSettings, Settings
 from cdcsync.event import str_to_lsn
 from cdcsync.mapping.reload import MappingWatcher, RulesHolder
 from cdcsync.pipeline import Pipeline, run_pipeline_forever
 from cdcsync.sink import build_sink
-from cdcsync.validate.stage import ValidationStage
+from cdcsync.validate.stage import transform_for
 
 log = logging.getLogger(__name__)
 
@@ -69,13 +69,18 @@ def _rules_state_path(settings: Settings) -> Path:
     return settings.state_dir / "rules.json"
 
 
+def build_pipeline(settings: Settings, dest: DestinationSettings, holder: RulesHolder,
+                   stop: threading.Event | None = None) -> Pipeline:
+    """The pipeline of one destination with its own validation stage (it tracks the transaction
+    it is in, so that one transaction is always checked with one rule set). The only way the
+    daemon, ``drain`` and ``cdcsync snapshot`` build one: every event they send is validated and
+    mapped."""
+    return Pipeline(settings, dest, transform=transform_for(settings, holder), stop=stop)
+
+
 def _pipelines(settings: Settings, holder: RulesHolder, stop: threading.Event) -> list[Pipeline]:
-    """One pipeline per enabled destination; each gets its own validation stage (it tracks the
-    transaction it is in, so that one transaction is always checked with one rule set)."""
-    return [
-        Pipeline(settings, d, transform=ValidationStage.for_settings(settings, holder), stop=stop)
-        for d in settings.enabled_destinations
-    ]
+    """One pipeline per enabled destination."""
+    return [build_pipeline(settings, d, holder, stop) for d in settings.enabled_destinations]
 
 
 def run(settings: Settings, install_signals: bool = True) -> int:

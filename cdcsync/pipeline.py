@@ -58,7 +58,16 @@ Destination = DestinationSettings
 
 
 class Transform(Protocol):
-    """Validation/mapping stage: a Change becomes an Event, or a Rejection for quarantine."""
+    """Validation/mapping stage: a Change becomes an Event, or a Rejection for quarantine.
+
+    For a real destination this is always the validation stage built by
+    :func:`cdcsync.validate.stage.transform_for`; :class:`PassThroughTransform` is for tests and
+    benchmarks of the engine alone."""
+
+    @property
+    def origin(self) -> str:
+        """``{org_code}.{database}``: the first part of every event id (also of quarantined ones)."""
+        ...
 
     def __call__(self, change: Change) -> Event | Rejection: ...
 
@@ -89,14 +98,20 @@ class EventIds:
         return self.prefix + str(change.ordinal)
 
 
-class DefaultTransform:
-    """Builds the Event as it is; the validation/mapping stage replaces this later."""
+class PassThroughTransform:
+    """The Event envelope around the change as it is: no validation, no mapping, no versions.
+    For tests and benchmarks of the engine only (an upstream platform refuses its batches);
+    every real path uses :func:`cdcsync.validate.stage.transform_for`."""
 
     def __init__(self, org_code: str, db: str) -> None:
         self.org_code = org_code
         self.db = db
         self.origin = f"{org_code}.{db}"
         self._ids = EventIds(self.origin)
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> PassThroughTransform:
+        return cls(settings.org_code, settings.database.dbname)
 
     def __call__(self, change: Change) -> Event | Rejection:
         lsn = change.lsn
@@ -195,8 +210,10 @@ class _Session:
 class Pipeline:
     """Source → transform → batch → sink → checkpoint → flush for one destination."""
 
-    def __init__(self, settings: Settings, dest: Destination, sink: Sink | None = None,
-                 transform: Transform | None = None, stop: threading.Event | None = None) -> None:
+    def __init__(self, settings: Settings, dest: Destination, *, transform: Transform, sink: Sink | None = None,
+                 stop: threading.Event | None = None) -> None:
+        """``transform``: required, so that no pipeline silently sends unvalidated rows; the daemon,
+        ``drain`` and ``cdcsync snapshot`` get theirs from :func:`cdcsync.daemon.build_pipeline`."""
         self.settings = settings
         self.stream = settings.stream
         self.dest = dest
@@ -212,6 +229,7 @@ class Pipeline:
         self.business_date = BusinessDates()
         # counters for status and tests
         self.events_sent = 0
+        self.events_quarantined = 0
         self.batches_sent = 0
         self.flushed_lsn = 0
         # drain/bench/tests: end the stream once this returns True for (pipeline, flushed position)
@@ -231,7 +249,8 @@ class Pipeline:
         session: _Session | None = None
         try:
             self.business_date.tz = conn.info.timezone
-            transform = self._transform or DefaultTransform(self.settings.org_code, str(conn.info.dbname))
+            self._check_database(conn)
+            transform = self._transform
             pks = PrimaryKeys(conn)
             ckpt = Checkpointer(conn, self.name, self.slot, pks, self.stream.checkpoint_interval_ms / 1000)
             state = ckpt.load()
@@ -245,6 +264,15 @@ class Pipeline:
             if self._sink is None:
                 sink.close()
             conn.close()
+
+    def _check_database(self, conn: psycopg.Connection[Any]) -> None:
+        """Event ids name the database as ``settings.database.dbname`` resolves it; a connection
+        that landed elsewhere (e.g. through a service file) would make ids that differ by path."""
+        expected = self.settings.database.dbname
+        if conn.info.dbname != expected:
+            raise DatabaseMismatch(
+                f"连接到的数据库 {conn.info.dbname} 与连接串推断的数据库名 {expected} 不一致；"
+                "请在 database.dsn 中写明 dbname=…")
 
     def run_once(self) -> None:
         """One session: connect, snapshot if needed, stream until stopped or an error."""
@@ -438,6 +466,10 @@ class Pipeline:
                             slot.retained_bytes // (1024 * 1024), self.stream.wal_retention_warn_mb)
 
 
+class DatabaseMismatch(RuntimeError):
+    """The session's database is not the one the event ids name (message for the admin)."""
+
+
 class SnapshotRefused(RuntimeError):
     """``cdcsync snapshot`` cannot run now (message for the admin)."""
 
@@ -503,8 +535,7 @@ class _Batcher:
         row = change.row
         pk_cols = self.pks(change.schema, change.table)
         pk = {c: row.get(c) for c in pk_cols} if row else {}
-        origin = getattr(self.transform, "origin", f"{self.pipe.settings.org_code}")
-        return Rejected(eid or event_id(origin, change), change.schema, change.table,
+        return Rejected(eid or event_id(self.transform.origin, change), change.schema, change.table,
                         _jsonable(pk), change.lsn, rej.rule_id, rej.field, rej.message, row, self.bdate(change),
                         change.op, change.tx_id, change.commit_ts)
 
@@ -553,7 +584,8 @@ class _Batcher:
                     rejection = Rejection("sink.rejected", ack.rejected_fields.get(ev.id), reason)
                     sink_rej.append(self._rejected(ch, rejection, ev.id))
         lsn = self.ckpt.record(b, ack, sink_rej, position=self.position)
-        self.pipe.events_sent += len(b.events)
+        self.pipe.events_sent += len(b.events) - len(sink_rej)
+        self.pipe.events_quarantined += len(b.rejections) + len(sink_rej)
         self.pipe.batches_sent += 1
         self.advance(lsn)
 

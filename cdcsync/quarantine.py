@@ -3,9 +3,13 @@
 Rows get into ``cdcsync.quarantine`` through the checkpoint transaction (cdcsync.checkpoint).
 This module is the other half: list/show without patient data, and retry:
 
-1. re-read the CURRENT row from the mirror table by primary key (it may have been corrected
-   since); a row that is gone is marked ``discarded`` with the reason in ``message``;
-2. re-validate and map it with the rules in force (a fixed mapping takes effect here);
+1. an insert, update or snapshot read: re-read the CURRENT row from the mirror table by primary
+   key (it may have been corrected since); a row that is gone is marked ``discarded`` with the
+   reason in ``message``. A delete (or truncate): the stored before-image is sent again as that
+   delete, unless the row is back in the mirror (a later change superseded the delete: marked
+   ``discarded``);
+2. the row goes through the validation stage with the rules in force (the daemon's own stage,
+   :func:`cdcsync.validate.stage.transform_for`; a fixed mapping takes effect here);
 3. what passes is sent to the destination's sink as an event with the SAME id (so a receiver
    that already has it drops it), and on acceptance marked ``released``, moving its count from
    ``quarantined`` to ``delivered`` in ``cdcsync.delivery_stats`` in the same transaction;
@@ -16,7 +20,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -26,12 +29,11 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from cdcsync.event import Batch, Event, Op, Row, dumps, str_to_lsn
+from cdcsync.event import Batch, Change, Event, Op, Row, dumps, str_to_lsn
+from cdcsync.mapping.mapper import unmapped_row
+from cdcsync.pipeline import Transform
 from cdcsync.sink import Sink
 from cdcsync.spec import Spec, load_spec
-from cdcsync.validate import Violation
-from cdcsync.validate.compiler import Validators, beijing_now
-from cdcsync.validate.stage import rejection_from
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,9 @@ MASK = "***"
 STATUSES = ("held", "released", "discarded")
 GONE_RULE = "GONE001"
 GONE_MESSAGE = "镜像库中已无此记录（已删除或主键已变），不再重发"
+SUPERSEDED_RULE = "GONE002"
+SUPERSEDED_MESSAGE = "该记录删除后又重新写入镜像库，删除已被后续变更取代，不再重发"
+NO_IMAGE_MESSAGE = "隔离条目中没有被删除记录的内容，无法重发删除"
 
 
 @dataclass
@@ -191,21 +196,29 @@ def _business_date(spec: Spec, table: str, row: Mapping[str, Any] | None, fallba
     return fallback
 
 
-def _origin_of(event_id: str) -> tuple[str, str, bool]:
-    """(org_code, db, snapshot) from an event id ``{org}.{db}:{lsn}:{ordinal}`` / ``…:r{lsn}:…``."""
-    origin, _, rest = event_id.partition(":")
-    org, _, db = origin.partition(".")
-    return org, db, rest.startswith("r")
+def _is_snapshot_id(event_id: str) -> bool:
+    """A snapshot read's id: ``{origin}:r{lsn}:…`` (a streamed change's: ``{origin}:{lsn}:…``)."""
+    return event_id.partition(":")[2].startswith("r")
 
 
-def _event_for(entry: Entry, row: Row, rules: Validators) -> Event:
-    org, db, snapshot = _origin_of(entry.event_id)
-    lsn = str_to_lsn(entry.lsn)
-    # The original envelope (op, transaction, commit time) around the record's CURRENT state.
-    op = cast(Op, entry.op or ("r" if snapshot else "c"))
-    return Event(entry.event_id, op, None, row, org, db, "emr", entry.table_name, lsn, entry.tx_id or 0,
-                 entry.commit_ts or entry.first_seen, snapshot, int(time.time() * 1000),
-                 mapping_version=rules.mapping_version, spec_version=rules.spec_version)
+def _op_of(entry: Entry) -> Op:
+    return cast(Op, entry.op or ("r" if _is_snapshot_id(entry.event_id) else "c"))
+
+
+def _change_for(entry: Entry, before: Row | None, after: Row | None) -> Change:
+    """The original change (op, transaction, commit time) around the row to send now."""
+    return Change(_op_of(entry), "emr", entry.table_name, before, after, str_to_lsn(entry.lsn), entry.tx_id or 0,
+                  entry.commit_ts or entry.first_seen, 0, _is_snapshot_id(entry.event_id))
+
+
+def _deleted_image(spec: Spec, entry: Entry) -> Row | None:
+    """The before-image of a quarantined delete as the mirror had it (a row the platform refused
+    was stored as sent, i.e. mapped: it goes through the stage again from its local codes)."""
+    if entry.raw_row is None:
+        return None
+    if spec.has_table(entry.table_name):
+        return unmapped_row(spec.table(entry.table_name), entry.raw_row)
+    return dict(entry.raw_row)
 
 
 def _jsonb(value: Any) -> Jsonb:
@@ -217,37 +230,45 @@ def _chunks(entries: Sequence[Entry], size: int) -> Iterator[Sequence[Entry]]:
         yield entries[i:i + size]
 
 
-def retry(conn: psycopg.Connection[Any], rules: Validators, sinks: Mapping[str, Sink],
+def retry(conn: psycopg.Connection[Any], stage: Transform, sinks: Mapping[str, Sink],
           filters: Filters = Filters(), spec: Spec | None = None, batch_size: int = 500) -> RetryResult:
-    """Retry the held entries matching ``filters`` (see the module docstring)."""
+    """Retry the held entries matching ``filters`` (see the module docstring). ``stage``: the
+    validation stage of the daemon (:func:`cdcsync.validate.stage.transform_for`)."""
     spec = spec or load_spec()
     result = RetryResult()
     filters = Filters(filters.table, filters.rule, filters.since, filters.destination, "held", filters.event_id)
     entries = [e for e in list_entries(conn, filters) if e.destination in sinks]
-    now = beijing_now()
     for chunk in _chunks(entries, batch_size):
         by_dest: dict[str, list[tuple[Entry, Event, dt.date]]] = {}
         updates: list[tuple[Any, ...]] = []
         discards: list[tuple[Any, ...]] = []
         for entry in chunk:
             row = read_current_row(conn, "emr", entry.table_name, entry.primary_key)
-            if row is None:
+            op = _op_of(entry)
+            image = _deleted_image(spec, entry) if op == "d" and row is None else None
+            if op == "d" and image is None:
+                # The row is back (a later change superseded the delete), or nothing to resend.
+                rule, why = (SUPERSEDED_RULE, SUPERSEDED_MESSAGE) if row is not None else (GONE_RULE, NO_IMAGE_MESSAGE)
+                discards.append((rule, why, entry.destination, entry.event_id))
+                result.discarded.append(entry.event_id)
+                continue
+            if op == "d" or op == "t":
+                change = _change_for(entry, image, None)  # the delete (truncate) itself, sent again
+            elif row is None:
                 discards.append((GONE_RULE, GONE_MESSAGE, entry.destination, entry.event_id))
                 result.discarded.append(entry.event_id)
                 continue
-            compiled = rules.tables.get(entry.table_name)
-            if compiled is None:
-                mapped: Row | None = dict(row)
-                violations: list[Violation] = []
             else:
-                mapped, violations = compiled.check(row, now)
-            if violations or mapped is None:
-                rej = rejection_from(violations)
-                updates.append((rej.rule_id, rej.field, rej.message, _jsonb(row), entry.destination, entry.event_id))
+                change = _change_for(entry, None, row)
+            out = stage(change)
+            if not isinstance(out, Event):
+                updates.append((out.rule_id, out.field, out.message, _jsonb(change.row), entry.destination,
+                                entry.event_id))
                 result.still_held.append(entry.event_id)
                 continue
+            out.id = entry.event_id  # the id it was quarantined under: a receiver that has it drops it
             day = _business_date(spec, entry.table_name, entry.raw_row, entry.first_seen.date())
-            by_dest.setdefault(entry.destination, []).append((entry, _event_for(entry, mapped, rules), day))
+            by_dest.setdefault(entry.destination, []).append((entry, out, day))
         released: list[tuple[str, Entry, dt.date]] = []
         sink_rejects: list[tuple[Any, ...]] = []
         for dest, items in by_dest.items():
@@ -261,7 +282,8 @@ def retry(conn: psycopg.Connection[Any], rules: Validators, sinks: Mapping[str, 
                     result.released.append(ev.id)
                 else:
                     why = reason or "目的地未确认该事件"
-                    sink_rejects.append(("sink.rejected", None, f"目的地拒收：{why}", _jsonb(ev.after), dest, ev.id))
+                    image = ev.after if ev.after is not None else ev.before  # a delete keeps its before-image
+                    sink_rejects.append(("sink.rejected", None, f"目的地拒收：{why}", _jsonb(image), dest, ev.id))
                     result.rejected_by_sink.append(ev.id)
         _record(conn, updates + sink_rejects, discards, released)
     if entries:
@@ -307,6 +329,7 @@ def _record(conn: psycopg.Connection[Any], held: list[tuple[Any, ...]], discards
 __all__ = [
     "GONE_RULE",
     "MASK",
+    "SUPERSEDED_RULE",
     "STATUSES",
     "Entry",
     "Filters",

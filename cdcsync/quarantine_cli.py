@@ -194,18 +194,20 @@ def quarantine_show(app: AppContext, event_id: str, destination: str | None, dsn
 def quarantine_retry(app: AppContext, table: str | None, rule: str | None, since: str | None,
                      destination: str | None, dsn: str | None, mappings_dir: str | None, as_json: bool) -> None:
     """重试待处理（held）的条目：按主键重读镜像库中的当前记录，用现行映射重新校验，通过的以原事件标识投递。"""
-    from cdcsync.mapping.reload import build_validators
+    from cdcsync.mapping.reload import RulesHolder
     from cdcsync.quarantine import retry
     from cdcsync.sink import SinkError, build_sink
+    from cdcsync.validate.stage import transform_for
 
     settings = app.settings
     dests = [settings.destination(destination)] if destination else list(settings.destinations)
     root, hospital = _mappings(app, mappings_dir, None)
-    rules = build_validators(root, hospital)
+    stage = transform_for(settings, RulesHolder.load(root, hospital))  # the daemon's own stage
+    rules = stage.rules
     sinks = {d.name: build_sink(d) for d in dests}
     try:
         with _db_errors(), _connect(_conninfo(app, dsn)) as conn:
-            result = retry(conn, rules, sinks, _filters(table, rule, since, destination, "held"))
+            result = retry(conn, stage, sinks, _filters(table, rule, since, destination, "held"))
     except SinkError as exc:
         raise click.ClickException(f"目的地暂时无法接收：{exc}；未能投递的条目保持待处理，可稍后重试") from None
     finally:

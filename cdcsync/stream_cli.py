@@ -28,16 +28,22 @@ def run_cmd(app: AppContext) -> None:
 @click.option("--table", "-t", "tables", multiple=True, help="只读取这些表（emr 下的表名，可重复）")
 @pass_app
 def snapshot_cmd(app: AppContext, destination: str, tables: tuple[str, ...]) -> None:
-    """全量快照：读取镜像表现有数据并投递到目的地（首次为初始快照，之后为补发）。"""
-    from cdcsync.pipeline import Pipeline, SnapshotRefused
+    """全量快照：读取镜像表现有数据，经校验与代码映射后投递到目的地（首次为初始快照，之后为补发）。"""
+    from cdcsync.daemon import build_pipeline
+    from cdcsync.mapping.reload import RulesHolder
+    from cdcsync.pipeline import SnapshotRefused
 
-    dest = app.settings.destination(destination)
-    pipe = Pipeline(app.settings, dest)
+    settings = app.settings
+    dest = settings.destination(destination)
+    # The same validation stage as the daemon's: rows that fail go to the quarantine.
+    pipe = build_pipeline(settings, dest, RulesHolder.load(settings.mappings_dir, settings.hospital))
     try:
-        n = pipe.snapshot_once(list(tables) or None)
+        pipe.snapshot_once(list(tables) or None)
     except (SnapshotRefused, LookupError) as exc:
         raise click.ClickException(str(exc).strip("'\"")) from None
-    click.echo(f"快照完成：目的地 {destination}，共 {n} 条记录")
+    held = f"，{pipe.events_quarantined} 条未通过校验已隔离（cdcsync quarantine list 查看）" \
+        if pipe.events_quarantined else ""
+    click.echo(f"快照完成：目的地 {destination}，投递 {pipe.events_sent} 条记录{held}")
 
 
 @click.group("slots")

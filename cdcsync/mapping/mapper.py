@@ -42,6 +42,23 @@ def mapped_columns(table: Table, name: str) -> tuple[str, str]:
     return name, name + LOCAL_SUFFIX
 
 
+def unmapped_row(table: Table, row: Mapping[str, Any]) -> dict[str, Any]:
+    """The mirror row behind an event row of ``table``: each coded field's local code back in
+    ``<field>``, the columns mapping added removed (the inverse of :func:`mapped_columns`). A row
+    that was never mapped comes back unchanged. Used where only the sent image is kept (a
+    quarantined delete) and the row must go through the validation stage again."""
+    out = dict(row)
+    for f in table.coded_fields:
+        if not f.domain:
+            continue
+        national_col, local_col = mapped_columns(table, f.name)
+        if local_col == f.name:  # coded key field: <field> kept the local code
+            out.pop(national_col, None)
+        elif local_col in out:
+            out[f.name] = out.pop(local_col)
+    return out
+
+
 def _shown(value: Any) -> str:
     text = str(value)
     return text if len(text) <= _MAX_SHOWN else text[:_MAX_SHOWN] + "…"

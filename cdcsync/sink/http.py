@@ -2,7 +2,10 @@
 
 A batch from the pipeline is cut into platform batches (``batch_max_events``/``batch_max_bytes``),
 each one JSON document (org code, batch id, spec and mapping versions, events) sealed in the SM2/SM4
-digital envelope and POSTed. The batch id is the SM3 digest of the destination name and the
+digital envelope and POSTed. The versions in the header are those the validation stage stamped on
+the batch's events; a platform batch never mixes versions: it is cut where they change (a mapping
+hot-reload takes effect between transactions). An event without versions did not pass the
+validation stage and is never sent (``ValueError``). The batch id is the SM3 digest of the destination name and the
 batch's event ids, so a retry — in this process, or after a crash that replays the same events —
 resends the same batch id and event ids, and the platform drops what it already holds.
 
@@ -192,6 +195,28 @@ def _error_code(resp: httpx.Response) -> str:
     return "no error body"
 
 
+def _version_runs(events: Sequence[Event]) -> list[list[Event]]:
+    """``events`` cut where the (spec, mapping) version changes; raises ValueError for an event
+    that carries none (it did not pass the validation stage). Two comparisons per event, both
+    identity checks in the common case (one rule set's version strings are shared objects)."""
+    runs: list[list[Event]] = []
+    if not events:
+        return runs
+    start = 0
+    spec, mapping = events[0].spec_version, events[0].mapping_version
+    for i, ev in enumerate(events):
+        if ev.mapping_version != mapping or ev.spec_version != spec:
+            runs.append(list(events[start:i]))
+            start = i
+            spec, mapping = ev.spec_version, ev.mapping_version
+    runs.append(list(events[start:]))
+    for run in runs:
+        head = run[0]
+        if not head.spec_version or not head.mapping_version:
+            raise ValueError(f"事件 {head.id} 没有数据集规范或映射版本：未经校验与代码映射的事件不能上报")
+    return runs
+
+
 def batch_id_for(destination: str, event_ids: Sequence[str]) -> str:
     """Deterministic: the same events (by id, in order) for the same destination always get the
     same batch id, also after a crash when the replayed events carry new ``ts_ms`` values."""
@@ -212,15 +237,11 @@ class HttpSink:
         settings: HttpDestination,
         *,
         org_code: str | None = None,
-        spec_version: str = "",
-        mapping_version: str = "",
         on_attempt: AttemptRecorder | None = None,
     ) -> None:
         self.name = settings.name
         self.settings = settings
         self.org_code = org_code
-        self.spec_version = spec_version
-        self.mapping_version = mapping_version
         self.health = SinkHealth(settings.name)
         self._on_attempt = on_attempt
         self._key = load_private_key(settings.hospital_key)
@@ -280,11 +301,13 @@ class HttpSink:
     # ------------------------------------------------------------------ internals
 
     def _chunks(self, events: Sequence[Event]) -> Iterator[tuple[list[Event], bytes]]:
-        """Platform batches with their events' JSON array: at most ``batch_max_events`` events
-        and ``batch_max_bytes`` of JSON each (encoded a platform batch at a time)."""
+        """Platform batches with their events' JSON array: one spec and mapping version each, at
+        most ``batch_max_events`` events and ``batch_max_bytes`` of JSON (encoded a platform batch
+        at a time)."""
         n = self.settings.batch_max_events
-        for i in range(0, len(events), n):
-            yield from self._fit(list(events[i : i + n]))
+        for run in _version_runs(events):
+            for i in range(0, len(run), n):
+                yield from self._fit(run[i : i + n])
 
     def _fit(self, events: list[Event]) -> Iterator[tuple[list[Event], bytes]]:
         data = encode_events(events)
@@ -296,10 +319,11 @@ class HttpSink:
         yield from self._fit(events[half:])
 
     def _payload(self, events: list[Event], events_json: bytes | None = None) -> tuple[str, str, bytes]:
-        org = self.org_code or events[0].org_code
+        first = events[0]
+        org = self.org_code or first.org_code
         if events_json is None:
             events_json = encode_events(events)
-        head = orjson.dumps({"spec_version": self.spec_version, "mapping_version": self.mapping_version})
+        head = orjson.dumps({"spec_version": first.spec_version, "mapping_version": first.mapping_version})
         bid = batch_id_for(self.name, [e.id for e in events])
         payload = b"".join((
             b'{"version":', str(PAYLOAD_VERSION).encode(), b',"org_code":', orjson.dumps(org),

@@ -43,7 +43,7 @@ from cdcsync.crypto.envelope import (
 from cdcsync.crypto.keys import key_id, load_public_key
 from cdcsync.crypto.sm2 import SM2PrivateKey, SM2PublicKey
 from cdcsync.crypto.sm3 import sm3
-from cdcsync.upstream_sim.store import BatchConflict, Store, StoredEvent
+from cdcsync.upstream_sim.store import BatchConflict, BatchHead, Store, StoredEvent
 
 log = logging.getLogger("cdcsync.upstream_sim")
 
@@ -208,9 +208,10 @@ def _decode_event(raw: msgspec.Raw, i: int) -> _Event:
     return ev
 
 
-def _parse_batch(payload: bytes, org_code: str, batch_id: str, keep_text: bool) -> list[tuple[_Event, str]]:
-    """The batch's events, each with its JSON text exactly as sent ("" unless `keep_text`).
-    Raises _SchemaError (the whole batch is refused) with the reason for the hospital."""
+def _parse_batch(payload: bytes, org_code: str, batch_id: str, keep_text: bool
+                 ) -> tuple[BatchHead, list[tuple[_Event, str]]]:
+    """The batch's header and events, each with its JSON text exactly as sent ("" unless
+    `keep_text`). Raises _SchemaError (the whole batch is refused) with the reason for the hospital."""
     try:
         try:
             doc: _Batch = _BATCH.decode(payload)
@@ -227,16 +228,20 @@ def _parse_batch(payload: bytes, org_code: str, batch_id: str, keep_text: bool) 
     if doc.batch_id != batch_id:
         raise _SchemaError("payload.batch_id differs from the X-Batch-Id header")
     for k in ("spec_version", "mapping_version"):
-        if not isinstance(getattr(doc, k), str):
+        value = getattr(doc, k)
+        if not isinstance(value, str):
             raise _SchemaError(f"payload.{k}: expected a string")
+        if not value.strip():  # the platform must know which spec and code tables the rows follow
+            raise _SchemaError(f"payload.{k}: must not be empty")
     raws = doc.events
     if not isinstance(raws, list) or not raws:
         raise _SchemaError("payload.events: expected a non-empty list")
     if len(raws) > MAX_EVENTS_PER_BATCH:
         raise _SchemaError(f"payload.events: at most {MAX_EVENTS_PER_BATCH} events per batch")
+    head = BatchHead(batch_id, org_code, doc.spec_version, doc.mapping_version)
     try:
         # The stored text is the event verbatim: str() of the raw bytes also checks their UTF-8.
-        return [(_decode_event(raw, i), str(raw, "utf-8") if keep_text else "") for i, raw in enumerate(raws)]
+        return head, [(_decode_event(raw, i), str(raw, "utf-8") if keep_text else "") for i, raw in enumerate(raws)]
     except _BAD_JSON as exc:
         raise _SchemaError(f"payload is not JSON: {exc}") from None
 
@@ -306,7 +311,7 @@ def process_batch(state: SimState, body: bytes, headers: Mapping[str, str]) -> R
         log.warning("refused request: %s (%s)", exc.code, exc)
         return _error(state, body, headers, exc.http_status, exc.code, str(exc))
     try:
-        events = _parse_batch(opened.payload, opened.org_code, opened.batch_id, state.store.keeps_payload)
+        head, events = _parse_batch(opened.payload, opened.org_code, opened.batch_id, state.store.keeps_payload)
     except _SchemaError as exc:
         state.bump("refused.malformed_request")
         log.warning("refused batch %s: %s", opened.batch_id, exc)
@@ -324,7 +329,7 @@ def process_batch(state: SimState, body: bytes, headers: Mapping[str, str]) -> R
         to_store.append((ev.id, ev.source.table, ev.op, text))  # type: ignore[union-attr]  # checked
     try:
         digest = sm3("\n".join(ev.id for ev, _ in events).encode()).hex()
-        dupes = state.store.put_batch(opened.batch_id, digest, opened.org_code, to_store)
+        dupes = state.store.put_batch(head, digest, to_store)
     except BatchConflict:
         state.bump("refused.batch_conflict")
         log.warning("refused batch %s: id already used for different content", opened.batch_id)

@@ -6,6 +6,7 @@ import sqlite3
 import threading
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import ClassVar, Protocol
@@ -21,19 +22,33 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_table_idx ON events (table_name);
 CREATE TABLE IF NOT EXISTS batches (
-    batch_id    TEXT PRIMARY KEY,
-    digest      TEXT NOT NULL,   -- SM3 of the event ids: same batch id, other events = conflict
-    org_code    TEXT NOT NULL,
-    n_events    INTEGER NOT NULL,
-    received_at TEXT NOT NULL
+    batch_id        TEXT PRIMARY KEY,
+    digest          TEXT NOT NULL,   -- SM3 of the event ids: same batch id, other events = conflict
+    org_code        TEXT NOT NULL,
+    n_events        INTEGER NOT NULL,
+    received_at     TEXT NOT NULL,
+    spec_version    TEXT NOT NULL DEFAULT '',  -- dataset spec the batch's rows were validated against
+    mapping_version TEXT NOT NULL DEFAULT ''   -- code tables its rows were mapped with
 );
 """
+# Columns added after the first release: (name, definition) for ALTER TABLE on an older file.
+_ADDED_BATCH_COLUMNS = (("spec_version", "TEXT NOT NULL DEFAULT ''"), ("mapping_version", "TEXT NOT NULL DEFAULT ''"))
 
 
 # One accepted event: (id, table_name, op, payload), payload being the event's JSON exactly as
 # the hospital sent it ("" for a store that keeps none). A plain tuple: the platform builds one
 # per event, and a dataclass would cost more than the checks.
 StoredEvent = tuple[str, str, str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class BatchHead:
+    """What the platform keeps about a batch besides its events (its header)."""
+
+    batch_id: str
+    org_code: str
+    spec_version: str
+    mapping_version: str
 
 
 class BatchConflict(Exception):
@@ -43,7 +58,7 @@ class BatchConflict(Exception):
 class Store(Protocol):
     keeps_payload: ClassVar[bool]  # False: the platform need not extract (or UTF-8-check) event texts
 
-    def put_batch(self, batch_id: str, digest: str, org_code: str, events: Sequence[StoredEvent]) -> set[str]:
+    def put_batch(self, head: BatchHead, digest: str, events: Sequence[StoredEvent]) -> set[str]:
         """Store the events not seen before, in one transaction; return the ids already held."""
         ...
 
@@ -67,8 +82,13 @@ class SqliteStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL survives a process kill
         self._db.executescript(SCHEMA)
+        have = {r[1] for r in self._db.execute("PRAGMA table_info(batches)")}
+        for name, definition in _ADDED_BATCH_COLUMNS:
+            if name not in have:  # a received.sqlite written by an older version
+                self._db.execute(f"ALTER TABLE batches ADD COLUMN {name} {definition}")
 
-    def put_batch(self, batch_id: str, digest: str, org_code: str, events: Sequence[StoredEvent]) -> set[str]:
+    def put_batch(self, head: BatchHead, digest: str, events: Sequence[StoredEvent]) -> set[str]:
+        batch_id = head.batch_id
         with self._lock:
             db = self._db
             db.execute("BEGIN IMMEDIATE")
@@ -94,8 +114,9 @@ class SqliteStore:
                 )
                 if row is None:
                     db.execute(
-                        "INSERT INTO batches (batch_id, digest, org_code, n_events, received_at) VALUES (?,?,?,?,?)",
-                        (batch_id, digest, org_code, len(events), now),
+                        "INSERT INTO batches (batch_id, digest, org_code, n_events, received_at, spec_version,"
+                        " mapping_version) VALUES (?,?,?,?,?,?,?)",
+                        (batch_id, digest, head.org_code, len(events), now, head.spec_version, head.mapping_version),
                     )
                 db.execute("COMMIT")
             except BaseException:
@@ -122,12 +143,12 @@ class CountingStore:
         self._digests: dict[str, str] = {}
         self._counts: Counter[str] = Counter()
 
-    def put_batch(self, batch_id: str, digest: str, org_code: str, events: Sequence[StoredEvent]) -> set[str]:
+    def put_batch(self, head: BatchHead, digest: str, events: Sequence[StoredEvent]) -> set[str]:
         with self._lock:
-            old = self._digests.get(batch_id)
+            old = self._digests.get(head.batch_id)
             if old is not None and old != digest:
-                raise BatchConflict(batch_id)
-            self._digests[batch_id] = digest
+                raise BatchConflict(head.batch_id)
+            self._digests[head.batch_id] = digest
             self._counts.update(e[1] for e in events)
             return set()
 

@@ -25,8 +25,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import psycopg.conninfo
-
 from cdcsync.config import Settings
 from cdcsync.event import Change, Event, Rejection, Row
 from cdcsync.mapping.reload import RulesHolder
@@ -61,10 +59,12 @@ def rejection_from(violations: list[Violation]) -> StageRejection:
     return StageRejection(first.rule_id, first.field, message, tuple(violations))
 
 
-def dbname_of(conninfo: str) -> str:
-    """The database name in a libpq connection string (what the engine uses in the origin)."""
-    params = psycopg.conninfo.conninfo_to_dict(conninfo)
-    return str(params.get("dbname") or params.get("user") or "postgres")
+def transform_for(settings: Settings, holder: RulesHolder) -> ValidationStage:
+    """THE transform of every path that sends data (daemon stream and snapshot, ``drain``,
+    ``cdcsync snapshot``, quarantine retry): the rules of ``holder``, origin = org_code + the
+    database name of ``settings`` (:attr:`~cdcsync.config.DatabaseSettings.dbname`). One stage per
+    pipeline: it tracks the transaction it is in, so that a transaction is checked with one set."""
+    return ValidationStage(holder, settings.org_code, settings.database.dbname)
 
 
 class ValidationStage:
@@ -75,18 +75,13 @@ class ValidationStage:
         self.org_code = org_code
         self.db = db
         self.schema = schema
-        self.origin = f"{org_code}.{db}"  # read by the engine for quarantine ids
+        self.origin = f"{org_code}.{db}"  # Transform.origin: also the prefix of quarantined ids
         self._rules: Validators = holder.current()
         self._tables: Mapping[str, CompiledTable] = self._rules.tables
         self._tx_lsn = -1
         self._now = beijing_now()
         self._now_at = time.monotonic()
         self._ids = EventIds(self.origin)
-
-    @classmethod
-    def for_settings(cls, settings: Settings, holder: RulesHolder) -> ValidationStage:
-        """The stage for a pipeline of ``settings`` (origin = org_code + the DSN's database name)."""
-        return cls(holder, settings.org_code, dbname_of(settings.database.dsn))
 
     @property
     def rules(self) -> Validators:
@@ -149,12 +144,3 @@ class ValidationStage:
             change.lsn, change.tx_id, change.commit_ts, change.snapshot, int(_time() * 1000),
             rules.mapping_version, rules.spec_version,
         )
-
-    # -- used by quarantine retry: one row, current rules, no Change --------------------------
-
-    def check_row(self, table: str, row: Mapping[str, Any]) -> tuple[dict[str, Any] | None, list[Violation]]:
-        rules = self.holder.current()
-        compiled = rules.tables.get(table)
-        if compiled is None:
-            return dict(row), []
-        return compiled.check(row, beijing_now())
