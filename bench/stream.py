@@ -35,7 +35,7 @@ from cdcsync.config import Settings  # noqa: E402
 from cdcsync.db.cluster import LocalCluster, throwaway_cluster  # noqa: E402
 from cdcsync.db.migrate import PUBLICATION  # noqa: E402
 from cdcsync.event import Change, str_to_lsn  # noqa: E402
-from cdcsync.pipeline import HEARTBEAT_PREFIX, DefaultTransform, Pipeline, _Batcher, run_pipeline_forever  # noqa: E402
+from cdcsync.pipeline import HEARTBEAT_PREFIX, PassThroughTransform, Pipeline, _Batcher, run_pipeline_forever  # noqa: E402
 from cdcsync.sink.memory import MemorySink  # noqa: E402
 
 ORG = "12110000400001234X"
@@ -158,7 +158,7 @@ def run_cdcsync(dsn: str, until: int, batch_events: int, dest: str = "bench", tr
         "destinations": [{"name": dest, "kind": "memory", "null": True}],
     })
     sink = MemorySink(dest, null=True)
-    transform = transform or DefaultTransform(ORG, "bench")
+    transform = transform or PassThroughTransform(ORG, "bench")
     pipe = Pipeline(settings, settings.destinations[0], sink=sink, transform=transform)
     pipe.catch_up = lambda p, pos: pos >= until
     prof = cProfile.Profile() if profile else None
@@ -277,7 +277,7 @@ def bench_validate(cluster: LocalCluster, args: argparse.Namespace) -> None:
               f"({t_pg[-1] / t_dec[-1]:.2f}x), decode+validate+map {rows / t_val[-1]:,.0f} rows/s "
               f"({t_pg[-1] / t_val[-1]:.2f}x)", flush=True)
 
-    us_default = per_row_us(DefaultTransform(ORG, "bench"), sample)
+    us_default = per_row_us(PassThroughTransform(ORG, "bench"), sample)
     us_stage = per_row_us(stage, sample)
     r_pg, r_dec, r_val = rows / min(t_pg), rows / min(t_dec), rows / min(t_val)
     print(f"best of {args.repeat}:")
@@ -290,7 +290,7 @@ def bench_validate(cluster: LocalCluster, args: argparse.Namespace) -> None:
     print(f"ratio decode+validate+map / pg_recvlogical = {r_val / r_pg:.2f} (target >= 0.6)")
     print(f"validate+map in the stream: {(min(cpu_val) - min(cpu_dec)) / rows * 1e6:.1f} µs/row (CPU difference); "
           f"isolated ({len(sample):,} rows): ValidationStage {us_stage:.1f} µs/row, "
-          f"DefaultTransform {us_default:.1f} µs/row, difference {us_stage - us_default:.1f} µs/row")
+          f"PassThroughTransform {us_default:.1f} µs/row, difference {us_stage - us_default:.1f} µs/row")
 
 
 def main() -> None:

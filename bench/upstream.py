@@ -159,7 +159,7 @@ def throughput(cluster: LocalCluster, dsn: str, sim: SimHandle, key: Path, args:
         name = f"up{i}"
         st = settings(dsn, args.batch_events, 200)
         dest = http_dest(name, sim, key, args.batch_events)
-        sink = HttpSink(dest, spec_version="bench", mapping_version="bench")
+        sink = HttpSink(dest)
         pipe = Pipeline(st, dest, sink=sink, transform=ValidationStage(holder, ORG, "bench"))
         pipe.catch_up = lambda p, pos: pos >= until
         watch = _CpuWatch(dsn, sim, f"cdcsync-{name}")
@@ -197,7 +197,7 @@ def latency(dsn: str, sim: SimHandle, key: Path, args: argparse.Namespace) -> No
         base = int(conn.execute("SELECT coalesce(max(id), 0) FROM emr.bench_visit").fetchone()[0])  # type: ignore[index]
     st = settings(dsn, args.batch_events, args.linger_ms)
     dest = http_dest("lat", sim, key, args.batch_events)
-    sink = TimedSink(HttpSink(dest, spec_version="bench", mapping_version="bench"))
+    sink = TimedSink(HttpSink(dest))
     stop = threading.Event()
     from cdcsync.mapping.reload import RulesHolder
     from cdcsync.validate.stage import ValidationStage

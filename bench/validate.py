@@ -6,7 +6,7 @@ Rows come from ``cdcsync.synth`` (the same generator as the tests), in the shape
 decodes them: every column of the table, in column order, with its Python type (``--sparse``
 keeps the generator's rows, which leave out some empty columns). Prints per-table µs/row for
 (a) the compiled check (validate + map) alone, (b) the whole stage call (check + Event envelope)
-and (c) the engine's DefaultTransform (Event envelope only, the floor of (b)), and the weighted
+and (c) the engine's PassThroughTransform (Event envelope only, the floor of (b)), and the weighted
 averages. No database is involved; bench/stream.py measures the stage inside the real stream.
 """
 
@@ -18,7 +18,7 @@ import time
 
 from cdcsync.event import Change
 from cdcsync.mapping.reload import RulesHolder
-from cdcsync.pipeline import DefaultTransform
+from cdcsync.pipeline import PassThroughTransform
 from cdcsync.synth.hospital import generate, load_codes
 from cdcsync.validate.compiler import beijing_now
 from cdcsync.validate.stage import ValidationStage
@@ -42,7 +42,7 @@ def main() -> None:
     print(f"compile spec + load mappings: {(time.perf_counter() - t0) * 1000:.1f} ms")
     rules = holder.current()
     stage = ValidationStage(holder, "12110000400000000X", "emr")
-    envelope = DefaultTransform("12110000400000000X", "emr")
+    envelope = PassThroughTransform("12110000400000000X", "emr")
     ts = dt.datetime.now(dt.UTC)
 
     print(f"{'table':<16}{'rows':>8}{'fields':>8}{'check µs/row':>14}{'stage µs/row':>14}{'envelope':>10}"

@@ -143,12 +143,10 @@ def build_scenario(cluster: LocalCluster, tmp: Path, prefix: str) -> Scenario:
 
 def national_pipeline(sc: Scenario) -> Any:
     """The national destination's pipeline with the real validation stage."""
+    from cdcsync.daemon import build_pipeline
     from cdcsync.mapping.reload import RulesHolder
-    from cdcsync.pipeline import Pipeline
-    from cdcsync.validate.stage import ValidationStage, dbname_of
 
-    stage = ValidationStage(RulesHolder.load(), ORG, dbname_of(sc.dsn))
-    return Pipeline(sc.settings, sc.settings.destination("national"), transform=stage)
+    return build_pipeline(sc.settings, sc.settings.destination("national"), RulesHolder.load())
 
 
 def drain_national(sc: Scenario, timeout: float = 60) -> None:

@@ -13,7 +13,7 @@ import pytest
 
 from cdcsync.delivery import GIL_SWITCH_INTERVAL_S, DeliveryWindow
 from cdcsync.event import Ack, Batch, Event, Rejected, str_to_lsn
-from cdcsync.pipeline import Pipeline, run_pipeline_forever
+from cdcsync.pipeline import PassThroughTransform, Pipeline, run_pipeline_forever
 from cdcsync.sink.base import SinkError
 from tests.cdc_util import PROBE_DDL, prepare_db, settings_for
 
@@ -151,7 +151,8 @@ def test_pipeline_streams_ahead_of_a_slow_sink_and_checkpoints_in_order(fresh_db
     settings, _ = settings_for(fresh_db, tmp_path, batch_max_events=5, linger_ms=0, in_flight_batches=4,
                                checkpoint_interval_ms=0, snapshot_on_new=False)
     sink = SlowCheckingSink(fresh_db)
-    pipe = Pipeline(settings, settings.destinations[0], sink=sink)
+    pipe = Pipeline(settings, settings.destinations[0], sink=sink,
+                    transform=PassThroughTransform.for_settings(settings))
     ready = threading.Event()
     pipe.on_ready = ready.set
     t = threading.Thread(target=run_pipeline_forever, args=(pipe,), daemon=True)

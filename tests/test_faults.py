@@ -17,7 +17,7 @@ import pytest
 from cdcsync.daemon import drain
 from cdcsync.db.cluster import LocalCluster
 from cdcsync.event import Ack, Batch
-from cdcsync.pipeline import Pipeline, run_pipeline_forever
+from cdcsync.pipeline import PassThroughTransform, Pipeline, run_pipeline_forever
 from cdcsync.sink.jsonl import JsonlSink
 from tests.cdc_util import PROBE_DDL, fold, prepare_db, read_events, settings_for, start_daemon, table_as_events
 
@@ -233,7 +233,8 @@ def test_replayed_events_carry_the_same_ids(cdc_db: str, tmp_path: Path) -> None
     settings, _ = settings_for(cdc_db, tmp_path, batch_max_events=40, linger_ms=0)
     drain(settings)  # initial snapshot (a snapshot redone after a crash gets new ids, by design)
     sink = CrashAfterWrite(tmp_path / "events.jsonl")
-    pipe = Pipeline(settings, settings.destinations[0], sink=sink)
+    pipe = Pipeline(settings, settings.destinations[0], sink=sink,
+                    transform=PassThroughTransform.for_settings(settings))
     with psycopg.connect(cdc_db, autocommit=True) as conn:
         conn.execute("UPDATE emr.cdc_probe SET name = name || '改' WHERE id <= 100")
     t = threading.Thread(target=run_pipeline_forever, args=(pipe,), daemon=True)

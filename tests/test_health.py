@@ -8,7 +8,7 @@ import time
 from cdcsync.config import Settings
 from cdcsync.db.cluster import free_port
 from cdcsync.health import last_errors
-from cdcsync.pipeline import Pipeline, run_pipeline_forever
+from cdcsync.pipeline import PassThroughTransform, Pipeline, run_pipeline_forever
 
 
 def test_stream_errors_reach_last_errors() -> None:
@@ -17,7 +17,7 @@ def test_stream_errors_reach_last_errors() -> None:
         "database": {"dsn": f"host=127.0.0.1 port={free_port()} dbname=emr user=cdcsync connect_timeout=2"},
         "destinations": [{"name": "nowhere", "kind": "memory", "null": True}],
     })
-    pipe = Pipeline(settings, settings.destinations[0])
+    pipe = Pipeline(settings, settings.destinations[0], transform=PassThroughTransform.for_settings(settings))
     thread = threading.Thread(target=run_pipeline_forever, args=(pipe,), daemon=True)
     thread.start()
     try:

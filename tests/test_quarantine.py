@@ -23,6 +23,7 @@ from click.testing import CliRunner
 
 from cdcsync.cli import main
 from cdcsync.config import Settings
+from cdcsync.daemon import build_pipeline
 from cdcsync.event import dumps
 from cdcsync.mapping.domains import default_mappings_dir
 from cdcsync.mapping.reload import RulesHolder
@@ -32,7 +33,6 @@ from cdcsync.spec import load_spec
 from cdcsync.synth.hospital import INVALID_KINDS, GenResult, Hospital, load_codes
 from cdcsync.synth.load import load_bulk
 from cdcsync.validate.compiler import beijing_now
-from cdcsync.validate.stage import ValidationStage
 
 ORG = "12110000400000000X"
 EXPECTED_RULE = {
@@ -53,14 +53,13 @@ def _lsn(text: str) -> int:
     return int(hi, 16) << 32 | int(lo, 16)
 
 
-def drain(settings: Settings, holder: RulesHolder, db: str) -> Pipeline:
+def drain(settings: Settings, holder: RulesHolder) -> Pipeline:
     """Run the destination until everything committed before the call is acknowledged."""
     with psycopg.connect(settings.database.conninfo(), autocommit=True) as conn:
         row = conn.execute("SELECT pg_logical_emit_message(false, %s, 'drain')::text", (HEARTBEAT_PREFIX,)).fetchone()
     assert row is not None
     target = _lsn(row[0])
-    stage = ValidationStage(holder, settings.org_code, db)
-    pipe = Pipeline(settings, settings.destinations[0], transform=stage, stop=threading.Event())
+    pipe = build_pipeline(settings, settings.destinations[0], holder, threading.Event())
     pipe.catch_up = lambda _p, pos: pos >= target
     t = threading.Thread(target=run_pipeline_forever, args=(pipe,), daemon=True)
     t.start()
@@ -125,7 +124,6 @@ def test_stream_quarantine_retry(hospital_db: dict[str, Any], caplog: pytest.Log
     caplog.set_level(logging.DEBUG)
     settings: Settings = hospital_db["settings"]
     dsn: str = hospital_db["dsn"]
-    db = str(psycopg.conninfo.conninfo_to_dict(dsn)["dbname"])
     now = beijing_now()
     day1 = now.date() - dt.timedelta(days=4)
 
@@ -147,10 +145,10 @@ def test_stream_quarantine_retry(hospital_db: dict[str, Any], caplog: pytest.Log
         load_bulk(conn, SPEC, part1.rows, part1.updates)
         n_snapshot = sum(conn.execute(f"SELECT count(*) FROM emr.{t}").fetchone()[0]  # type: ignore[index]
                          for t in SPEC.table_names)
-    drain(settings, holder, db)  # initial snapshot (op r)
+    drain(settings, holder)  # initial snapshot (op r)
     with psycopg.connect(dsn) as conn:
         load_bulk(conn, SPEC, part2.rows, part2.updates)
-    drain(settings, holder, db)  # replication stream (c, u)
+    drain(settings, holder)  # replication stream (c, u)
     n_changes = n_snapshot + sum(len(r) for r in part2.rows.values()) + len(part2.updates)
 
     events = _read_jsonl(hospital_db["events"])

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 from cdcsync.cli import main
 from cdcsync.event import Ack, Batch
-from cdcsync.pipeline import Pipeline, run_pipeline_forever
+from cdcsync.pipeline import PassThroughTransform, Pipeline, run_pipeline_forever
 from cdcsync.sink.jsonl import JsonlSink
 from cdcsync.stream_cli import COMMANDS
 from tests.cdc_util import PROBE_DDL, fold, prepare_db, read_events, settings_for, table_as_events
@@ -72,7 +72,7 @@ def test_snapshot_with_concurrent_writes_every_row_once(cdc_db: str, tmp_path: P
     writer = threading.Thread(target=_writer, args=(cdc_db, stop_writer, commits), daemon=True)
     writer.start()
     time.sleep(0.3)
-    pipe = Pipeline(settings, settings.destinations[0])
+    pipe = Pipeline(settings, settings.destinations[0], transform=PassThroughTransform.for_settings(settings))
     t = threading.Thread(target=run_pipeline_forever, args=(pipe,), daemon=True)
     during = commits[0]
     t.start()
@@ -124,7 +124,8 @@ class CrashOnce:
 def test_interrupted_snapshot_restarts_cleanly(cdc_db: str, tmp_path: Path) -> None:
     settings, _ = settings_for(cdc_db, tmp_path, batch_max_events=2000)
     sink = CrashOnce(tmp_path / "events.jsonl")
-    pipe = Pipeline(settings, settings.destinations[0], sink=sink)
+    pipe = Pipeline(settings, settings.destinations[0], sink=sink,
+                    transform=PassThroughTransform.for_settings(settings))
     t = threading.Thread(target=run_pipeline_forever, args=(pipe,), daemon=True)
     t.start()
     try:
