@@ -30,13 +30,15 @@ ORG = "12110000400000000X"
 _seq = iter(range(1, 10**9))
 
 
-def make_events(n: int, table: str = "diagnosis", **extra: Any) -> list[Event]:
+def make_events(n: int, table: str = "diagnosis", mapping_version: str = "m-test", spec_version: str = "1.0",
+                **extra: Any) -> list[Event]:
     now = dt.datetime.now(dt.UTC)
     out = []
     for _ in range(n):
         i = next(_seq)
         row = {"id": i, "org_code": ORG, "icd10_code": "A01.0", **extra}
-        out.append(Event(f"{ORG}.emr:{i:016X}:0", "c", None, row, ORG, "emr", "emr", table, i, i, now, False, 0))
+        out.append(Event(f"{ORG}.emr:{i:016X}:0", "c", None, row, ORG, "emr", "emr", table, i, i, now, False, 0,
+                         mapping_version, spec_version))
     return out
 
 
@@ -195,6 +197,70 @@ def test_sink_delivers_drops_duplicates_and_stats(sim: SimHandle, keys: dict[str
     assert row[0] == "lab_result" and row[1] == "c" and orjson.loads(row[2])["id"] == evs[0].id and row[3]
     sink.close()
     sink2.close()
+
+
+def _batches_of(sim: SimHandle, event_ids: list[str]) -> dict[str, tuple[str, str, list[str]]]:
+    """batch_id -> (spec_version, mapping_version, event ids) of the batches holding these events."""
+    db = sqlite3.connect(sim.data_dir / "received.sqlite")
+    try:
+        marks = ",".join("?" * len(event_ids))
+        rows = db.execute(f"SELECT e.batch_id, b.spec_version, b.mapping_version, e.id FROM events e JOIN batches b"
+                          f" USING (batch_id) WHERE e.id IN ({marks}) ORDER BY e.rowid", event_ids).fetchall()
+    finally:
+        db.close()
+    out: dict[str, tuple[str, str, list[str]]] = {}
+    for bid, spec, mapping, eid in rows:
+        out.setdefault(bid, (spec, mapping, []))[2].append(eid)
+    return out
+
+
+def test_batch_header_carries_the_events_versions_and_never_mixes_them(sim: SimHandle,
+                                                                         keys: dict[str, Path]) -> None:
+    """A mapping reload between transactions: the sink cuts the platform batch where the version
+    changes, and the platform stores each batch's versions (received.sqlite, table batches)."""
+    old, new = make_events(3, mapping_version="m-old"), make_events(4, mapping_version="m-new")
+    sink = HttpSink(dest(sim, keys, batch_max_events=100))
+    ack = sink.send(Batch(events=old + new))
+    sink.close()
+    assert list(ack.accepted) == [e.id for e in old + new]
+    batches = sorted(_batches_of(sim, [e.id for e in old + new]).values(), key=lambda b: b[1])
+    assert batches == [("1.0", "m-new", [e.id for e in new]), ("1.0", "m-old", [e.id for e in old])]
+
+
+def test_sink_never_sends_events_that_skipped_the_validation_stage(sim: SimHandle, keys: dict[str, Path]) -> None:
+    from cdcsync.event import Change
+    from cdcsync.pipeline import PassThroughTransform
+
+    stamped = make_events(2)
+    now = dt.datetime.now(dt.UTC)
+    n = next(_seq)
+    out = PassThroughTransform(ORG, "emr")(Change("c", "emr", "diagnosis", None, {"id": n}, n, n, now, 0))
+    assert isinstance(out, Event)
+    bare = [out]
+    sink = HttpSink(dest(sim, keys))
+    with pytest.raises(ValueError, match="没有数据集规范或映射版本"):
+        sink.send(Batch(events=stamped + bare))
+    sink.close()
+    assert not {e.id for e in stamped + bare} & set(stored(sim))
+
+
+def test_old_received_sqlite_gains_the_version_columns(tmp_path: Path) -> None:
+    from cdcsync.upstream_sim.store import BatchHead
+
+    path = tmp_path / "received.sqlite"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE batches (batch_id TEXT PRIMARY KEY, digest TEXT NOT NULL, org_code TEXT NOT NULL,"
+               " n_events INTEGER NOT NULL, received_at TEXT NOT NULL)")
+    db.execute("INSERT INTO batches VALUES ('old', 'd', 'o', 1, 'then')")
+    db.commit()
+    db.close()
+    store = SqliteStore(path)
+    store.put_batch(BatchHead("new", ORG, "1.0", "m-1"), "d2", [("e1", "patient", "c", "{}")])
+    store.close()
+    db = sqlite3.connect(path)
+    rows = db.execute("SELECT batch_id, spec_version, mapping_version FROM batches ORDER BY batch_id").fetchall()
+    db.close()
+    assert rows == [("new", "1.0", "m-1"), ("old", "", "")]
 
 
 def test_batch_ids_are_deterministic(sim: SimHandle, keys: dict[str, Path]) -> None:
@@ -396,6 +462,8 @@ def ev(i: str, op: Any = "c", table: Any = "diagnosis", **kw: Any) -> dict[str, 
     (batch_doc([ev("a")], batch_id="b-2"), "payload.batch_id differs from the X-Batch-Id header"),
     (batch_doc([ev("a")], spec_version=3), "payload.spec_version: expected a string"),
     (batch_doc([ev("a")], mapping_version=None), "payload.mapping_version: expected a string"),
+    (batch_doc([ev("a")], spec_version=""), "payload.spec_version: must not be empty"),
+    (batch_doc([ev("a")], mapping_version=" "), "payload.mapping_version: must not be empty"),
     (batch_doc([]), "payload.events: expected a non-empty list"),
     (batch_doc({"a": 1}), "payload.events: expected a non-empty list"),
     (batch_doc("x", version=2), "payload.version: expected 1, got 2"),  # checked in order
