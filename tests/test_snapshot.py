@@ -157,7 +157,7 @@ def test_cli_snapshot_table_slots_and_status(cdc_db: str, tmp_path: Path) -> Non
     assert res.exit_code != 0 and "初始快照" in res.output
     res = runner.invoke(cli, ["-c", str(cfg), "snapshot", "--destination", "t"])
     assert res.exit_code == 0, res.output
-    assert f"共 {ROWS} 条" in res.output
+    assert f"投递 {ROWS} 条" in res.output
     res = runner.invoke(cli, ["-c", str(cfg), "snapshot", "-d", "t", "-t", "cdc_probe"])
     assert res.exit_code == 0, res.output
     events = read_events(tmp_path / "events.jsonl")
