@@ -26,7 +26,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from cdcsync.event import Batch, Event, Op, Row, dumps, str_to_lsn
+from cdcsync.event import SINK_REJECTED_RULE, Batch, Event, Op, Row, dumps, str_to_lsn
 from cdcsync.sink import Sink
 from cdcsync.spec import Spec, load_spec
 from cdcsync.validate import Violation
@@ -261,7 +261,9 @@ def retry(conn: psycopg.Connection[Any], rules: Validators, sinks: Mapping[str, 
                     result.released.append(ev.id)
                 else:
                     why = reason or "目的地未确认该事件"
-                    sink_rejects.append(("sink.rejected", None, f"目的地拒收：{why}", _jsonb(ev.after), dest, ev.id))
+                    rule = ack.rejected_rules.get(ev.id, SINK_REJECTED_RULE)  # PLT…: the platform refuses it
+                    sink_rejects.append((rule, ack.rejected_fields.get(ev.id), f"目的地拒收：{why}", _jsonb(ev.after),
+                                         dest, ev.id))
                     result.rejected_by_sink.append(ev.id)
         _record(conn, updates + sink_rejects, discards, released)
     if entries:
