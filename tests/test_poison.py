@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import sqlite3
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ from typing import Any
 import orjson
 import psycopg
 import pytest
+import yaml
 
 from cdcsync.crypto.envelope import seal
 from cdcsync.crypto.keys import load_private_key, load_public_key, write_keypair
@@ -28,7 +30,7 @@ from cdcsync.sink.http import REFUSING_ALL, HttpSink
 from cdcsync.sink.http_settings import HttpDestination
 from cdcsync.upstream_sim.app import Faults
 from cdcsync.upstream_sim.runner import SimHandle, start_in_process
-from tests.cdc_util import LOOPBACK_API, PROBE_DDL, fold, prepare_db, table_as_events
+from tests.cdc_util import LOOPBACK_API, PROBE_DDL, cli_cmd, fold, prepare_db, table_as_events
 
 ORG = "12110000400000000X"
 _seq = iter(range(1, 10**9))
@@ -189,6 +191,29 @@ def test_a_platform_refusing_everything_stops_quarantining(sim: SimHandle, keys:
     sink.close()
 
 
+def test_cli_refuse_switches(tmp_path: Path, keys: dict[str, Path]) -> None:
+    """`upstream-sim --refuse-event-id ID --refuse-status 413` as a process; a bad --refuse-row is
+    refused with the expected form."""
+    from click.testing import CliRunner
+
+    from cdcsync.upstream_sim.cli import upstream_sim_command
+    from cdcsync.upstream_sim.runner import start_subprocess
+
+    bad = CliRunner().invoke(upstream_sim_command, ["--data-dir", str(tmp_path / "x"), "--refuse-row", "patient"])
+    assert bad.exit_code == 2 and "表名.字段名=值" in bad.output
+    evs = make_events(3)
+    h = start_subprocess(tmp_path / "sim", hospital_pubs=[keys["hospital_pub"]], log_file=tmp_path / "sim.log",
+                         args=["--refuse-event-id", evs[1].id, "--refuse-status", "413"])
+    try:
+        sink = sink_for(h, keys, poison_after_attempts=2)
+        ack = sink.send(Batch(events=evs))
+        assert list(ack.accepted) == [evs[0].id, evs[2].id] and ack.rejected_rules == {evs[1].id: "PLT413"}
+        assert h.stats()["counters"]["refused.poison_413"] >= 2
+        sink.close()
+    finally:
+        h.stop()
+
+
 # ----------------------------------------------------------------------------- end to end on PostgreSQL
 
 
@@ -225,7 +250,7 @@ def test_platform_refusing_one_event_forever_quarantines_it_and_the_stream_goes_
     # The platform answers 422 for any batch holding the change of row 13, forever.
     sim = start_in_process(tmp_path / "sim", hospital_pubs=[hp],
                            faults=Faults(refuse_rows=frozenset({("cdc_probe", "id", "13")}), refuse_status=422))
-    settings = Settings.model_validate({
+    data: dict[str, Any] = {
         "org_code": "TESTORG01", "state_dir": str(tmp_path / "state"), "database": {"dsn": fresh_db},
         "stream": {"status_interval_s": 1, "linger_ms": 300, "heartbeat_interval_s": 5, "snapshot_on_new": False,
                    "checkpoint_interval_ms": 0},
@@ -233,7 +258,10 @@ def test_platform_refusing_one_event_forever_quarantines_it_and_the_stream_goes_
                           "hospital_key": str(hk), "platform_public_key": str(sim.platform_pub),
                           "retry_initial_s": 0.05, "retry_max_s": 0.2, "poison_after_attempts": 3}],
         "api": LOOPBACK_API,
-    })
+    }
+    settings = Settings.model_validate(data)
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(yaml.safe_dump(data), encoding="utf-8")
     pipe = Pipeline(settings, settings.destinations[0])
     ready = threading.Event()
     pipe.on_ready = ready.set
@@ -275,6 +303,9 @@ def test_platform_refusing_one_event_forever_quarantines_it_and_the_stream_goes_
         # The alert: cdcsync status, the monitoring API (JSON and /metrics), the status page.
         st = collect_status(settings)["destinations"][0]["platform_refused"]
         assert st["held"] == 1 and st["last"]["rule_id"] == "PLT422" and st["last"]["table"] == "cdc_probe"
+        out = subprocess.run(cli_cmd(cfg, "status"), capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        assert "平台拒收 1 条" in out.stdout and "PLT422 表 cdc_probe 字段 id" in out.stdout
         full = build_status(settings)
         assert full["destinations"][0]["platform_refused"]["held"] == 1
         from prometheus_client import CollectorRegistry, generate_latest

@@ -450,6 +450,7 @@ class HttpSink:
         """The platform refuses this one event for good: it goes to quarantine (via the Ack)."""
         self._refused_run += 1
         self.health.refused()
+        self.health.update(state="idle", attempts=0, next_retry_at=None)  # settled: no longer retrying
         log.warning("%s: platform refuses event %s (table %s) with HTTP %d %s: quarantined as %s", self.name,
                     event.id, event.table, refusal.status, refusal.code, refusal.rule_id)
         return Ack(accepted=[], rejected={event.id: refusal.reason},
