@@ -221,6 +221,9 @@ class Batch:
         return max(lsns) if lsns else None
 
 
+SINK_REJECTED_RULE = "sink.rejected"  # quarantine rule of an event a destination rejected in its Ack
+
+
 @dataclass(slots=True)
 class Ack:
     """What a destination made of a batch: every event id is accepted or rejected."""
@@ -228,6 +231,8 @@ class Ack:
     accepted: Sequence[str]
     rejected: dict[str, str] = field(default_factory=dict)  # id -> reason
     rejected_fields: dict[str, str] = field(default_factory=dict)  # id -> the field the platform named
+    # id -> quarantine rule id where it is not the default ``sink.rejected`` (a refused event: PLT422…)
+    rejected_rules: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def all_of(cls, events: Iterable[Event]) -> Ack:

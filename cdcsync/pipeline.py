@@ -31,6 +31,7 @@ from cdcsync.config import DestinationSettings, Settings
 from cdcsync.db.migrate import PUBLICATION
 from cdcsync.delivery import DeliveryWindow
 from cdcsync.event import (
+    SINK_REJECTED_RULE,
     Ack,
     Batch,
     Change,
@@ -581,7 +582,8 @@ class _Batcher:
                 if reason is not None:
                     ch = Change(ev.op, ev.schema, ev.table, ev.before, ev.after, ev.lsn, ev.tx_id, ev.commit_ts, 0,
                                 ev.snapshot)
-                    rejection = Rejection("sink.rejected", ack.rejected_fields.get(ev.id), reason)
+                    rule = ack.rejected_rules.get(ev.id, SINK_REJECTED_RULE)  # PLT… for a refused event
+                    rejection = Rejection(rule, ack.rejected_fields.get(ev.id), reason)
                     sink_rej.append(self._rejected(ch, rejection, ev.id))
         lsn = self.ckpt.record(b, ack, sink_rej, position=self.position)
         self.pipe.events_sent += len(b.events) - len(sink_rej)

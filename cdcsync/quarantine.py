@@ -29,7 +29,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from cdcsync.event import Batch, Change, Event, Op, Row, dumps, str_to_lsn
+from cdcsync.event import SINK_REJECTED_RULE, Batch, Change, Event, Op, Row, dumps, str_to_lsn
 from cdcsync.mapping.mapper import unmapped_row
 from cdcsync.pipeline import Transform
 from cdcsync.sink import Sink
@@ -283,7 +283,9 @@ def retry(conn: psycopg.Connection[Any], stage: Transform, sinks: Mapping[str, S
                 else:
                     why = reason or "目的地未确认该事件"
                     image = ev.after if ev.after is not None else ev.before  # a delete keeps its before-image
-                    sink_rejects.append(("sink.rejected", None, f"目的地拒收：{why}", _jsonb(image), dest, ev.id))
+                    rule = ack.rejected_rules.get(ev.id, SINK_REJECTED_RULE)  # PLT…: the platform refuses it
+                    sink_rejects.append((rule, ack.rejected_fields.get(ev.id), f"目的地拒收：{why}", _jsonb(image),
+                                         dest, ev.id))
                     result.rejected_by_sink.append(ev.id)
         _record(conn, updates + sink_rejects, discards, released)
     if entries:

@@ -16,6 +16,20 @@ def _iso(value: Any) -> Any:
     return value.isoformat() if isinstance(value, dt.datetime | dt.date) else value
 
 
+def platform_refused(conn: psycopg.Connection[Any], name: str) -> dict[str, Any]:
+    """The poison-batch alert: events the platform refuses for good (rule ``PLT…``), held in
+    quarantine. It stays raised until they are retried or dealt with (``cdcsync quarantine``)."""
+    rows = conn.execute(
+        "SELECT rule_id, table_name, field, message, last_seen, count(*) OVER () FROM cdcsync.quarantine"
+        " WHERE destination = %s AND status = 'held' AND rule_id LIKE 'PLT%%' ORDER BY last_seen DESC LIMIT 1",
+        (name,)).fetchall()
+    if not rows:
+        return {"held": 0, "last": None}
+    rule, table, field, message, seen, n = rows[0]
+    return {"held": int(n), "last": {"rule_id": rule, "table": table, "field": field, "message": message,
+                                     "at": _iso(seen)}}
+
+
 def destination_status(conn: psycopg.Connection[Any], settings: Settings, name: str) -> dict[str, Any]:
     slot = get_slot(conn, slot_name(name))
     ck = conn.execute(
@@ -57,6 +71,7 @@ def destination_status(conn: psycopg.Connection[Any], settings: Settings, name: 
         "events_today": {t: int(d) for t, d, _ in today},
         "quarantined_today": {t: int(q) for t, _, q in today if q},
         "quarantined_held": int(held),
+        "platform_refused": platform_refused(conn, name),
         # Remote destinations: today's send attempts, failed ones and retries (Beijing day).
         "sends_today": {
             "attempts": int(sent[0]) if sent else 0,

@@ -131,6 +131,12 @@ def _print_dest(d: dict[str, Any]) -> None:
                + ("  ⚠ 超过告警阈值" if d["wal_retention_warning"] else ""))
     click.echo(f"  最近事件 {d['last_event_at'] or '-'}  最近确认 {d['last_ack_at'] or '-'}"
                f"  隔离待处理 {d['quarantined_held']}")
+    refused = d["platform_refused"]
+    if refused["held"]:
+        last = refused["last"]
+        click.echo(f"  ⚠ 平台拒收 {refused['held']} 条（已隔离，其余数据照常上报）；最近 {last['at']}："
+                   f"{last['rule_id']} 表 {last['table']} 字段 {last['field'] or '-'}：{last['message']}"
+                   f"（cdcsync quarantine list --rule {last['rule_id']}）")
     sends = d["sends_today"]
     if sends["attempts"]:
         click.echo(f"  今日发送 {sends['attempts']} 次，失败 {sends['failures']} 次，重试 {sends['retries']} 次"

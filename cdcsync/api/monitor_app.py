@@ -5,7 +5,10 @@
   (captured = delivered + quarantined, i.e. what the stream settled), mapping and spec versions,
   free disk on the WAL volume (or the state_dir volume when the data directory cannot be read —
   ``disk.source`` says which), the last error per component.
-* ``GET /metrics``: the same figures in Prometheus text format (same token).
+  ``destinations[].platform_refused`` is the poison-batch alert: events the platform refuses for
+  good, quarantined under a ``PLT…`` rule and still held (count and the latest one).
+* ``GET /metrics``: the same figures in Prometheus text format (same token);
+  ``cdcsync_platform_refused_held`` is that alert.
 * ``GET /healthz``: 200 while the process serves; 503 when the mirror database is unreachable.
 
 The per-destination figures are :func:`cdcsync.status.collect_status`'s — the very dict behind
@@ -184,6 +187,8 @@ class StatusCollector(Collector):
             "last_ack_at": GaugeMetricFamily("cdcsync_last_ack_timestamp_seconds", "最近一次确认时间", labels=labels),
             "quarantined_held": GaugeMetricFamily("cdcsync_quarantine_held", "隔离区待处理记录数", labels=labels),
         }
+        refused = GaugeMetricFamily("cdcsync_platform_refused_held", "平台拒收（PLT 规则）并已隔离、待处理的记录数",
+                                    labels=labels)
         today = GaugeMetricFamily("cdcsync_events_today", "今日（业务日期）事件数：captured/delivered/quarantined",
                                   labels=["destination", "table", "kind"])
         for d in st["destinations"]:
@@ -194,6 +199,8 @@ class StatusCollector(Collector):
             for key in ("lag_bytes", "lag_seconds", "wal_retained_bytes", "quarantined_held"):
                 if d.get(key) is not None:
                     g[key].add_metric(name, float(d[key]))
+            if d.get("platform_refused") is not None:
+                refused.add_metric(name, float(d["platform_refused"]["held"]))
             for key in ("last_event_at", "last_ack_at"):
                 ts = _ts(d.get(key))
                 if ts is not None:
@@ -202,6 +209,7 @@ class StatusCollector(Collector):
                 for kind, n in counts.items():
                     today.add_metric([*name, table, kind], float(n))
         yield from g.values()
+        yield refused
         yield today
         disk = st.get("disk") or {}
         if disk.get("free_bytes") is not None:

@@ -76,6 +76,24 @@ def _dest_state(d: Mapping[str, Any]) -> tuple[str, str]:
     return "ok", "运行中，数据及时"
 
 
+def _platform_refused_text(dests: list[Mapping[str, Any]]) -> str:
+    """The poison-batch alert: per platform, how many records it refuses for good (held in the
+    quarantine under a PLT rule), with the table and field — never the record or the message."""
+    parts = []
+    for d in dests:
+        refused = d.get("platform_refused") or {}
+        n, last = int(refused.get("held") or 0), refused.get("last") or {}
+        if n:
+            name = d.get("destination", "")
+            where = f"{last.get('table')}" + (f".{last['field']}" if last.get("field") else "")
+            parts.append(f'<div class="attention" data-destination="{_e(name)}">{_e(PLATFORM_NAMES.get(name, name))}'
+                         f"拒收 {n} 条记录（{_e(last.get('rule_id'))}，{_e(where)}），已隔离；其余数据照常上报。</div>")
+    if not parts:
+        return ""
+    return "".join(parts) + ('<div class="sub">平台对这些记录的答复不会改变：请信息科查看 cdcsync quarantine list '
+                             "--rule PLT422（或 PLT400、PLT413）中的原因，与平台或厂商核实后处理。</div>")
+
+
 def render_status(st: Mapping[str, Any], spec: Spec) -> str:
     dests = list(st.get("destinations") or [])
     enabled = [d for d in dests if d.get("enabled", True)]
@@ -92,6 +110,10 @@ def render_status(st: Mapping[str, Any], spec: Spec) -> str:
         overall = ("warn", "部分运行", "有上报平台未在同步，请联系前置机管理员。")
     else:
         overall = ("bad", "未运行", "同步程序未在运行，请联系前置机管理员。")
+
+    refused_text = _platform_refused_text(enabled)
+    if refused_text and overall[0] == "ok":
+        overall = ("warn", "运行中（有记录被平台拒收）", "其余数据正在上报；被拒收的记录已隔离，需要处理。")
 
     rows = []
     for d in dests:
@@ -149,6 +171,7 @@ def render_status(st: Mapping[str, Any], spec: Spec) -> str:
         "volume_head": head,
         "volume_rows": "\n".join(vrows),
         "quarantine_text": quarantine,
+        "platform_refused_text": refused_text,
         "backup_text": _e(st.get("last_backup") or BACKUP_PLACEHOLDER),
         "version": _e(st.get("version") or __version__),
         "spec_version": _e(st.get("spec_version") or spec.version),

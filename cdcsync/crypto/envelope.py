@@ -389,9 +389,9 @@ class Reply:
         return [i for i in event_ids if i not in seen]
 
 
-def error_body(code: str, message: str) -> bytes:
-    """JSON body of a non-200 reply."""
-    return orjson.dumps({"version": 1, "error": code, "message": message})
+def error_body(code: str, message: str, field: str | None = None) -> bytes:
+    """JSON body of a non-200 reply; ``field``: the event field a refusal is about (optional)."""
+    return orjson.dumps({"version": 1, "error": code, "message": message, **({"field": field} if field else {})})
 
 
 def sign_reply(

@@ -15,6 +15,17 @@ for as long as it takes, and ``health`` shows why. A reply that fails verificati
 trusted: the batch is sent again. Events the platform rejects come back in ``Ack.rejected`` with
 the platform's reason, for the checkpoint to quarantine.
 
+Poison batches: a platform that answers a batch with 400/413/422 and the same reason
+``poison_after_attempts`` times in a row (a signed answer; 413 need not be) will not change its
+mind. The batch is then bisected — the first half delivered before the second, so events still
+leave in commit order — down to the event(s) the platform refuses on their own; those come back
+in ``Ack.rejected`` with rule ``PLT<status>`` (``Ack.rejected_rules``), the platform's reason
+and field, and are quarantined in the same checkpoint transaction that confirms what follows
+them. A platform that refuses ``poison_max_consecutive`` events in a row while accepting nothing
+refuses everything (its configuration or ours, not the data): then nothing more is
+quarantined, the batch is retried as any failure and the reason shown in ``status``.
+5xx, 429, connection errors and every other status are retried as before, however often.
+
 Logs carry batch ids, counts, HTTP statuses and error codes only: never event contents.
 """
 
@@ -24,7 +35,7 @@ import logging
 import ssl
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -36,7 +47,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type
 from tenacity.wait import wait_random_exponential
 
 from cdcsync.crypto import CryptoError
-from cdcsync.crypto.envelope import Sealed, open_reply, seal
+from cdcsync.crypto.envelope import Sealed, open_reply, seal, verify_reply
 from cdcsync.crypto.keys import key_id, load_private_key, load_public_key
 from cdcsync.crypto.sm3 import sm3
 from cdcsync.event import Ack, Batch, Event, encode_events
@@ -53,13 +64,74 @@ class SinkClosed(SinkError):
     """``close()`` was called while a batch was waiting to be delivered (it was not acked)."""
 
 
-class DeliveryError(Exception):
-    """One attempt failed; the batch will be sent again. ``retry_after``: the platform's wish."""
+# Answers that may be final for the events of a batch (poison batches, see the module docstring).
+POISON_STATUSES = frozenset({400, 413, 422})
+# Error codes about the request as a whole (framing, the key it was encrypted to): never an
+# event's fault, so never a reason to bisect and quarantine (docs/upstream-protocol.md 3.6).
+REQUEST_LEVEL_CODES = frozenset({"malformed_envelope", "decrypt_failed"})
+REFUSING_ALL = "平台连续拒收且未接收任何数据，判断为平台或本端配置问题，已停止隔离并持续重试"
 
-    def __init__(self, message: str, *, retry_after: float | None = None, status: int | None = None) -> None:
+
+@dataclass(frozen=True)
+class Refusal:
+    """A platform answer that may be final: same status, code, message and field = same reason."""
+
+    status: int
+    code: str
+    message: str
+    field: str | None = None
+
+    @property
+    def rule_id(self) -> str:
+        return f"PLT{self.status}"
+
+    @property
+    def reason(self) -> str:
+        """The quarantine message (the platform's own words, which it shows hospital staff)."""
+        return f"平台拒收（HTTP {self.status} {self.code}）：{self.message}"
+
+
+class DeliveryError(Exception):
+    """One attempt failed; the batch will be sent again. ``retry_after``: the platform's wish.
+    ``refusal``: set when the answer may be final (see :data:`POISON_STATUSES`)."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, status: int | None = None,
+                 refusal: Refusal | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
         self.status = status
+        self.refusal = refusal
+
+
+class _Refused(Exception):
+    """The platform gave the same refusal often enough: bisect the batch."""
+
+    def __init__(self, refusal: Refusal) -> None:
+        super().__init__(refusal.reason)
+        self.refusal = refusal
+
+
+class _SameRefusal:
+    """Counts the identical refusals of one platform batch in a row; raises :class:`_Refused` at
+    ``limit`` — at once when the refusal is ``known`` (a half of a batch refused for that very
+    reason) — unless ``allowed()`` says the platform refuses everything."""
+
+    def __init__(self, limit: int, known: Refusal | None, allowed: Callable[[], bool]) -> None:
+        self.limit = limit
+        self.known = known
+        self.allowed = allowed
+        self.last: Refusal | None = None
+        self.count = 0
+
+    def note(self, exc: DeliveryError) -> None:
+        r = exc.refusal
+        if r is None:
+            self.last, self.count = None, 0
+            return
+        self.count = self.count + 1 if r == self.last else 1
+        self.last = r
+        if (r == self.known or self.count >= self.limit) and self.allowed():
+            raise _Refused(r)
 
 
 PRESEALED_MAX_AGE_S = 30.0
@@ -96,6 +168,8 @@ class HealthSnapshot:
     events_rejected: int
     events_duplicate: int
     in_flight_bytes: int
+    events_refused: int  # quarantined as refused by the platform (PLT…), since start
+    refusing_all: bool  # the platform refuses everything: quarantining stopped, retrying
 
     def as_dict(self) -> dict[str, Any]:
         return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in self.__dict__.items()}
@@ -110,7 +184,7 @@ class SinkHealth:
             "destination": destination, "state": "idle", "attempts": 0, "total_failures": 0,
             "last_error": None, "last_error_at": None, "next_retry_at": None, "last_success_at": None,
             "batches_sent": 0, "events_accepted": 0, "events_rejected": 0, "events_duplicate": 0,
-            "in_flight_bytes": 0,
+            "in_flight_bytes": 0, "events_refused": 0, "refusing_all": False,
         }
 
     def update(self, **changes: Any) -> None:
@@ -134,6 +208,10 @@ class SinkHealth:
             d["events_accepted"] += accepted
             d["events_rejected"] += rejected
             d["events_duplicate"] += duplicates
+
+    def refused(self) -> None:
+        with self._lock:
+            self._d["events_refused"] += 1
 
     def add_in_flight(self, n: int) -> None:
         with self._lock:
@@ -253,6 +331,7 @@ class HttpSink:
             )
         self._closed = threading.Event()
         self._in_flight = _InFlight(settings.max_in_flight_bytes)
+        self._refused_run = 0  # events refused in a row with nothing accepted in between
         self._client = httpx.Client(
             verify=self._tls_verify(settings),
             timeout=httpx.Timeout(settings.timeout_s, connect=min(settings.timeout_s, 10.0)),
@@ -283,15 +362,7 @@ class HttpSink:
 
     def deliver(self, prepared: list[_Prepared]) -> Ack:
         """POST each platform batch until its signed reply verifies; the merged Ack."""
-        accepted: list[str] = []
-        rejected: dict[str, str] = {}
-        fields: dict[str, str] = {}
-        for part in prepared:
-            ack = self._deliver(part)
-            accepted.extend(ack.accepted)
-            rejected.update(ack.rejected)
-            fields.update(ack.rejected_fields)
-        return Ack(accepted=accepted, rejected=rejected, rejected_fields=fields)
+        return _merge([self._deliver(part) for part in prepared])
 
     def close(self) -> None:
         self._closed.set()
@@ -337,8 +408,10 @@ class HttpSink:
         sealed = seal(payload, sender_key=self._key, recipient_pub=self._platform, org_code=org, batch_id=bid)
         return _Prepared(events, org, bid, payload, sealed, time.monotonic())
 
-    def _deliver(self, part: _Prepared) -> Ack:
+    def _deliver(self, part: _Prepared, known: Refusal | None = None) -> Ack:
+        """Deliver one platform batch; ``known``: the refusal its parent batch got (bisection)."""
         events, org, bid, payload = part.events, part.org_code, part.batch_id, part.payload
+        same = _SameRefusal(self.settings.poison_after_attempts, known, self._may_quarantine)
         ids = [e.id for e in events]
         # The first attempt uses the seal made in advance unless it has aged: its timestamp must
         # stay well inside the platform's freshness window.
@@ -346,6 +419,7 @@ class HttpSink:
         self._in_flight.acquire(len(payload), self._closed)
         self.health.add_in_flight(len(payload))
         ack: Ack | None = None
+        refusal: Refusal | None = None
         try:
             retrying = Retrying(
                 retry=retry_if_exception_type(DeliveryError),
@@ -358,24 +432,54 @@ class HttpSink:
             try:
                 for attempt in retrying:
                     with attempt:
-                        ack = self._attempt(org, bid, payload, ids, first.pop() if first else None)
+                        try:
+                            ack = self._attempt(org, bid, payload, ids, first.pop() if first else None)
+                        except DeliveryError as exc:
+                            same.note(exc)  # raises _Refused once the refusal is final
+                            raise
                     if ack is not None and self._on_attempt is not None:
                         self._on_attempt(True, attempt.retry_state.attempt_number > 1, None)
             except DeliveryError as exc:  # only after close(): stop fired
                 raise SinkClosed(f"{self.name}: sink closed before batch {bid[:16]} was acknowledged: {exc}") from None
             except _TooLarge:
                 ack = None
+            except _Refused as exc:
+                refusal = exc.refusal
         finally:
             self._in_flight.release(len(payload))
             self.health.add_in_flight(-len(payload))
         if ack is not None:
             return ack
-        log.warning("%s: platform refused %d events (%d bytes) as too large; splitting the batch",
-                    self.name, len(events), len(payload))
+        if refusal is None:
+            log.warning("%s: platform refused %d events (%d bytes) as too large; splitting the batch",
+                        self.name, len(events), len(payload))
+        elif len(events) == 1:
+            return self._quarantine(events[0], refusal)
+        else:
+            log.warning("%s: platform refuses batch %s (%d events) with HTTP %d %s; bisecting it", self.name,
+                        bid[:16], len(events), refusal.status, refusal.code)
+        # The first half is delivered (or bisected further) before the second: commit order holds.
         half = len(events) // 2
-        a, b = self._deliver(self._prepared(events[:half])), self._deliver(self._prepared(events[half:]))
-        return Ack(accepted=[*a.accepted, *b.accepted], rejected={**a.rejected, **b.rejected},
-                   rejected_fields={**a.rejected_fields, **b.rejected_fields})
+        return _merge([self._deliver(self._prepared(events[:half]), refusal),
+                       self._deliver(self._prepared(events[half:]), refusal)])
+
+    def _may_quarantine(self) -> bool:
+        """False once the platform refused ``poison_max_consecutive`` events in a row and accepted
+        none: it refuses everything, and quarantining the whole stream would help nobody."""
+        allowed = self._refused_run < self.settings.poison_max_consecutive
+        self.health.update(refusing_all=not allowed)
+        return allowed
+
+    def _quarantine(self, event: Event, refusal: Refusal) -> Ack:
+        """The platform refuses this one event for good: it goes to quarantine (via the Ack)."""
+        self._refused_run += 1
+        self.health.refused()
+        self.health.update(state="idle", attempts=0, next_retry_at=None)  # settled: no longer retrying
+        log.warning("%s: platform refuses event %s (table %s) with HTTP %d %s: quarantined as %s", self.name,
+                    event.id, event.table, refusal.status, refusal.code, refusal.rule_id)
+        return Ack(accepted=[], rejected={event.id: refusal.reason},
+                   rejected_fields={event.id: refusal.field} if refusal.field else {},
+                   rejected_rules={event.id: refusal.rule_id})
 
     def _attempt(self, org: str, bid: str, payload: bytes, ids: list[str], sealed: Sealed | None = None) -> Ack:
         if self._closed.is_set():
@@ -398,8 +502,32 @@ class HttpSink:
         if resp.status_code != 200:
             retry_after = _retry_after(resp.headers.get("Retry-After")) if resp.status_code in (429, 503) else None
             raise DeliveryError(f"HTTP {resp.status_code}: {_error_code(resp)}", retry_after=retry_after,
-                                status=resp.status_code)
+                                status=resp.status_code, refusal=self._refusal(resp, sealed))
         return self._read_reply(resp, sealed, ids)
+
+    def _refusal(self, resp: httpx.Response, sealed: Sealed) -> Refusal | None:
+        """The answer as a possibly final refusal of the batch's events, else None (retried as any
+        failure). 400 and 422 count only when the platform signed them for this very request: a
+        forged answer must not divert events into quarantine. A 413 may come from any hop."""
+        status = resp.status_code
+        if status not in POISON_STATUSES:
+            return None
+        try:
+            doc = orjson.loads(resp.content)
+        except orjson.JSONDecodeError:
+            doc = None
+        doc = doc if isinstance(doc, dict) else {}
+        code = str(doc.get("error") or "")
+        if code in REQUEST_LEVEL_CODES:
+            return None
+        if status != 413:
+            try:
+                verify_reply(resp.content, resp.headers, platform_pub=self._platform, sealed=sealed)
+            except CryptoError:
+                return None
+        field = doc.get("field")
+        return Refusal(status, code or "-", str(doc.get("message") or "")[:500],
+                       field if isinstance(field, str) and field else None)
 
     def _read_reply(self, resp: httpx.Response, sealed: Sealed, ids: list[str]) -> Ack:
         try:
@@ -419,6 +547,9 @@ class HttpSink:
                 if r.field:
                     fields[r.id] = r.field
         accepted = [i for i in ids if i not in rejected]
+        if accepted:
+            self._refused_run = 0
+            self.health.update(refusing_all=False)
         self.health.succeeded(len(accepted), len(rejected), len(reply.duplicates))
         if rejected:
             log.warning("%s: batch %s: platform rejected %d of %d events", self.name, sealed.batch_id[:16],
@@ -440,8 +571,25 @@ class HttpSink:
         delay = state.upcoming_sleep
         nxt = datetime.fromtimestamp(time.time() + delay, UTC)
         msg = str(exc) if exc else "unknown error"
+        if isinstance(exc, DeliveryError) and exc.refusal is not None and self.health.snapshot().refusing_all:
+            msg = f"{REFUSING_ALL}：{msg}"
         self.health.failed(msg, nxt)
         if self._on_attempt is not None:
             self._on_attempt(False, state.attempt_number > 1, msg[:300])
         log.warning("%s: delivery attempt %d failed (%s); retrying in %.1f s", self.name, state.attempt_number,
                     msg[:300], delay)
+
+
+def _merge(acks: Sequence[Ack]) -> Ack:
+    """One Ack for consecutive platform batches (in their order)."""
+    if len(acks) == 1:
+        return acks[0]
+    out = Ack(accepted=[])
+    accepted: list[str] = []
+    for a in acks:
+        accepted.extend(a.accepted)
+        out.rejected.update(a.rejected)
+        out.rejected_fields.update(a.rejected_fields)
+        out.rejected_rules.update(a.rejected_rules)
+    out.accepted = accepted
+    return out

@@ -45,6 +45,14 @@ class HttpDestination(BaseModel):
     max_in_flight_bytes: int = Field(64 * 1024 * 1024, ge=1024)
     retry_initial_s: float = Field(0.5, gt=0, le=60)
     retry_max_s: float = Field(30.0, gt=0, le=3600)
+    # A 400/413/422 answer repeated this many times with the same reason is final (a poison
+    # batch): the batch is bisected down to the refused event(s), which are quarantined with the
+    # platform's reason (rule PLT400/PLT413/PLT422) while the rest is delivered in order.
+    poison_after_attempts: int = Field(3, ge=1, le=100)
+    # More refused events than this in a row with nothing accepted in between: the platform refuses
+    # everything (a configuration or version problem, not the data). Quarantining stops; the batch
+    # is retried and the failure shown in status until the platform accepts again.
+    poison_max_consecutive: int = Field(10, ge=1, le=10_000)
     # Plain HTTP for loopback trials only (e.g. upstream-sim --insecure-http); never to a real platform.
     insecure_http: bool = False
 

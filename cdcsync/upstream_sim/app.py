@@ -109,6 +109,11 @@ class Faults:
     reject_fields: frozenset[tuple[str, str]] = frozenset()  # (table, field): non-null value rejected
     tamper_replies: int = 0  # flip one byte in the body of the next N signed replies
     retry_after_s: int = 1
+    # Poison batches: a batch holding one of these events is refused as a whole, every time,
+    # with ``refuse_status`` (400/413/422): an answer that will never change.
+    refuse_event_ids: frozenset[str] = frozenset()
+    refuse_rows: frozenset[tuple[str, str, str]] = frozenset()  # (table, field, value as text)
+    refuse_status: int = 422
 
 
 @dataclass
@@ -281,13 +286,33 @@ def _event_problem(ev: _Event, faults: Faults) -> Rejection | None:
     return None
 
 
+_REFUSE_CODES = {400: "malformed_request", 413: "payload_too_large", 422: "event_refused"}
+
+
+def _refused_event(events: list[tuple[_Event, str]], faults: Faults) -> tuple[str, str | None] | None:
+    """(reason, field) when the batch holds an event the platform refuses the whole batch for."""
+    if not faults.refuse_event_ids and not faults.refuse_rows:
+        return None
+    for ev, _ in events:
+        if ev.id in faults.refuse_event_ids:
+            return f"事件 {ev.id} 不符合平台要求，整批拒收", None
+        table = None if ev.source is None else ev.source.table
+        row: dict[str, Any] | None = None
+        for t, f, value in faults.refuse_rows:
+            if t == table:
+                row = _row(ev) if row is None else row
+                if row is not None and f in row and str(row[f]) == value:
+                    return f"事件 {ev.id} 的字段 {t}.{f} 不符合平台要求，整批拒收", f
+    return None
+
+
 def _error(
     state: SimState, body: bytes, headers: Mapping[str, str], status: int, code: str, message: str,
-    retry_after: int | None = None,
+    retry_after: int | None = None, field: str | None = None,
 ) -> Response:
     """An error reply, signed like any reply when the request names a well-formed org and batch
     (the protocol's rule); the hospital side never treats it as an acknowledgement."""
-    out = error_body(code, message)
+    out = error_body(code, message, field)
     h: dict[str, str] = {}
     low = {k.lower(): v for k, v in headers.items()}
     org, batch = low.get(H_ORG.lower(), ""), low.get(H_BATCH.lower(), "")
@@ -316,6 +341,13 @@ def process_batch(state: SimState, body: bytes, headers: Mapping[str, str]) -> R
         state.bump("refused.malformed_request")
         log.warning("refused batch %s: %s", opened.batch_id, exc)
         return _error(state, body, headers, 400, "malformed_request", str(exc))
+    refused = _refused_event(events, state.faults)
+    if refused is not None:
+        status = state.faults.refuse_status
+        state.bump(f"refused.poison_{status}")
+        log.warning("refused batch %s with %d (an event the platform refuses)", opened.batch_id, status)
+        return _error(state, body, headers, status, _REFUSE_CODES.get(status, "event_refused"), refused[0],
+                      field=refused[1])
 
     accepted: list[str] = []
     rejected: list[Rejection] = []

@@ -102,6 +102,17 @@ def _parse_fields(values: tuple[str, ...]) -> frozenset[tuple[str, str]]:
     return frozenset(out)
 
 
+def _parse_rows(values: tuple[str, ...]) -> frozenset[tuple[str, str, str]]:
+    out = set()
+    for v in values:
+        m = re.fullmatch(r"([a-z_][a-z0-9_]*)\.([a-z_][a-z0-9_]*)=(.*)", v, re.S)
+        if not m:
+            raise click.BadParameter(f"应为 表名.字段名=值（例如 diagnosis.record_id=D0042），实际为 {v!r}",
+                                     param_hint="--refuse-row")
+        out.add((m.group(1), m.group(2), m.group(3)))
+    return frozenset(out)
+
+
 @click.command("upstream-sim")
 @click.option("--listen", default="127.0.0.1:8888", show_default=True, help="监听地址 主机:端口")
 @click.option("--data-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
@@ -124,6 +135,12 @@ def _parse_fields(values: tuple[str, ...]) -> frozenset[tuple[str, str]]:
 @click.option("--reject-table", multiple=True, metavar="TABLE", help="拒收该表的全部事件（可多次指定）")
 @click.option("--reject-field", multiple=True, metavar="TABLE.FIELD",
               help="拒收该表中该字段非空的事件（可多次指定）")
+@click.option("--refuse-event-id", multiple=True, metavar="ID",
+              help="含有该事件的整批始终以 --refuse-status 拒收（可多次指定；演练“毒批次”）")
+@click.option("--refuse-row", multiple=True, metavar="TABLE.FIELD=VALUE",
+              help="含有该表该字段等于该值（按文本比较）的事件的整批始终拒收（可多次指定）")
+@click.option("--refuse-status", type=click.Choice(["400", "413", "422"]), default="422", show_default=True,
+              help="整批拒收时返回的 HTTP 状态码")
 @click.option("--tamper-replies", type=click.IntRange(0), default=0,
               help="篡改接下来 N 个应答的内容（签名随之失效），用于演练医院端的应答验签")
 @click.option("--window-s", type=click.FloatRange(1), default=300.0, show_default=True,
@@ -131,8 +148,8 @@ def _parse_fields(values: tuple[str, ...]) -> frozenset[tuple[str, str]]:
 def upstream_sim_command(
     listen: str, data_dir: Path, insecure_http: bool, tls_cert: Path | None, tls_key: Path | None,
     platform_key: Path | None, hospital_pub: tuple[Path, ...], store: str, fail_rate: float, latency_ms: int,
-    outage: str | None, reject_table: tuple[str, ...], reject_field: tuple[str, ...], tamper_replies: int,
-    window_s: float,
+    outage: str | None, reject_table: tuple[str, ...], reject_field: tuple[str, ...], refuse_event_id: tuple[str, ...],
+    refuse_row: tuple[str, ...], refuse_status: str, tamper_replies: int, window_s: float,
 ) -> None:
     """参考平台（国家/省级平台模拟）：验签、解密、去重、存储并签名应答。"""
     import uvicorn
@@ -144,7 +161,8 @@ def upstream_sim_command(
         raise click.BadParameter("--tls-cert 与 --tls-key 须同时指定", param_hint="--tls-cert")
     faults = Faults(fail_rate=fail_rate, latency_ms=latency_ms, outage=_parse_outage(outage),
                     reject_tables=frozenset(reject_table), reject_fields=_parse_fields(reject_field),
-                    tamper_replies=tamper_replies)
+                    tamper_replies=tamper_replies, refuse_event_ids=frozenset(refuse_event_id),
+                    refuse_rows=_parse_rows(refuse_row), refuse_status=int(refuse_status))
     try:
         key, tls = prepare_data_dir(data_dir, tls=not insecure_http and tls_cert is None, platform_key=platform_key)
         trusted = TrustedKeys(hospital_pub, DataDir(data_dir).trusted)
