@@ -65,6 +65,7 @@ class Checkpointer:
         self.interval_s = interval_s
         self.due_at = 0.0  # time.monotonic() of the next write
         self._pending: tuple[int, int] | None = None  # (commit_through, flush_lsn) acked, unwritten
+        self.keys = DeliveredKeys(destination, self.pk_lookup)
 
     # -- state ------------------------------------------------------------------------------
 
@@ -82,6 +83,7 @@ class Checkpointer:
 
     def reset_pending(self) -> None:
         """Forget unacknowledged partial transactions (they will be replayed after a reconnect)."""
+        self.keys.clear()
         self._stats.clear()
         self._quarantine.clear()
         self._last_event.clear()
@@ -130,6 +132,7 @@ class Checkpointer:
                 groups[key] = [ev]
             else:
                 group.append(ev)
+        self.keys.track(batch.events, rejected_ids)
         acked_at = dt.datetime.now(BEIJING)
         acked_local = acked_at.replace(tzinfo=None)  # business times are naive Beijing time
         for (lsn, table, day), events in groups.items():
@@ -149,6 +152,9 @@ class Checkpointer:
             self._stats[rej.lsn][(rej.table, rej.business_date)][1] += 1
             self._quarantine[rej.lsn].append(rej)
 
+        if self.keys.full:  # a long snapshot writes no checkpoint until its end
+            with self.conn.pipeline(), self.conn.transaction():
+                self.keys.write(self.conn)
         if batch.snapshot_done_lsn is not None:
             self._pending = None  # the snapshot's write covers everything
             self._write(_EVERYTHING, batch.snapshot_done_lsn, snapshot_done=True, position=position)
@@ -226,6 +232,7 @@ class Checkpointer:
                     " batches = s.batches + 1, last_ack_at = now()",
                     stats)
             write_aggregates(self.conn, self.destination, latency)
+            self.keys.write(self.conn)
             if rejections:
                 cur.executemany(
                     "INSERT INTO cdcsync.quarantine AS q (event_id, destination, table_name, primary_key, lsn,"
@@ -242,3 +249,89 @@ class Checkpointer:
         if rejections:
             log.warning("destination %s: %d change(s) quarantined", self.destination, len(rejections))
         log.debug("checkpoint %s at %s", self.destination, lsn_to_str(flush_lsn))
+
+
+class DeliveredKeys:
+    """The primary keys a destination has acknowledged and not acknowledged a delete for
+    (``cdcsync.delivered_keys``), so a re-snapshot after a lost slot can send deletes for rows
+    that vanished while the WAL holding their deletes was gone.
+
+    Changes to the set are collected from acknowledged events (last operation per key wins) and
+    written with one INSERT and one DELETE per checkpoint write (set-based, inside the checkpoint
+    transaction). Inserts and snapshot reads add a key, deletes remove it, an update adds/removes
+    only when it changes the key, a truncate clears the table. Writing a key before its
+    transaction's position is checkpointed is safe: an acknowledged insert is at the destination,
+    an acknowledged delete is too, and a replay after a crash applies the same operations again.
+    """
+
+    FLUSH_AT = 20_000  # pending keys written without waiting for a checkpoint (long snapshots)
+
+    def __init__(self, destination: str, pk_lookup: PkLookup) -> None:
+        self.destination = destination
+        self.pk_lookup = pk_lookup
+        self._ops: dict[tuple[str, str], bool] = {}  # (table, pk JSON) -> present
+        self._truncated: set[str] = set()
+
+    @property
+    def full(self) -> bool:
+        return len(self._ops) >= self.FLUSH_AT
+
+    def clear(self) -> None:
+        self._ops.clear()
+        self._truncated.clear()
+
+    def track(self, events: list[Event], rejected: dict[str, str] | None) -> None:
+        ops = self._ops
+        cols_of: dict[tuple[str, str], tuple[str, ...]] = {}
+        for ev in events:
+            op = ev.op
+            if rejected and ev.id in rejected:
+                continue
+            key = (ev.schema, ev.table)
+            cols = cols_of.get(key)
+            if cols is None:
+                cols = cols_of[key] = self.pk_lookup(ev.schema, ev.table)
+            if op == "t":
+                self._truncated.add(ev.table)
+                for k in [k for k in ops if k[0] == ev.table]:
+                    del ops[k]
+                continue
+            if not cols:
+                continue  # no primary key: nothing to address a delete by
+            before, after = ev.before, ev.after
+            if op == "u":
+                if before is None or after is None or all(before.get(c) == after.get(c) for c in cols):
+                    continue  # the common update: same key, the set does not change
+                ops[(ev.table, _pk_json(before, cols))] = False
+                ops[(ev.table, _pk_json(after, cols))] = True
+            elif op == "d":
+                if before is not None:
+                    ops[(ev.table, _pk_json(before, cols))] = False
+            elif after is not None:  # c, r
+                ops[(ev.table, _pk_json(after, cols))] = True
+
+    def write(self, conn: psycopg.Connection[Any]) -> None:
+        """Apply the collected changes (inside the caller's transaction)."""
+        if not self._ops and not self._truncated:
+            return
+        cur = conn.cursor()
+        if self._truncated:
+            cur.execute("DELETE FROM cdcsync.delivered_keys WHERE destination = %s AND table_name = ANY(%s)",
+                        (self.destination, sorted(self._truncated)))
+        gone = [k for k, present in self._ops.items() if not present]
+        added = [k for k, present in self._ops.items() if present]
+        if gone:
+            cur.execute(
+                "DELETE FROM cdcsync.delivered_keys d USING unnest(%s::text[], %s::jsonb[]) AS g(t, k)"
+                " WHERE d.destination = %s AND d.table_name = g.t AND d.pk = g.k",
+                ([t for t, _ in gone], [k for _, k in gone], self.destination))
+        if added:
+            cur.execute(
+                "INSERT INTO cdcsync.delivered_keys (destination, table_name, pk)"
+                " SELECT %s, t, k FROM unnest(%s::text[], %s::jsonb[]) AS a(t, k) ON CONFLICT DO NOTHING",
+                (self.destination, [t for t, _ in added], [k for _, k in added]))
+        self.clear()
+
+
+def _pk_json(row: dict[str, Any], cols: tuple[str, ...]) -> str:
+    return dumps({c: row.get(c) for c in cols}).decode()

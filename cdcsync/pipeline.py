@@ -306,7 +306,7 @@ class Pipeline:
             assert created.snapshot_name is not None
             with _Batcher(self, s.sink, s.transform, s.ckpt, s.pks, None, position=False) as batcher:
                 total = read_snapshot(self.conninfo, created.snapshot_name, created.consistent_point,
-                                      batcher.add, s.pks, tables=tables, stop=self.stop)
+                                      batcher.add, s.pks, tables=tables, stop=self.stop, deletes_for=self.name)
                 batcher.finish_snapshot(created.consistent_point)
             log.info("destination %s: ad-hoc snapshot done, %d rows", self.name, total)
             return total
@@ -330,7 +330,7 @@ class Pipeline:
             assert created.snapshot_name is not None
             with _Batcher(self, sink, transform, ckpt, pks, None) as batcher:
                 total = read_snapshot(self.conninfo, created.snapshot_name, created.consistent_point,
-                                      batcher.add, pks, stop=self.stop)
+                                      batcher.add, pks, stop=self.stop, deletes_for=self.name)
                 if self.stop.is_set():
                     raise _Interrupted()
                 batcher.finish_snapshot(created.consistent_point)
