@@ -26,6 +26,7 @@ from click.testing import CliRunner
 from prometheus_client.parser import text_string_to_metric_families
 
 from cdcsync.api.server import start_servers
+from cdcsync.checkpoint import LATEST_KEYS_CTE
 from cdcsync.cli import main
 from cdcsync.config import Settings
 from cdcsync.crypto.keys import write_keypair
@@ -214,7 +215,7 @@ def test_lost_slot_stops_one_destination_and_recovery_delivers_rows_and_deletes(
                      "the platform to follow the stream")
             # The acknowledged deletes leave the destination's key set (checkpointed with them).
             wait_for(lambda: conn.execute(
-                "SELECT count(*) FROM cdcsync.delivered_keys WHERE destination = 'national'").fetchone() == (118,),
+                LATEST_KEYS_CTE + " SELECT count(*) FROM latest", {"d": "national", "t": None}).fetchone() == (118,),
                 30, "the delivered key set to follow the acknowledged deletes")
 
             # The platform goes down; rows it holds are deleted, others inserted and updated.

@@ -23,6 +23,7 @@ from typing import Any
 import click
 import psycopg
 
+from cdcsync.checkpoint import LATEST_KEYS_CTE
 from cdcsync.db.migrate import PUBLICATION
 from cdcsync.event import Change, dumps
 from cdcsync.source.protocol import with_session_options
@@ -167,14 +168,14 @@ def _emit_gone(conn: psycopg.Connection[Any], destination: str, schema: str, tab
     names = [c for c, _ in pk_cols]
     types = [str(conn.execute("SELECT format_type(%s, NULL)", (oid,)).fetchone()[0])  # type: ignore[index]
              for _, oid in pk_cols]
-    typed = [f"(k.pk ->> {_lit(c)})::{t}" for c, t in zip(names, types, strict=True)]
+    typed = [f"(k.pk::jsonb ->> {_lit(c)})::{t}" for c, t in zip(names, types, strict=True)]
     match = " AND ".join(f"x.{_qi(c)} = {v}" for c, v in zip(names, typed, strict=True))
-    query = (f"SELECT {', '.join(v + '::text' for v in typed)} FROM cdcsync.delivered_keys k"
-             f" WHERE k.destination = %s AND k.table_name = %s AND k.pk ?& %s"
+    query = (f"{LATEST_KEYS_CTE} SELECT {', '.join(v + '::text' for v in typed)} FROM latest k"
+             f" WHERE k.pk::jsonb ?& %(cols)s"
              f" AND NOT EXISTS (SELECT 1 FROM {_qi(schema)}.{_qi(table)} x WHERE {match})")
     convs = [converter_for(oid) for _, oid in pk_cols]
     n = 0
-    for rec in conn.execute(query, (destination, table, names)).fetchall():
+    for rec in conn.execute(query, {"d": destination, "t": table, "cols": names}).fetchall():
         vals = [None if v is None else conv(str(v).encode()) for v, conv in zip(rec, convs, strict=True)]
         before = dict(zip(names, vals, strict=True))
         emit(Change("d", schema, table, before, None, consistent_point, 0, started, n, True, row_key(vals), 0))
