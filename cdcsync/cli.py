@@ -86,6 +86,23 @@ def db_init(app: AppContext, dsn: str | None) -> None:
         click.echo(f"已创建发布：{PUBLICATION}")
     if not result.applied and not result.publication_created:
         click.echo(f"数据库已是最新（{len(result.skipped)} 个迁移均已执行），未做任何更改。")
+    _check_wal_keep(app, dsn)
+
+
+def _check_wal_keep(app: AppContext, dsn: str | None) -> None:
+    """Print max_slot_wal_keep_size and warn when it is unlimited or too small (README, install)."""
+    import psycopg
+
+    from cdcsync.config import ConfigError, StreamSettings
+    from cdcsync.source.walsafety import init_check
+
+    try:
+        stream = app.settings.stream
+    except ConfigError:  # ``--dsn`` without a config file: the default thresholds
+        stream = StreamSettings()
+    with psycopg.connect(dsn or app.settings.database.conninfo(), autocommit=True) as conn:
+        for line in init_check(conn, stream):
+            click.echo(line, err=line.startswith("警告"))
 
 
 def _register(module: str, attr: str) -> None:

@@ -80,6 +80,12 @@ class StreamSettings(_Model):
     in_flight_batches: int = Field(4, ge=1, le=64)
     heartbeat_interval_s: float = Field(60.0, gt=0)
     wal_retention_warn_mb: int = Field(1024, ge=1)
+    # WAL safety (cdcsync.source.walsafety): warn when a slot may write less than this much more
+    # WAL before PostgreSQL invalidates it, when the pg_wal volume has less free space than this,
+    # and when max_slot_wal_keep_size is below this (status and ``db init``).
+    wal_safe_size_warn_mb: int = Field(2048, ge=1)
+    wal_free_warn_mb: int = Field(2048, ge=1)
+    wal_keep_min_mb: int = Field(10240, ge=1)
     shutdown_timeout_s: float = Field(30.0, gt=0)
     snapshot_on_new: bool = True
 

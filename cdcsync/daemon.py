@@ -20,7 +20,7 @@ from cdcsync.api.server import start_servers
 from cdcsync.config import ConfigError, DestinationSettings, Settings
 from cdcsync.event import str_to_lsn
 from cdcsync.mapping.reload import MappingWatcher, RulesHolder
-from cdcsync.pipeline import Pipeline, run_pipeline_forever
+from cdcsync.pipeline import Pipeline, check_lost_slots, run_pipeline_forever
 from cdcsync.sink import build_sink
 from cdcsync.validate.stage import transform_for
 
@@ -83,6 +83,18 @@ def _pipelines(settings: Settings, holder: RulesHolder, stop: threading.Event) -
     return [build_pipeline(settings, d, holder, stop) for d in settings.enabled_destinations]
 
 
+def _check_slots(settings: Settings, pipes: list[Pipeline]) -> None:
+    """Stop the destinations whose slot PostgreSQL invalidated, even while their delivery is
+    blocked retrying a platform that is down (the stream thread cannot look then)."""
+    import psycopg
+
+    try:
+        with psycopg.connect(settings.database.conninfo(), autocommit=True, connect_timeout=10) as conn:
+            check_lost_slots(conn, pipes)
+    except psycopg.Error as exc:  # the pipelines report an unreachable database themselves
+        log.debug("slot check failed: %s", exc)
+
+
 def run(settings: Settings, install_signals: bool = True) -> int:
     dests = settings.enabled_destinations
     if not dests:
@@ -112,8 +124,13 @@ def run(settings: Settings, install_signals: bool = True) -> int:
     sd_notify("READY=1\nSTATUS=running " + ", ".join(p.name for p in pipes))
     watchdog = _watchdog_interval()
     last_ping = 0.0
+    slot_check_every = min(10.0, settings.stream.heartbeat_interval_s)
+    next_slot_check = time.monotonic() + slot_check_every
     while not stop.is_set():
         stop.wait(min(watchdog or 1.0, 1.0))
+        if time.monotonic() >= next_slot_check:
+            _check_slots(settings, pipes)
+            next_slot_check = time.monotonic() + slot_check_every
         if watchdog and time.monotonic() - last_ping >= watchdog and all(t.is_alive() for t in threads):
             sd_notify("WATCHDOG=1")
             last_ping = time.monotonic()

@@ -47,7 +47,8 @@ from cdcsync.recon.latency import TransmissionLog
 from cdcsync.sink import Sink, SinkError, build_sink
 from cdcsync.source.pgoutput import Begin, Commit, LogicalMessage, PgOutputDecoder, Truncate
 from cdcsync.source.protocol import ReplicationConnection, with_session_options
-from cdcsync.source.slots import SlotInfo, drop_slot, get_slot, slot_name
+from cdcsync.source.slots import SlotInfo, drop_slot, get_slot, list_slots, slot_name
+from cdcsync.source.walsafety import LOST, lost_message
 
 log = logging.getLogger(__name__)
 _time = time.time
@@ -236,6 +237,10 @@ class Pipeline:
         # drain/bench/tests: end the stream once this returns True for (pipeline, flushed position)
         self.catch_up: Callable[[Pipeline, int], bool] | None = None
         self.caught_up = False
+        # Set while the destination is stopped because its slot was lost (the recovery message);
+        # cleared when the admin has dropped the slot and the new snapshot begins.
+        self.halted: str | None = None
+        self._active_sink: Sink | None = None  # the session's sink, closed by halt()
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -248,6 +253,7 @@ class Pipeline:
         conn = self._connect()
         sink = self._sink or build_sink(self.dest, on_attempt=self.transmission)
         session: _Session | None = None
+        self._active_sink = sink
         try:
             self.business_date.tz = conn.info.timezone
             self._check_database(conn)
@@ -262,6 +268,7 @@ class Pipeline:
         finally:
             if session is not None and session.repl is not None:
                 session.repl.close()
+            self._active_sink = None
             if self._sink is None:
                 sink.close()
             conn.close()
@@ -280,6 +287,10 @@ class Pipeline:
         self.healthy = False
         with self._session() as s:
             conn, slot = s.conn, s.slot
+            if s.state.snapshot_done and slot is not None and slot.wal_status == LOST:
+                # The WAL after the acknowledged position is gone: streaming on would silently
+                # skip changes. Stop here until the admin drops the slot (then a new snapshot).
+                raise SlotLost(lost_message(self.name, self.slot))
             if not s.state.snapshot_done or slot is None:
                 if s.state.snapshot_done and slot is None:
                     log.error("destination %s: slot %s is missing although its snapshot was done;"
@@ -324,7 +335,7 @@ class Pipeline:
             assert created.snapshot_name is not None
             with _Batcher(self, s.sink, s.transform, s.ckpt, s.pks, None, position=False) as batcher:
                 total = read_snapshot(self.conninfo, created.snapshot_name, created.consistent_point,
-                                      batcher.add, s.pks, tables=tables, stop=self.stop)
+                                      batcher.add, s.pks, tables=tables, stop=self.stop, deletes_for=self.name)
                 batcher.finish_snapshot(created.consistent_point)
             log.info("destination %s: ad-hoc snapshot done, %d rows", self.name, total)
             return total
@@ -348,7 +359,7 @@ class Pipeline:
             assert created.snapshot_name is not None
             with _Batcher(self, sink, transform, ckpt, pks, None) as batcher:
                 total = read_snapshot(self.conninfo, created.snapshot_name, created.consistent_point,
-                                      batcher.add, pks, stop=self.stop)
+                                      batcher.add, pks, stop=self.stop, deletes_for=self.name)
                 if self.stop.is_set():
                     raise _Interrupted()
                 batcher.finish_snapshot(created.consistent_point)
@@ -465,6 +476,43 @@ class Pipeline:
             if slot.retained_bytes > limit:
                 log.warning("slot %s retains %d MB of WAL (threshold %d MB)", self.slot,
                             slot.retained_bytes // (1024 * 1024), self.stream.wal_retention_warn_mb)
+
+    def halt_if_lost(self) -> None:
+        """Called from another thread when this destination's slot is seen lost: a delivery
+        retrying against a platform that is down would otherwise block the stream from ever
+        noticing. Closing the session's sink ends the retries; the next session stops on
+        :class:`SlotLost`."""
+        sink = self._active_sink
+        if self.halted is None and sink is not None:
+            log.warning("destination %s: slot %s is lost; stopping the delivery in progress", self.name, self.slot)
+            sink.close()
+
+
+class SlotLost(RuntimeError):
+    """The destination's slot was invalidated (``wal_status = lost``); the message names the recovery."""
+
+
+LOST_POLL_S = 5.0  # a stopped destination looks this often whether its slot has been dropped
+
+
+def check_lost_slots(conn: psycopg.Connection[Any], pipes: list[Pipeline]) -> None:
+    """One query for every pipeline's slot; halt the ones whose slot is lost (daemon loop)."""
+    lost = {s.name for s in list_slots(conn) if s.wal_status == LOST}
+    for p in pipes:
+        if p.slot in lost:
+            p.halt_if_lost()
+
+
+def _wait_for_slot_drop(pipe: Pipeline) -> bool:
+    """Stopped for a lost slot: wait until ``cdcsync slots drop`` removed it (True), or stop."""
+    while not pipe.stop.wait(LOST_POLL_S):
+        try:
+            with psycopg.connect(pipe.conninfo, autocommit=True, connect_timeout=10) as conn:
+                if get_slot(conn, pipe.slot) is None:
+                    return True
+        except psycopg.Error as exc:
+            log.debug("destination %s: slot check failed: %s", pipe.name, exc)
+    return False
 
 
 class DatabaseMismatch(RuntimeError):
@@ -640,6 +688,9 @@ def run_pipeline_forever(pipe: Pipeline) -> None:
             pipe.run_once()
         except _Interrupted:
             return
+        except SlotLost as exc:
+            pipe.halted = str(exc)
+            return
         except Exception as exc:
             if pipe.healthy and not pipe.stop.is_set():
                 # It was streaming: reconnect at once, back off only if that fails too.
@@ -667,6 +718,16 @@ def run_pipeline_forever(pipe: Pipeline) -> None:
             raise
         if pipe.caught_up:
             return  # catch-up mode reached its target (a lost stream reconnects instead)
+        if pipe.halted is not None:
+            # One clear message; the other destinations keep running, and so does this thread,
+            # waiting for the documented recovery (slots drop, then the new snapshot below).
+            log.error("%s", pipe.halted)
+            record_error(f"destination.{pipe.name}", pipe.halted)
+            if pipe.catch_up is not None or not _wait_for_slot_drop(pipe):
+                return
+            log.warning("destination %s: slot %s was dropped; taking a new snapshot (with deletes for rows"
+                        " gone meanwhile)", pipe.name, pipe.slot)
+            pipe.halted = None
 
 
 def _one_line(exc: BaseException | None) -> str:

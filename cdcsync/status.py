@@ -9,7 +9,8 @@ import psycopg
 
 from cdcsync.api.settings import plain_http_warnings
 from cdcsync.config import Settings
-from cdcsync.source.slots import SLOT_PREFIX, get_slot, list_slots, slot_name
+from cdcsync.source.slots import SLOT_PREFIX, SlotInfo, get_slot, list_slots, slot_name
+from cdcsync.source.walsafety import LOST, lost_message, slot_warnings, wal_overview
 
 
 def _iso(value: Any) -> Any:
@@ -54,7 +55,7 @@ def destination_status(conn: psycopg.Connection[Any], settings: Settings, name: 
         (name,)).fetchone() or (0,)
     warn_bytes = settings.stream.wal_retention_warn_mb * 1024 * 1024
     retained = slot.retained_bytes if slot else None
-    return {
+    return _with_wal_safety(settings, name, slot, {
         "destination": name,
         "slot": slot_name(name),
         "slot_exists": slot is not None,
@@ -80,7 +81,17 @@ def destination_status(conn: psycopg.Connection[Any], settings: Settings, name: 
             "last_failure_at": _iso(sent[3]) if sent else None,
             "last_error": sent[4] if sent else None,
         },
-    }
+    })
+
+
+def _with_wal_safety(settings: Settings, name: str, slot: SlotInfo | None, d: dict[str, Any]) -> dict[str, Any]:
+    """The slot's ``wal_status``/``safe_wal_size``, its warnings, and ``stopped_reason`` (the
+    recovery message) when the slot is lost: the daemon stops that destination then."""
+    d["wal_status"] = slot.wal_status if slot else None
+    d["safe_wal_size"] = slot.safe_wal_size if slot else None
+    d["wal_warnings"] = slot_warnings(name, slot, settings.stream)
+    d["stopped_reason"] = lost_message(name, slot.name) if slot is not None and slot.wal_status == LOST else None
+    return d
 
 
 def collect_status(settings: Settings, conninfo: str | None = None) -> dict[str, Any]:
@@ -88,9 +99,10 @@ def collect_status(settings: Settings, conninfo: str | None = None) -> dict[str,
         dests = [destination_status(conn, settings, d.name) for d in settings.destinations]
         configured = {slot_name(d.name) for d in settings.destinations}
         orphans = [s.as_dict() for s in list_slots(conn, SLOT_PREFIX) if s.name not in configured]
+        wal = wal_overview(conn, settings.stream)
         (now,) = conn.execute("SELECT now()").fetchone() or (None,)
     for d, cfg in zip(dests, settings.destinations, strict=True):
         d["enabled"] = cfg.enabled
         d["kind"] = cfg.kind
     return {"generated_at": _iso(now), "destinations": dests, "orphan_slots": orphans,
-            "listener_warnings": plain_http_warnings(settings)}
+            "listener_warnings": plain_http_warnings(settings), "wal": wal}

@@ -115,6 +115,8 @@ def status_cmd(app: AppContext, as_json: bool) -> None:
         return
     for d in st["destinations"]:
         _print_dest(d)
+        _print_dest_wal(d)
+    _print_wal(st["wal"])
     for s in st["orphan_slots"]:
         click.echo(f"警告：复制槽 {s['name']} 不属于任何已配置的目的地，仍在保留 WAL（cdcsync slots drop {s['name']}）")
     for warning in st.get("listener_warnings", []):
@@ -143,6 +145,29 @@ def _print_dest(d: dict[str, Any]) -> None:
                    + (f"；最近失败 {sends['last_failure_at']}：{sends['last_error']}" if sends["failures"] else ""))
     for table, n in d["events_today"].items():
         click.echo(f"    今日 {table}: {n}")
+
+
+def _mb(value: int | None) -> str:
+    return "未知" if value is None else f"{value / 1024 / 1024:.0f} MB"
+
+
+def _print_dest_wal(d: dict[str, Any]) -> None:
+    """The slot's WAL safety: wal_status, safe_wal_size and its warnings (a lost slot first)."""
+    if d.get("wal_status") is not None:
+        safe = d.get("safe_wal_size")
+        click.echo(f"  WAL 状态 {d['wal_status']}  距离失效 {'不限' if safe is None else _mb(safe)}")
+    for w in d.get("wal_warnings") or []:
+        click.echo(f"  {'错误' if w['level'] == 'error' else '警告'}：{w['message']}")
+
+
+def _print_wal(wal: dict[str, Any]) -> None:
+    keep = wal["max_slot_wal_keep_size_mb"]
+    vol = wal["volume"]
+    free = "未知" if vol["free_bytes"] is None else f"{_mb(vol['free_bytes'])}（{vol['path']}）"
+    click.echo(f"WAL：max_slot_wal_keep_size {'-1（不限）' if wal['unlimited'] else f'{keep} MB'}"
+               f"  pg_wal 大小 {_mb(wal['pg_wal_bytes'])}  pg_wal 所在磁盘剩余 {free}")
+    for w in wal["warnings"]:
+        click.echo(f"警告：{w['message']}")
 
 
 COMMANDS: list[click.Command] = [run_cmd, snapshot_cmd, slots_group, status_cmd]

@@ -4,7 +4,9 @@
   per destination slot lag (bytes, seconds), last event/ack time, today's counts per table
   (captured = delivered + quarantined, i.e. what the stream settled), mapping and spec versions,
   free disk on the WAL volume (or the state_dir volume when the data directory cannot be read —
-  ``disk.source`` says which), the last error per component.
+  ``disk.source`` says which), the last error per component, and WAL safety (``wal``: the server's
+  ``max_slot_wal_keep_size``, pg_wal size and volume, warnings; per destination ``wal_status``,
+  ``safe_wal_size``, ``wal_warnings`` and ``stopped_reason`` for a lost slot).
   ``destinations[].platform_refused`` is the poison-batch alert: events the platform refuses for
   good, quarantined under a ``PLT…`` rule and still held (count and the latest one).
 * ``GET /metrics``: the same figures in Prometheus text format (same token);
@@ -46,18 +48,17 @@ _PROCESS_START = time.time()
 
 
 def _disk(settings: Settings, conn: psycopg.Connection[Any] | None) -> dict[str, Any]:
-    """Free space where the WAL lives; ``SHOW data_directory`` needs a superuser (or
-    pg_read_all_settings), so otherwise — or when that path is not readable from here — the
-    volume of state_dir is reported instead, and ``source`` says which."""
+    """Free space where the WAL lives — only when the server is verifiably local and ``pg_wal``
+    reachable (:func:`cdcsync.source.walsafety.wal_volume`); otherwise the volume of state_dir,
+    and ``source`` says which (never another volume labelled as the WAL's)."""
     candidates: list[tuple[str, Path]] = []
     if conn is not None:
-        try:
-            (datadir,) = conn.execute("SHOW data_directory").fetchone() or (None,)
-            if datadir:
-                d = Path(str(datadir))
-                candidates += [("wal_volume", d / "pg_wal"), ("wal_volume", d), ("wal_volume", d.parent)]
-        except psycopg.Error:
-            conn.rollback()
+        from cdcsync.source.walsafety import wal_volume
+
+        vol = wal_volume(conn)
+        if vol["free_bytes"] is not None:
+            return {"source": "wal_volume", "path": vol["path"], "free_bytes": vol["free_bytes"],
+                    "total_bytes": vol["total_bytes"], "note": "WAL 所在磁盘"}
     state = Path(getattr(settings, "state_dir", ".") or ".")
     candidates += [("state_dir", state), ("state_dir", Path(os.path.abspath(state)).parent)]
     for source, path in candidates:
@@ -66,7 +67,7 @@ def _disk(settings: Settings, conn: psycopg.Connection[Any] | None) -> dict[str,
         except OSError:
             continue
         return {"source": source, "path": str(path), "free_bytes": usage.free, "total_bytes": usage.total,
-                "note": "WAL 所在磁盘" if source == "wal_volume" else _STATE_NOTE}
+                "note": _STATE_NOTE}
     return {"source": None, "path": None, "free_bytes": None, "total_bytes": None, "note": "无法获取磁盘空间"}
 
 
@@ -102,6 +103,7 @@ def build_status(settings: Settings, *, started_at: float | None = None, rules: 
         "destinations": [],
         "orphan_slots": [],
         "disk": None,
+        "wal": None,
         "last_errors": last_errors(),
         # Plain HTTP on the network by explicit consent (allow_plain_http): known from the config.
         "listener_warnings": plain_http_warnings(settings) if hasattr(settings, "api") else [],
@@ -121,6 +123,7 @@ def build_status(settings: Settings, *, started_at: float | None = None, rules: 
         return out
     out["generated_at"] = base["generated_at"]
     out["orphan_slots"] = base["orphan_slots"]
+    out["wal"] = base.get("wal")
     for dest in base["destinations"]:
         out["destinations"].append({**dest, "today": _day_counts(dest)})
     try:
@@ -214,6 +217,7 @@ class StatusCollector(Collector):
         disk = st.get("disk") or {}
         if disk.get("free_bytes") is not None:
             yield _disk_family(disk)
+        yield from _wal_families(st)
         errs = GaugeMetricFamily("cdcsync_component_error", "该组件最近有错误为 1", labels=["component"])
         for comp in st.get("last_errors", {}):
             errs.add_metric([comp], 1.0)
@@ -225,6 +229,50 @@ def _disk_family(disk: Mapping[str, Any]) -> GaugeMetricFamily:
                             labels=["source", "path"])
     fam.add_metric([str(disk["source"]), str(disk["path"])], float(disk["free_bytes"]))
     return fam
+
+
+WAL_STATUSES = ("reserved", "extended", "unreserved", "lost")
+
+
+def _wal_families(st: Mapping[str, Any]) -> Iterator[GaugeMetricFamily]:
+    """WAL safety gauges: the server's cap, the pg_wal volume, each slot's status and margin."""
+    wal = st.get("wal")
+    if not wal:
+        return
+    keep = wal.get("max_slot_wal_keep_size_mb")
+    if keep is not None:
+        yield GaugeMetricFamily("cdcsync_max_slot_wal_keep_size_bytes",
+                                "max_slot_wal_keep_size（字节，-1 为不限）",
+                                value=-1.0 if keep < 0 else float(keep) * 1024 * 1024)
+    if wal.get("pg_wal_bytes") is not None:
+        yield GaugeMetricFamily("cdcsync_pg_wal_bytes", "pg_wal 目录大小（字节）", value=float(wal["pg_wal_bytes"]))
+    vol = wal.get("volume") or {}
+    if vol.get("free_bytes") is not None:
+        yield GaugeMetricFamily("cdcsync_wal_volume_free_bytes", "pg_wal 所在磁盘剩余空间（字节）",
+                                value=float(vol["free_bytes"]))
+    status = GaugeMetricFamily("cdcsync_slot_wal_status", "复制槽 wal_status（当前状态为 1）",
+                               labels=["destination", "wal_status"])
+    safe = GaugeMetricFamily("cdcsync_slot_safe_wal_size_bytes", "复制槽失效前还可写入的 WAL（字节；不限时无值）",
+                             labels=["destination"])
+    warnings = GaugeMetricFamily("cdcsync_wal_warnings", "WAL 安全告警数（level=warning/error）",
+                                 labels=["destination", "level"])
+    server_levels = [w["level"] for w in wal.get("warnings") or []]
+    for level in ("warning", "error"):
+        warnings.add_metric(["", level], float(server_levels.count(level)))
+    for d in st.get("destinations") or []:
+        name = str(d["destination"])
+        if d.get("wal_status") is not None:
+            for value in WAL_STATUSES:
+                status.add_metric([name, value], 1.0 if d["wal_status"] == value else 0.0)
+        if d.get("safe_wal_size") is not None:
+            safe.add_metric([name], float(d["safe_wal_size"]))
+        levels = [w["level"] for w in d.get("wal_warnings") or []]
+        if "slot_exists" in d:
+            for level in ("warning", "error"):
+                warnings.add_metric([name, level], float(levels.count(level)))
+    yield status
+    yield safe
+    yield warnings
 
 
 def status_provider_for(settings: Settings, *, started_at: float | None = None, rules: Any = None) -> CachedStatus:

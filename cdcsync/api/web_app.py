@@ -66,6 +66,8 @@ def _dest_state(d: Mapping[str, Any]) -> tuple[str, str]:
         return "muted", "已停用"
     if "slot_exists" not in d:
         return "bad", "状态未知（数据库无法连接）"
+    if d.get("stopped_reason"):
+        return "bad", "已停止：复制槽失效，需按提示恢复"
     if not d["slot_exists"]:
         return "bad", "未开始同步（未创建复制槽）"
     if not d.get("active"):
@@ -110,6 +112,9 @@ def render_status(st: Mapping[str, Any], spec: Spec) -> str:
         overall = ("warn", "部分运行", "有上报平台未在同步，请联系前置机管理员。")
     else:
         overall = ("bad", "未运行", "同步程序未在运行，请联系前置机管理员。")
+    if any(d.get("stopped_reason") for d in enabled):
+        overall = (overall[0], overall[1], "有上报平台的复制槽已失效，该平台已停止上报：请按下方"
+                   "“数据库日志（WAL）保留”中的提示恢复。")
 
     refused_text = _platform_refused_text(enabled)
     if refused_text and overall[0] == "ok":
@@ -172,6 +177,7 @@ def render_status(st: Mapping[str, Any], spec: Spec) -> str:
         "volume_rows": "\n".join(vrows),
         "quarantine_text": quarantine,
         "platform_refused_text": refused_text,
+        "wal_section": render_wal(st),
         "backup_text": _e(st.get("last_backup") or BACKUP_PLACEHOLDER),
         "version": _e(st.get("version") or __version__),
         "spec_version": _e(st.get("spec_version") or spec.version),
@@ -181,6 +187,37 @@ def render_status(st: Mapping[str, Any], spec: Spec) -> str:
                                      for w in st.get("listener_warnings") or []),
     }
     return Template(TEMPLATE.read_text(encoding="utf-8")).substitute(values)
+
+
+def render_wal(st: Mapping[str, Any]) -> str:
+    """The WAL safety block: the recovery message of a lost slot and every warning, errors first;
+    the server's cap and the pg_wal volume ("未知" where the database does not tell)."""
+    wal = st.get("wal")
+    if not wal:
+        return '<div class="muted">未知（镜像数据库无法连接）</div>'
+    alerts: list[tuple[str, str]] = []
+    for d in st.get("destinations") or []:
+        for w in d.get("wal_warnings") or []:
+            alerts.append((w["level"], f"{PLATFORM_NAMES.get(d['destination'], d['destination'])}：{w['message']}"))
+    alerts += [(w["level"], w["message"]) for w in wal.get("warnings") or []]
+    alerts.sort(key=lambda a: a[0] != "error")
+    items = "".join(f'<li class="{"attention" if level == "error" else "warn-text"}">{_e(text)}</li>'
+                    for level, text in alerts)
+    keep = wal.get("max_slot_wal_keep_size_mb")
+    free = (wal.get("volume") or {}).get("free_bytes")
+    cap = "未知" if keep is None else ("-1（不限）" if keep < 0 else f"{keep} MB")
+    disk = "未知" if free is None else f"{free // (1024 * 1024)} MB"
+    slots = "".join(
+        f'<tr data-destination="{_e(d["destination"])}">'
+        f'<td>{_e(PLATFORM_NAMES.get(d["destination"], d["destination"]))}</td>'
+        f'<td>{_e(d.get("wal_status") or "—")}</td><td>'
+        + ("不限" if d.get("safe_wal_size") is None else f"{int(d['safe_wal_size']) // (1024 * 1024)} MB")
+        + "</td></tr>"
+        for d in st.get("destinations") or [] if d.get("slot_exists"))
+    return (f'<ul id="wal-alerts">{items}</ul>' if items else '<div id="wal-alerts">WAL 保留正常。</div>') + (
+        f'<table id="wal"><tr><th>max_slot_wal_keep_size</th><td colspan="2">{_e(cap)}</td></tr>'
+        f'<tr><th>pg_wal 所在磁盘剩余</th><td colspan="2">{_e(disk)}</td></tr>'
+        f"<tr><th>平台</th><th>wal_status</th><th>距离复制槽失效</th></tr>{slots}</table>")
 
 
 def create_web_app(settings: Settings, *, api: ApiSettings | None = None, status_provider: StatusProvider | None = None,

@@ -86,6 +86,7 @@ class LocalCluster:
     port: int = 0
     fsync: bool = True
     superuser: str = "postgres"
+    initdb_args: tuple[str, ...] = ()  # e.g. ("--wal-segsize=1",) for tests that fill the WAL fast
 
     def __post_init__(self) -> None:
         self.datadir = Path(self.datadir).absolute()
@@ -114,7 +115,7 @@ class LocalCluster:
         self._check_reachable()
         self._pg(
             "initdb", "-D", str(self.datadir), "-U", self.superuser, "--auth=trust",
-            "--encoding=UTF8", "--locale=C.UTF-8", "--no-instructions",
+            "--encoding=UTF8", "--locale=C.UTF-8", "--no-instructions", *self.initdb_args,
         )
         settings = dict(DEFAULT_SETTINGS, port=str(self.port))
         if not self.fsync:
@@ -198,12 +199,12 @@ class LocalCluster:
             )
 
 
-def throwaway_cluster(prefix: str, parent: str | None = None) -> LocalCluster:
+def throwaway_cluster(prefix: str, parent: str | None = None, initdb_args: tuple[str, ...] = ()) -> LocalCluster:
     """A started cluster (fsync off) in a new temporary directory, for tests and benchmarks.
     The directory is ``cluster.datadir.parent``; remove it after ``cluster.destroy()``."""
     base = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
     os.chmod(base, 0o755)  # the run-as user must reach the data directory inside
-    cluster = LocalCluster(base / "pg", fsync=False)
+    cluster = LocalCluster(base / "pg", fsync=False, initdb_args=initdb_args)
     cluster.init()
     cluster.start()
     return cluster

@@ -35,7 +35,8 @@ class SlotInfo:
     confirmed_flush_lsn: str | None
     retained_bytes: int | None  # WAL kept for this slot: current WAL position - restart_lsn
     lag_bytes: int | None  # current WAL position - confirmed_flush_lsn
-    wal_status: str | None
+    wal_status: str | None  # reserved | extended | unreserved | lost (PostgreSQL 13+)
+    safe_wal_size: int | None  # bytes of WAL that may still be written before the slot is lost (None: unlimited)
 
     def as_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__slots__}
@@ -45,7 +46,7 @@ _SLOT_SQL = """
 SELECT slot_name, plugin, database, active, active_pid, restart_lsn::text, confirmed_flush_lsn::text,
        pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint,
        pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint,
-       wal_status
+       wal_status, safe_wal_size
   FROM pg_replication_slots
  WHERE slot_type = 'logical' AND database = current_database() {where}
  ORDER BY slot_name

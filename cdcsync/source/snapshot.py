@@ -23,6 +23,7 @@ from typing import Any
 import click
 import psycopg
 
+from cdcsync.checkpoint import LATEST_KEYS_CTE
 from cdcsync.db.migrate import PUBLICATION
 from cdcsync.event import Change, dumps
 from cdcsync.source.protocol import with_session_options
@@ -102,9 +103,13 @@ def snapshot_transaction(conninfo: str, snapshot_name: str) -> Iterator[psycopg.
 
 
 def read_snapshot(conninfo: str, snapshot_name: str, consistent_point: int, emit: Callable[[Change], None],
-                  pks: PkLookup, tables: list[str] | None = None, stop: threading.Event | None = None) -> int:
+                  pks: PkLookup, tables: list[str] | None = None, stop: threading.Event | None = None,
+                  deletes_for: str | None = None) -> int:
     """COPY the published tables (or ``tables``, plain names in schema emr) inside the exported
-    snapshot, calling ``emit`` with one op ``r`` Change per row. Returns the number of rows."""
+    snapshot, calling ``emit`` with one op ``r`` Change per row. With ``deletes_for`` (a
+    destination), also one op ``d`` Change per key that destination holds
+    (``cdcsync.delivered_keys``) and the snapshot does not: rows deleted while it could not
+    stream. Returns the number of rows read."""
     total = 0
     started = dt.datetime.now(dt.UTC)
     with snapshot_transaction(conninfo, snapshot_name) as conn:
@@ -141,10 +146,45 @@ def read_snapshot(conninfo: str, snapshot_name: str, consistent_point: int, emit
                                 return total + n
             finally:
                 progress.close()
+            if deletes_for is not None:
+                pk_cols = [(c, oid) for c in pks(schema, table) for name, oid in cols if name == c]
+                gone = _emit_gone(conn, deletes_for, schema, table, pk_cols, consistent_point, started, emit)
+                if gone:
+                    log.info("snapshot %s.%s: %d row(s) gone since delivered; sending deletes", schema, table, gone)
             total += n
             log.log(logging.INFO if n else logging.DEBUG, "snapshot %s.%s: %d rows in %.1fs", schema, table, n,
                     time.monotonic() - t0)
     return total
+
+
+def _emit_gone(conn: psycopg.Connection[Any], destination: str, schema: str, table: str,
+               pk_cols: list[tuple[str, int]], consistent_point: int, started: dt.datetime,
+               emit: Callable[[Change], None]) -> int:
+    """Emit a delete (before-image: the primary key) for every key ``destination`` holds that the
+    snapshot has not. Runs in the snapshot's transaction, so it compares with exactly the rows
+    just read; keys are compared typed (cast from the stored JSON to the column's type)."""
+    if not pk_cols:
+        return 0
+    names = [c for c, _ in pk_cols]
+    types = [str(conn.execute("SELECT format_type(%s, NULL)", (oid,)).fetchone()[0])  # type: ignore[index]
+             for _, oid in pk_cols]
+    typed = [f"(k.pk::jsonb ->> {_lit(c)})::{t}" for c, t in zip(names, types, strict=True)]
+    match = " AND ".join(f"x.{_qi(c)} = {v}" for c, v in zip(names, typed, strict=True))
+    query = (f"{LATEST_KEYS_CTE} SELECT {', '.join(v + '::text' for v in typed)} FROM latest k"
+             f" WHERE k.pk::jsonb ?& %(cols)s"
+             f" AND NOT EXISTS (SELECT 1 FROM {_qi(schema)}.{_qi(table)} x WHERE {match})")
+    convs = [converter_for(oid) for _, oid in pk_cols]
+    n = 0
+    for rec in conn.execute(query, {"d": destination, "t": table, "cols": names}).fetchall():
+        vals = [None if v is None else conv(str(v).encode()) for v, conv in zip(rec, convs, strict=True)]
+        before = dict(zip(names, vals, strict=True))
+        emit(Change("d", schema, table, before, None, consistent_point, 0, started, n, True, row_key(vals), 0))
+        n += 1
+    return n
+
+
+def _lit(name: str) -> str:
+    return "'" + name.replace("'", "''") + "'"
 
 
 __all__ = ["published_tables", "read_snapshot", "row_key", "snapshot_transaction"]
