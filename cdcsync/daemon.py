@@ -18,13 +18,17 @@ from types import FrameType
 
 from cdcsync.api.server import start_servers
 from cdcsync.config import ConfigError, Settings
+from cdcsync.db.migrate import MirrorRefused, check_encoding, publication_problems
 from cdcsync.event import str_to_lsn
 from cdcsync.mapping.reload import MappingWatcher, RulesHolder
 from cdcsync.pipeline import Pipeline, run_pipeline_forever
 from cdcsync.sink import build_sink
+from cdcsync.spec import Spec
+from cdcsync.validate.minimal import flush_all, not_sent, warn_once
 from cdcsync.validate.stage import ValidationStage
 
 log = logging.getLogger(__name__)
+DROPPED_FLUSH_S = 5.0  # how often the counts of left-out columns are written for `status`
 
 
 def sd_notify(message: str) -> bool:
@@ -73,9 +77,33 @@ def _pipelines(settings: Settings, holder: RulesHolder, stop: threading.Event) -
     """One pipeline per enabled destination; each gets its own validation stage (it tracks the
     transaction it is in, so that one transaction is always checked with one rule set)."""
     return [
-        Pipeline(settings, d, transform=ValidationStage.for_settings(settings, holder), stop=stop)
+        Pipeline(settings, d, transform=ValidationStage.for_settings(settings, holder, destination=d.name),
+                 stop=stop)
         for d in settings.enabled_destinations
     ]
+
+
+def preflight(settings: Settings, spec: Spec) -> None:
+    """Refuse to stream from a mirror that is not UTF8 or whose publication sends whole schemas
+    (one line naming the fix); log what the publication and the catalog hold back or add."""
+    import psycopg
+
+    try:
+        conn = psycopg.connect(settings.database.conninfo(), autocommit=True)
+    except psycopg.OperationalError as exc:  # not up yet (boot order): the pipelines keep retrying
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        log.warning("database not reachable at start, checks skipped: %s", first)
+        return
+    with conn:
+        check_encoding(conn)
+        problem, warnings = publication_problems(conn, spec)
+        if problem:
+            raise MirrorRefused(problem)
+        for warning in warnings:
+            log.warning("%s", warning)
+        for table, columns in not_sent(conn, spec)["columns_not_sent"].items():
+            for column in columns:
+                warn_once(table, column)
 
 
 def run(settings: Settings, install_signals: bool = True) -> int:
@@ -97,6 +125,7 @@ def run(settings: Settings, install_signals: bool = True) -> int:
         signal.signal(signal.SIGINT, on_signal)
 
     holder = RulesHolder.load(settings.mappings_dir, settings.hospital)
+    preflight(settings, holder.spec)
     servers = start_servers(settings, rules=holder, started_at=time.time())  # fails fast on a taken port
     watcher = MappingWatcher(holder, state_path=_rules_state_path(settings)).start()
     pipes = _pipelines(settings, holder, stop)
@@ -107,8 +136,12 @@ def run(settings: Settings, install_signals: bool = True) -> int:
     sd_notify("READY=1\nSTATUS=running " + ", ".join(p.name for p in pipes))
     watchdog = _watchdog_interval()
     last_ping = 0.0
+    next_flush = time.monotonic() + DROPPED_FLUSH_S
     while not stop.is_set():
         stop.wait(min(watchdog or 1.0, 1.0))
+        if time.monotonic() >= next_flush:  # counts of left-out columns, for `cdcsync status`
+            flush_all(settings.database.conninfo())
+            next_flush = time.monotonic() + DROPPED_FLUSH_S
         if watchdog and time.monotonic() - last_ping >= watchdog and all(t.is_alive() for t in threads):
             sd_notify("WATCHDOG=1")
             last_ping = time.monotonic()
@@ -121,6 +154,7 @@ def run(settings: Settings, install_signals: bool = True) -> int:
     deadline = time.monotonic() + settings.stream.shutdown_timeout_s
     for t in threads:
         t.join(max(0.0, deadline - time.monotonic()))
+    flush_all(settings.database.conninfo())
     late = [t.name for t in threads if t.is_alive()]
     if late:
         log.error("shutdown timed out after %.0fs: %s", settings.stream.shutdown_timeout_s, ", ".join(late))
@@ -140,7 +174,9 @@ def drain(settings: Settings, timeout: float = 600.0) -> dict[str, int]:
         row = conn.execute("SELECT pg_logical_emit_message(false, %s, 'drain')", (HEARTBEAT_PREFIX,)).fetchone()
     target = str_to_lsn(str(row[0])) if row else 0
     stop = threading.Event()
-    pipes = _pipelines(settings, RulesHolder.load(settings.mappings_dir, settings.hospital), stop)
+    holder = RulesHolder.load(settings.mappings_dir, settings.hospital)
+    preflight(settings, holder.spec)
+    pipes = _pipelines(settings, holder, stop)
     for p in pipes:
         p.catch_up = lambda _p, pos: pos >= target
     threads = [threading.Thread(target=run_pipeline_forever, args=(p,), daemon=True) for p in pipes]
@@ -154,4 +190,5 @@ def drain(settings: Settings, timeout: float = 600.0) -> dict[str, int]:
         for t in threads:
             t.join(settings.stream.shutdown_timeout_s)
         raise TimeoutError(f"同步未能在 {timeout:.0f} 秒内追上数据库")
+    flush_all(settings.database.conninfo())
     return {p.name: p.events_sent for p in pipes}
