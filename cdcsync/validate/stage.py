@@ -131,6 +131,11 @@ class ValidationStage:
             rejected = self._undecodable(change)
             if rejected is not None:
                 return rejected
+        mono = _monotonic()  # self._clock() inline (hot path)
+        if mono - self._now_at >= 1.0:
+            self._now = beijing_now()
+            self._now_at = mono
+            self._exact = {}  # look at every table's full column set again (a rename keeps the count)
         before = change.before
         after = change.after
         # Minimum necessary, the common case in a few tests: see _minimal for the rest.
@@ -148,11 +153,6 @@ class ValidationStage:
             return self._event(change, compiled.map_only(before) if before is not None else None, after, rules)
         if after is None:  # pragma: no cover - c/u/r always have an after-image
             return self._event(change, before, None, rules)
-        mono = _monotonic()  # self._clock() inline (hot path)
-        if mono - self._now_at >= 1.0:
-            self._now = beijing_now()
-            self._now_at = mono
-            self._exact = {}  # look at every table's full column set again (a rename keeps the count)
         try:
             mapped, violations = compiled.check(after, self._now)
             if violations:
