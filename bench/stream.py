@@ -59,6 +59,7 @@ CREATE TABLE emr.bench_visit (
     updated_at    timestamptz NOT NULL DEFAULT now()
 );
 ALTER TABLE emr.bench_visit REPLICA IDENTITY FULL;
+ALTER PUBLICATION cdcsync_emr ADD TABLE emr.bench_visit;  -- not a spec table: published on purpose
 """
 
 INSERT = """

@@ -74,7 +74,7 @@ def db() -> None:
 @click.option("--dsn", help="数据库连接串（默认取配置文件 database.dsn）")
 @pass_app
 def db_init(app: AppContext, dsn: str | None) -> None:
-    """执行 sql/ 中尚未执行的迁移文件，并创建 emr.* 的发布（publication）。可重复执行。"""
+    """执行 sql/ 中尚未执行的迁移文件，并使发布（publication）只包含数据集规范中的表。可重复执行。"""
     from cdcsync.db.migrate import PUBLICATION, apply_migrations
 
     result = apply_migrations(dsn or app.settings.database.conninfo())
@@ -83,8 +83,14 @@ def db_init(app: AppContext, dsn: str | None) -> None:
     for name in result.changed:
         click.echo(f"警告：迁移文件 {name} 在执行后被修改过（不会重复执行）", err=True)
     if result.publication_created:
-        click.echo(f"已创建发布：{PUBLICATION}")
-    if not result.applied and not result.publication_created:
+        click.echo(f"已创建发布：{PUBLICATION}（只包含数据集规范中的表）")
+    if result.published and not result.publication_created:
+        click.echo(f"发布 {PUBLICATION} 新增表：{', '.join(result.published)}")
+    if result.unpublished:
+        click.echo(f"发布 {PUBLICATION} 已移除不在数据集规范中的表（不再发送）：{', '.join(result.unpublished)}")
+    if result.missing_tables:
+        click.echo(f"警告：数据库中没有规范中的表 emr.{'、emr.'.join(result.missing_tables)}（未发布）", err=True)
+    if not result.applied and not result.publication_changed:
         click.echo(f"数据库已是最新（{len(result.skipped)} 个迁移均已执行），未做任何更改。")
     _check_wal_keep(app, dsn)
 

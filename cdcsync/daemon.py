@@ -18,13 +18,17 @@ from types import FrameType
 
 from cdcsync.api.server import start_servers
 from cdcsync.config import ConfigError, DestinationSettings, Settings
+from cdcsync.db.migrate import MirrorRefused, check_encoding, publication_problems
 from cdcsync.event import str_to_lsn
 from cdcsync.mapping.reload import MappingWatcher, RulesHolder
 from cdcsync.pipeline import Pipeline, check_lost_slots, run_pipeline_forever
 from cdcsync.sink import build_sink
+from cdcsync.spec import Spec
+from cdcsync.validate.minimal import flush_all, not_sent, warn_once
 from cdcsync.validate.stage import transform_for
 
 log = logging.getLogger(__name__)
+DROPPED_FLUSH_S = 5.0  # how often the counts of left-out columns are written for `status`
 
 
 def sd_notify(message: str) -> bool:
@@ -75,7 +79,7 @@ def build_pipeline(settings: Settings, dest: DestinationSettings, holder: RulesH
     it is in, so that one transaction is always checked with one rule set). The only way the
     daemon, ``drain`` and ``cdcsync snapshot`` build one: every event they send is validated and
     mapped."""
-    return Pipeline(settings, dest, transform=transform_for(settings, holder), stop=stop)
+    return Pipeline(settings, dest, transform=transform_for(settings, holder, destination=dest.name), stop=stop)
 
 
 def _pipelines(settings: Settings, holder: RulesHolder, stop: threading.Event) -> list[Pipeline]:
@@ -93,6 +97,29 @@ def _check_slots(settings: Settings, pipes: list[Pipeline]) -> None:
             check_lost_slots(conn, pipes)
     except psycopg.Error as exc:  # the pipelines report an unreachable database themselves
         log.debug("slot check failed: %s", exc)
+
+
+def preflight(settings: Settings, spec: Spec) -> None:
+    """Refuse to stream from a mirror that is not UTF8 or whose publication sends whole schemas
+    (one line naming the fix); log what the publication and the catalog hold back or add."""
+    import psycopg
+
+    try:
+        conn = psycopg.connect(settings.database.conninfo(), autocommit=True)
+    except psycopg.OperationalError as exc:  # not up yet (boot order): the pipelines keep retrying
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        log.warning("database not reachable at start, checks skipped: %s", first)
+        return
+    with conn:
+        check_encoding(conn)
+        problem, warnings = publication_problems(conn, spec)
+        if problem:
+            raise MirrorRefused(problem)
+        for warning in warnings:
+            log.warning("%s", warning)
+        for table, columns in not_sent(conn, spec)["columns_not_sent"].items():
+            for column in columns:
+                warn_once(table, column)
 
 
 def run(settings: Settings, install_signals: bool = True) -> int:
@@ -114,6 +141,7 @@ def run(settings: Settings, install_signals: bool = True) -> int:
         signal.signal(signal.SIGINT, on_signal)
 
     holder = RulesHolder.load(settings.mappings_dir, settings.hospital)
+    preflight(settings, holder.spec)
     servers = start_servers(settings, rules=holder, started_at=time.time())  # fails fast on a taken port
     watcher = MappingWatcher(holder, state_path=_rules_state_path(settings)).start()
     pipes = _pipelines(settings, holder, stop)
@@ -143,6 +171,7 @@ def run(settings: Settings, install_signals: bool = True) -> int:
     deadline = time.monotonic() + settings.stream.shutdown_timeout_s
     for t in threads:
         t.join(max(0.0, deadline - time.monotonic()))
+    flush_all(settings.database.conninfo())
     late = [t.name for t in threads if t.is_alive()]
     if late:
         log.error("shutdown timed out after %.0fs: %s", settings.stream.shutdown_timeout_s, ", ".join(late))
@@ -162,7 +191,9 @@ def drain(settings: Settings, timeout: float = 600.0) -> dict[str, int]:
         row = conn.execute("SELECT pg_logical_emit_message(false, %s, 'drain')", (HEARTBEAT_PREFIX,)).fetchone()
     target = str_to_lsn(str(row[0])) if row else 0
     stop = threading.Event()
-    pipes = _pipelines(settings, RulesHolder.load(settings.mappings_dir, settings.hospital), stop)
+    holder = RulesHolder.load(settings.mappings_dir, settings.hospital)
+    preflight(settings, holder.spec)
+    pipes = _pipelines(settings, holder, stop)
     for p in pipes:
         p.catch_up = lambda _p, pos: pos >= target
     threads = [threading.Thread(target=run_pipeline_forever, args=(p,), daemon=True) for p in pipes]
@@ -176,4 +207,5 @@ def drain(settings: Settings, timeout: float = 600.0) -> dict[str, int]:
         for t in threads:
             t.join(settings.stream.shutdown_timeout_s)
         raise TimeoutError(f"同步未能在 {timeout:.0f} 秒内追上数据库")
+    flush_all(settings.database.conninfo())
     return {p.name: p.events_sent for p in pipes}

@@ -60,6 +60,9 @@ class Change:
     snapshot: bool = False
     key: str | None = None  # snapshot only: digest of the primary key, for the id
     size: int = 0  # bytes on the wire (pgoutput message or COPY row): the batcher's size estimate
+    # Columns whose value the decoder could not convert (kept as lossy text so the row stays
+    # serializable); the validation stage quarantines such a change. None in the common case.
+    undecodable: tuple[str, ...] | None = None
 
     @property
     def row(self) -> Row | None:

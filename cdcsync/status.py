@@ -11,6 +11,7 @@ from cdcsync.api.settings import plain_http_warnings
 from cdcsync.config import Settings
 from cdcsync.source.slots import SLOT_PREFIX, SlotInfo, get_slot, list_slots, slot_name
 from cdcsync.source.walsafety import LOST, lost_message, slot_warnings, wal_overview
+from cdcsync.validate.minimal import dropped_counts, not_sent
 
 
 def _iso(value: Any) -> Any:
@@ -73,6 +74,8 @@ def destination_status(conn: psycopg.Connection[Any], settings: Settings, name: 
         "quarantined_today": {t: int(q) for t, _, q in today if q},
         "quarantined_held": int(held),
         "platform_refused": platform_refused(conn, name),
+        # Minimum necessary: rows whose columns not named by the spec were left out, per table and column.
+        "dropped_columns": dropped_counts(conn, name),
         # Remote destinations: today's send attempts, failed ones and retries (Beijing day).
         "sends_today": {
             "attempts": int(sent[0]) if sent else 0,
@@ -100,9 +103,21 @@ def collect_status(settings: Settings, conninfo: str | None = None) -> dict[str,
         configured = {slot_name(d.name) for d in settings.destinations}
         orphans = [s.as_dict() for s in list_slots(conn, SLOT_PREFIX) if s.name not in configured]
         wal = wal_overview(conn, settings.stream)
+        minimal = _minimum_necessary(conn)
         (now,) = conn.execute("SELECT now()").fetchone() or (None,)
     for d, cfg in zip(dests, settings.destinations, strict=True):
         d["enabled"] = cfg.enabled
         d["kind"] = cfg.kind
     return {"generated_at": _iso(now), "destinations": dests, "orphan_slots": orphans,
-            "listener_warnings": plain_http_warnings(settings), "wal": wal}
+            "listener_warnings": plain_http_warnings(settings), "wal": wal,
+            "minimum_necessary": minimal}
+
+
+def _minimum_necessary(conn: psycopg.Connection[Any]) -> dict[str, Any]:
+    """What never leaves the hospital (catalog) and what the publication gets wrong."""
+    from cdcsync.db.migrate import publication_problems
+    from cdcsync.spec import load_spec
+
+    spec = load_spec()
+    problem, warnings = publication_problems(conn, spec)
+    return {**not_sent(conn, spec), "publication_problem": problem, "publication_warnings": warnings}

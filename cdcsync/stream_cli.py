@@ -121,6 +121,19 @@ def status_cmd(app: AppContext, as_json: bool) -> None:
         click.echo(f"警告：复制槽 {s['name']} 不属于任何已配置的目的地，仍在保留 WAL（cdcsync slots drop {s['name']}）")
     for warning in st.get("listener_warnings", []):
         click.echo(f"警告：{warning}")
+    _print_minimal(st["minimum_necessary"])
+
+
+def _print_minimal(m: dict[str, Any]) -> None:
+    """Minimum necessary: what the catalog holds that is not sent, and publication problems."""
+    if m["tables_not_published"]:
+        click.echo(f"未发布（不发送）的 emr 表（不在数据集规范中）：{', '.join(m['tables_not_published'])}")
+    for table, columns in m["columns_not_sent"].items():
+        click.echo(f"不发送的列（数据集规范未定义）：emr.{table}：{', '.join(columns)}")
+    if m["publication_problem"]:
+        click.echo(f"错误：{m['publication_problem']}")
+    for warning in m["publication_warnings"]:
+        click.echo(f"警告：{warning}")
 
 
 def _print_dest(d: dict[str, Any]) -> None:
@@ -145,6 +158,9 @@ def _print_dest(d: dict[str, Any]) -> None:
                    + (f"；最近失败 {sends['last_failure_at']}：{sends['last_error']}" if sends["failures"] else ""))
     for table, n in d["events_today"].items():
         click.echo(f"    今日 {table}: {n}")
+    for table, columns in d["dropped_columns"].items():
+        listed = "，".join(f"{c} {n} 行" for c, n in columns.items())
+        click.echo(f"  已去除的列（数据集规范未定义，未发送）emr.{table}：{listed}")
 
 
 def _mb(value: int | None) -> str:

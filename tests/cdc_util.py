@@ -37,6 +37,8 @@ CREATE TABLE emr.cdc_probe (
     big      text
 );
 ALTER TABLE emr.cdc_probe REPLICA IDENTITY FULL;
+-- not a spec table: published on purpose (db init publishes only the spec's tables)
+ALTER PUBLICATION cdcsync_emr ADD TABLE emr.cdc_probe;
 """
 
 

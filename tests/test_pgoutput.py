@@ -97,6 +97,7 @@ def test_truncate_message_and_type(db: str) -> None:
     with psycopg.connect(db, autocommit=True) as conn:
         conn.execute("CREATE TYPE emr.mood AS ENUM ('ok', 'bad')")
         conn.execute("CREATE TABLE emr.cdc_enum (id int PRIMARY KEY, m emr.mood)")
+        conn.execute("ALTER PUBLICATION cdcsync_emr ADD TABLE emr.cdc_enum")
         conn.execute("INSERT INTO emr.cdc_enum VALUES (1, 'bad')")
         conn.execute("INSERT INTO emr.cdc_probe (id) VALUES (1)")
         conn.execute("TRUNCATE emr.cdc_probe, emr.cdc_enum RESTART IDENTITY")

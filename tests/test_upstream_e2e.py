@@ -47,6 +47,7 @@ CREATE TABLE emr.u5_reject (
     note text
 );
 ALTER TABLE emr.u5_reject REPLICA IDENTITY FULL;
+ALTER PUBLICATION cdcsync_emr ADD TABLE emr.u5_case, emr.u5_reject;  -- not spec tables: published on purpose
 """
 
 # status only needs the destinations' names; the jsonl kind keeps this free of key files

@@ -16,6 +16,9 @@ from cdcsync.validate.stage import INTERNAL_RULE, ValidationStage
 class _BrokenChecker:
     """Stands in for a compiled table whose generated code has a bug."""
 
+    columns = frozenset({"org_code", "name"})
+    ncols = 2
+
     def check(self, row: object, now: object) -> object:
         raise ValueError("invalid literal for int(): '张三丰'")  # the text quotes a patient value
 

@@ -23,7 +23,7 @@ from functools import partial
 from typing import Any
 
 from cdcsync.event import Change, Row
-from cdcsync.source.typeconv import TEXT, Converter, converter_for
+from cdcsync.source.typeconv import TEXT, Converter, converter_for, lossy_text
 
 try:  # the optional C extension (setup.py); without it the generated Python parser runs
     from cdcsync.source import _pgtuple
@@ -134,7 +134,9 @@ Message = Begin | Commit | Origin | Relation | TypeInfo | LogicalMessage | Trunc
 # loop over the columns this saves the per-column loop, index and call overhead, and the
 # dict(zip(...)) of the row (about half of the decoding time). Anything unusual (an unchanged
 # TOAST value, a binary value, a column count differing from the Relation) raises _Slow and the
-# message is parsed again by the generic loop (PgOutputDecoder._tuple).
+# message is parsed again by the generic loop (PgOutputDecoder._tuple). So does a value that does
+# not convert (text that is not UTF-8, JSON Python cannot hold): the generic loop keeps it as lossy
+# text and names its column in Change.undecodable, for the validation stage to quarantine the row.
 
 TupleParser = Callable[[bytes, int], tuple[Row, int]]
 
@@ -237,7 +239,7 @@ UNCHANGED: Any = _Unchanged()
 
 def _cstr(buf: bytes, pos: int) -> tuple[str, int]:
     end = buf.index(0, pos)
-    return buf[pos:end].decode("utf-8"), end + 1
+    return buf[pos:end].decode("utf-8", "replace"), end + 1  # names: never stop the stream on one
 
 
 class PgOutputDecoder:
@@ -253,6 +255,8 @@ class PgOutputDecoder:
         self._ordinal = 0
         self._size = 0
         self._warned_toast: set[int] = set()
+        self._bad: list[str] = []  # columns of the message being decoded that did not convert
+        self._warned_bad: set[tuple[int, str]] = set()
 
     # -- dispatch ---------------------------------------------------------------------------
 
@@ -267,7 +271,7 @@ class PgOutputDecoder:
                 return self._insert(buf, start)  # raises DecodeError
             try:
                 after = rel.parse(buf, start + 6)[0]  # start + 5 is 'N'
-            except _Slow:
+            except Exception:  # _Slow, or a value that does not convert
                 return self._insert(buf, start)
             ch = Change("c", rel.schema, rel.name, None, after, self._lsn, self._xid, self._ts, self._ordinal,
                         False, None, size)
@@ -356,10 +360,14 @@ class PgOutputDecoder:
                 ln = u32(buf, pos + 1)[0]
                 pos += 5
                 conv = convs[i]
-                if conv is None:
-                    vals[i] = buf[pos:pos + ln].decode()
-                else:
-                    vals[i] = conv(buf[pos:pos + ln])
+                try:
+                    if conv is None:
+                        vals[i] = buf[pos:pos + ln].decode()
+                    else:
+                        vals[i] = conv(buf[pos:pos + ln])
+                except Exception as exc:  # the value's fault: quarantine the row
+                    vals[i] = lossy_text(buf[pos:pos + ln])
+                    self._undecodable(rel, i, exc)
                 pos += ln
             elif kind == 0x6E:  # n: null
                 pos += 1
@@ -375,9 +383,24 @@ class PgOutputDecoder:
                 raise DecodeError(f"unknown tuple column kind {chr(kind)!r} in {rel.schema}.{rel.name}")
         return vals, pos
 
+    def _undecodable(self, rel: Relation, i: int, exc: Exception) -> None:
+        name = rel.names[i]
+        self._bad.append(name)
+        if (rel.relid, name) not in self._warned_bad:  # names and the error type only, never the value
+            self._warned_bad.add((rel.relid, name))
+            log.warning("table %s.%s column %s: a value could not be decoded (%s); its rows are quarantined",
+                        rel.schema, rel.name, name, type(exc).__name__)
+
+    def _take_bad(self) -> tuple[str, ...] | None:
+        if not self._bad:
+            return None
+        bad = tuple(dict.fromkeys(self._bad))  # before- and after-image may name the same column
+        self._bad = []
+        return bad
+
     def _change(self, op: Any, rel: Relation, before: Row | None, after: Row | None) -> Change:
         ch = Change(op, rel.schema, rel.name, before, after, self._lsn, self._xid, self._ts, self._ordinal,
-                    False, None, self._size)
+                    False, None, self._size, self._take_bad())
         self._ordinal += 1
         return ch
 
@@ -385,24 +408,22 @@ class PgOutputDecoder:
         """A whole tuple as a row: the generated parser, or the generic loop when it bails out."""
         try:
             return rel.parse(buf, pos)
-        except _Slow:
+        except Exception:  # _Slow, or a value that does not convert
             vals, end = self._tuple(buf, pos, rel)
             return dict(zip(rel.names, vals, strict=False)), end
 
     def _insert(self, buf: bytes, start: int) -> Change:
+        self._bad.clear()
         try:
             rel = self.relations[_u32(buf, start + 1)[0]]
         except KeyError:
             rel = self._rel(_u32(buf, start + 1)[0])  # raises DecodeError
         try:
             after, _ = rel.parse(buf, start + 6)  # start + 5 is 'N'
-        except _Slow:
+        except Exception:  # _Slow, or a value that does not convert
             vals, _ = self._tuple(buf, start + 6, rel)
             after = dict(zip(rel.names, vals, strict=False))
-        ch = Change("c", rel.schema, rel.name, None, after, self._lsn, self._xid, self._ts, self._ordinal,
-                    False, None, self._size)
-        self._ordinal += 1
-        return ch
+        return self._change("c", rel, None, after)
 
     def _update(self, buf: bytes, start: int) -> Change:
         rel = self._rel(_u32(buf, start + 1)[0])
@@ -415,8 +436,11 @@ class PgOutputDecoder:
                 raise DecodeError(f"update of {rel.schema}.{rel.name}: expected new tuple")
             after, _ = rel.parse(buf, pos + 1)
             return self._change("u", rel, before, after)
-        except _Slow:
+        except DecodeError:
+            raise
+        except Exception:  # _Slow, or a value that does not convert
             pass
+        self._bad.clear()
         pos = start + 5
         old: list[Any] | None = None
         if buf[pos] in (0x4B, 0x4F):
@@ -445,6 +469,7 @@ class PgOutputDecoder:
 
     def _delete(self, buf: bytes, start: int) -> Change:
         rel = self._rel(_u32(buf, start + 1)[0])
+        self._bad.clear()
         before, _ = self._row(buf, start + 6, rel)  # start + 5 is 'K' or 'O'
         return self._change("d", rel, before, None)
 

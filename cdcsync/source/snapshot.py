@@ -27,7 +27,7 @@ from cdcsync.checkpoint import LATEST_KEYS_CTE
 from cdcsync.db.migrate import PUBLICATION
 from cdcsync.event import Change, dumps
 from cdcsync.source.protocol import with_session_options
-from cdcsync.source.typeconv import converter_for
+from cdcsync.source.typeconv import convert_each, converter_for
 
 log = logging.getLogger(__name__)
 
@@ -133,11 +133,16 @@ def read_snapshot(conninfo: str, snapshot_name: str, consistent_point: int, emit
                 with conn.cursor().copy(f"COPY (SELECT {select} FROM {_qi(schema)}.{_qi(table)}) TO STDOUT") as cp:
                     cp.set_types(["text"] * len(names))
                     for rec in cp.rows():
-                        vals = [None if v is None else conv(v.encode()) for v, conv in zip(rec, convs, strict=True)]
+                        bad: tuple[str, ...] | None = None
+                        try:
+                            vals = [None if v is None else conv(v.encode()) for v, conv in zip(rec, convs, strict=True)]
+                        except Exception:  # a value that does not convert: the stage quarantines the row
+                            vals, bad = convert_each([None if v is None else v.encode() for v in rec], convs, names)
                         row = dict(zip(names, vals, strict=True))
                         key = row_key([vals[i] for i in pk_idx]) if pk_idx else None
                         size = sum(len(v) for v in rec if v is not None)
-                        emit(Change("r", schema, table, None, row, consistent_point, 0, started, n, True, key, size))
+                        emit(Change("r", schema, table, None, row, consistent_point, 0, started, n, True, key, size,
+                                    bad))
                         n += 1
                         if n % 1000 == 0:
                             progress.update(1000)

@@ -4,6 +4,9 @@ Every converter takes the raw UTF-8 bytes of a value as pgoutput (or COPY, after
 sends it. The connections set ``DateStyle=ISO`` and ``extra_float_digits=3`` so the text is
 parseable and exact. Values Python cannot represent (``infinity``, BC dates, year > 9999) stay
 strings rather than failing the stream. Arrays, intervals, uuid and anything unknown stay text.
+A value a converter still cannot take (bytes that are not UTF-8, JSON that Python cannot hold) is
+kept as :func:`lossy_text` and its column named in ``Change.undecodable``: the validation stage
+quarantines that row instead of the stream stopping on it.
 """
 
 from __future__ import annotations
@@ -74,6 +77,30 @@ CONVERTERS: dict[int, Converter] = {
 
 
 TEXT: Converter = _text
+
+
+def lossy_text(b: bytes) -> str:
+    """Stand-in for a value no converter could take (not UTF-8, JSON Python cannot hold, …): its
+    text with undecodable bytes replaced, so the row stays serializable for the quarantine."""
+    return bytes(b).decode("utf-8", "replace")
+
+
+def convert_each(raw: list[bytes | None], convs: list[Converter], names: list[str]
+                 ) -> tuple[list[Any], tuple[str, ...]]:
+    """One row converted column by column after the one-pass conversion failed: (values, names of
+    the columns that did not convert, kept as :func:`lossy_text`)."""
+    vals: list[Any] = []
+    bad: list[str] = []
+    for v, conv, name in zip(raw, convs, names, strict=True):
+        if v is None:
+            vals.append(None)
+            continue
+        try:
+            vals.append(conv(v))
+        except Exception:  # the value's fault, never the stream's
+            vals.append(lossy_text(v))
+            bad.append(name)
+    return vals, tuple(bad)
 
 
 def converter_for(type_oid: int) -> Converter:

@@ -16,10 +16,12 @@ reference function that checks everything and collects every violation, so the o
 always ``_full``'s (tests/test_validate_fastpath.py compares the two). ``map_only(row)`` and
 ``_map_full(row)`` are the same pair for mapping without validation.
 
-Mapped row: the row's columns (coded fields: national code; a coded primary-key field keeps its
-local code), then ``<field>_local`` (``<field>_national``) per coded field in spec order, as
-defined by :func:`~cdcsync.mapping.mapper.mapped_columns`. Key order is that of the row for a row
-holding every spec column (what the decoder produces: table column order); otherwise spec order.
+Mapped row: the spec's columns of the row (coded fields: national code; a coded primary-key field
+keeps its local code), then ``<field>_local`` (``<field>_national``) per coded field in spec order,
+as defined by :func:`~cdcsync.mapping.mapper.mapped_columns`. A column the spec does not name is
+never in it (minimum necessary; the validation stage counts and logs what it drops). Key order is
+that of the row for a row holding exactly the spec's columns (what the decoder produces: table
+column order); otherwise spec order.
 
 Conventions (docs/validation.md):
 
@@ -225,6 +227,8 @@ class CompiledTable:
     check: CheckFn
     map_only: MapFn
     source: str
+    columns: frozenset[str] = frozenset()  # the spec's columns: nothing else leaves the hospital
+    ncols: int = 0  # len(columns): a row of this length holding every spec column holds no other
 
     def validate(self, row: Mapping[str, Any], now: dt.datetime | None = None
                  ) -> tuple[dict[str, Any] | None, list[Violation]]:
@@ -595,7 +599,7 @@ class _Gen:
     def output(self, depth: int) -> None:
         """The mapped row: the table's columns in spec order (a coded field: its national code,
         or its local code for a coded primary-key field), then the columns of extra_columns();
-        columns of the row not in the spec kept. Same content and, for a row in table-column
+        columns of the row not in the spec left out. Same content and, for a row in table-column
         order (what the decoder produces), the same key order as output_fast()."""
         self.emit(depth, "out = {")
         for i, f in enumerate(self.table.fields):
@@ -604,15 +608,17 @@ class _Gen:
         for col, var in self.extra_columns():
             self.emit(depth + 1, f"{col!r}: {var},")
         self.emit(depth, "}")
-        self.emit(depth, f"if len(row) != {len(self.table.fields)}:")
-        self.emit(depth + 1, "for k, val in row.items():")
-        self.emit(depth + 2, "if k not in out:")
-        self.emit(depth + 3, "out[k] = val")
+
+    def exact(self, fallback: str) -> None:
+        """Fast mode: a row of another length than the spec's columns has columns the spec does
+        not name (or lacks some): the full function, which leaves them out, handles it."""
+        self.emit(1, f"if len(row) != {len(self.table.fields)}:")
+        self.emit(2, fallback)
 
     def output_fast(self, depth: int) -> None:
-        """The mapped row for a row holding every field: a copy of the row (a C-level dict copy is
-        several times cheaper than building the dict key by key), national codes written over
-        the local ones, extra_columns() appended."""
+        """The mapped row for a row holding exactly the spec's fields (see exact()): a copy of the
+        row (a C-level dict copy is several times cheaper than building the dict key by key),
+        national codes written over the local ones, extra_columns() appended."""
         self.emit(depth, "out = dict(row)")
         for i, f in enumerate(self.table.fields):
             if f.domain and mapped_columns(self.table, f.name)[0] == f.name:
@@ -661,6 +667,7 @@ class _Gen:
         self.lines = []
         self.fast = True
         self.emit(0, "def check(row, now):")
+        self.exact("return _full(row, now)")
         self.fetch("return _full(row, now)")
         for i, f in enumerate(self.table.fields):
             self.field_fast(i, f)
@@ -689,6 +696,7 @@ class _Gen:
         self.emit(1, "return out")
         full = "\n".join(self.lines) + "\n"
         self.lines = []
+        self.exact("return _map_full(row)")
         self.fetch("return _map_full(row)")
         self.map_codes()
         self.output_fast(1)
@@ -709,4 +717,5 @@ def compile_table(table: Table, mapper: Mapper) -> CompiledTable:
     ns = gen.ns
     for src, what in zip(sources, ("validate", "validate fast", "map"), strict=True):
         exec(compile(src, f"<{what} {table.name}>", "exec"), ns)  # noqa: S102 - our own generated code
-    return CompiledTable(table=table, check=ns["check"], map_only=ns["map_only"], source="\n".join(sources))
+    return CompiledTable(table=table, check=ns["check"], map_only=ns["map_only"], source="\n".join(sources),
+                         columns=frozenset(table.field_names), ncols=len(table.fields))
