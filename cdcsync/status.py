@@ -68,6 +68,13 @@ def destination_status(conn: psycopg.Connection[Any], settings: Settings, name: 
     }
 
 
+def certificate_warnings(destinations: Any) -> list[dict[str, Any]]:
+    """Expired, not yet valid or soon expiring SM2 certificates (cdcsync.sink.certs)."""
+    from cdcsync.sink.certs import certificate_warnings as warnings
+
+    return warnings(destinations)
+
+
 def collect_status(settings: Settings, conninfo: str | None = None) -> dict[str, Any]:
     with psycopg.connect(conninfo or settings.database.conninfo(), autocommit=True) as conn:
         dests = [destination_status(conn, settings, d.name) for d in settings.destinations]
@@ -78,4 +85,5 @@ def collect_status(settings: Settings, conninfo: str | None = None) -> dict[str,
         d["enabled"] = cfg.enabled
         d["kind"] = cfg.kind
     return {"generated_at": _iso(now), "destinations": dests, "orphan_slots": orphans,
-            "listener_warnings": plain_http_warnings(settings)}
+            "listener_warnings": plain_http_warnings(settings),
+            "certificate_warnings": certificate_warnings(settings.destinations)}

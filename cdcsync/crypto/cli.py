@@ -100,7 +100,8 @@ def csr_cmd(key_file: Path, org_code: str, name: str, out_file: Path, sm2_id: st
     if not 0 < len(name) <= 64:
         raise click.BadParameter("医院名称应为 1-64 个字符", param_hint="--name")
     if not ORG_CODE_RE.fullmatch(org_code):
-        raise click.BadParameter(f"机构代码应为 1-64 位字母、数字或连字符，实际为 {org_code!r}", param_hint="--org-code")
+        raise click.BadParameter(f"机构代码应为 1-64 位字母、数字或连字符，实际为 {org_code!r}",
+                                 param_hint="--org-code")
     if out_file.exists() and not force:
         raise click.ClickException(f"{out_file} 已存在；如确需覆盖请加 --force")
     try:

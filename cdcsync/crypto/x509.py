@@ -242,6 +242,12 @@ def _check_time(cert: Cert, at: datetime, role: str) -> None:
                                         f"{cert.not_after.isoformat()}")
 
 
+def check_validity(path: Sequence[Cert], at: datetime) -> None:
+    """Every certificate of a validated path (leaf first) is inside its validity period."""
+    for i, c in enumerate(path):
+        _check_time(c, at, "the" if i == 0 else "CA")
+
+
 def validate_chain(
     leaf: Cert,
     anchors: Sequence[Cert],
@@ -249,9 +255,11 @@ def validate_chain(
     intermediates: Sequence[Cert] = (),
     key_usage: Iterable[str] = ("digital_signature",),
     at: datetime | None = None,
+    check_time: bool = True,
 ) -> list[Cert]:
     """Check `leaf` chains to one of `anchors` (through `intermediates`), every certificate on
-    the path is valid at `at`, issuers are CAs, and the leaf has every usage in `key_usage`.
+    the path is valid at `at` (unless not `check_time`: the caller checks at each use), issuers
+    are CAs, and the leaf has every usage in `key_usage`.
     Returns the path (leaf first, anchor last); raises CertificateError with the reason."""
     at = at or datetime.now(UTC)
     path = [leaf]
@@ -264,13 +272,14 @@ def validate_chain(
             break
         nxt = _find_issuer(cur, [c for c in intermediates if c not in path])
         if nxt is None or len(path) >= MAX_CHAIN:
-            raise CertificateError(UNTRUSTED, f"certificate {leaf.subject_text} (issuer {leaf.asn1.issuer.human_friendly}) "
+            issuer = leaf.asn1.issuer.human_friendly
+            raise CertificateError(UNTRUSTED, f"certificate {leaf.subject_text} (issuer {issuer}) "
                                               "is not issued by a configured CA")
         _check_issuer(nxt)
         path.append(nxt)
         cur = nxt
-    for i, c in enumerate(path):
-        _check_time(c, at, "the" if i == 0 else "CA")
+    if check_time:
+        check_validity(path, at)
     missing = [u for u in key_usage if u not in leaf.key_usage]
     if missing:
         have = ", ".join(sorted(leaf.key_usage)) or "none"
