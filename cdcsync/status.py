@@ -97,6 +97,13 @@ def _with_wal_safety(settings: Settings, name: str, slot: SlotInfo | None, d: di
     return d
 
 
+def certificate_warnings(destinations: Any) -> list[dict[str, Any]]:
+    """Expired, not yet valid or soon expiring SM2 certificates (cdcsync.sink.certs)."""
+    from cdcsync.sink.certs import certificate_warnings as warnings
+
+    return warnings(destinations)
+
+
 def collect_status(settings: Settings, conninfo: str | None = None) -> dict[str, Any]:
     with psycopg.connect(conninfo or settings.database.conninfo(), autocommit=True) as conn:
         dests = [destination_status(conn, settings, d.name) for d in settings.destinations]
@@ -110,6 +117,7 @@ def collect_status(settings: Settings, conninfo: str | None = None) -> dict[str,
         d["kind"] = cfg.kind
     return {"generated_at": _iso(now), "destinations": dests, "orphan_slots": orphans,
             "listener_warnings": plain_http_warnings(settings), "wal": wal,
+            "certificate_warnings": certificate_warnings(settings.destinations),
             "minimum_necessary": minimal}
 
 

@@ -121,6 +121,8 @@ def status_cmd(app: AppContext, as_json: bool) -> None:
         click.echo(f"警告：复制槽 {s['name']} 不属于任何已配置的目的地，仍在保留 WAL（cdcsync slots drop {s['name']}）")
     for warning in st.get("listener_warnings", []):
         click.echo(f"警告：{warning}")
+    for w in st["certificate_warnings"]:
+        click.echo(f"{'错误' if w['level'] == 'error' else '警告'}：{w['message']}")
     _print_minimal(st["minimum_necessary"])
 
 

@@ -265,3 +265,61 @@ def test_two_platforms_outage_kill9_and_rejections(migrated_db: str, tmp_path: P
     assert "患者张" not in log, "patient data in the daemon log"
     assert "HTTP 503" in log  # the outage was visible
     assert "患者张" not in (tmp_path / "national.log").read_text(encoding="utf-8")
+
+
+def test_daemon_to_platform_with_ca_certificates(migrated_db: str, tmp_path: Path) -> None:
+    """Issue 14 §3 end to end: a CSR from `cdcsync keys csr`, signed by `openssl x509 -req`,
+    is the hospital's only credential at a platform that has a CA and no registered keys; the
+    hospital trusts the platform through its CA-issued certificate, which expires in 10 days
+    and so shows in status. Every row arrives as in the mirror."""
+    import shutil
+
+    import pytest
+    from sm2_ca import SM2CA, make_csr
+
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command")
+    dsn = migrated_db
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(DDL)
+    hk, _hp, _ = write_keypair(tmp_path / "keys", "hospital")
+    csr = tmp_path / "hospital.csr"
+    subprocess.run([sys.executable, "-m", "cdcsync", "keys", "csr", "--key", str(hk), "--org-code", ORG,
+                    "--name", "测试医院", "--out", str(csr)], check=True, capture_output=True)
+    root = SM2CA(tmp_path / "ca", "Test SM2 Root CA")
+    hospital_cert = root.issue(csr, tmp_path / "hospital.pem")
+    sim_dir = tmp_path / "national"
+    from cdcsync.upstream_sim.cli import prepare_data_dir
+
+    prepare_data_dir(sim_dir)
+    platform_cert = root.issue(make_csr(sim_dir / "platform.key", tmp_path / "platform.csr", "PLATFORM-CN"),
+                               tmp_path / "platform.pem", days=10, extensions="platform")
+    national = start_subprocess(sim_dir, log_file=tmp_path / "national.log", args=["--ca-cert", str(root.cert)])
+    dest = {"name": "national", "kind": "http", "url": national.url, "ca_bundle": str(national.ca_bundle),
+            "hospital_key": str(hk), "hospital_certificate": str(hospital_cert),
+            "platform_certificates": [str(platform_cert)], "platform_ca_file": str(root.cert),
+            "retry_initial_s": 0.1, "retry_max_s": 1.0, "timeout_s": 10}
+    daemon = Daemon(tmp_path, dsn, [dest])
+    try:
+        daemon.start()
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            wait_for(lambda: conn.execute("SELECT count(*) FROM cdcsync.checkpoint WHERE snapshot_done")
+                     .fetchone()[0] == 1, 20, "the destination to start streaming")  # type: ignore[index]
+            conn.cursor().executemany(
+                "INSERT INTO emr.u5_case (id, patient, diag_code, temperature) VALUES (%s, %s, %s, %s)",
+                [(i, f"患者{i}", "A01.0", 37.0) for i in range(1, 51)])
+            conn.execute("UPDATE emr.u5_case SET diag_code = 'J10.1' WHERE id <= 5")
+            conn.execute("DELETE FROM emr.u5_case WHERE id = 50")
+        wait_for(lambda: counts(national).get("u5_case", 0) >= 56, 30, "the national platform to receive the rows")
+        assert fold(stored_events(national), "u5_case") == table_as_events(dsn, "u5_case")
+        assert national.stats()["counters"].get("refused.certificate_missing", 0) == 0
+        settings = Settings.model_validate({"org_code": ORG, "database": {"dsn": dsn}, "destinations": [dest]})
+        warnings = collect_status(settings)["certificate_warnings"]
+        assert [(w["level"], w["file"]) for w in warnings] == [("warning", str(platform_cert))]
+        out = subprocess.run(cli_cmd(tmp_path / "config.yaml", "status"), capture_output=True, text=True,
+                             cwd=str(REPO), timeout=60)
+        assert out.returncode == 0, out.stderr
+        assert "警告：平台（national）证书将于" in out.stdout and str(platform_cert) in out.stdout
+    finally:
+        daemon.stop()
+        national.stop()

@@ -84,7 +84,7 @@ def _day_counts(dest: Mapping[str, Any]) -> dict[str, dict[str, int]]:
 def build_status(settings: Settings, *, started_at: float | None = None, rules: Any = None,
                  conninfo: str | None = None) -> dict[str, Any]:
     """The full monitoring status. Never raises for an unreachable database: it says so."""
-    from cdcsync.status import collect_status
+    from cdcsync.status import certificate_warnings, collect_status
 
     spec = rules.spec if rules is not None else load_spec()
     now = time.time()
@@ -107,6 +107,7 @@ def build_status(settings: Settings, *, started_at: float | None = None, rules: 
         "last_errors": last_errors(),
         # Plain HTTP on the network by explicit consent (allow_plain_http): known from the config.
         "listener_warnings": plain_http_warnings(settings) if hasattr(settings, "api") else [],
+        "certificate_warnings": certificate_warnings(getattr(settings, "destinations", [])),
     }
     if rules is not None:
         out["mapping_version"] = rules.current().mapping_version

@@ -164,8 +164,11 @@ def render_status(st: Mapping[str, Any], spec: Spec) -> str:
     quarantine = (f'<span class="attention">共 {held_total} 条记录未通过校验或代码对照，已隔离，等待处理。</span>'
                   "请防保科/信息科在前置软件中查看原因、修正对照后重试。") if held_total else "没有待处理的隔离记录。"
 
+    certs = "".join(f'<div class="cert-warning {"bad" if w.get("level") == "error" else "warn"}">'
+                    f'{_e(w.get("message", ""))}</div>' for w in st.get("certificate_warnings") or [])
     uptime = st.get("uptime_seconds")
     values = {
+        "cert_warnings": certs,
         "hospital": _e(st.get("hospital") or ""),
         "org_code": _e(st.get("org_code") or ""),
         "generated_at": _time(st.get("generated_at") or dt.datetime.now().isoformat()),

@@ -6,6 +6,7 @@ Modules:
   sm2       SM2 keys, SM3-with-SM2 signatures, SM2 public-key encryption (system OpenSSL 3
             through `sm2_openssl` when it loads, GIL released; else Python ints)
   keys      PEM (PKCS#8 / SubjectPublicKeyInfo) files, key ids, file permissions
+  x509      SM2 certificates and CSRs (asn1crypto), chain validation, trust-file permissions
   envelope  the wire format of docs/upstream-protocol.md: seal/open a batch, sign/verify replies
   cli       the `cdcsync keys` click group
 

@@ -75,3 +75,48 @@ def tls_selfsigned(hosts: tuple[str, ...], out_dir: Path, force: bool) -> None:
     click.echo(f"  私钥  {files.key}  （权限 0600）→ 配置 api.<服务>.tls_key_file")
     click.echo(f"  CA    {files.ca_cert}  → 交给 HIS 厂商/国家平台作为信任的 CA 证书")
     click.echo("正式运行请改用医院 CA 签发的证书（见 README「HTTP 服务的 TLS」）。")
+
+
+@keys.command(
+    "csr",
+    help="为医院 SM2 私钥生成证书申请（PKCS#10，SM2-with-SM3 签名），提交给 CA 签发医院证书。"
+    "主题：C=CN, O=医院名称, CN=医院名称, organizationIdentifier=机构代码。",
+)
+@click.option("--key", "key_file", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="医院 SM2 私钥（PKCS#8 PEM，权限 0600）。")
+@click.option("--org-code", required=True, help="医疗机构代码（与上报请求头 X-Org-Code 相同）。")
+@click.option("--name", required=True, help="医院名称（证书主题中的 O 与 CN）。")
+@click.option("--out", "out_file", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="输出的证书申请文件（PEM）。")
+@click.option("--sm2-id", type=click.Choice(["empty", "1234567812345678"]), default="empty", show_default=True,
+              help="申请签名所用的 SM2 用户 ID：empty 为 OpenSSL 3 命令行的默认（openssl req -verify 直接通过）；"
+              "1234567812345678 为 GB/T 35276 的默认 ID（CA 按国密标准验证时选用）。")
+@click.option("--force", is_flag=True, help="覆盖已有的输出文件。")
+def csr_cmd(key_file: Path, org_code: str, name: str, out_file: Path, sm2_id: str, force: bool) -> None:
+    from cdcsync.crypto.keys import load_private_key
+    from cdcsync.crypto.x509 import ORG_CODE_RE, build_csr, csr_pem
+
+    name = name.strip()
+    if not 0 < len(name) <= 64:
+        raise click.BadParameter("医院名称应为 1-64 个字符", param_hint="--name")
+    if not ORG_CODE_RE.fullmatch(org_code):
+        raise click.BadParameter(f"机构代码应为 1-64 位字母、数字或连字符，实际为 {org_code!r}",
+                                 param_hint="--org-code")
+    if out_file.exists() and not force:
+        raise click.ClickException(f"{out_file} 已存在；如确需覆盖请加 --force")
+    try:
+        key = load_private_key(key_file)
+        der = build_csr(key, org_code=org_code, name=name, uid=b"" if sm2_id == "empty" else sm2_id.encode())
+        out_file.write_bytes(csr_pem(der))
+    except CryptoError as exc:
+        raise click.ClickException(str(exc)) from None
+    except OSError as exc:
+        raise click.ClickException(f"{out_file}: 无法写入证书申请（{exc.strerror}）") from None
+    click.echo(f"已生成证书申请 {out_file}")
+    click.echo(f"  主题      C=CN, O={name}, CN={name}, organizationIdentifier={org_code}")
+    click.echo(f"  密钥标识  {key_id(key.public_key)}")
+    check = f"openssl req -in {out_file} -verify -noout"
+    if sm2_id != "empty":
+        check += " -vfyopt distid:1234567812345678"
+    click.echo(f"  自检命令  {check}")
+    click.echo("请将此文件提交给 CA；取得证书（PEM）后在配置中设置 hospital_certificate。")

@@ -68,6 +68,9 @@ H_KEY_ID = "X-Key-Id"
 H_BATCH = "X-Batch-Id"
 H_TS = "X-Timestamp"
 H_SIG = "X-Signature"
+# The sender's certificate chain (base64 DER, leaf first, comma-separated; cdcsync.crypto.x509).
+# Not signed: it is public, and the platform binds it to the request by its key id.
+H_CERT = "X-Certificate"
 
 DEFAULT_WINDOW_S = 300.0
 DEFAULT_MAX_BODY = 32 * 1024 * 1024
@@ -162,9 +165,11 @@ def seal(
     batch_id: str,
     timestamp: datetime | None = None,
     gzip_level: int = DEFAULT_GZIP_LEVEL,
+    certificate: str | None = None,
 ) -> Sealed:
     """Compress, encrypt to `recipient_pub`, sign with `sender_key`. A retry must call seal()
-    again (fresh key, nonce and timestamp), keeping the same batch id and payload."""
+    again (fresh key, nonce and timestamp), keeping the same batch id and payload.
+    `certificate`: the X-Certificate header value, when the hospital has a CA certificate."""
     _check_ids(org_code, batch_id)
     cek = secrets.token_bytes(sm4.KEY_SIZE)
     nonce = secrets.token_bytes(sm4.NONCE_SIZE)
@@ -184,6 +189,8 @@ def seal(
         H_TS: ts,
         H_SIG: base64.b64encode(sig).decode(),
     }
+    if certificate:
+        headers[H_CERT] = certificate
     return Sealed(body, headers, org_code, batch_id, ts, body_sm3)
 
 

@@ -47,11 +47,13 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type
 from tenacity.wait import wait_random_exponential
 
 from cdcsync.crypto import CryptoError
-from cdcsync.crypto.envelope import Sealed, open_reply, seal, verify_reply
-from cdcsync.crypto.keys import key_id, load_private_key, load_public_key
+from cdcsync.crypto.envelope import H_KEY_ID, Sealed, open_reply, seal, verify_reply
+from cdcsync.crypto.keys import key_id, load_private_key
 from cdcsync.crypto.sm3 import sm3
+from cdcsync.crypto.x509 import check_trust_file_permissions
 from cdcsync.event import Ack, Batch, Event, encode_events
 from cdcsync.sink.base import SinkError
+from cdcsync.sink.certs import PlatformKeys, load_hospital_certificate
 from cdcsync.sink.http_settings import HttpDestination
 
 log = logging.getLogger(__name__)
@@ -323,7 +325,10 @@ class HttpSink:
         self.health = SinkHealth(settings.name)
         self._on_attempt = on_attempt
         self._key = load_private_key(settings.hospital_key)
-        self._platform = load_public_key(settings.platform_public_key)
+        self._platform = PlatformKeys(settings)
+        self._cert_header: str | None = None  # X-Certificate, when the hospital has a CA certificate
+        if settings.hospital_certificate is not None:
+            _chain, self._cert_header = load_hospital_certificate(settings.hospital_certificate, self._key)
         if settings.hospital_key_id and settings.hospital_key_id != key_id(self._key.public_key):
             raise CryptoError(
                 f"{settings.hospital_key}: 密钥标识与配置 hospital_key_id 不符（文件中的密钥为 "
@@ -345,6 +350,7 @@ class HttpSink:
             return False  # loopback only, enforced by HttpDestination
         if settings.ca_bundle is None:
             return ssl.create_default_context()
+        check_trust_file_permissions(settings.ca_bundle)
         try:
             return ssl.create_default_context(cafile=str(settings.ca_bundle))
         except (OSError, ssl.SSLError) as exc:
@@ -405,7 +411,7 @@ class HttpSink:
 
     def _prepared(self, events: list[Event], events_json: bytes | None = None) -> _Prepared:
         org, bid, payload = self._payload(events, events_json)
-        sealed = seal(payload, sender_key=self._key, recipient_pub=self._platform, org_code=org, batch_id=bid)
+        sealed = self._seal(payload, org, bid)
         return _Prepared(events, org, bid, payload, sealed, time.monotonic())
 
     def _deliver(self, part: _Prepared, known: Refusal | None = None) -> Ack:
@@ -485,8 +491,12 @@ class HttpSink:
         if self._closed.is_set():
             raise DeliveryError("sink closed")
         self.health.update(state="sending")
+        try:
+            self._platform.check_usable()
+        except CryptoError as exc:
+            raise DeliveryError(f"not sent ({exc.code}): {exc}") from None
         if sealed is None:  # every retry is sealed afresh: new key, nonce and timestamp
-            sealed = seal(payload, sender_key=self._key, recipient_pub=self._platform, org_code=org, batch_id=bid)
+            sealed = self._seal(payload, org, bid)
         try:
             resp = self._client.post(self.settings.batches_url, content=sealed.body, headers=sealed.headers)
         except RuntimeError:  # httpx: the client was closed by close() from another thread meanwhile
@@ -522,16 +532,22 @@ class HttpSink:
             return None
         if status != 413:
             try:
-                verify_reply(resp.content, resp.headers, platform_pub=self._platform, sealed=sealed)
+                platform_pub = self._platform.reply_key(resp.headers.get(H_KEY_ID, ""))
+                verify_reply(resp.content, resp.headers, platform_pub=platform_pub, sealed=sealed)
             except CryptoError:
                 return None
         field = doc.get("field")
         return Refusal(status, code or "-", str(doc.get("message") or "")[:500],
                        field if isinstance(field, str) and field else None)
 
+    def _seal(self, payload: bytes, org: str, bid: str) -> Sealed:
+        return seal(payload, sender_key=self._key, recipient_pub=self._platform.encryption_key(), org_code=org,
+                    batch_id=bid, certificate=self._cert_header)
+
     def _read_reply(self, resp: httpx.Response, sealed: Sealed, ids: list[str]) -> Ack:
         try:
-            reply = open_reply(resp.content, resp.headers, platform_pub=self._platform, sealed=sealed)
+            platform_pub = self._platform.reply_key(resp.headers.get(H_KEY_ID, ""))
+            reply = open_reply(resp.content, resp.headers, platform_pub=platform_pub, sealed=sealed)
         except CryptoError as exc:
             # Never trust an unverified reply: resend; the platform drops what it already holds.
             raise DeliveryError(f"reply refused ({exc.code}): {exc}") from None

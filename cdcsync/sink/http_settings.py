@@ -37,7 +37,15 @@ class HttpDestination(BaseModel):
     ca_bundle: Path | None = None
     hospital_key: Path  # SM2 private key, PKCS#8 PEM, mode 0600
     hospital_key_id: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")  # if set, must match the key file
-    platform_public_key: Path  # SM2 public key (or certificate) of the platform, PEM
+    # The hospital's SM2 certificate issued by the CA for hospital_key (PEM, intermediates may
+    # follow); sent with every batch (X-Certificate). None: the platform knows the bare key.
+    hospital_certificate: Path | None = None
+    # The platform's SM2 key: either pinned as a bare key (PUBLIC KEY PEM) ...
+    platform_public_key: Path | None = None
+    # ... or as certificates validated against platform_ca_file (several during a rotation:
+    # batches are encrypted to the first one valid now, replies signed by any valid one accepted).
+    platform_certificates: list[Path] = Field(default_factory=list, max_length=8)
+    platform_ca_file: Path | None = None  # CA certificates (PEM) that issue the platform's SM2 certificates
     batch_max_events: int = Field(1000, ge=1, le=50_000)
     batch_max_bytes: int = Field(4 * 1024 * 1024, ge=1024, le=32 * 1024 * 1024)
     linger_ms: int = Field(200, ge=0, le=60_000)
@@ -65,6 +73,16 @@ class HttpDestination(BaseModel):
         if parts.query or parts.fragment:
             raise ValueError("平台地址不应包含查询参数或片段（? 或 #）")
         return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _platform_key_source(self) -> HttpDestination:
+        if (self.platform_public_key is None) == (not self.platform_certificates):
+            raise ValueError("平台密钥须二选一配置：platform_public_key（公钥）或 platform_certificates（证书）")
+        if self.platform_certificates and self.platform_ca_file is None:
+            raise ValueError("platform_certificates 需要同时配置 platform_ca_file（签发平台证书的 CA 证书）")
+        if self.platform_ca_file is not None and not self.platform_certificates:
+            raise ValueError("platform_ca_file 只与 platform_certificates 一起使用")
+        return self
 
     @model_validator(mode="after")
     def _plain_http_only_on_loopback(self) -> HttpDestination:

@@ -43,6 +43,7 @@ from cdcsync.crypto.envelope import (
 from cdcsync.crypto.keys import key_id, load_public_key
 from cdcsync.crypto.sm2 import SM2PrivateKey, SM2PublicKey
 from cdcsync.crypto.sm3 import sm3
+from cdcsync.upstream_sim.certs import HospitalCertPolicy
 from cdcsync.upstream_sim.store import BatchConflict, BatchHead, Store, StoredEvent
 
 log = logging.getLogger("cdcsync.upstream_sim")
@@ -129,6 +130,7 @@ class SimState:
     counters: Counter[str] = field(default_factory=Counter)
     lock: threading.Lock = field(default_factory=threading.Lock)
     rng: random.Random = field(default_factory=random.Random)
+    certs: HospitalCertPolicy | None = None  # None: registered bare keys only (no CA yet)
 
     def __post_init__(self) -> None:
         self.replay_cache = ReplayCache(self.window_s)
@@ -327,8 +329,9 @@ def _error(
 def process_batch(state: SimState, body: bytes, headers: Mapping[str, str]) -> Response:
     """The synchronous heart of POST /api/v1/edr/batches (runs in a worker thread)."""
     try:
+        senders = state.trusted if state.certs is None else state.certs.senders(headers, state.trusted)
         opened = open_sealed(
-            body, headers, recipient_key=state.platform_key, sender_keys=state.trusted,
+            body, headers, recipient_key=state.platform_key, sender_keys=senders,
             window_s=state.window_s, replay_cache=state.replay_cache, max_body=state.max_body,
         )
     except CryptoError as exc:

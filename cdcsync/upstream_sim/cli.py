@@ -14,6 +14,7 @@ from cdcsync.crypto import CryptoError
 from cdcsync.crypto.keys import key_id, load_private_key, write_keypair
 from cdcsync.crypto.sm2 import SM2PrivateKey
 from cdcsync.upstream_sim.app import Faults, SimState, TrustedKeys, create_app
+from cdcsync.upstream_sim.certs import HospitalCertPolicy
 from cdcsync.upstream_sim.store import CountingStore, SqliteStore, Store
 from cdcsync.upstream_sim.tls import TlsFiles, ensure_self_signed
 
@@ -125,6 +126,10 @@ def _parse_rows(values: tuple[str, ...]) -> frozenset[tuple[str, str, str]]:
               help="平台 SM2 私钥；不指定则使用（必要时生成）数据目录下的 platform.key")
 @click.option("--hospital-pub", multiple=True, type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="信任的医院 SM2 公钥（可多次指定）；数据目录 trusted/*.pub 也会被信任")
+@click.option("--ca-cert", multiple=True, type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="签发医院证书的 CA 证书（PEM，可多次指定）；指定后每个请求须携带有效的医院证书（X-Certificate）")
+@click.option("--allow-bare-keys", is_flag=True,
+              help="与 --ca-cert 同用：未携带证书、但公钥已登记（trusted/）的医院仍可上报（过渡期）")
 @click.option("--store", type=click.Choice(["sqlite", "none"]), default="sqlite", show_default=True,
               help="sqlite：保存到 received.sqlite；none：只计数（性能测试用）")
 @click.option("--fail-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True,
@@ -147,7 +152,8 @@ def _parse_rows(values: tuple[str, ...]) -> frozenset[tuple[str, str, str]]:
               help="请求时间戳允许的偏差（秒）")
 def upstream_sim_command(
     listen: str, data_dir: Path, insecure_http: bool, tls_cert: Path | None, tls_key: Path | None,
-    platform_key: Path | None, hospital_pub: tuple[Path, ...], store: str, fail_rate: float, latency_ms: int,
+    platform_key: Path | None, hospital_pub: tuple[Path, ...], ca_cert: tuple[Path, ...], allow_bare_keys: bool,
+    store: str, fail_rate: float, latency_ms: int,
     outage: str | None, reject_table: tuple[str, ...], reject_field: tuple[str, ...], refuse_event_id: tuple[str, ...],
     refuse_row: tuple[str, ...], refuse_status: str, tamper_replies: int, window_s: float,
 ) -> None:
@@ -159,6 +165,8 @@ def upstream_sim_command(
         raise click.BadParameter("明文 HTTP 只允许监听本机回环地址（127.0.0.1、::1、localhost）", param_hint="--listen")
     if (tls_cert is None) != (tls_key is None):
         raise click.BadParameter("--tls-cert 与 --tls-key 须同时指定", param_hint="--tls-cert")
+    if allow_bare_keys and not ca_cert:
+        raise click.BadParameter("--allow-bare-keys 只能与 --ca-cert 同时使用", param_hint="--allow-bare-keys")
     faults = Faults(fail_rate=fail_rate, latency_ms=latency_ms, outage=_parse_outage(outage),
                     reject_tables=frozenset(reject_table), reject_fields=_parse_fields(reject_field),
                     tamper_replies=tamper_replies, refuse_event_ids=frozenset(refuse_event_id),
@@ -166,10 +174,11 @@ def upstream_sim_command(
     try:
         key, tls = prepare_data_dir(data_dir, tls=not insecure_http and tls_cert is None, platform_key=platform_key)
         trusted = TrustedKeys(hospital_pub, DataDir(data_dir).trusted)
+        certs = HospitalCertPolicy.from_files(ca_cert, allow_bare_keys=allow_bare_keys) if ca_cert else None
     except CryptoError as exc:
         raise click.ClickException(str(exc)) from None
     st: Store = SqliteStore(DataDir(data_dir).received) if store == "sqlite" else CountingStore()
-    state = SimState(platform_key=key, trusted=trusted, store=st, faults=faults, window_s=window_s)
+    state = SimState(platform_key=key, trusted=trusted, store=st, faults=faults, window_s=window_s, certs=certs)
     certfile = keyfile = None
     if not insecure_http:
         certfile, keyfile = (tls_cert, tls_key) if tls_cert else (tls.cert, tls.key) if tls else (None, None)
@@ -178,6 +187,9 @@ def upstream_sim_command(
     pub_file = DataDir(data_dir).platform_pub if platform_key is None else "（外部指定）"
     click.echo(f"参考平台启动：{scheme}://{shown}:{port}  平台公钥 {pub_file}"
                f"  密钥标识 {key_id(key.public_key)[:16]}…  已信任医院公钥 {len(trusted)} 个", err=True)
+    if certs is not None:
+        click.echo(f"医院证书：须由 {len(certs.ca_certs)} 个 CA 证书之一签发"
+                   + ("（过渡期：已登记公钥无证书亦可）" if allow_bare_keys else ""), err=True)
     if tls is not None:
         click.echo(f"TLS CA 证书（医院端 ca_bundle）：{tls.ca_cert}", err=True)
     try:

@@ -19,6 +19,7 @@ import httpx
 
 from cdcsync.crypto.sm2 import SM2PrivateKey
 from cdcsync.upstream_sim.app import HEALTH_PATH, STATS_PATH, Faults, SimState, TrustedKeys, create_app
+from cdcsync.upstream_sim.certs import HospitalCertPolicy
 from cdcsync.upstream_sim.cli import DataDir, prepare_data_dir
 from cdcsync.upstream_sim.store import CountingStore, SqliteStore, Store
 
@@ -151,6 +152,7 @@ def start_in_process(
     store: str = "sqlite",
     faults: Faults | None = None,
     window_s: float = 300.0,
+    certs: HospitalCertPolicy | None = None,
     ready_timeout: float = 15.0,
 ) -> SimHandle:
     """The same app served by uvicorn on a thread of this process (``handle.state`` is live)."""
@@ -159,7 +161,7 @@ def start_in_process(
     key, tls_files = prepare_data_dir(data_dir, tls=tls)
     st: Store = SqliteStore(DataDir(data_dir).received) if store == "sqlite" else CountingStore()
     state = SimState(platform_key=key, trusted=TrustedKeys(hospital_pubs, DataDir(data_dir).trusted), store=st,
-                     faults=faults or Faults(), window_s=window_s)
+                     faults=faults or Faults(), window_s=window_s, certs=certs)
     port = port or free_port()
     config = uvicorn.Config(
         create_app(state), host="127.0.0.1", port=port, access_log=False, log_level="warning",
