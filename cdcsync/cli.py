@@ -42,6 +42,11 @@ class CdcsyncGroup(click.Group):
         except USER_ERRORS as exc:
             click.echo(f"错误：{exc}", err=True)
             sys.exit(2)
+        except psycopg.errors.InsufficientPrivilege as exc:  # a login without the role it needs
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            click.echo(f"错误：数据库账号权限不足（{first}）；各命令所需的角色见 README“安装”一节"
+                       "（cdcsync_daemon、cdcsync_api、cdcsync_his）", err=True)
+            sys.exit(2)
         except psycopg.OperationalError as exc:  # unreachable database, wrong password, …
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             click.echo(f"错误：无法连接数据库（检查 database.dsn 与数据库服务）：{first}", err=True)
@@ -86,6 +91,8 @@ def db_init(app: AppContext, dsn: str | None) -> None:
         click.echo(f"已创建发布：{PUBLICATION}")
     if not result.applied and not result.publication_created:
         click.echo(f"数据库已是最新（{len(result.skipped)} 个迁移均已执行），未做任何更改。")
+    for role in result.roles:
+        click.echo(role.line(), err=role.status == "missing")
 
 
 def _register(module: str, attr: str) -> None:

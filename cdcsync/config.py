@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from cdcsync.api.settings import ApiSettings
+from cdcsync.db.settings import DatabaseSettings
 from cdcsync.sink.http_settings import HttpDestination
 
 ENV_PREFIX = "CDCSYNC_"
@@ -26,20 +27,6 @@ class ConfigError(ValueError):
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class DatabaseSettings(_Model):
-    dsn: str = "host=127.0.0.1 port=5432 dbname=emr user=cdcsync"
-    # Password kept out of the config file and the environment listing.
-    password_file: Path | None = None
-
-    def conninfo(self) -> str:
-        if self.password_file is None:
-            return self.dsn
-        from cdcsync.secrets import read_secret
-
-        password = read_secret(self.password_file).replace("\\", "\\\\").replace("'", "\\'")
-        return f"{self.dsn} password='{password}'"
 
 
 class StreamSettings(_Model):

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import psycopg
 
+from cdcsync.db.roles import RoleStatus, apply_role_grants, existing_roles
 from cdcsync.resources import shared_dir
 
 log = logging.getLogger(__name__)
@@ -27,6 +28,7 @@ class MigrationResult:
     skipped: list[str] = field(default_factory=list)
     changed: list[str] = field(default_factory=list)  # applied earlier, file edited since
     publication_created: bool = False
+    roles: list[RoleStatus] = field(default_factory=list)  # sql/200_roles.sql, granted on every run
 
 
 def migration_files(sql_dir: Path) -> list[Path]:
@@ -46,6 +48,7 @@ def apply_migrations(dsn: str, sql_dir: Path | None = None) -> MigrationResult:
             "CREATE TABLE IF NOT EXISTS cdcsync.schema_migrations (filename text PRIMARY KEY,"
             " checksum text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
         )
+        roles_before = existing_roles(conn)
         done: dict[str, str] = dict(conn.execute("SELECT filename, checksum FROM cdcsync.schema_migrations").fetchall())
         for path in migration_files(sql_dir):
             body = path.read_bytes()
@@ -62,6 +65,7 @@ def apply_migrations(dsn: str, sql_dir: Path | None = None) -> MigrationResult:
             log.info("migration applied: %s", path.name)
             result.applied.append(path.name)
         result.publication_created = ensure_publication(conn)
+        result.roles = apply_role_grants(conn, roles_before)
         conn.execute("SELECT pg_advisory_unlock(hashtext('cdcsync.migrate'))")
     return result
 
