@@ -39,6 +39,7 @@ from cdcsync.crypto.sm3 import sm3
 from cdcsync.event import Ack, Batch, Event, encode_events
 from cdcsync.sink.base import SinkError
 from cdcsync.sink.http_settings import HttpDestination
+from cdcsync.textsafe import platform_text
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +189,7 @@ def _error_code(resp: httpx.Response) -> str:
     except orjson.JSONDecodeError:
         return "no error body"
     if isinstance(doc, dict):
-        return f"{doc.get('error')}: {str(doc.get('message'))[:200]}"
+        return platform_text(f"{doc.get('error')}: {doc.get('message')}", 300)
     return "no error body"
 
 
@@ -391,9 +392,9 @@ class HttpSink:
         fields: dict[str, str] = {}
         for r in reply.rejected:
             if r.id in wanted:
-                rejected[r.id] = r.reason
+                rejected[r.id] = platform_text(r.reason)  # stored in the quarantine, shown, logged
                 if r.field:
-                    fields[r.id] = r.field
+                    fields[r.id] = platform_text(r.field, 64)
         accepted = [i for i in ids if i not in rejected]
         self.health.succeeded(len(accepted), len(rejected), len(reply.duplicates))
         if rejected:
