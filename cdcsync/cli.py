@@ -95,9 +95,27 @@ def db_init(app: AppContext, dsn: str | None) -> None:
         click.echo(role.line(), err=role.status == "missing")
 
 
+# Modules of commands that need an optional extra: their command names and the extra.
+_OPTIONAL: dict[str, tuple[tuple[str, ...], str]] = {
+    "cdcsync.upstream_sim.cli": (("upstream-sim",), "sim"),
+    "cdcsync.demo": (("demo",), "sim"),
+}
+
+
 def _register(module: str, attr: str) -> None:
-    """Sub-commands live beside the code they drive (``COMMANDS`` lists, or one command)."""
-    found = getattr(importlib.import_module(module), attr)
+    """Sub-commands live beside the code they drive (``COMMANDS`` lists, or one command). A command
+    whose extra is not installed still appears, and says which extra to install."""
+    try:
+        found = getattr(importlib.import_module(module), attr)
+    except ModuleNotFoundError as exc:
+        if module not in _OPTIONAL:
+            raise
+        from cdcsync.extras import missing_extra_command
+
+        names, extra = _OPTIONAL[module]
+        for name in names:
+            main.add_command(missing_extra_command(name, extra, exc.name))
+        return
     for cmd in found if isinstance(found, list) else [found]:
         main.add_command(cmd)
 

@@ -6,11 +6,12 @@ from cdcsync.api.server import ApiStartError
 from cdcsync.config import ConfigError
 from cdcsync.crypto import CryptoError
 from cdcsync.db.cluster import ClusterError
+from cdcsync.extras import MissingExtraError
 from cdcsync.mapping.domains import MappingError
 from cdcsync.secrets import SecretFileError
 from cdcsync.spec.model import SpecError
 
 USER_ERRORS: tuple[type[BaseException], ...] = (
     ConfigError, ClusterError, SecretFileError, FileNotFoundError, MappingError, SpecError, CryptoError,
-    ApiStartError,
+    ApiStartError, MissingExtraError,
 )
