@@ -9,6 +9,7 @@ import psycopg
 
 from cdcsync.api.settings import plain_http_warnings
 from cdcsync.config import Settings
+from cdcsync.crypto.sm2_backend import sm2_backend
 from cdcsync.source.slots import SLOT_PREFIX, get_slot, list_slots, slot_name
 
 
@@ -78,4 +79,4 @@ def collect_status(settings: Settings, conninfo: str | None = None) -> dict[str,
         d["enabled"] = cfg.enabled
         d["kind"] = cfg.kind
     return {"generated_at": _iso(now), "destinations": dests, "orphan_slots": orphans,
-            "listener_warnings": plain_http_warnings(settings)}
+            "listener_warnings": plain_http_warnings(settings), "sm2_backend": sm2_backend()}

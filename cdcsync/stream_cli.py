@@ -113,6 +113,8 @@ def status_cmd(app: AppContext, as_json: bool) -> None:
         click.echo(f"警告：复制槽 {s['name']} 不属于任何已配置的目的地，仍在保留 WAL（cdcsync slots drop {s['name']}）")
     for warning in st.get("listener_warnings", []):
         click.echo(f"警告：{warning}")
+    if st.get("sm2_backend"):  # detected in this process; the daemon started the same way picks the same
+        click.echo(f"SM2 实现：{st['sm2_backend']['backend']}（{st['sm2_backend']['reason']}）")
 
 
 def _print_dest(d: dict[str, Any]) -> None:

@@ -191,3 +191,11 @@ def test_platform_error_texts_are_cleaned() -> None:
     assert text.startswith("BAD X: evil 2026-01-01 INFO forged line") and len(text) <= 300
     assert not any(c in text for c in "\n\r\x1b\x00\u202e")
     assert platform_text("a\t\tb  \x85c") == "a b c"
+
+
+def test_daemon_logs_its_sm2_backend_at_start(daemon: Daemon) -> None:
+    from cdcsync.crypto.sm2_backend import describe
+
+    wait_for(lambda: "SM2 实现" in daemon.log.read_text(encoding="utf-8", errors="replace"), "the SM2 line",
+             daemon.proc, 30)
+    assert describe() in daemon.log.read_text(encoding="utf-8")
