@@ -165,6 +165,17 @@ def test_daemon_role_streams_and_cannot_write_emr_or_read_keys(migrated_db: str,
     assert sorted(e["after"]["patient_id"] for e in events) == ["D1", "D2"]
 
 
+def test_key_management_with_the_daemon_login_is_one_clear_line(migrated_db: str, tmp_path: Path) -> None:
+    from tests.cdc_util import settings_for
+
+    with login(migrated_db, "cdcsync_daemon", "REPLICATION") as daemon:
+        _, cfg = settings_for(daemon, tmp_path)
+        out = CliRunner().invoke(main, ["-c", str(cfg), "api-keys", "add", "lis", "--tables", "*", "--ops", "upsert"])
+    assert out.exit_code == 2, out.output
+    assert "数据库账号权限不足" in out.output and "Traceback" not in out.output
+    assert len(out.output.strip().splitlines()) == 1
+
+
 def test_migrating_user_without_createrole_is_told_and_nothing_fails() -> None:
     """A fresh cluster (the group roles do not exist yet): an owner without CREATEROLE migrates,
     is told which roles are missing; a superuser's db init then creates and grants them."""
