@@ -42,6 +42,11 @@ class CdcsyncGroup(click.Group):
         except USER_ERRORS as exc:
             click.echo(f"错误：{exc}", err=True)
             sys.exit(2)
+        except psycopg.errors.InsufficientPrivilege as exc:  # a login without the role it needs
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            click.echo(f"错误：数据库账号权限不足（{first}）；各命令所需的角色见 README“安装”一节"
+                       "（cdcsync_daemon、cdcsync_api、cdcsync_his）", err=True)
+            sys.exit(2)
         except psycopg.OperationalError as exc:  # unreachable database, wrong password, …
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             click.echo(f"错误：无法连接数据库（检查 database.dsn 与数据库服务）：{first}", err=True)
@@ -92,6 +97,8 @@ def db_init(app: AppContext, dsn: str | None) -> None:
         click.echo(f"警告：数据库中没有规范中的表 emr.{'、emr.'.join(result.missing_tables)}（未发布）", err=True)
     if not result.applied and not result.publication_changed:
         click.echo(f"数据库已是最新（{len(result.skipped)} 个迁移均已执行），未做任何更改。")
+    for role in result.roles:
+        click.echo(role.line(), err=role.status == "missing")
     _check_wal_keep(app, dsn)
 
 
@@ -111,9 +118,27 @@ def _check_wal_keep(app: AppContext, dsn: str | None) -> None:
             click.echo(line, err=line.startswith("警告"))
 
 
+# Modules of commands that need an optional extra: their command names and the extra.
+_OPTIONAL: dict[str, tuple[tuple[str, ...], str]] = {
+    "cdcsync.upstream_sim.cli": (("upstream-sim",), "sim"),
+    "cdcsync.demo": (("demo",), "sim"),
+}
+
+
 def _register(module: str, attr: str) -> None:
-    """Sub-commands live beside the code they drive (``COMMANDS`` lists, or one command)."""
-    found = getattr(importlib.import_module(module), attr)
+    """Sub-commands live beside the code they drive (``COMMANDS`` lists, or one command). A command
+    whose extra is not installed still appears, and says which extra to install."""
+    try:
+        found = getattr(importlib.import_module(module), attr)
+    except ModuleNotFoundError as exc:
+        if module not in _OPTIONAL:
+            raise
+        from cdcsync.extras import missing_extra_command
+
+        names, extra = _OPTIONAL[module]
+        for name in names:
+            main.add_command(missing_extra_command(name, extra, exc.name))
+        return
     for cmd in found if isinstance(found, list) else [found]:
         main.add_command(cmd)
 

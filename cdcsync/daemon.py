@@ -18,6 +18,7 @@ from types import FrameType
 
 from cdcsync.api.server import start_servers
 from cdcsync.config import ConfigError, DestinationSettings, Settings
+from cdcsync.crypto.sm2_backend import describe as sm2_describe
 from cdcsync.db.migrate import MirrorRefused, check_encoding, publication_problems
 from cdcsync.event import str_to_lsn
 from cdcsync.mapping.reload import MappingWatcher, RulesHolder
@@ -149,6 +150,7 @@ def run(settings: Settings, install_signals: bool = True) -> int:
     for t in threads:
         t.start()
     log.info("cdcsync running: %s", ", ".join(p.name for p in pipes))
+    log.info("%s", sm2_describe())
     sd_notify("READY=1\nSTATUS=running " + ", ".join(p.name for p in pipes))
     watchdog = _watchdog_interval()
     last_ping = 0.0

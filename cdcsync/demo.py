@@ -179,7 +179,11 @@ def _quarantined(dsn: str) -> dict[str, int]:
 def demo(ctx: click.Context, data_dir: Path, patients: int, seed: int, serve: bool, web_port: int,
          stop: bool) -> None:
     """一条命令体验 cdcsync：私有 PostgreSQL、合成医院数据、参考平台、同步流水线与状态页。"""
+    from cdcsync.extras import require_extra
+
     layout = DemoLayout(data_dir.absolute())
+    if not stop:
+        require_extra("sim")  # the reference platforms and the synthetic hospital
     if stop:
         if not layout.pgdir_file.exists():
             click.echo(f"{layout.base} 下没有演示集群，无需停止。")

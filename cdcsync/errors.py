@@ -7,11 +7,12 @@ from cdcsync.config import ConfigError
 from cdcsync.crypto import CryptoError
 from cdcsync.db.cluster import ClusterError
 from cdcsync.db.migrate import MirrorRefused
+from cdcsync.extras import MissingExtraError
 from cdcsync.mapping.domains import MappingError
 from cdcsync.secrets import SecretFileError
 from cdcsync.spec.model import SpecError
 
 USER_ERRORS: tuple[type[BaseException], ...] = (
     ConfigError, ClusterError, SecretFileError, FileNotFoundError, MappingError, SpecError, CryptoError,
-    ApiStartError, MirrorRefused,
+    ApiStartError, MirrorRefused, MissingExtraError,
 )

@@ -130,16 +130,22 @@ def find_entry(conn: psycopg.Connection[Any], key: str, destination: str | None 
 
 
 def masked_row(spec: Spec, table: str, row: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """``row`` with every pii field of the table (and its ``_local`` twin) replaced by ``***``."""
+    """``row`` with every pii field of the table (and its ``_local`` twin) replaced by ``***``.
+
+    pii covers names, ID numbers, phones, addresses, dates of birth and every free-text field
+    (cdcsync/spec/dataset.yaml). A column the spec does not know (a table outside it, a column
+    the hospital added) cannot be judged, so it is masked too."""
     if row is None:
         return None
-    pii: set[str] = set()
-    if spec.has_table(table):
-        pii = {f.name for f in spec.table(table).pii_fields}
-    else:  # not in the spec: we cannot tell what is patient data, so show nothing
+    if not spec.has_table(table):  # not in the spec: we cannot tell what is patient data
         return {k: MASK for k in row}
-    return {k: (MASK if (k in pii or k.removesuffix("_local") in pii) and v not in (None, "") else v)
-            for k, v in row.items()}
+    t = spec.table(table)
+    shown = {f.name for f in t.fields if not f.pii}
+
+    def visible(k: str) -> bool:
+        return k in shown or (k.endswith("_local") and k.removesuffix("_local") in shown)
+
+    return {k: (v if visible(k) or v in (None, "") else MASK) for k, v in row.items()}
 
 
 def counts(conn: psycopg.Connection[Any], filters: Filters = Filters(status=None)) -> dict[tuple[str, str, str], int]:

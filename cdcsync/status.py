@@ -9,6 +9,7 @@ import psycopg
 
 from cdcsync.api.settings import plain_http_warnings
 from cdcsync.config import Settings
+from cdcsync.crypto.sm2_backend import sm2_backend
 from cdcsync.source.slots import SLOT_PREFIX, SlotInfo, get_slot, list_slots, slot_name
 from cdcsync.source.walsafety import LOST, lost_message, slot_warnings, wal_overview
 from cdcsync.validate.minimal import dropped_counts, not_sent
@@ -116,7 +117,7 @@ def collect_status(settings: Settings, conninfo: str | None = None) -> dict[str,
         d["enabled"] = cfg.enabled
         d["kind"] = cfg.kind
     return {"generated_at": _iso(now), "destinations": dests, "orphan_slots": orphans,
-            "listener_warnings": plain_http_warnings(settings), "wal": wal,
+            "listener_warnings": plain_http_warnings(settings), "wal": wal, "sm2_backend": sm2_backend(),
             "certificate_warnings": certificate_warnings(settings.destinations),
             "minimum_necessary": minimal}
 

@@ -124,6 +124,8 @@ def status_cmd(app: AppContext, as_json: bool) -> None:
     for w in st["certificate_warnings"]:
         click.echo(f"{'错误' if w['level'] == 'error' else '警告'}：{w['message']}")
     _print_minimal(st["minimum_necessary"])
+    if st.get("sm2_backend"):  # detected in this process; the daemon started the same way picks the same
+        click.echo(f"SM2 实现：{st['sm2_backend']['backend']}（{st['sm2_backend']['reason']}）")
 
 
 def _print_minimal(m: dict[str, Any]) -> None:

@@ -15,9 +15,11 @@ command -v pg_recvlogical >/dev/null || compgen -G "/usr/lib/postgresql/*/bin/pg
   || need+=(postgresql-client)
 command -v openssl >/dev/null || need+=(openssl)
 if [ "${CDCSYNC_WITH_BROWSER:-0}" = 1 ]; then
-  # Browser tests of the status page and the HTML report; CJK font so screenshots show Chinese.
+  # For the tests (scripts/test.sh). Browser tests of the status page and the HTML report; CJK font so screenshots show Chinese.
   command -v chromium >/dev/null || need+=(chromium)
   compgen -G "/usr/share/fonts/truetype/wqy/wqy-microhei.tt*" >/dev/null || need+=(fonts-wqy-microhei)
+  # The unit tests check scripts/systemd/cdcsync.service with systemd-analyze (works without systemd running).
+  command -v systemd-analyze >/dev/null || need+=(systemd)
 fi
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 # The stream decoder's C extension (cdcsync/source/_pgtuple.c; without it a slower pure-Python

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -30,6 +31,29 @@ def test_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
     for line in ("Type=notify", "Restart=on-failure", "NoNewPrivileges=yes", "ProtectSystem=strict",
                  "PrivateTmp=yes", "ReadWritePaths=", "User=cdcsync", "WatchdogSec="):
         assert line in text
+
+
+HARDENING = ("CapabilityBoundingSet=\n", "SystemCallFilter=@system-service", "SystemCallArchitectures=native",
+             "ProtectKernelLogs=yes", "ProtectClock=yes", "ProtectHostname=yes", "ProtectProc=invisible",
+             "RestrictNamespaces=yes", "RestrictRealtime=yes", "LockPersonality=yes", "RemoveIPC=yes",
+             "LimitCORE=0", "StateDirectoryMode=0750", "LogsDirectoryMode=0750")
+
+
+def test_unit_carries_the_hardening() -> None:
+    text = UNIT.read_text(encoding="utf-8")
+    missing = [d for d in HARDENING if d not in text]
+    assert not missing, missing
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
+def test_unit_exposure_is_ok_by_systemd_analyze_security(tmp_path: Path) -> None:
+    unit = tmp_path / "cdcsync.service"
+    unit.write_text(UNIT.read_text(encoding="utf-8"), encoding="utf-8")
+    done = subprocess.run(["systemd-analyze", "security", "--offline=true", "--no-pager", str(unit)],
+                          capture_output=True, text=True, timeout=60)
+    match = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", done.stdout)
+    assert match, done.stdout + done.stderr
+    assert float(match.group(1)) <= 3.0, done.stdout
 
 
 def test_daemon_notifies_ready_watchdog_and_stopping(migrated_db: str, tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cdcsync.health import last_errors, record_error
+from cdcsync.textsafe import escape_controls
 
 log = logging.getLogger("cdcsync.api")
 
@@ -107,6 +108,7 @@ class RequestLogMiddleware:
         started = time.perf_counter()
         status = 500
         response_started = False
+        path = escape_controls(str(scope.get("path")))  # "/%0aFAKE …" must not start a new log line
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status, response_started
@@ -118,8 +120,8 @@ class RequestLogMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         except Exception as exc:  # noqa: BLE001 - last line of defence, see module doc
-            log.error("%s %s 处理出错：%s", scope.get("method"), scope.get("path"), _describe(exc))
-            record_error(f"api.{self.component}", f"{scope.get('method')} {scope.get('path')}: {_describe(exc)}")
+            log.error("%s %s 处理出错：%s", scope.get("method"), path, _describe(exc))
+            record_error(f"api.{self.component}", f"{scope.get('method')} {path}: {_describe(exc)}")
             status = 500
             if not response_started:
                 await error_response(500, "INTERNAL_ERROR", "服务器内部错误，请联系前置机管理员查看日志")(
@@ -127,5 +129,5 @@ class RequestLogMiddleware:
         finally:
             state = scope.get("state") or {}
             client = state.get("client_name", "-") if isinstance(state, dict) else "-"
-            log.info("%s %s %s %d %.1fms client=%s", self.app_name, scope.get("method"), scope.get("path"),
+            log.info("%s %s %s %d %.1fms client=%s", self.app_name, scope.get("method"), path,
                      status, (time.perf_counter() - started) * 1000, client)

@@ -40,6 +40,7 @@ from cdcsync import __version__
 from cdcsync.api.errors import ApiError, install_error_handlers, last_errors
 from cdcsync.api.settings import ApiSettings, api_settings, plain_http_warnings
 from cdcsync.config import Settings
+from cdcsync.crypto.sm2_backend import sm2_backend
 from cdcsync.spec import load_spec
 
 _STATE_NOTE = "无法读取数据库数据目录，显示前置软件状态目录所在磁盘"
@@ -108,6 +109,7 @@ def build_status(settings: Settings, *, started_at: float | None = None, rules: 
         # Plain HTTP on the network by explicit consent (allow_plain_http): known from the config.
         "listener_warnings": plain_http_warnings(settings) if hasattr(settings, "api") else [],
         "certificate_warnings": certificate_warnings(getattr(settings, "destinations", [])),
+        "sm2_backend": sm2_backend(),  # this process's SM2 implementation and why
     }
     if rules is not None:
         out["mapping_version"] = rules.current().mapping_version

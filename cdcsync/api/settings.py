@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from cdcsync.db.settings import DatabaseSettings
+
 if TYPE_CHECKING:
     from cdcsync.config import Settings
 
@@ -68,6 +70,9 @@ class ApiSettings(_Model):
     # Bearer token the national platform sends to /api/v1/status and /metrics (file mode 600).
     # Without it those two endpoints answer 503: the status is never served unprotected.
     monitor_token_file: Path | None = None
+    # The database account of the data API (8881), a login holding role cdcsync_api (sql/200_roles.sql):
+    # the listener open to the HIS network then cannot read the daemon's state. Unset: ``database``.
+    database: DatabaseSettings | None = None
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
     max_batch_records: int = Field(1000, ge=1, le=10000)
     # Per API key: sustained requests per second, the burst allowed above it, and requests in

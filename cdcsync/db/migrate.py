@@ -14,6 +14,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from cdcsync.db.roles import RoleStatus, apply_role_grants, existing_roles
 from cdcsync.resources import shared_dir
 from cdcsync.spec import Spec, load_spec
 
@@ -45,6 +46,7 @@ class MigrationResult:
     @property
     def publication_changed(self) -> bool:
         return self.publication_created or bool(self.published or self.unpublished)
+    roles: list[RoleStatus] = field(default_factory=list)  # sql/200_roles.sql, granted on every run
 
 
 def migration_files(sql_dir: Path) -> list[Path]:
@@ -65,6 +67,7 @@ def apply_migrations(dsn: str, sql_dir: Path | None = None, spec: Spec | None = 
             "CREATE TABLE IF NOT EXISTS cdcsync.schema_migrations (filename text PRIMARY KEY,"
             " checksum text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
         )
+        roles_before = existing_roles(conn)
         done: dict[str, str] = dict(conn.execute("SELECT filename, checksum FROM cdcsync.schema_migrations").fetchall())
         for path in migration_files(sql_dir):
             body = path.read_bytes()
@@ -81,6 +84,7 @@ def apply_migrations(dsn: str, sql_dir: Path | None = None, spec: Spec | None = 
             log.info("migration applied: %s", path.name)
             result.applied.append(path.name)
         sync_publication(conn, spec or load_spec(), result)
+        result.roles = apply_role_grants(conn, roles_before)
         conn.execute("SELECT pg_advisory_unlock(hashtext('cdcsync.migrate'))")
     return result
 

@@ -55,6 +55,7 @@ from cdcsync.event import Ack, Batch, Event, encode_events
 from cdcsync.sink.base import SinkError
 from cdcsync.sink.certs import PlatformKeys, load_hospital_certificate
 from cdcsync.sink.http_settings import HttpDestination
+from cdcsync.textsafe import platform_text
 
 log = logging.getLogger(__name__)
 
@@ -271,7 +272,7 @@ def _error_code(resp: httpx.Response) -> str:
     except orjson.JSONDecodeError:
         return "no error body"
     if isinstance(doc, dict):
-        return f"{doc.get('error')}: {str(doc.get('message'))[:200]}"
+        return platform_text(f"{doc.get('error')}: {doc.get('message')}", 300)
     return "no error body"
 
 
@@ -559,9 +560,9 @@ class HttpSink:
         fields: dict[str, str] = {}
         for r in reply.rejected:
             if r.id in wanted:
-                rejected[r.id] = r.reason
+                rejected[r.id] = platform_text(r.reason)  # stored in the quarantine, shown, logged
                 if r.field:
-                    fields[r.id] = r.field
+                    fields[r.id] = platform_text(r.field, 64)
         accepted = [i for i in ids if i not in rejected]
         if accepted:
             self._refused_run = 0

@@ -108,6 +108,8 @@ class Field:
     format: str | None = None
     unit: str | None = None
     pii: bool = False
+    # ``pii`` written in the spec (true or false): every free-text field must say (tests/test_spec.py).
+    pii_declared: bool = False
 
     @property
     def sql_type(self) -> str:
@@ -462,7 +464,8 @@ class _Builder:
         required = self.boolean(m.get("required", False), f"{key}.required")
         pii = self.boolean(m.get("pii", False), f"{key}.pii")
         return Field(name=name, type=ftype, comment=comment, required=required, length=length,
-                     precision=precision, scale=scale, domain=domain, format=fmt, unit=unit, pii=pii)
+                     precision=precision, scale=scale, domain=domain, format=fmt, unit=unit, pii=pii,
+                     pii_declared="pii" in m)
 
     def ref(self, value: Any, key: str, fields: Mapping[str, Field],
             types: frozenset[str] | None = None) -> Field:

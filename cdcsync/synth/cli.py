@@ -96,6 +96,10 @@ def gen(
     """
     import psycopg
 
+    from cdcsync.extras import require_extra
+
+    require_extra("sim")  # python-stdnum: valid county codes for the synthetic ID numbers
+
     from cdcsync.spec import load_spec
     from cdcsync.synth.hospital import Hospital, iter_days, load_codes
     from cdcsync.synth.load import Group, LoadError, drop_existing, load_bulk, load_steady
