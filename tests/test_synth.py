@@ -206,3 +206,51 @@ def test_cli_steady_rate(migrated_db: str) -> None:
         (n,) = conn.execute("SELECT count(*) FROM emr.visit").fetchone() or (0,)
     assert n > 0
     assert "持续写入结束" in result.output
+
+
+# --- fingerprint: the generator's exact output, pinned (refactoring must not change a byte) -----
+
+FINGERPRINTS = {
+    # (seed, patients, days, invalid_ratio, now): sha256 of every group (time, rows, updates) in
+    # generation order, the deliberate faults and the census. Covers deaths with a corrected card,
+    # transfers, infants, the "today" clock squeeze (now) and both fault settings. The example code
+    # tables (mappings/) and python-stdnum's region history feed the output too: update a digest only
+    # for a deliberate change of the generated data, and say so in the commit message.
+    (13, 400, 4, 0.05, None): "6366a52c26faf2e8e4f794dddf05ac6631463f9a1006f738456b7b77a37f5ed4",
+    (7, 150, 3, 0.1, dt.datetime(2026, 10, 14, 15, 30)):
+        "7e30797b0b00e158286f119459cedab71f810e27b93b88839b977f055e2fa6bb",
+    (3, 200, 1, 0.0, None): "e8c39a5ed6fbed4ffcc6f00fda60eeeaaba15a7b2fcb220a916ab6b996780f0e",
+}
+
+
+def _fingerprint(codes: Codes, seed: int, patients: int, days: int, ratio: float, now: dt.datetime | None) -> str:
+    """sha256 over the reprs (type and value, key order kept) of everything ``cdcsync gen`` would write."""
+    import hashlib
+
+    from cdcsync.synth.hospital import Hospital, iter_days
+
+    digest = hashlib.sha256()
+
+    def put(*parts: object) -> None:
+        digest.update(repr(parts).encode())
+
+    hosp = Hospital(codes, ORG, DAY, seed=seed, patients=patients, invalid_ratio=ratio, now=now)
+    groups = [hosp.base_group(dt.datetime.combine(DAY, dt.time()) - dt.timedelta(days=30))]
+    for result in iter_days(hosp, DAY, days):
+        groups += result.groups
+        put("day", result.date, sorted(result.invalid.items()), result.census)
+    for g in groups:
+        put("group", g.time)
+        for table, rows in g.rows.items():
+            for row in rows:
+                put(table, [(k, type(v).__name__, v) for k, v in row.items()])
+        for upd in g.updates:
+            put("update", upd.table, list(upd.key.items()), list(upd.values.items()))
+    return digest.hexdigest()
+
+
+@pytest.mark.parametrize("params", list(FINGERPRINTS), ids=str)
+def test_generator_output_is_pinned(codes: Codes, params: tuple[Any, ...]) -> None:
+    """Same seed, same bytes: a change here changes what `cdcsync gen` writes for existing seeds."""
+    got = _fingerprint(codes, *params)
+    assert got == FINGERPRINTS[params], f"generated data changed for {params}: {got}"
