@@ -254,3 +254,53 @@ def test_generator_output_is_pinned(codes: Codes, params: tuple[Any, ...]) -> No
     """Same seed, same bytes: a change here changes what `cdcsync gen` writes for existing seeds."""
     got = _fingerprint(codes, *params)
     assert got == FINGERPRINTS[params], f"generated data changed for {params}: {got}"
+
+
+# --- the catalogue file --------------------------------------------------------------------------
+
+
+def test_catalogue_codes_resolve_in_the_example_hospital(codes: Codes) -> None:
+    """What the catalogue names (national codes) the example hospital has local codes for, so its
+    conditions produce their labs, drugs and exams. (Dysentery's notifiable codes are not in the
+    example table: the example hospital files no dysentery cards.)"""
+    from cdcsync.synth.catalog import load_catalog
+
+    catalog = load_catalog()
+    assert {c.key for c in catalog.conditions} >= {"flu", "covid", "tb", "hbv", "syphilis"}
+    for cond in catalog.conditions:
+        assert codes.with_prefix("icd10", cond.icd), cond.key
+        for lab in cond.labs:
+            assert codes.get("specimen_type", *lab.specimen), (cond.key, lab.report)
+            for loinc in [it.loinc for it in lab.items] + ([lab.pathogen.item] if lab.pathogen else []):
+                assert codes.get("lab_item", loinc), (cond.key, loinc)
+        assert all(codes.get("drug", d.atc) and codes.get("route", d.route) for d in cond.drugs), cond.key
+        assert all(codes.get("exam_type", e.type) for e in cond.exams), cond.key
+        if cond.notifiable and cond.key != "dysentery":
+            assert codes.get("notifiable_disease", *cond.notifiable), cond.key
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (("los: [3, 7]", "los: [3, 7.5]"), "conditions[2].los: expected [min, max] whole numbers, got [3, 7.5]"),
+        (('specimen: ["01"]', "specimen: [01]"), "labs.cbc.specimen[0]: expected a quoted code string"),
+        (("labs: [cbc, crp]", "labs: [cbc, crpp]"), "conditions[1].labs[1]: expected one of cbc, crp, "),
+        (("    fever: 0.4", "    fevr: 0.4"), "conditions[0].fevr: expected one of key, diagnosis,"),
+        (("fever: 0.92", "fever: 92"), "conditions[2].fever: expected a probability between 0 and 1, got 92"),
+        (("{outpatient: 20, emergency: 5}", "{outpatient: 20, emergncy: 5}"), "conditions[0].weight.emergncy:"),
+        (("  cbc:\n", "  cbc:\n  cbc:\n"), "line "),  # duplicate key: YAML error with the line
+    ],
+)
+def test_catalogue_errors_name_file_and_key(tmp_path: Any, edit: tuple[str, str], message: str) -> None:
+    from cdcsync.synth.catalog import DEFAULT_PATH, load_catalog
+    from cdcsync.synth.codes import SynthError
+
+    old, new = edit
+    text = DEFAULT_PATH.read_text(encoding="utf-8")
+    assert old in text
+    bad = tmp_path / "catalog.yaml"
+    bad.write_text(text.replace(old, new, 1), encoding="utf-8")
+    with pytest.raises(SynthError) as err:
+        load_catalog(bad)
+    assert "catalog.yaml: " in str(err.value) and message in str(err.value)
+    assert "\n" not in str(err.value)

@@ -140,5 +140,5 @@ class GenResult:
 
 
 def dec(x: float, places: int = 1) -> Decimal:
-    """``x`` rounded to ``places`` decimals as a Decimal (numeric columns), half-even like ``format``."""
+    """``x`` with ``places`` decimals as a Decimal (for numeric columns)."""
     return Decimal(f"{x:.{places}f}")
