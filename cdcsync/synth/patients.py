@@ -25,6 +25,7 @@ class Patients:
         self.known: list[Patient] = []
 
     def _new(self, rng: random.Random, day: dt.date, cond: Condition, when: dt.datetime) -> tuple[Patient, Row]:
+        """A new person of an age that fits ``cond``, and the emr.patient row registering them."""
         site, cat = self.site, self.site.catalog
         age = rng.uniform(*cond.age)
         person = people.make_person(rng, site.regions, day, age_years=age, non_bmp_ratio=0.004)
@@ -36,7 +37,8 @@ class Patients:
         belong_nat = "1" if rn == hn else "2" if rn[:4] == hn[:4] else "3" if rn[:2] == hn[:2] else "4"
         if years < 16:
             occupation = c.get("occupation", "31") if years >= 6 else None
-            marital, education = c.get("marital_status", "10"), c.get("education", "80") if years >= 7 else None
+            marital = c.get("marital_status", "10")
+            education = c.get("education", "80") if years >= 7 else None
             work = f"{region.county}{rng.choice(cat.school_units)}" if years >= 3 else None
             relation = c.need("relationship", rng.choice(("51", "52")))
         else:
