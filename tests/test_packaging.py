@@ -50,6 +50,12 @@ def test_installed_wheel_initialises_a_database(fresh_db: str, tmp_path: Path) -
     codes = _run(cdcsync, "codes", "list", cwd=tmp_path).stdout
     assert "GB/T 2261.1" in codes
 
+    # The synthetic hospital's catalogue (cdcsync/synth/catalog.yaml, package data) ships in the wheel.
+    gen = _run(cdcsync, "gen", "--dsn", fresh_db, "--patients", "20", "--date", "2026-10-01", cwd=tmp_path).stdout
+    assert "emr.visit" in gen
+    with psycopg.connect(fresh_db) as conn:
+        visits = conn.execute("SELECT count(*) FROM emr.visit").fetchone()
+    assert visits is not None and visits[0] >= 20
 
 # ----------------------------------------------------------------------------- dependencies
 

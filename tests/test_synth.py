@@ -206,3 +206,101 @@ def test_cli_steady_rate(migrated_db: str) -> None:
         (n,) = conn.execute("SELECT count(*) FROM emr.visit").fetchone() or (0,)
     assert n > 0
     assert "持续写入结束" in result.output
+
+
+# --- fingerprint: the generator's exact output, pinned (refactoring must not change a byte) -----
+
+FINGERPRINTS = {
+    # (seed, patients, days, invalid_ratio, now): sha256 of every group (time, rows, updates) in
+    # generation order, the deliberate faults and the census. Covers deaths with a corrected card,
+    # transfers, infants, the "today" clock squeeze (now) and both fault settings. The example code
+    # tables (mappings/) and python-stdnum's region history feed the output too: update a digest only
+    # for a deliberate change of the generated data, and say so in the commit message.
+    (13, 400, 4, 0.05, None): "6366a52c26faf2e8e4f794dddf05ac6631463f9a1006f738456b7b77a37f5ed4",
+    (7, 150, 3, 0.1, dt.datetime(2026, 10, 14, 15, 30)):
+        "7e30797b0b00e158286f119459cedab71f810e27b93b88839b977f055e2fa6bb",
+    (3, 200, 1, 0.0, None): "e8c39a5ed6fbed4ffcc6f00fda60eeeaaba15a7b2fcb220a916ab6b996780f0e",
+}
+
+
+def _fingerprint(codes: Codes, seed: int, patients: int, days: int, ratio: float, now: dt.datetime | None) -> str:
+    """sha256 over the reprs (type and value, key order kept) of everything ``cdcsync gen`` would write."""
+    import hashlib
+
+    from cdcsync.synth.hospital import Hospital, iter_days
+
+    digest = hashlib.sha256()
+
+    def put(*parts: object) -> None:
+        digest.update(repr(parts).encode())
+
+    hosp = Hospital(codes, ORG, DAY, seed=seed, patients=patients, invalid_ratio=ratio, now=now)
+    groups = [hosp.base_group(dt.datetime.combine(DAY, dt.time()) - dt.timedelta(days=30))]
+    for result in iter_days(hosp, DAY, days):
+        groups += result.groups
+        put("day", result.date, sorted(result.invalid.items()), result.census)
+    for g in groups:
+        put("group", g.time)
+        for table, rows in g.rows.items():
+            for row in rows:
+                put(table, [(k, type(v).__name__, v) for k, v in row.items()])
+        for upd in g.updates:
+            put("update", upd.table, list(upd.key.items()), list(upd.values.items()))
+    return digest.hexdigest()
+
+
+@pytest.mark.parametrize("params", list(FINGERPRINTS), ids=str)
+def test_generator_output_is_pinned(codes: Codes, params: tuple[Any, ...]) -> None:
+    """Same seed, same bytes: a change here changes what `cdcsync gen` writes for existing seeds."""
+    got = _fingerprint(codes, *params)
+    assert got == FINGERPRINTS[params], f"generated data changed for {params}: {got}"
+
+
+# --- the catalogue file --------------------------------------------------------------------------
+
+
+def test_catalogue_codes_resolve_in_the_example_hospital(codes: Codes) -> None:
+    """What the catalogue names (national codes) the example hospital has local codes for, so its
+    conditions produce their labs, drugs and exams. (Dysentery's notifiable codes are not in the
+    example table: the example hospital files no dysentery cards.)"""
+    from cdcsync.synth.catalog import load_catalog
+
+    catalog = load_catalog()
+    assert {c.key for c in catalog.conditions} >= {"flu", "covid", "tb", "hbv", "syphilis"}
+    for cond in catalog.conditions:
+        assert codes.with_prefix("icd10", cond.icd), cond.key
+        for lab in cond.labs:
+            assert codes.get("specimen_type", *lab.specimen), (cond.key, lab.report)
+            for loinc in [it.loinc for it in lab.items] + ([lab.pathogen.item] if lab.pathogen else []):
+                assert codes.get("lab_item", loinc), (cond.key, loinc)
+        assert all(codes.get("drug", d.atc) and codes.get("route", d.route) for d in cond.drugs), cond.key
+        assert all(codes.get("exam_type", e.type) for e in cond.exams), cond.key
+        if cond.notifiable and cond.key != "dysentery":
+            assert codes.get("notifiable_disease", *cond.notifiable), cond.key
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (("los: [3, 7]", "los: [3, 7.5]"), "conditions[2].los: expected [min, max] whole numbers, got [3, 7.5]"),
+        (('specimen: ["01"]', "specimen: [01]"), "labs.cbc.specimen[0]: expected a quoted code string"),
+        (("labs: [cbc, crp]", "labs: [cbc, crpp]"), "conditions[1].labs[1]: expected one of cbc, crp, "),
+        (("    fever: 0.4", "    fevr: 0.4"), "conditions[0].fevr: expected one of key, diagnosis,"),
+        (("fever: 0.92", "fever: 92"), "conditions[2].fever: expected a probability between 0 and 1, got 92"),
+        (("{outpatient: 20, emergency: 5}", "{outpatient: 20, emergncy: 5}"), "conditions[0].weight.emergncy:"),
+        (("  cbc:\n", "  cbc:\n  cbc:\n"), "line "),  # duplicate key: YAML error with the line
+    ],
+)
+def test_catalogue_errors_name_file_and_key(tmp_path: Any, edit: tuple[str, str], message: str) -> None:
+    from cdcsync.synth.catalog import DEFAULT_PATH, load_catalog
+    from cdcsync.synth.codes import SynthError
+
+    old, new = edit
+    text = DEFAULT_PATH.read_text(encoding="utf-8")
+    assert old in text
+    bad = tmp_path / "catalog.yaml"
+    bad.write_text(text.replace(old, new, 1), encoding="utf-8")
+    with pytest.raises(SynthError) as err:
+        load_catalog(bad)
+    assert "catalog.yaml: " in str(err.value) and message in str(err.value)
+    assert "\n" not in str(err.value)

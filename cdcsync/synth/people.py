@@ -292,3 +292,11 @@ def age_on(birth: dt.date, day: dt.date) -> int:
     if (day.month, day.day) < (birth.month, birth.day):
         years -= 1
     return years
+
+
+def infant_months(birth: dt.date, day: dt.date) -> int | None:
+    """Completed months on ``day`` of a child under one year (0-11), else None."""
+    if age_on(birth, day) >= 1:
+        return None
+    months = (day.year - birth.year) * 12 + day.month - birth.month - (1 if day.day < birth.day else 0)
+    return min(11, months)
