@@ -208,7 +208,8 @@ def _events(n: int) -> list[Event]:
     for _ in range(n):
         i = next(_seq)
         row = {"id": i, "org_code": ORG, "icd10_code": "A01.0"}
-        out.append(Event(f"{ORG}.emr:{i:016X}:0", "c", None, row, ORG, "emr", "emr", "diagnosis", i, i, now, False, 0))
+        out.append(Event(f"{ORG}.emr:{i:016X}:0", "c", None, row, ORG, "emr", "emr", "diagnosis", i, i, now, False, 0,
+                         spec_version="t", mapping_version="t"))
     return out
 
 

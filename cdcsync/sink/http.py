@@ -538,8 +538,8 @@ class HttpSink:
             except CryptoError:
                 return None
         field = doc.get("field")
-        return Refusal(status, code or "-", str(doc.get("message") or "")[:500],
-                       field if isinstance(field, str) and field else None)
+        return Refusal(status, platform_text(code or "-"), platform_text(doc.get("message") or ""),
+                       platform_text(field) if isinstance(field, str) and field else None)
 
     def _seal(self, payload: bytes, org: str, bid: str) -> Sealed:
         return seal(payload, sender_key=self._key, recipient_pub=self._platform.encryption_key(), org_code=org,
