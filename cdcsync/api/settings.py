@@ -13,7 +13,6 @@ token, so serving either on a non-loopback address without TLS is refused unless
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from cdcsync.db.settings import DatabaseSettings
+from cdcsync.net import is_loopback
 
 if TYPE_CHECKING:
     from cdcsync.config import Settings
@@ -102,15 +102,6 @@ def api_settings(settings: Settings, override: ApiSettings | None = None) -> Api
 
 # Listeners that carry secrets or patient data: plain HTTP on the network needs explicit consent.
 PROTECTED_LISTENERS: dict[str, str] = {"data": "数据操作API", "monitor": "监控管理"}
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # a host name other than localhost: assume it is reachable from the network
 
 
 def plain_http_findings(api: ApiSettings, only: Iterable[str] | None = None) -> tuple[list[str], list[str]]:

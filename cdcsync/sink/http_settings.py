@@ -6,21 +6,13 @@ sink and the config do not import each other.
 
 from __future__ import annotations
 
-import ipaddress
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-
-def is_loopback_host(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
+from cdcsync.net import is_loopback
 
 
 class HttpDestination(BaseModel):
@@ -91,7 +83,7 @@ class HttpDestination(BaseModel):
             if not self.insecure_http:
                 raise ValueError(f"url: 平台地址 {self.url} 未加密（http），请使用 https；"
                                  "本机试运行可设置 insecure_http: true")
-            if not is_loopback_host(parts.hostname or ""):
+            if not is_loopback(parts.hostname or ""):
                 raise ValueError(
                     f"url: insecure_http 只允许本机回环地址（127.0.0.1、::1、localhost），实际为 {parts.hostname}"
                 )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import re
 from dataclasses import dataclass
@@ -13,6 +12,7 @@ import click
 from cdcsync.crypto import CryptoError
 from cdcsync.crypto.keys import key_id, load_private_key, write_keypair
 from cdcsync.crypto.sm2 import SM2PrivateKey
+from cdcsync.net import is_loopback
 from cdcsync.upstream_sim.app import Faults, SimState, TrustedKeys, create_app
 from cdcsync.upstream_sim.certs import HospitalCertPolicy
 from cdcsync.upstream_sim.store import CountingStore, SqliteStore, Store
@@ -74,13 +74,6 @@ def parse_listen(value: str) -> tuple[str, int]:
     return m.group(1), int(m.group(2))
 
 
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _parse_outage(value: str | None) -> tuple[float, float] | None:
