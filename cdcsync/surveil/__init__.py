@@ -1,0 +1,2 @@
+"""Early warning: rule packs over the validated, mapped stream; the rules consumer with its own
+slot and checkpoint; pending cases (待确认 / 待确诊 / 待核查) and their history."""
