@@ -9,10 +9,11 @@ from cdcsync.db.cluster import ClusterError
 from cdcsync.db.migrate import MirrorRefused
 from cdcsync.extras import MissingExtraError
 from cdcsync.mapping.domains import MappingError
+from cdcsync.ops.backup.catalog import BackupError
 from cdcsync.secrets import SecretFileError
 from cdcsync.spec.model import SpecError
 
 USER_ERRORS: tuple[type[BaseException], ...] = (
     ConfigError, ClusterError, SecretFileError, FileNotFoundError, MappingError, SpecError, CryptoError,
-    ApiStartError, MirrorRefused, MissingExtraError,
+    ApiStartError, MirrorRefused, MissingExtraError, BackupError,
 )

@@ -119,7 +119,13 @@ def collect_status(settings: Settings, conninfo: str | None = None) -> dict[str,
     return {"generated_at": _iso(now), "destinations": dests, "orphan_slots": orphans,
             "listener_warnings": plain_http_warnings(settings), "wal": wal, "sm2_backend": sm2_backend(),
             "certificate_warnings": certificate_warnings(settings.destinations),
-            "minimum_necessary": minimal}
+            "minimum_necessary": minimal, "backup": _backup(settings)}
+
+
+def _backup(settings: Settings) -> dict[str, Any]:
+    from cdcsync.ops.backup.health import backup_status
+
+    return backup_status(settings)
 
 
 def _minimum_necessary(conn: psycopg.Connection[Any]) -> dict[str, Any]:

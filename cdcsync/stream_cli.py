@@ -126,6 +126,10 @@ def status_cmd(app: AppContext, as_json: bool) -> None:
     _print_minimal(st["minimum_necessary"])
     if st.get("sm2_backend"):  # detected in this process; the daemon started the same way picks the same
         click.echo(f"SM2 实现：{st['sm2_backend']['backend']}（{st['sm2_backend']['reason']}）")
+    if st.get("backup"):
+        from cdcsync.ops.backup.health import backup_text
+
+        click.echo(f"备份：{backup_text(st['backup'])}")
 
 
 def _print_minimal(m: dict[str, Any]) -> None:

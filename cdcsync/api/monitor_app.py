@@ -41,6 +41,7 @@ from cdcsync.api.errors import ApiError, install_error_handlers, last_errors
 from cdcsync.api.settings import ApiSettings, api_settings, plain_http_warnings
 from cdcsync.config import Settings
 from cdcsync.crypto.sm2_backend import sm2_backend
+from cdcsync.ops.backup.metrics import backup_families
 from cdcsync.spec import load_spec
 
 _STATE_NOTE = "无法读取数据库数据目录，显示前置软件状态目录所在磁盘"
@@ -110,6 +111,7 @@ def build_status(settings: Settings, *, started_at: float | None = None, rules: 
         "listener_warnings": plain_http_warnings(settings) if hasattr(settings, "api") else [],
         "certificate_warnings": certificate_warnings(getattr(settings, "destinations", [])),
         "sm2_backend": sm2_backend(),  # this process's SM2 implementation and why
+        "backup": _backup(settings),  # last backup and verification, and its alert (no database needed)
     }
     if rules is not None:
         out["mapping_version"] = rules.current().mapping_version
@@ -136,6 +138,12 @@ def build_status(settings: Settings, *, started_at: float | None = None, rules: 
     except psycopg.Error:
         out["disk"] = _disk(settings, None)
     return out
+
+
+def _backup(settings: Settings) -> dict[str, Any] | None:
+    from cdcsync.ops.backup.health import backup_status
+
+    return backup_status(settings) if hasattr(settings, "backup") else None
 
 
 class CachedStatus:
@@ -222,6 +230,7 @@ class StatusCollector(Collector):
         if disk.get("free_bytes") is not None:
             yield _disk_family(disk)
         yield from _wal_families(st)
+        yield from backup_families(st.get("backup"))
         errs = GaugeMetricFamily("cdcsync_component_error", "该组件最近有错误为 1", labels=["component"])
         for comp in st.get("last_errors", {}):
             errs.add_metric([comp], 1.0)

@@ -24,6 +24,7 @@ from cdcsync.api.errors import install_error_handlers
 from cdcsync.api.monitor_app import StatusProvider, status_provider_for
 from cdcsync.api.settings import ApiSettings
 from cdcsync.config import Settings
+from cdcsync.ops.backup.health import backup_text
 from cdcsync.spec import TIMELINESS, Spec, load_spec
 
 TEMPLATE = Path(__file__).with_name("templates") / "status.html"
@@ -181,7 +182,7 @@ def render_status(st: Mapping[str, Any], spec: Spec) -> str:
         "quarantine_text": quarantine,
         "platform_refused_text": refused_text,
         "wal_section": render_wal(st),
-        "backup_text": _e(st.get("last_backup") or BACKUP_PLACEHOLDER),
+        "backup_text": _e(backup_text(st.get("backup")) or BACKUP_PLACEHOLDER),
         "version": _e(st.get("version") or __version__),
         "spec_version": _e(st.get("spec_version") or spec.version),
         "mapping_version": _e(st.get("mapping_version") or "—"),

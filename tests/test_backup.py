@@ -1,0 +1,235 @@
+"""Backups: taken from a populated mirror, verified by a test restore, restored into a fresh
+cluster with equal row counts; corruption detected; retention; the timer unit; the status."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from cdc_util import PROBE_DDL, prepare_db, settings_for
+
+from cdcsync.config import Settings
+from cdcsync.db.cluster import LocalCluster
+from cdcsync.ops.backup.catalog import Backup, BackupError, Manifest, latest_verified_backup, list_backups
+from cdcsync.ops.backup.figures import table_figures
+from cdcsync.ops.backup.health import FAILED, MISSING, UNVERIFIED, backup_status
+from cdcsync.ops.backup.pgtools import Account, bindir
+from cdcsync.ops.backup.restore import advance_wal, restore_database
+from cdcsync.ops.backup.retention import to_keep
+from cdcsync.ops.backup.run import take_backup
+from cdcsync.ops.backup.verify import verify_backup
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def populate(dsn: str, n: int = 500) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(PROBE_DDL)
+        conn.execute(
+            "INSERT INTO emr.cdc_probe (id, i4, amount, name, day, at_tstz, blob, doc, tags)"
+            " SELECT g, g * 7, g / 3.0, '患者' || g, date '2026-01-01' + g,"
+            " timestamptz '2026-01-01 08:00+08' + g * interval '1 h',"
+            " decode(md5(g::text), 'hex'), jsonb_build_object('k', g), ARRAY['a' || g] FROM generate_series(1, %s) g",
+            (n,))
+        conn.execute("INSERT INTO cdcsync.checkpoint (destination, slot_name, snapshot_done)"
+                     " VALUES ('t', 'cdcsync_t', true)")
+
+
+def backup_settings(dsn: str, tmp: Path, **backup: Any) -> tuple[Settings, Path]:
+    settings, cfg = settings_for(dsn, tmp)
+    key = tmp / "backup.key"
+    if not key.exists():
+        key.write_text(os.urandom(16).hex())
+        key.chmod(0o600)
+    hospital_key = tmp / "keys" / "hospital.key"
+    hospital_key.parent.mkdir(exist_ok=True)
+    hospital_key.write_text("-----BEGIN PRIVATE KEY-----\nnot a real key\n-----END PRIVATE KEY-----\n")
+    hospital_key.chmod(0o600)
+    (tmp / "keys" / "platform.pub").write_text("public\n")
+    data = settings.model_dump(mode="json")
+    data["backup"] = {"dir": str(tmp / "backups"), "key_file": str(key), "extra_paths": [str(tmp / "keys")],
+                      "verify_sample_rows": 50, **backup}
+    return Settings.model_validate(data), cfg
+
+
+@pytest.fixture
+def mirror(migrated_db: str) -> str:
+    prepare_db(migrated_db)
+    populate(migrated_db)
+    return migrated_db
+
+
+@pytest.fixture
+def fresh_cluster() -> Iterator[LocalCluster]:
+    base = Path(tempfile.mkdtemp(prefix="cdcsync-restore-"))
+    os.chmod(base, 0o755)
+    cluster = LocalCluster(base / "pg", fsync=False)
+    cluster.init()
+    try:
+        yield cluster
+    finally:
+        cluster.destroy()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def counts(dsn: str) -> dict[str, int]:
+    with psycopg.connect(dsn) as conn:
+        return {k: v["rows"] for k, v in table_figures(conn, 0).items()}
+
+
+def test_logical_backup_verified_and_restored_into_a_fresh_cluster(
+        mirror: str, tmp_path: Path, fresh_cluster: LocalCluster) -> None:
+    settings, cfg = backup_settings(mirror, tmp_path)
+    backup = take_backup(settings, "logical", cfg)
+    m = backup.manifest
+    assert m.status == "ok" and m.snapshot_lsn and m.start_lsn and m.end_lsn
+    assert {"database.dump", "globals.sql", "files.tar.gz", "secrets.tar.sm4"} <= set(m.files)
+    assert all(len(f["sm3"]) == 64 and f["size"] > 0 for f in m.files.values())
+    assert m.source["emr.cdc_probe"]["rows"] == 500 and len(m.source["emr.cdc_probe"]["sample"]) == 50
+    # the private key is only in the encrypted part
+    assert str(tmp_path / "keys" / "hospital.key") in m.archived["secrets"]
+    assert str(tmp_path / "keys" / "platform.pub") in m.archived["files"]
+    assert b"not a real key" not in (backup.path / "secrets.tar.sm4").read_bytes()
+
+    result = verify_backup(settings, backup)
+    assert result["status"] == "ok", result["problems"]
+    assert [s["step"] for s in result["steps"]] == ["digests", "test_restore"]
+    assert latest_verified_backup(settings, dt.timedelta(hours=1)) is not None
+
+    # A fresh cluster starts its WAL near zero: refused until its position is moved past the backup.
+    target = Account(fresh_cluster.dsn("emr"))
+    fresh_cluster.start()
+    with pytest.raises(BackupError, match="advance-wal"):
+        restore_database(backup, target, bindir(settings))
+    fresh_cluster.stop()
+    advance_wal(list_backups(settings.backup.dir)[-1], bindir(settings), fresh_cluster.datadir)  # type: ignore[arg-type]
+    fresh_cluster.start()
+    done = restore_database(backup, target, bindir(settings), with_globals=True)
+    assert done["streams"] == {"t": "snapshot"}  # no daemon streamed: a new initial snapshot
+    assert counts(target.dsn) == counts(mirror)
+    assert counts(target.dsn)["emr.cdc_probe"] == 500
+
+    # the archive comes back, the private key decrypted with the backup key
+    from cdcsync.ops.backup.files import extract_files
+
+    out = tmp_path / "restored-files"
+    extract_files(backup.path, backup.id, out, settings.backup.key_file)
+    restored_key = out / str(tmp_path / "keys" / "hospital.key").lstrip("/")
+    assert "not a real key" in restored_key.read_text()
+    assert restored_key.stat().st_mode & 0o077 == 0
+
+
+def test_corrupted_backup_file_is_detected(mirror: str, tmp_path: Path) -> None:
+    settings, cfg = backup_settings(mirror, tmp_path)
+    backup = take_backup(settings, "logical", cfg)
+    dump = backup.path / "database.dump"
+    data = bytearray(dump.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    dump.write_bytes(bytes(data))
+    result = verify_backup(settings, backup)
+    assert result["status"] == "failed"
+    assert any("database.dump" in p and "SM3" in p for p in result["problems"])
+    st = backup_status(settings)
+    assert st["alert"]["code"] == UNVERIFIED
+    assert latest_verified_backup(settings) is None
+
+
+def test_live_database_is_not_overwritten_without_force_and_confirmation(mirror: str, tmp_path: Path) -> None:
+    settings, cfg = backup_settings(mirror, tmp_path)
+    backup = take_backup(settings, "logical", cfg)
+    target = Account(mirror)
+    with pytest.raises(BackupError, match="--force"):
+        restore_database(backup, target, bindir(settings))
+    with pytest.raises(BackupError, match="再次确认"):
+        restore_database(backup, target, bindir(settings), force=True, confirm="wrong")
+    with psycopg.connect(mirror, autocommit=True) as conn:
+        conn.execute("DELETE FROM emr.cdc_probe WHERE id > 100")
+    name = target.dbname
+    restore_database(backup, target, bindir(settings), force=True, confirm=name)
+    assert counts(mirror)["emr.cdc_probe"] == 500
+
+
+def test_physical_backup_checked_by_pg_verifybackup(mirror: str, tmp_path: Path) -> None:
+    settings, cfg = backup_settings(mirror, tmp_path)
+    backup = take_backup(settings, "physical", cfg)
+    assert backup.manifest.physical["start_lsn"] and backup.manifest.physical["end_lsn"]
+    assert {"physical/base.tar.gz", "physical/pg_wal.tar.gz", "physical/backup_manifest"} <= set(backup.manifest.files)
+    result = verify_backup(settings, backup)
+    assert result["status"] == "ok", result["problems"]
+    # a damaged file inside the base backup, with the digests rewritten to match: pg_verifybackup finds it
+    import tarfile
+
+    base = backup.path / "physical" / "base.tar.gz"
+    work = tmp_path / "rewrite"
+    with tarfile.open(base) as tar:
+        tar.extractall(work, filter="tar")
+    (work / "PG_VERSION").write_text("99\n")
+    with tarfile.open(base, "w:gz") as tar:
+        for p in sorted(work.iterdir()):
+            tar.add(p, arcname=p.name)
+    from cdcsync.ops.backup.catalog import load_backup, write_manifest
+    from cdcsync.ops.backup.run import digest_files
+
+    manifest = backup.manifest
+    digest_files(backup.path, manifest)
+    write_manifest(backup.path, manifest)
+    result = verify_backup(settings, load_backup(backup.path))
+    assert result["status"] == "failed"
+    assert any("pg_verifybackup" in p and "PG_VERSION" in p for p in result["problems"]), result["problems"]
+
+
+def test_failed_and_missing_backups_are_alerts(migrated_db: str, tmp_path: Path) -> None:
+    settings, cfg = backup_settings(migrated_db, tmp_path)
+    assert backup_status(settings)["alert"]["code"] == MISSING
+    broken = Settings.model_validate(settings.model_dump(mode="json") | {
+        "database": {"dsn": "host=127.0.0.1 port=1 dbname=nowhere user=x connect_timeout=2"}})
+    with pytest.raises(Exception):  # noqa: B017 - whatever the cause, it is recorded
+        take_backup(broken, "logical", cfg)
+    st = backup_status(settings)
+    assert st["alert"]["code"] == FAILED and st["last"]["status"] == "failed"
+
+
+def _fake(tmp: Path, at: dt.datetime, verified: bool = True) -> Backup:
+    m = Manifest(id=at.strftime("%Y%m%dT%H%M%SZ"), kind="logical", started_at=at.isoformat(),
+                 finished_at=at.isoformat(), status="ok")
+    return Backup(tmp, m, {"status": "ok" if verified else "failed"})
+
+
+def test_retention_keeps_daily_and_weekly(tmp_path: Path) -> None:
+    start = dt.datetime(2026, 1, 1, 2, 30, tzinfo=dt.UTC)
+    backups = [_fake(tmp_path, start + dt.timedelta(days=d, hours=h)) for d in range(60) for h in (0, 6)]
+    backups.append(_fake(tmp_path, start + dt.timedelta(days=60), verified=False))
+    keep = to_keep(backups, keep_daily=7, keep_weekly=4)
+    bj = dt.timezone(dt.timedelta(hours=8))
+    good = [b for b in backups if b.verified]
+    daily = {b.id for b in good[-14:][1::2]}  # two a day: the later one of each of the last 7 days
+    weekly = {}
+    for b in good:  # the newest of each ISO week (Beijing time), the last 4 weeks
+        weekly[dt.datetime.fromisoformat(b.manifest.started_at).astimezone(bj).isocalendar()[:2]] = b.id
+    last_weeks = {weekly[w] for w in sorted(weekly)[-4:]}
+    assert keep == daily | last_weeks | {backups[-1].id}
+    assert backups[-1].id in keep  # the newest (failed) attempt stays as evidence
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
+def test_backup_timer_passes_systemd_analyze_verify(tmp_path: Path) -> None:
+    unit_dir = REPO / "scripts" / "systemd"
+    cdcsync = Path(sys.executable).with_name("cdcsync")
+    service = (unit_dir / "cdcsync-backup.service").read_text(encoding="utf-8")
+    (tmp_path / "cdcsync-backup.service").write_text(service.replace("/opt/cdcsync/venv/bin/cdcsync", str(cdcsync)))
+    shutil.copy(unit_dir / "cdcsync-backup.timer", tmp_path)
+    done = subprocess.run(["systemd-analyze", "verify", str(tmp_path / "cdcsync-backup.timer"),
+                           str(tmp_path / "cdcsync-backup.service")], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    timer = (unit_dir / "cdcsync-backup.timer").read_text(encoding="utf-8")
+    assert "OnCalendar=" in timer and "Persistent=true" in timer
+    assert "backup run" in service and "Type=oneshot" in service
