@@ -154,5 +154,6 @@ for _module, _attr in [
     ("cdcsync.api.cli", "COMMANDS"),
     ("cdcsync.demo", "demo"),
     ("cdcsync.ops.backup.cli", "COMMANDS"),
+    ("cdcsync.ops.doctor_cli", "COMMANDS"),
 ]:
     _register(_module, _attr)

@@ -51,6 +51,7 @@ log = logging.getLogger("cdcsync.upstream_sim")
 BATCHES_PATH = "/api/v1/edr/batches"
 STATS_PATH = "/api/v1/sim/stats"
 HEALTH_PATH = "/api/v1/sim/health"
+PING_PATH = "/api/v1/edr/ping"  # signed no-op: cdcsync doctor checks keys and reachability
 MAX_EVENTS_PER_BATCH = 50_000
 _OPS = {"c", "u", "d", "r", "t"}
 # Header shapes worth signing an error reply for (as the envelope checks them).
@@ -391,6 +392,24 @@ def process_batch(state: SimState, body: bytes, headers: Mapping[str, str]) -> R
     return Response(reply_body, status_code=200, headers=reply_headers)
 
 
+def process_ping(state: SimState, body: bytes, headers: Mapping[str, str]) -> Response:
+    """POST /api/v1/edr/ping: verify and decrypt like a batch, answer a signed ``{"ok": true}``."""
+    try:
+        senders = state.trusted if state.certs is None else state.certs.senders(headers, state.trusted)
+        opened = open_sealed(body, headers, recipient_key=state.platform_key, sender_keys=senders,
+                             window_s=state.window_s, replay_cache=state.replay_cache, max_body=state.max_body)
+    except CryptoError as exc:
+        return _error(state, body, headers, exc.http_status, exc.code, str(exc))
+    doc = msgspec.json.decode(opened.payload) if opened.payload[:1] == b"{" else None
+    if not isinstance(doc, dict) or doc.get("ping") is not True or doc.get("batch_id") != opened.batch_id:
+        return _error(state, body, headers, 400, "malformed_request", 'payload: expected {"ping": true, …}')
+    out = msgspec.json.encode({"version": 1, "org_code": opened.org_code, "batch_id": opened.batch_id, "ok": True})
+    state.bump("pings")
+    return Response(out, status_code=200, headers=sign_reply(
+        out, platform_key=state.platform_key, org_code=opened.org_code, batch_id=opened.batch_id,
+        request_sm3=opened.body_sm3))
+
+
 def create_app(state: SimState) -> FastAPI:
     app = FastAPI(title="cdcsync upstream-sim（参考平台）", version="1",
                   description="国家/省级平台的参考实现，供测试、演示与试运行使用。")
@@ -413,6 +432,14 @@ def create_app(state: SimState) -> FastAPI:
 
             await asyncio.sleep(state.faults.latency_ms / 1000)
         return await run_in_threadpool(process_batch, state, body, headers)
+
+    @app.post(PING_PATH)
+    async def ping(request: Request) -> Response:
+        body = await request.body()
+        if state.in_outage() is not None:
+            return _error(state, body, dict(request.headers), 503, "unavailable", "platform outage (injected)",
+                          state.faults.retry_after_s)
+        return await run_in_threadpool(process_ping, state, body, dict(request.headers))
 
     @app.get(STATS_PATH)
     async def stats() -> dict[str, Any]:
