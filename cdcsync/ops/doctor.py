@@ -5,7 +5,6 @@ wrong. Each finding has a Chinese explanation and, when not ok, the fix; the com
 from __future__ import annotations
 
 import contextlib
-import email.utils
 import os
 import shutil
 import socket
@@ -315,15 +314,4 @@ def as_json(findings: list[Finding]) -> dict[str, Any]:
     return {"exit_code": exit_code(findings), "findings": [asdict(f) for f in findings]}
 
 
-def parse_date_offset(date_header: str | None, sent: float, received: float) -> float | None:
-    """Local clock minus the platform's (seconds), from its ``Date`` header (1 s resolution)."""
-    if not date_header:
-        return None
-    try:
-        theirs = email.utils.parsedate_to_datetime(date_header).timestamp()
-    except (TypeError, ValueError):
-        return None
-    return (sent + received) / 2 - theirs
-
-
-__all__ = ["Finding", "as_json", "exit_code", "parse_date_offset", "run_doctor"]
+__all__ = ["Finding", "as_json", "exit_code", "run_doctor"]

@@ -4,6 +4,7 @@ reply's ``Date`` header gives the clock offset."""
 
 from __future__ import annotations
 
+import email.utils
 import socket
 import ssl
 import time
@@ -37,7 +38,6 @@ def _handshake(dest: HttpDestination, ctx: ssl.SSLContext, timeout: float) -> st
 def ping_platform(dest: HttpDestination, org_code: str, timeout: float = 10.0) -> PingResult:
     from cdcsync.crypto.envelope import seal, verify_reply
     from cdcsync.crypto.keys import load_private_key
-    from cdcsync.ops.doctor import parse_date_offset
     from cdcsync.sink.certs import PlatformKeys, load_hospital_certificate
     from cdcsync.sink.http import HttpSink
 
@@ -73,3 +73,14 @@ def ping_platform(dest: HttpDestination, org_code: str, timeout: float = 10.0) -
     except Exception as exc:
         return PingResult(False, f"平台应答的签名未通过验证：{exc}", offset)
     return PingResult(True, f"{tls}，签名的空请求已得到平台签名应答（{(time.time() - sent) * 1000:.0f} ms）", offset)
+
+
+def parse_date_offset(date_header: str | None, sent: float, received: float) -> float | None:
+    """Local clock minus the platform's (seconds), from its ``Date`` header (1 s resolution)."""
+    if not date_header:
+        return None
+    try:
+        theirs = email.utils.parsedate_to_datetime(date_header).timestamp()
+    except (TypeError, ValueError):
+        return None
+    return (sent + received) / 2 - theirs
