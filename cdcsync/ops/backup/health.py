@@ -62,6 +62,8 @@ def backup_text(st: dict[str, Any] | None) -> str | None:
     """One Chinese line for the status page, or None when the status has no backup section."""
     if not st:
         return None
+    if not st.get("count"):
+        return "尚未配置备份（请配置并运行 cdcsync backup run，或启用 cdcsync-backup.timer）"
     v = st.get("last_verified")
     parts = []
     if v:

@@ -109,9 +109,13 @@ def _wait_caught_up(conn: psycopg.Connection[Any], consistent: int) -> dict[str,
     deadline = time.monotonic() + CATCH_UP_WAIT_S
     while True:
         positions = _stream_positions(conn)
-        done = {d: str_to_lsn(lsn) >= consistent for d, lsn in positions.items()}
-        active = {str(s) for (s,) in conn.execute(
-            "SELECT slot_name FROM pg_replication_slots WHERE active AND database = current_database()").fetchall()}
+        # the slot's confirmed position: the daemon confirms only what is acknowledged (or quarantined)
+        slots = {str(s): (bool(a), str(c)) for s, a, c in conn.execute(
+            "SELECT slot_name, active, confirmed_flush_lsn::text FROM pg_replication_slots"
+            " WHERE database = current_database() AND confirmed_flush_lsn IS NOT NULL").fetchall()}
+        active = {s for s, (a, _) in slots.items() if a}
+        done = {d: max(str_to_lsn(lsn), str_to_lsn(slots.get(f"cdcsync_{d}", (False, "0/0"))[1])) >= consistent
+                for d, lsn in positions.items()}
         waiting = [d for d, ok in done.items() if not ok and f"cdcsync_{d}" in active]
         if not waiting or time.monotonic() > deadline:
             return done
