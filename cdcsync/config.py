@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from cdcsync.api.settings import ApiSettings
 from cdcsync.config_error import ConfigError as ConfigError
 from cdcsync.db.settings import DatabaseSettings
+from cdcsync.ops.settings import OpsSettings
 from cdcsync.sink.http_settings import HttpDestination
 
 ENV_PREFIX = "CDCSYNC_"
@@ -84,6 +85,7 @@ class Settings(_Model):
     destinations: list[Destination] = Field(default_factory=list)
     logging: LoggingSettings = LoggingSettings()
     api: ApiSettings = ApiSettings()
+    ops: OpsSettings = OpsSettings()
 
     @field_validator("destinations")
     @classmethod
