@@ -116,6 +116,7 @@ def collect_status(settings: Settings, conninfo: str | None = None) -> dict[str,
     for d, cfg in zip(dests, settings.destinations, strict=True):
         d["enabled"] = cfg.enabled
         d["kind"] = cfg.kind
+        d["environment"] = getattr(cfg, "environment", "production")  # test: trial run (大疫情测试网)
     return {"generated_at": _iso(now), "destinations": dests, "orphan_slots": orphans,
             "listener_warnings": plain_http_warnings(settings), "wal": wal, "sm2_backend": sm2_backend(),
             "certificate_warnings": certificate_warnings(settings.destinations),

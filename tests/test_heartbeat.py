@@ -213,3 +213,15 @@ def test_fault_reports_and_alerts(migrated_db: str, tmp_path: Path) -> None:
         provincial.stop()
         smtp.close()
         hook.close()
+
+
+def test_status_page_labels_the_trial_destination() -> None:
+    from cdcsync.api.web_app import render_status
+    from cdcsync.spec import load_spec
+
+    st = {"destinations": [{"destination": "national", "enabled": True, "active": True},
+                           {"destination": "trial", "enabled": True, "active": True, "environment": "test"}]}
+    html = render_status(st, load_spec())
+    row = html.split('data-destination="trial"', 1)[1].split("</tr>", 1)[0]
+    assert "试运行·大疫情测试网" in row
+    assert "试运行" not in html.split('data-destination="national"', 1)[1].split("</tr>", 1)[0]

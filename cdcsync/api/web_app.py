@@ -129,7 +129,9 @@ def render_status(st: Mapping[str, Any], spec: Spec) -> str:
         lag_bytes = d.get("lag_bytes")
         held = int(d.get("quarantined_held") or 0)
         rows.append(
-            f'<tr data-destination="{_e(name)}"><td>{_e(PLATFORM_NAMES.get(name, name))}（{_e(name)}）</td>'
+            f'<tr data-destination="{_e(name)}"><td>{_e(PLATFORM_NAMES.get(name, name))}（{_e(name)}）'
+            + ('<span class="tag warn trial">试运行·大疫情测试网</span>' if d.get("environment") == "test" else "")
+            + '</td>'
             f'<td><span class="tag {cls}">{_e(text)}</span></td>'
             f'<td class="lag"{lag_attr}>{_e(format_lag(lag))}'
             + (f'<span class="muted">（{int(lag_bytes)} 字节）</span>' if lag_bytes is not None else "")
