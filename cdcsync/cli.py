@@ -153,5 +153,6 @@ for _module, _attr in [
     ("cdcsync.upstream_sim.cli", "upstream_sim_command"),
     ("cdcsync.api.cli", "COMMANDS"),
     ("cdcsync.demo", "demo"),
+    ("cdcsync.ops.evaluate_cli", "evaluate"),
 ]:
     _register(_module, _attr)
