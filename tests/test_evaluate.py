@@ -100,3 +100,19 @@ def test_status_shows_todays_scores(migrated_db: str) -> None:
     today = collect_status(st)["evaluation_today"]
     assert [r["destination"] for r in today] == ["national"] and got["destinations"]["national"]
     assert _evaluation_text(today).startswith("national：正确性 ")
+
+
+def test_html_report_has_inline_charts(migrated_db: str, tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(json.dumps({"org_code": "TESTORG01", "database": {"dsn": migrated_db},
+                               "destinations": [{"name": "national", "kind": "jsonl", "path": "/dev/null"}]}),
+                   encoding="utf-8")
+    with psycopg.connect(migrated_db, autocommit=True) as conn:
+        build(conn)
+    r = CliRunner().invoke(main, ["-c", str(cfg), "evaluate", "--month", "2024-05"])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(main, ["-c", str(cfg), "evaluate", "--date", D.isoformat(), "--format", "html"])
+    assert r.exit_code == 0, r.output
+    html = r.output
+    assert "<svg" in html and 'data-dimension="timeliness"' in html
+    assert "<script" not in html and "src=" not in html and "href=" not in html  # nothing fetched

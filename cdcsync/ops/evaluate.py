@@ -229,3 +229,78 @@ def render_text(evals: Sequence[DayEvaluation]) -> str:
 
 def _fmt(v: float | None) -> str:
     return NOT_MEASURED if v is None else f"{v:.1f}"
+
+
+# --------------------------------------------------------------------------- history and HTML
+
+DIMENSIONS = (("correctness", "正确性", "#1f77b4"), ("timeliness", "及时性", "#2ca02c"),
+              ("stability", "稳定性", "#d62728"), ("adaptability", "适应性", "#9467bd"))
+
+
+History = dict[str, list[tuple[dt.date, dict[str, Any]]]]
+
+
+def history(conn: psycopg.Connection[Any], end: dt.date, days: int = 30) -> History:
+    """Per destination, the stored scores of the ``days`` days ending at ``end``."""
+    rows = conn.execute("SELECT destination, day, correctness, timeliness, stability, adaptability"
+                        " FROM cdcsync.evaluation_daily WHERE day > %s AND day <= %s ORDER BY destination, day",
+                        (end - dt.timedelta(days=days), end)).fetchall()
+    out: History = {}
+    for dest, day, *vals in rows:
+        out.setdefault(dest, []).append(
+            (day, {k: (None if v is None else float(v)) for (k, _, _), v in zip(DIMENSIONS, vals, strict=True)}))
+    return out
+
+
+def _esc(s: str) -> str:
+    return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+
+
+def svg_chart(points: Sequence[tuple[dt.date, dict[str, Any]]], end: dt.date, days: int = 30) -> str:
+    """Inline SVG: the four scores over the last ``days`` days (no script, no external resource)."""
+    w, h, left, top, bottom = 640, 220, 40, 10, 30
+    pw, ph = w - left - 10, h - top - bottom
+    start = end - dt.timedelta(days=days - 1)
+
+    def x(day: dt.date) -> float:
+        return left + pw * (day - start).days / max(days - 1, 1)
+
+    def y(v: float) -> float:
+        return top + ph * (1 - v / 100)
+
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" role="img"'
+             f' aria-label="近{days}天得分">']
+    for v in (0, 50, 80, 100):
+        parts.append(f'<line x1="{left}" x2="{w - 10}" y1="{y(v):.1f}" y2="{y(v):.1f}" stroke="#ddd"/>'
+                     f'<text x="{left - 4}" y="{y(v) + 4:.1f}" font-size="10" text-anchor="end">{v}</text>')
+    parts.append(f'<text x="{left}" y="{h - 8}" font-size="10">{start}</text>'
+                 f'<text x="{w - 10}" y="{h - 8}" font-size="10" text-anchor="end">{end}</text>')
+    for i, (key, label, color) in enumerate(DIMENSIONS):
+        pts = [(x(d), y(s[key])) for d, s in points if s.get(key) is not None and d >= start]
+        if pts:
+            parts.append(f'<polyline fill="none" stroke="{color}" stroke-width="2" data-dimension="{key}" points="'
+                         + " ".join(f"{a:.1f},{b:.1f}" for a, b in pts) + '"/>')
+            parts += [f'<circle cx="{a:.1f}" cy="{b:.1f}" r="2.5" fill="{color}"/>' for a, b in pts]
+        parts.append(f'<text x="{left + 10 + 80 * i}" y="{h - 8}" font-size="11" fill="{color}" dx="90">{label}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def render_html(evals: Sequence[DayEvaluation], hist: History, end: dt.date) -> str:
+    body = []
+    for e in evals:
+        trial = "（试运行·大疫情测试网）" if e.environment == "test" else ""
+        body.append(f"<section data-destination=\"{_esc(e.destination)}\"><h2>{e.day} 目的地 "
+                    f"{_esc(e.destination)}{trial}：综合 {_fmt(e.overall)}</h2><table><tr><th>维度</th><th>得分</th>"
+                    "<th>指标</th><th>数值</th><th>依据</th></tr>")
+        for d in e.dimensions:
+            for i, c in enumerate(d.components):
+                head = (f'<td rowspan="{len(d.components)}">{d.label}</td><td rowspan="{len(d.components)}">'
+                        f"{_fmt(d.score)}{f'（重启扣 {d.penalty:g} 分）' if d.penalty else ''}</td>") if i == 0 else ""
+                v = NOT_MEASURED if c.value is None else f"{100 * c.value:.1f}%"
+                body.append(f"<tr>{head}<td>{_esc(c.label)}</td><td>{v}</td><td>{_esc(c.detail)}</td></tr>")
+        body.append("</table><h3>近 30 天</h3>" + svg_chart(hist.get(e.destination, []), end) + "</section>")
+    return ("<!doctype html><html lang=\"zh-CN\"><head><meta charset=\"utf-8\"><title>前置软件动态评价</title>"
+            "<style>body{font-family:sans-serif;margin:1em}table{border-collapse:collapse}"
+            "td,th{border:1px solid #ccc;padding:2px 6px}</style></head><body><h1>前置软件动态评价</h1>"
+            + "".join(body) + "<p>计算方法见 docs/evaluation.md。</p></body></html>\n")
