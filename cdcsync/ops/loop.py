@@ -129,7 +129,7 @@ class OpsLoop:
         if time.monotonic() - self._scores_at < self.cfg.evaluation.refresh_s:
             return
         self._scores_at = time.monotonic()
-        try:  # hook for the dynamic evaluation (issue 18 section 3, not yet built): scores stay None
+        try:  # the dynamic evaluation (docs/evaluation.md); its absence leaves the scores None
             from cdcsync.ops.evaluate import evaluate_today
         except ImportError:
             return
