@@ -155,5 +155,6 @@ for _module, _attr in [
     ("cdcsync.demo", "demo"),
     ("cdcsync.ops.backup.cli", "COMMANDS"),
     ("cdcsync.ops.doctor_cli", "COMMANDS"),
+    ("cdcsync.ops.evaluate_cli", "evaluate"),
 ]:
     _register(_module, _attr)

@@ -18,6 +18,7 @@ from cdcsync.api.settings import ApiSettings
 from cdcsync.config_error import ConfigError as ConfigError
 from cdcsync.db.settings import DatabaseSettings
 from cdcsync.ops.backup.settings import BackupSettings
+from cdcsync.ops.settings import OpsSettings
 from cdcsync.sink.http_settings import HttpDestination
 
 ENV_PREFIX = "CDCSYNC_"
@@ -86,6 +87,7 @@ class Settings(_Model):
     logging: LoggingSettings = LoggingSettings()
     api: ApiSettings = ApiSettings()
     backup: BackupSettings = BackupSettings()
+    ops: OpsSettings = OpsSettings()
 
     @field_validator("destinations")
     @classmethod

@@ -22,6 +22,7 @@ from cdcsync.crypto.sm2_backend import describe as sm2_describe
 from cdcsync.db.migrate import MirrorRefused, check_encoding, publication_problems
 from cdcsync.event import str_to_lsn
 from cdcsync.mapping.reload import MappingWatcher, RulesHolder
+from cdcsync.ops.loop import start_ops
 from cdcsync.pipeline import Pipeline, check_lost_slots, run_pipeline_forever
 from cdcsync.sink import build_sink
 from cdcsync.spec import Spec
@@ -143,7 +144,9 @@ def run(settings: Settings, install_signals: bool = True) -> int:
 
     holder = RulesHolder.load(settings.mappings_dir, settings.hospital)
     preflight(settings, holder.spec)
-    servers = start_servers(settings, rules=holder, started_at=time.time())  # fails fast on a taken port
+    started_at = time.time()
+    servers = start_servers(settings, rules=holder, started_at=started_at)  # fails fast on a taken port
+    ops = start_ops(settings, started_at=started_at, rules=holder)  # heartbeats, faults, alerts (cdcsync.ops)
     watcher = MappingWatcher(holder, state_path=_rules_state_path(settings)).start()
     pipes = _pipelines(settings, holder, stop)
     threads = [threading.Thread(target=_guarded, args=(p,), name=f"cdcsync-{p.name}", daemon=True) for p in pipes]
@@ -166,9 +169,11 @@ def run(settings: Settings, install_signals: bool = True) -> int:
             last_ping = time.monotonic()
         if not any(t.is_alive() for t in threads):
             log.error("every pipeline stopped; exiting")
+            ops.stop()
             return 1
 
     watcher.stop()
+    ops.stop()
     servers.stop()
     deadline = time.monotonic() + settings.stream.shutdown_timeout_s
     for t in threads:

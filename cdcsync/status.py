@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 from typing import Any
 
 import psycopg
@@ -112,20 +113,34 @@ def collect_status(settings: Settings, conninfo: str | None = None) -> dict[str,
         orphans = [s.as_dict() for s in list_slots(conn, SLOT_PREFIX) if s.name not in configured]
         wal = wal_overview(conn, settings.stream)
         minimal = _minimum_necessary(conn)
+        evaluation = evaluation_today(conn)
         (now,) = conn.execute("SELECT now()").fetchone() or (None,)
     for d, cfg in zip(dests, settings.destinations, strict=True):
         d["enabled"] = cfg.enabled
         d["kind"] = cfg.kind
+        d["environment"] = getattr(cfg, "environment", "production")  # test: trial run (大疫情测试网)
     return {"generated_at": _iso(now), "destinations": dests, "orphan_slots": orphans,
             "listener_warnings": plain_http_warnings(settings), "wal": wal, "sm2_backend": sm2_backend(),
             "certificate_warnings": certificate_warnings(settings.destinations),
-            "minimum_necessary": minimal, "backup": _backup(settings)}
+            "minimum_necessary": minimal, "backup": _backup(settings),
+            "evaluation_today": evaluation}
 
 
 def _backup(settings: Settings) -> dict[str, Any]:
     from cdcsync.ops.backup.health import backup_status
 
     return backup_status(settings)
+
+
+def evaluation_today(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
+    """Today's dynamic-evaluation scores per destination (cdcsync.ops.evaluate), as last computed."""
+    rows = conn.execute(
+        "SELECT destination, environment, correctness, timeliness, stability, adaptability, overall, computed_at"
+        " FROM cdcsync.evaluation_daily WHERE day = (now() AT TIME ZONE 'Asia/Shanghai')::date"
+        " ORDER BY destination").fetchall()
+    keys = ("destination", "environment", "correctness", "timeliness", "stability", "adaptability", "overall")
+    return [{**{k: (float(v) if isinstance(v, Decimal) else v) for k, v in zip(keys, r[:7], strict=True)},
+             "computed_at": _iso(r[7])} for r in rows]
 
 
 def _minimum_necessary(conn: psycopg.Connection[Any]) -> dict[str, Any]:

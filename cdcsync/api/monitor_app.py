@@ -130,6 +130,7 @@ def build_status(settings: Settings, *, started_at: float | None = None, rules: 
     out["orphan_slots"] = base["orphan_slots"]
     out["wal"] = base.get("wal")
     out["minimum_necessary"] = base["minimum_necessary"]
+    out["evaluation_today"] = base.get("evaluation_today", [])
     for dest in base["destinations"]:
         out["destinations"].append({**dest, "today": _day_counts(dest)})
     try:

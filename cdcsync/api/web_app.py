@@ -97,6 +97,19 @@ def _platform_refused_text(dests: list[Mapping[str, Any]]) -> str:
                              "--rule PLT422（或 PLT400、PLT413）中的原因，与平台或厂商核实后处理。</div>")
 
 
+def _evaluation_text(rows: list[Mapping[str, Any]]) -> str:
+    """Today's scores, one destination after another (docs/evaluation.md)."""
+    if not rows:
+        return "今日尚未评价"
+
+    def f(v: Any) -> str:
+        return "—" if v is None else f"{float(v):.1f}"
+
+    return "；".join(f"{r['destination']}{'（试运行）' if r.get('environment') == 'test' else ''}："
+                    f"正确性 {f(r.get('correctness'))}、及时性 {f(r.get('timeliness'))}、"
+                    f"稳定性 {f(r.get('stability'))}、适应性 {f(r.get('adaptability'))}" for r in rows)
+
+
 def render_status(st: Mapping[str, Any], spec: Spec) -> str:
     dests = list(st.get("destinations") or [])
     enabled = [d for d in dests if d.get("enabled", True)]
@@ -130,7 +143,9 @@ def render_status(st: Mapping[str, Any], spec: Spec) -> str:
         lag_bytes = d.get("lag_bytes")
         held = int(d.get("quarantined_held") or 0)
         rows.append(
-            f'<tr data-destination="{_e(name)}"><td>{_e(PLATFORM_NAMES.get(name, name))}（{_e(name)}）</td>'
+            f'<tr data-destination="{_e(name)}"><td>{_e(PLATFORM_NAMES.get(name, name))}（{_e(name)}）'
+            + ('<span class="tag warn trial">试运行·大疫情测试网</span>' if d.get("environment") == "test" else "")
+            + '</td>'
             f'<td><span class="tag {cls}">{_e(text)}</span></td>'
             f'<td class="lag"{lag_attr}>{_e(format_lag(lag))}'
             + (f'<span class="muted">（{int(lag_bytes)} 字节）</span>' if lag_bytes is not None else "")
@@ -183,6 +198,7 @@ def render_status(st: Mapping[str, Any], spec: Spec) -> str:
         "platform_refused_text": refused_text,
         "wal_section": render_wal(st),
         "backup_text": _e(backup_text(st.get("backup")) or BACKUP_PLACEHOLDER),
+        "evaluation_text": _e(_evaluation_text(st.get("evaluation_today") or [])),
         "version": _e(st.get("version") or __version__),
         "spec_version": _e(st.get("spec_version") or spec.version),
         "mapping_version": _e(st.get("mapping_version") or "—"),

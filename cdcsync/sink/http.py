@@ -371,6 +371,25 @@ class HttpSink:
         """POST each platform batch until its signed reply verifies; the merged Ack."""
         return _merge([self._deliver(part) for part in prepared])
 
+    def post_signed(self, url: str, payload: bytes, message_id: str) -> bytes:
+        """One sealed request outside the batch stream (heartbeats, docs/upstream-protocol.md
+        section 7): ``payload`` sealed like a batch under ``message_id``, POSTed once, and the
+        reply body returned once its signature verifies. Not retried here: the next heartbeat is
+        the retry. Raises :class:`DeliveryError`."""
+        sealed = self._seal(payload, self.org_code or "", message_id)
+        try:
+            resp = self._client.post(url, content=sealed.body, headers=sealed.headers)
+        except httpx.HTTPError as exc:
+            raise DeliveryError(f"connection error: {type(exc).__name__}") from None
+        if resp.status_code != 200:
+            raise DeliveryError(f"HTTP {resp.status_code}: {_error_code(resp)}", status=resp.status_code)
+        try:
+            platform_pub = self._platform.reply_key(resp.headers.get(H_KEY_ID, ""))
+            verify_reply(resp.content, resp.headers, platform_pub=platform_pub, sealed=sealed)
+        except CryptoError as exc:
+            raise DeliveryError(f"reply refused ({exc.code}): {exc}") from None
+        return resp.content
+
     def close(self) -> None:
         self._closed.set()
         self.health.update(state="closed")

@@ -23,6 +23,9 @@ class HttpDestination(BaseModel):
     name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,30}$")
     kind: Literal["http"]
     enabled: bool = True
+    # production: the platform of record; test: a trial platform (大疫情测试网, 双轨运行) that the
+    # status page and the reports label as such.
+    environment: Literal["production", "test"] = "production"
     # Base URL of the platform, e.g. https://cdc.example.gov.cn:8888 (the API path is appended).
     url: str
     # CA certificates (PEM) that sign the platform's TLS certificate; None: the system store.
@@ -92,3 +95,7 @@ class HttpDestination(BaseModel):
     @property
     def batches_url(self) -> str:
         return f"{self.url}/api/v1/edr/batches"
+
+    @property
+    def heartbeats_url(self) -> str:
+        return f"{self.url}/api/v1/edr/heartbeats"

@@ -44,6 +44,8 @@ from cdcsync.crypto.keys import key_id, load_public_key
 from cdcsync.crypto.sm2 import SM2PrivateKey, SM2PublicKey
 from cdcsync.crypto.sm3 import sm3
 from cdcsync.upstream_sim.certs import HospitalCertPolicy
+from cdcsync.upstream_sim.hospitals import HospitalBook
+from cdcsync.upstream_sim.hospitals import install as install_hospitals
 from cdcsync.upstream_sim.store import BatchConflict, BatchHead, Store, StoredEvent
 
 log = logging.getLogger("cdcsync.upstream_sim")
@@ -132,6 +134,10 @@ class SimState:
     lock: threading.Lock = field(default_factory=threading.Lock)
     rng: random.Random = field(default_factory=random.Random)
     certs: HospitalCertPolicy | None = None  # None: registered bare keys only (no CA yet)
+    # Heartbeats and faults of the hospitals (cdcsync.upstream_sim.hospitals); None: in memory.
+    hospitals_path: Path | None = None
+    # Latest versions the platform announces in heartbeat replies (software, mapping_version, …).
+    announced: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.replay_cache = ReplayCache(self.window_s)
@@ -414,6 +420,9 @@ def create_app(state: SimState) -> FastAPI:
     app = FastAPI(title="cdcsync upstream-sim（参考平台）", version="1",
                   description="国家/省级平台的参考实现，供测试、演示与试运行使用。")
     app.state.sim = state
+    book = HospitalBook(state.hospitals_path)
+    app.state.hospitals = book
+    install_hospitals(app, state, lambda: book)
 
     @app.post(BATCHES_PATH)
     async def batches(request: Request) -> Response:

@@ -48,6 +48,10 @@ class DataDir:
         return self.root / "received.sqlite"
 
     @property
+    def hospitals(self) -> Path:
+        return self.root / "hospitals.sqlite"
+
+    @property
     def ca_bundle(self) -> Path:
         return self.tls / "ca.pem"
 
@@ -107,6 +111,16 @@ def _parse_rows(values: tuple[str, ...]) -> frozenset[tuple[str, str, str]]:
     return frozenset(out)
 
 
+def _parse_announce(values: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for v in values:
+        key, sep, value = v.partition("=")
+        if not sep or not re.fullmatch(r"[a-z_]{1,40}", key):
+            raise click.BadParameter(f"应为 键=值（例如 software=0.9.0），实际为 {v!r}", param_hint="--announce")
+        out[key] = value
+    return out
+
+
 @click.command("upstream-sim")
 @click.option("--listen", default="127.0.0.1:8888", show_default=True, help="监听地址 主机:端口")
 @click.option("--data-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
@@ -143,12 +157,15 @@ def _parse_rows(values: tuple[str, ...]) -> frozenset[tuple[str, str, str]]:
               help="篡改接下来 N 个应答的内容（签名随之失效），用于演练医院端的应答验签")
 @click.option("--window-s", type=click.FloatRange(1), default=300.0, show_default=True,
               help="请求时间戳允许的偏差（秒）")
+@click.option("--announce", multiple=True, metavar="KEY=VALUE",
+              help="在心跳应答中公布的最新版本，如 software=0.9.0、mapping_version=2026.11（可多次指定）")
 def upstream_sim_command(
     listen: str, data_dir: Path, insecure_http: bool, tls_cert: Path | None, tls_key: Path | None,
     platform_key: Path | None, hospital_pub: tuple[Path, ...], ca_cert: tuple[Path, ...], allow_bare_keys: bool,
     store: str, fail_rate: float, latency_ms: int,
     outage: str | None, reject_table: tuple[str, ...], reject_field: tuple[str, ...], refuse_event_id: tuple[str, ...],
     refuse_row: tuple[str, ...], refuse_status: str, tamper_replies: int, window_s: float,
+    announce: tuple[str, ...] = (),
 ) -> None:
     """参考平台（国家/省级平台模拟）：验签、解密、去重、存储并签名应答。"""
     import uvicorn
@@ -171,7 +188,8 @@ def upstream_sim_command(
     except CryptoError as exc:
         raise click.ClickException(str(exc)) from None
     st: Store = SqliteStore(DataDir(data_dir).received) if store == "sqlite" else CountingStore()
-    state = SimState(platform_key=key, trusted=trusted, store=st, faults=faults, window_s=window_s, certs=certs)
+    state = SimState(platform_key=key, trusted=trusted, store=st, faults=faults, window_s=window_s, certs=certs,
+                     hospitals_path=DataDir(data_dir).hospitals, announced=_parse_announce(announce))
     certfile = keyfile = None
     if not insecure_http:
         certfile, keyfile = (tls_cert, tls_key) if tls_cert else (tls.cert, tls.key) if tls else (None, None)

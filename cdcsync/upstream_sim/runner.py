@@ -21,6 +21,7 @@ from cdcsync.crypto.sm2 import SM2PrivateKey
 from cdcsync.upstream_sim.app import HEALTH_PATH, STATS_PATH, Faults, SimState, TrustedKeys, create_app
 from cdcsync.upstream_sim.certs import HospitalCertPolicy
 from cdcsync.upstream_sim.cli import DataDir, prepare_data_dir
+from cdcsync.upstream_sim.hospitals import HOSPITALS_PATH
 from cdcsync.upstream_sim.store import CountingStore, SqliteStore, Store
 
 
@@ -57,6 +58,14 @@ class SimHandle:
             r.raise_for_status()
             data: dict[str, Any] = r.json()
             return data
+
+    def hospitals(self) -> list[dict[str, Any]]:
+        """``GET /api/v1/sim/hospitals``: each hospital's online state, last heartbeat and faults."""
+        with self.client() as c:
+            r = c.get(HOSPITALS_PATH)
+            r.raise_for_status()
+            rows: list[dict[str, Any]] = r.json()["hospitals"]
+            return rows
 
     def received_ids(self) -> dict[str, str]:
         """id -> table_name of every stored event (reads received.sqlite directly)."""
@@ -154,6 +163,7 @@ def start_in_process(
     window_s: float = 300.0,
     certs: HospitalCertPolicy | None = None,
     ready_timeout: float = 15.0,
+    announced: dict[str, str] | None = None,
 ) -> SimHandle:
     """The same app served by uvicorn on a thread of this process (``handle.state`` is live)."""
     import uvicorn
@@ -161,7 +171,8 @@ def start_in_process(
     key, tls_files = prepare_data_dir(data_dir, tls=tls)
     st: Store = SqliteStore(DataDir(data_dir).received) if store == "sqlite" else CountingStore()
     state = SimState(platform_key=key, trusted=TrustedKeys(hospital_pubs, DataDir(data_dir).trusted), store=st,
-                     faults=faults or Faults(), window_s=window_s, certs=certs)
+                     faults=faults or Faults(), window_s=window_s, certs=certs,
+                     hospitals_path=DataDir(data_dir).hospitals, announced=dict(announced or {}))
     port = port or free_port()
     config = uvicorn.Config(
         create_app(state), host="127.0.0.1", port=port, access_log=False, log_level="warning",
