@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 ROLES: dict[str, str] = {
     "cdcsync_his": "院内系统写镜像库（emr.* 增删改查）",
@@ -54,6 +55,7 @@ def apply_role_grants(conn: psycopg.Connection[Any], existed: set[str] | None = 
     if conn.execute("SELECT to_regprocedure('cdcsync.apply_role_grants()')").fetchone() in (None, (None,)):
         return []
     rows = conn.execute("SELECT role_name, status FROM cdcsync.apply_role_grants()").fetchall()
+    apply_feature_grants(conn)
     out = []
     for name, status in rows:
         if existed is not None and status == "present" and name not in existed:
@@ -69,3 +71,15 @@ def apply_role_grants(conn: psycopg.Connection[Any], existed: set[str] | None = 
                 role.without_replication = [str(m) for m, repl in members if not repl]
         out.append(role)
     return out
+
+
+def apply_feature_grants(conn: psycopg.Connection[Any]) -> None:
+    """Run every ``cdcsync.apply_<feature>_grants()`` a later migration defines (e.g.
+    ``sql/210_surveil_grants.sql``), after the broad grants of ``apply_role_grants()``, so that
+    narrower rules (no DELETE on append-only tables) hold after each ``db init``."""
+    names = [str(n) for (n,) in conn.execute(
+        "SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
+        " WHERE n.nspname = 'cdcsync' AND p.proname LIKE 'apply\\_%\\_grants'"
+        " AND p.proname <> 'apply_role_grants' AND p.pronargs = 0 ORDER BY p.proname").fetchall()]
+    for name in names:
+        conn.execute(sql.SQL("SELECT {}()").format(sql.Identifier("cdcsync", name)))
