@@ -2,31 +2,25 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
 import sys
-from dataclasses import dataclass, field
 from typing import Any
 
 import click
 
 from cdcsync import __version__
-from cdcsync.config import Settings, load_settings
-
-
-@dataclass
-class AppContext:
-    config_path: str | None
-    _settings: Settings | None = field(default=None, repr=False)
-
-    @property
-    def settings(self) -> Settings:
-        if self._settings is None:
-            self._settings = load_settings(self.config_path)
-        return self._settings
-
-
-pass_app = click.make_pass_decorator(AppContext)
+from cdcsync.api.cli import COMMANDS as API_COMMANDS
+from cdcsync.cli_context import AppContext, pass_app
+from cdcsync.crypto.cli import keys
+from cdcsync.extras import optional_command
+from cdcsync.mapping.cli import codes
+from cdcsync.ops.backup.cli import COMMANDS as BACKUP_COMMANDS
+from cdcsync.ops.doctor_cli import COMMANDS as DOCTOR_COMMANDS
+from cdcsync.ops.evaluate_cli import evaluate
+from cdcsync.quarantine_cli import COMMANDS as QUARANTINE_COMMANDS
+from cdcsync.recon.cli import COMMANDS as RECON_COMMANDS
+from cdcsync.stream_cli import COMMANDS as STREAM_COMMANDS
+from cdcsync.synth.cli import gen
 
 
 class CdcsyncGroup(click.Group):
@@ -118,43 +112,33 @@ def _check_wal_keep(app: AppContext, dsn: str | None) -> None:
             click.echo(line, err=line.startswith("警告"))
 
 
-# Modules of commands that need an optional extra: their command names and the extra.
-_OPTIONAL: dict[str, tuple[tuple[str, ...], str]] = {
-    "cdcsync.upstream_sim.cli": (("upstream-sim",), "sim"),
-    "cdcsync.demo": (("demo",), "sim"),
-}
+def _optional_commands() -> list[click.Command]:
+    """Commands of the ``sim`` extra: the real ones when it is installed, else stand-ins that say
+    which extra to install (see cdcsync.extras)."""
+    found: list[click.Command] = []
+    with optional_command(found, "upstream-sim", "sim"):
+        from cdcsync.upstream_sim.cli import upstream_sim_command
+
+        found.append(upstream_sim_command)
+    with optional_command(found, "demo", "sim"):
+        from cdcsync.demo import demo
+
+        found.append(demo)
+    return found
 
 
-def _register(module: str, attr: str) -> None:
-    """Sub-commands live beside the code they drive (``COMMANDS`` lists, or one command). A command
-    whose extra is not installed still appears, and says which extra to install."""
-    try:
-        found = getattr(importlib.import_module(module), attr)
-    except ModuleNotFoundError as exc:
-        if module not in _OPTIONAL:
-            raise
-        from cdcsync.extras import missing_extra_command
-
-        names, extra = _OPTIONAL[module]
-        for name in names:
-            main.add_command(missing_extra_command(name, extra, exc.name))
-        return
-    for cmd in found if isinstance(found, list) else [found]:
-        main.add_command(cmd)
-
-
-for _module, _attr in [
-    ("cdcsync.mapping.cli", "codes"),
-    ("cdcsync.crypto.cli", "keys"),
-    ("cdcsync.synth.cli", "gen"),
-    ("cdcsync.stream_cli", "COMMANDS"),
-    ("cdcsync.quarantine_cli", "COMMANDS"),
-    ("cdcsync.recon.cli", "COMMANDS"),
-    ("cdcsync.upstream_sim.cli", "upstream_sim_command"),
-    ("cdcsync.api.cli", "COMMANDS"),
-    ("cdcsync.demo", "demo"),
-    ("cdcsync.ops.backup.cli", "COMMANDS"),
-    ("cdcsync.ops.doctor_cli", "COMMANDS"),
-    ("cdcsync.ops.evaluate_cli", "evaluate"),
+# Sub-commands live beside the code they drive; registering one is one entry in this list.
+for _command in [
+    codes,
+    keys,
+    gen,
+    *STREAM_COMMANDS,
+    *QUARANTINE_COMMANDS,
+    *RECON_COMMANDS,
+    *API_COMMANDS,
+    *BACKUP_COMMANDS,
+    *DOCTOR_COMMANDS,
+    evaluate,
+    *_optional_commands(),
 ]:
-    _register(_module, _attr)
+    main.add_command(_command)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cdcsync.api.server import ApiStartError
+from cdcsync.api import ApiStartError
 from cdcsync.config import ConfigError
 from cdcsync.crypto import CryptoError
 from cdcsync.db.cluster import ClusterError

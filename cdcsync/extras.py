@@ -8,6 +8,8 @@ synthetic hospital (``gen``) and ``demo`` built on both need the ``sim`` extra
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import click
@@ -45,3 +47,13 @@ def missing_extra_command(name: str, extra: str, module: str | None) -> click.Co
     return click.Command(name, callback=callback, help=f"（需安装可选组件 cdcsync[{extra}]）{EXTRAS[extra]}",
                          context_settings={"ignore_unknown_options": True, "allow_extra_args": True,
                                            "help_option_names": []})
+
+
+@contextmanager
+def optional_command(found: list[click.Command], name: str, extra: str) -> Iterator[None]:
+    """Import a command of an optional extra inside this block and append it to ``found``; when the
+    import fails for a missing module, append the stand-in that says which extra to install."""
+    try:
+        yield
+    except ModuleNotFoundError as exc:
+        found.append(missing_extra_command(name, extra, exc.name))

@@ -17,7 +17,7 @@ import click
 import orjson
 import psycopg
 
-from cdcsync.cli import AppContext, pass_app
+from cdcsync.cli_context import AppContext, pass_app
 from cdcsync.config import ConfigError, Settings
 
 _SINCE_HELP = "只看此时间之后（最近一次发现时间）的条目，如 2026-11-20 或 2026-11-20T08:00"

@@ -33,6 +33,7 @@ from cdcsync.crypto import (
     ReplayError,
     SignatureError,
     UnknownKeyError,
+    der,
     sm2,
     sm2_openssl,
     sm4,
@@ -170,7 +171,7 @@ def test_sm2_sign_verify_and_tamper(hospital: SM2PrivateKey, impl: str) -> None:
         hospital.public_key.verify(sig, msg, uid=b"another-id")
     # non-canonical DER (leading zero) and out-of-range scalars are refused
     r, s = sm2.decode_signature(sig)
-    padded = sm2.der_seq(sm2.der_tlv(0x02, b"\x00" + sm2.der_int(r)[2:]), sm2.der_int(s))
+    padded = der.der_seq(der.der_tlv(0x02, b"\x00" + der.der_int(r)[2:]), der.der_int(s))
     assert not hospital.public_key.is_valid_signature(padded, msg)
     assert not hospital.public_key.is_valid_signature(sm2.encode_signature(r, s + sm2.N), msg)
     assert not hospital.public_key.is_valid_signature(b"", msg)
@@ -299,12 +300,12 @@ def test_non_canonical_signatures_refused_by_both(hospital: SM2PrivateKey, resto
     msg = b"canonical"
     sig = hospital.sign(msg)
     r, s = sm2.decode_signature(sig)
-    ri, si = sm2.der_int(r), sm2.der_int(s)
+    ri, si = der.der_int(r), der.der_int(s)
     variants = [
-        sm2.der_seq(sm2.der_tlv(0x02, b"\x00" + ri[2:]), si),  # leading zero
+        der.der_seq(der.der_tlv(0x02, b"\x00" + ri[2:]), si),  # leading zero
         b"\x30\x81" + bytes([len(ri + si)]) + ri + si,  # long-form length
         sig + b"\x00",  # trailing byte
-        sm2.der_seq(ri, si, sm2.der_int(0)),  # extra element
+        der.der_seq(ri, si, der.der_int(0)),  # extra element
         sm2.encode_signature(r, s + sm2.N),  # s out of range
         sm2.encode_signature(r, 0),
         b"",
@@ -349,7 +350,7 @@ def test_native_ciphertext_format_matches_python(restore_backend: None) -> None:
     for n in (1, 16, 300):
         ct = key.public_key.encrypt(os.urandom(n))
         x, y, c3, c2 = sm2._parse_cipher(ct)  # the strict parser accepts it
-        assert sm2.der_seq(sm2.der_int(x), sm2.der_int(y), sm2.der_octets(c3), sm2.der_octets(c2)) == ct
+        assert der.der_seq(der.der_int(x), der.der_int(y), der.der_octets(c3), der.der_octets(c2)) == ct
         assert len(c3) == 32 and len(c2) == n and sm2._on_curve(x, y)
     for impl in ("python", "openssl"):
         _using(impl)
@@ -362,7 +363,7 @@ def test_native_ciphertext_format_matches_python(restore_backend: None) -> None:
         with pytest.raises(DecryptError):
             key.decrypt(b"\x30\x03\x02\x01\x01")
         with pytest.raises(DecryptError, match="not on the curve"):
-            key.decrypt(sm2.der_seq(sm2.der_int(x), sm2.der_int(y ^ 1), sm2.der_octets(c3), sm2.der_octets(c2)))
+            key.decrypt(der.der_seq(der.der_int(x), der.der_int(y ^ 1), der.der_octets(c3), der.der_octets(c2)))
 
 
 @needs_native

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import signal
-import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -14,23 +13,18 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 import psycopg
 
-from cdcsync.cli import AppContext, pass_app
+from cdcsync.cli_context import AppContext, fail, pass_app
 
 if TYPE_CHECKING:
     from cdcsync.api.auth import ApiKeyInfo, KeyScope
-
-
-def _fail(message: str) -> NoReturn:
-    """One Chinese line on stderr, exit 2 (the convention of cdcsync.cli for user errors)."""
-    click.echo(f"错误：{message}", err=True)
-    sys.exit(2)
 
 
 @click.command("serve")
 @pass_app
 def serve_cmd(app: AppContext) -> None:
     """只启动 HTTP 服务（数据操作API 8881、监控 8883、PC端web 8884），不启动同步。"""
-    from cdcsync.api.server import ApiStartError, start_servers
+    from cdcsync.api import ApiStartError
+    from cdcsync.api.server import start_servers
     from cdcsync.api.settings import api_settings
 
     settings = app.settings
@@ -44,7 +38,7 @@ def serve_cmd(app: AppContext) -> None:
     try:
         handle = start_servers(settings, started_at=time.time())
     except ApiStartError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     api = api_settings(settings)
     for name, port in handle.ports.items():
         cfg = getattr(api, name)
@@ -70,15 +64,15 @@ def _connect(app: AppContext) -> psycopg.Connection:
     try:
         return psycopg.connect(app.settings.database.conninfo(), connect_timeout=10)
     except psycopg.OperationalError as exc:
-        _fail(f"无法连接镜像数据库：{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+        fail(f"无法连接镜像数据库：{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
 
 
 def _missing_table() -> NoReturn:
-    _fail("数据库中没有 cdcsync.api_key 表，请先执行 cdcsync db init")
+    fail("数据库中没有 cdcsync.api_key 表，请先执行 cdcsync db init")
 
 
 def _missing_migration() -> NoReturn:
-    _fail("cdcsync.api_key 表缺少授权范围字段，请先执行 cdcsync db init（迁移 011_api_key_scopes.sql）")
+    fail("cdcsync.api_key 表缺少授权范围字段，请先执行 cdcsync db init（迁移 011_api_key_scopes.sql）")
 
 
 def _expiry(value: str | None) -> dt.date | None:
@@ -87,7 +81,7 @@ def _expiry(value: str | None) -> dt.date | None:
     try:
         return dt.date.fromisoformat(value)
     except ValueError:
-        _fail(f"--expires 应为日期 YYYY-MM-DD（如 2027-12-31），实际为 {value!r}")
+        fail(f"--expires 应为日期 YYYY-MM-DD（如 2027-12-31），实际为 {value!r}")
 
 
 def _table_names() -> list[str]:
@@ -115,7 +109,7 @@ def _scope_from(tables: Sequence[str], ops: Sequence[str], org_codes: Sequence[s
     try:
         return make_scope(tables, ops, org_codes, _table_names())
     except ApiKeyError as exc:
-        _fail(str(exc))
+        fail(str(exc))
 
 
 _TABLES_HELP = "允许写入的表，逗号分隔（如 visit,diagnosis），* 表示全部表"
@@ -143,7 +137,7 @@ def keys_add(app: AppContext, name: str, tables: str, ops: str, org_codes: tuple
             key = create_key(conn, name, note, scope, expires_on)
             info = list_keys(conn, name)[0]
         except ApiKeyError as exc:
-            _fail(str(exc))
+            fail(str(exc))
         except psycopg.errors.UndefinedTable:
             _missing_table()
         except psycopg.errors.UndefinedColumn:
@@ -189,11 +183,11 @@ def keys_scope(app: AppContext, name: str, tables: str | None, ops: str | None, 
     from cdcsync.api.auth import ApiKeyError, list_keys, update_key
 
     if org_codes and own_org:
-        _fail("--org-code 与 --own-org 不能同时使用")
+        fail("--org-code 与 --own-org 不能同时使用")
     if expires and no_expiry:
-        _fail("--expires 与 --no-expiry 不能同时使用")
+        fail("--expires 与 --no-expiry 不能同时使用")
     if not (tables or ops or org_codes or own_org or expires or no_expiry):
-        _fail("请至少指定一项要修改的内容：--tables、--ops、--org-code、--own-org、--expires 或 --no-expiry")
+        fail("请至少指定一项要修改的内容：--tables、--ops、--org-code、--own-org、--expires 或 --no-expiry")
     with _connect(app) as conn:
         try:
             found = list_keys(conn, name)
@@ -211,7 +205,7 @@ def keys_scope(app: AppContext, name: str, tables: str | None, ops: str | None, 
                 change["expires_on"] = _expiry(expires)
             info = update_key(conn, name, scope, **change)
         except ApiKeyError as exc:
-            _fail(str(exc))
+            fail(str(exc))
         except psycopg.errors.UndefinedTable:
             _missing_table()
         except psycopg.errors.UndefinedColumn:
@@ -231,7 +225,7 @@ def keys_revoke(app: AppContext, name: str) -> None:
         try:
             changed = revoke_key(conn, name)
         except ApiKeyError as exc:
-            _fail(str(exc))
+            fail(str(exc))
         except psycopg.errors.UndefinedTable:
             _missing_table()
     click.echo(f"已吊销客户端 {name} 的密钥。" if changed else f"客户端 {name} 的密钥此前已吊销。")

@@ -24,6 +24,7 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI
 
+from cdcsync.api import ApiStartError
 from cdcsync.api.settings import ApiSettings, ListenerSettings, api_settings, plain_http_findings
 from cdcsync.config import Settings
 from cdcsync.crypto import KeyFileError
@@ -33,10 +34,6 @@ log = logging.getLogger("cdcsync.api")
 
 LISTENERS: tuple[str, ...] = ("data", "monitor", "web")
 _PURPOSE = {"data": "数据操作API", "monitor": "监控管理", "web": "PC端web服务"}
-
-
-class ApiStartError(RuntimeError):
-    """A listener could not start (port taken, bad address)."""
 
 
 @dataclass

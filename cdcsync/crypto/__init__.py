@@ -5,8 +5,11 @@ Modules:
   sm4       SM4-GCM (OpenSSL through `cryptography`)
   sm2       SM2 keys, SM3-with-SM2 signatures, SM2 public-key encryption (system OpenSSL 3
             through `sm2_openssl` when it loads, GIL released; else Python ints)
+  der       minimal strict DER, SM2 SubjectPublicKeyInfo / PKCS#8 structures (used by sm2 and keys)
   keys      PEM (PKCS#8 / SubjectPublicKeyInfo) files, key ids, file permissions
   x509      SM2 certificates and CSRs (asn1crypto), chain validation, trust-file permissions
+  tls       self-signed TLS material (throw-away CA + server certificate) for first starts
+  sm2_openssl, sm2_backend  the libcrypto binding and the backend switch
   envelope  the wire format of docs/upstream-protocol.md: seal/open a batch, sign/verify replies
   cli       the `cdcsync keys` click group
 

@@ -9,8 +9,9 @@ from pathlib import Path
 import click
 
 from cdcsync.crypto import CryptoError
+from cdcsync.crypto.der import OID_SM2
 from cdcsync.crypto.keys import key_id, load_any_key, write_keypair
-from cdcsync.crypto.sm2 import OID_SM2, SM2PrivateKey
+from cdcsync.crypto.sm2 import SM2PrivateKey
 
 
 @click.group("keys", help="SM2 密钥管理（医院签名密钥、平台公钥）。")

@@ -24,29 +24,24 @@ import stat
 from pathlib import Path
 
 from cdcsync.crypto import KeyFileError
-from cdcsync.crypto.sm2 import (
+from cdcsync.crypto.der import (
     OID_EC_PUBLIC_KEY,
     OID_SM2,
     DerError,
-    SM2PrivateKey,
-    SM2PublicKey,
-    der_bits,
-    der_int,
     der_items,
-    der_octets,
-    der_oid,
     der_parse_int,
     der_parse_oid,
     der_parse_one,
-    der_seq,
     der_tlv,
+    pkcs8_private_key_der,
+    spki_der,
 )
+from cdcsync.crypto.sm2 import SM2PrivateKey, SM2PublicKey
 from cdcsync.crypto.sm3 import sm3
 
 PrivateKey = SM2PrivateKey
 PublicKey = SM2PublicKey
 
-_ALG_ID = der_seq(der_oid(OID_EC_PUBLIC_KEY), der_oid(OID_SM2))
 _PEM_RE = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----\s*(.*?)\s*-----END \1-----", re.DOTALL)
 
 
@@ -55,17 +50,12 @@ _PEM_RE = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----\s*(.*?)\s*-----END \1-----"
 
 def public_key_der(pub: SM2PublicKey) -> bytes:
     """SubjectPublicKeyInfo DER."""
-    return der_seq(_ALG_ID, der_bits(pub.to_bytes()))
+    return spki_der(pub.to_bytes())
 
 
 def private_key_der(key: SM2PrivateKey) -> bytes:
     """PKCS#8 PrivateKeyInfo DER (same layout as OpenSSL 3)."""
-    ec = der_seq(
-        der_int(1),
-        der_octets(key.d.to_bytes(32, "big")),
-        der_tlv(0xA1, der_bits(key.public_key.to_bytes())),
-    )
-    return der_seq(der_int(0), _ALG_ID, der_octets(ec))
+    return pkcs8_private_key_der(key.d, key.public_key.to_bytes())
 
 
 def _pem(label: str, der: bytes) -> bytes:

@@ -30,6 +30,17 @@ import secrets
 from typing import TYPE_CHECKING, Literal
 
 from cdcsync.crypto import DecryptError, SignatureError
+from cdcsync.crypto.der import (
+    DerError,
+    der_int,
+    der_items,
+    der_octets,
+    der_parse_int,
+    der_parse_one,
+    der_seq,
+    pkcs8_private_key_der,
+    spki_der,
+)
 from cdcsync.crypto.sm3 import kdf, sm3
 
 if TYPE_CHECKING:
@@ -45,8 +56,6 @@ GY = 0xBC3736A2F4F6779C59BDCEE36B692153D0A9877CC62A474002DF32E52139F0A0
 
 DEFAULT_UID = b"1234567812345678"
 
-OID_EC_PUBLIC_KEY = "1.2.840.10045.2.1"
-OID_SM2 = "1.2.156.10197.1.301"
 
 # --------------------------------------------------------------------------- backend choice
 
@@ -55,7 +64,7 @@ _backend_chosen = False
 
 
 def _openssl() -> OpenSSLSM2 | None:
-    """The OpenSSL backend if in use. Loaded on first use: sm2_openssl imports keys, keys this."""
+    """The OpenSSL backend if in use, loaded on first use (it opens libcrypto)."""
     global _openssl_backend, _backend_chosen
     if not _backend_chosen:
         from cdcsync.crypto import sm2_openssl
@@ -247,118 +256,6 @@ def _int32(v: int) -> bytes:
     return v.to_bytes(32, "big")
 
 
-# --------------------------------------------------------------------------- minimal DER
-# Only what SM2 keys, signatures and ciphertexts need. The parser is strict (minimal lengths,
-# minimal non-negative integers) so one signature has exactly one accepted encoding.
-
-
-def der_tlv(tag: int, content: bytes) -> bytes:
-    n = len(content)
-    if n < 0x80:
-        return bytes([tag, n]) + content
-    ln = n.to_bytes((n.bit_length() + 7) // 8, "big")
-    return bytes([tag, 0x80 | len(ln)]) + ln + content
-
-
-def der_int(v: int) -> bytes:
-    if v < 0:
-        raise ValueError("negative DER INTEGER not supported")
-    return der_tlv(0x02, v.to_bytes(v.bit_length() // 8 + 1, "big"))
-
-
-def der_seq(*items: bytes) -> bytes:
-    return der_tlv(0x30, b"".join(items))
-
-
-def der_octets(b: bytes) -> bytes:
-    return der_tlv(0x04, b)
-
-
-def der_bits(b: bytes) -> bytes:
-    return der_tlv(0x03, b"\x00" + b)
-
-
-def der_oid(dotted: str) -> bytes:
-    parts = [int(p) for p in dotted.split(".")]
-    body = bytearray([40 * parts[0] + parts[1]])
-    for v in parts[2:]:
-        chunk = [v & 0x7F]
-        v >>= 7
-        while v:
-            chunk.append(0x80 | (v & 0x7F))
-            v >>= 7
-        body += bytes(reversed(chunk))
-    return der_tlv(0x06, bytes(body))
-
-
-class DerError(ValueError):
-    pass
-
-
-def der_read(data: bytes, pos: int = 0) -> tuple[int, bytes, int]:
-    """Read one TLV at `pos`: (tag, content, position after it)."""
-    if pos + 2 > len(data):
-        raise DerError("truncated DER")
-    tag = data[pos]
-    if tag & 0x1F == 0x1F:
-        raise DerError("multi-byte DER tags not supported")
-    first = data[pos + 1]
-    pos += 2
-    if first < 0x80:
-        length = first
-    else:
-        nbytes = first & 0x7F
-        if nbytes == 0 or nbytes > 4 or pos + nbytes > len(data):
-            raise DerError("bad DER length")
-        length = int.from_bytes(data[pos : pos + nbytes], "big")
-        if length < 0x80 or data[pos] == 0:
-            raise DerError("non-minimal DER length")
-        pos += nbytes
-    end = pos + length
-    if end > len(data):
-        raise DerError("truncated DER")
-    return tag, data[pos:end], end
-
-
-def der_items(content: bytes) -> list[tuple[int, bytes]]:
-    out: list[tuple[int, bytes]] = []
-    pos = 0
-    while pos < len(content):
-        tag, c, pos = der_read(content, pos)
-        out.append((tag, c))
-    return out
-
-
-def der_parse_one(data: bytes, tag: int) -> bytes:
-    t, content, end = der_read(data)
-    if t != tag or end != len(data):
-        raise DerError(f"expected a single DER element with tag 0x{tag:02x}")
-    return content
-
-
-def der_parse_int(content: bytes) -> int:
-    if not content:
-        raise DerError("empty DER INTEGER")
-    if content[0] & 0x80:
-        raise DerError("negative DER INTEGER")
-    if len(content) > 1 and content[0] == 0 and not content[1] & 0x80:
-        raise DerError("non-minimal DER INTEGER")
-    return int.from_bytes(content, "big")
-
-
-def der_parse_oid(content: bytes) -> str:
-    if not content:
-        raise DerError("empty OID")
-    parts = [content[0] // 40, content[0] % 40] if content[0] < 80 else [2, content[0] - 80]
-    v = 0
-    for byte in content[1:]:
-        v = (v << 7) | (byte & 0x7F)
-        if not byte & 0x80:
-            parts.append(v)
-            v = 0
-    return ".".join(str(p) for p in parts)
-
-
 # --------------------------------------------------------------------------- keys
 
 
@@ -381,9 +278,7 @@ class SM2PublicKey:
         # One EVP_PKEY per key object, freed with it. A race between threads only builds a spare.
         evp = self._evp
         if evp is None:
-            from cdcsync.crypto.keys import public_key_der
-
-            evp = self._evp = be.load_public(public_key_der(self))
+            evp = self._evp = be.load_public(spki_der(self.to_bytes()))
         return evp
 
     @classmethod
@@ -519,9 +414,7 @@ class SM2PrivateKey:
     def _evp_key(self, be: OpenSSLSM2) -> PKey:
         evp = self._evp
         if evp is None:
-            from cdcsync.crypto.keys import private_key_der
-
-            evp = self._evp = be.load_private(private_key_der(self))
+            evp = self._evp = be.load_private(pkcs8_private_key_der(self.d, self.public_key.to_bytes()))
         return evp
 
     @classmethod

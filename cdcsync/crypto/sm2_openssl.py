@@ -150,11 +150,11 @@ class OpenSSLSM2:
         return key
 
     def load_private(self, pkcs8_der: bytes) -> PKey:
-        """An EVP_PKEY from a PKCS#8 PrivateKeyInfo (keys.private_key_der)."""
+        """An EVP_PKEY from a PKCS#8 PrivateKeyInfo (der.pkcs8_private_key_der)."""
         return self._load(pkcs8_der, private=True)
 
     def load_public(self, spki_der: bytes) -> PKey:
-        """An EVP_PKEY from a SubjectPublicKeyInfo (keys.public_key_der)."""
+        """An EVP_PKEY from a SubjectPublicKeyInfo (der.spki_der)."""
         return self._load(spki_der, private=False)
 
     # ------------------------------------------------------------------ operations

@@ -36,8 +36,9 @@ from pathlib import Path
 from asn1crypto import algos, core, csr, keys, pem, x509
 
 from cdcsync.crypto import KeyFileError, SignatureError
+from cdcsync.crypto.der import OID_SM2
 from cdcsync.crypto.keys import key_id, public_key_der
-from cdcsync.crypto.sm2 import DEFAULT_UID, OID_SM2, SM2PrivateKey, SM2PublicKey
+from cdcsync.crypto.sm2 import DEFAULT_UID, SM2PrivateKey, SM2PublicKey
 from cdcsync.crypto.sm3 import sm3
 
 OID_SM2_WITH_SM3 = "1.2.156.10197.1.501"

@@ -7,7 +7,7 @@ import sys
 import click
 import orjson
 
-from cdcsync.cli import AppContext, pass_app
+from cdcsync.cli_context import AppContext, pass_app
 
 _MARK = {"ok": "正常", "warning": "警告", "failure": "失败", "skipped": "跳过"}
 

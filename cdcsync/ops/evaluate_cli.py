@@ -8,7 +8,7 @@ import json
 import click
 import psycopg
 
-from cdcsync.cli import AppContext, pass_app
+from cdcsync.cli_context import AppContext, pass_app
 
 
 @click.command("evaluate")

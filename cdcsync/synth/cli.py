@@ -38,7 +38,7 @@ def _settings(ctx: click.Context, dsn: str | None) -> tuple[str, str | None, str
 
 
 def _app_type() -> type:
-    from cdcsync.cli import AppContext
+    from cdcsync.cli_context import AppContext
 
     return AppContext
 

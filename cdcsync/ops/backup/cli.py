@@ -9,7 +9,7 @@ from typing import Any
 import click
 import orjson
 
-from cdcsync.cli import AppContext, pass_app
+from cdcsync.cli_context import AppContext, pass_app
 
 
 @click.group("backup")
