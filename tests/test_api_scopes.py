@@ -82,6 +82,7 @@ def test_record_of_another_org_code_refuses_the_whole_batch_without_echoing_valu
     body = r.json()
     assert body["code"] == "SCOPE_ORG_CODE" and body["failed_indexes"] == [1]
     assert body["refused"] == {"field": "org_code"} and ORG in body["message"]
+    assert body["message"].startswith("第 2 条记录"), "the message counts from one"
     assert OTHER_ORG not in r.text and "张三" not in r.text, "the refusal never repeats submitted values"
     assert _count(api, "patient", "patient_id IN ('O1', 'O2', 'O3')") == 0, "nothing of the batch is written"
 

@@ -64,6 +64,9 @@ def test_invalid_batch_names_every_bad_record_and_field_and_writes_nothing(api: 
     assert r.status_code == 400, r.text
     body = r.json()
     assert body["code"] == "VALIDATION_FAILED" and body["failed_indexes"] == [1, 2, 3]
+    # people count from one, programs keep the zero-based index
+    assert "第 2、3、4 条记录未通过校验" in body["message"]
+    assert any(e["index"] == 3 and e["message"] == "第 4 条记录应为 JSON 对象" for e in body["errors"])
     got = {(e["index"], e["field"], e["rule_id"]) for e in body["errors"]}
     assert {(1, "birth_date", "TYP001"), (1, "phone", "FMT001"), (2, "sex_code", "REQ001"),
             (2, "bogus", "STR001"), (3, None, "STR002")} <= got

@@ -59,6 +59,10 @@ def test_json_report_figures_and_exit_code(demo_day: str) -> None:
     inpatients = {row["category"]: row["inpatients"] for row in r["inpatients"]}
     assert inpatients == {"丙类": 1, "乙类": 2, "甲类": 0, "合计": 2}
     assert len(r["alerts"]) == 3  # cards, timeliness, outpatient -1 of 5 = 20 %
+    # the late event was committed two hours after its business time: the HIS part is named, not the front end
+    (late,) = [a for a in r["alerts"] if "数据及时率" in a]
+    assert "HIS 推送及时率 90.0%" in late and "请联系 HIS 厂商" in late and "前置软件上报滞后" not in late
+    assert (rt["his_share"], rt["frontend_share"]) == (0.9, 1)
     assert "张三" not in out and "110101199003071234" not in out
 
 

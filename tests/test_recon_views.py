@@ -215,6 +215,11 @@ def test_timeliness_daily(db: psycopg.Connection) -> None:
     assert (rt["p50_from_business_s"], rt["p95_from_business_s"]) == (60, 4000)
     assert (rt["p50_from_commit_s"], rt["p95_from_commit_s"]) == (1, 1)
     assert (got["24h"]["events"], got["24h"]["within_limit"], got["24h"]["timeliness_label"]) == (1, 1, "24小时内")
+    # In two parts: the HIS committed 8 of 10 within 5 minutes (9 s … 199 s late; 999 s and 3999 s are
+    # not), the front end had each acknowledged 1 s after its commit.
+    assert (rt["split_events"], rt["his_within"], float(rt["his_share"])) == (10, 8, 0.8)
+    assert float(rt["frontend_share"]) == 1.0 and rt["frontend_avg_s"] == 1.0
+    assert rt["his_avg_s"] == sum(d - 1 for d in delays) / 10 and rt["his_p95_s"] == 3999
 
 
 def test_transmission_state(db: psycopg.Connection) -> None:

@@ -97,5 +97,7 @@ def _check_page(sc: Scenario, tmp_path: Path) -> None:
     # today's volume per data category: the 3 delivered patients are 实时, 1 quarantined and held
     assert re.search(r'<tr data-class="realtime">.*?<td class="num">3</td><td class="num attention">1</td>', dom, re.S)
     assert "共 1 条记录" in dom and "尚未配置备份" in dom
+    # today's timeliness in two parts (HIS push / front-end upload), or says there is none yet
+    assert 'id="timeliness-today"' in dom and ("HIS 推送及时率" in dom or "今日尚无已确认的数据" in dom)
     for secret in ("张三", "110101198001020016", "13800138000"):
         assert secret not in dom

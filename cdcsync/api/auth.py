@@ -292,7 +292,8 @@ def require_org_codes(client: Client, own_org_code: str, items: Sequence[object]
     refused = [i for i, item in enumerate(items)
                if isinstance(item, dict) and item.get("org_code") is not None and item["org_code"] not in allowed]
     if refused:
-        shown = "、".join(str(i) for i in refused[:20]) + (f" 等 {len(refused)} 条" if len(refused) > 20 else "")
+        # People count from one; failed_indexes stay zero-based for programs.
+        shown = "、".join(str(i + 1) for i in refused[:20]) + (f" 等 {len(refused)} 条" if len(refused) > 20 else "")
         raise ApiError(403, "SCOPE_ORG_CODE",
                        f"第 {shown} 条{what}的医疗机构代码（org_code）不在该 API 密钥（{client.name}）的授权范围内"
                        f"（允许：{'、'.join(allowed)}），整批未写入",

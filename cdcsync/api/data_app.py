@@ -155,7 +155,7 @@ class ApiChecker:
     def check(self, table: Table, index: int, rec: Any, now: dt.datetime
               ) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
         if not isinstance(rec, dict):
-            return None, [_err(index, None, NOT_OBJECT, f"第 {index} 条记录应为 JSON 对象")]
+            return None, [_err(index, None, NOT_OBJECT, f"第 {index + 1} 条记录应为 JSON 对象")]
         errors: list[dict[str, Any]] = []
         screened: dict[str, Any] = {}
         bad_type: set[str] = set()
@@ -195,7 +195,7 @@ class ApiChecker:
     def check_key(self, table: Table, index: int, key: Any) -> tuple[tuple[Any, ...] | None, list[dict[str, Any]]]:
         """A primary key of a DELETE: exactly the key fields, each non-empty and of its type."""
         if not isinstance(key, dict):
-            return None, [_err(index, None, NOT_OBJECT, f"第 {index} 个主键应为 JSON 对象")]
+            return None, [_err(index, None, NOT_OBJECT, f"第 {index + 1} 个主键应为 JSON 对象")]
         pk_text = "、".join(table.primary_key)
         errors = [_err(index, k, UNKNOWN_FIELD, f"{k} 不是表 {table.name} 的主键字段（主键：{pk_text}）")
                   for k in key if k not in table.primary_key]
@@ -234,7 +234,8 @@ def _violation(index: int, v: Violation) -> dict[str, Any]:
 
 def _failed(errors: list[dict[str, Any]], what: str) -> ApiError:
     indexes = sorted({e["index"] for e in errors})
-    shown = "、".join(str(i) for i in indexes[:20]) + (f" 等 {len(indexes)} 条" if len(indexes) > 20 else "")
+    # People count from one; the JSON keeps the zero-based index for programs.
+    shown = "、".join(str(i + 1) for i in indexes[:20]) + (f" 等 {len(indexes)} 条" if len(indexes) > 20 else "")
     return ApiError(400, "VALIDATION_FAILED", f"第 {shown} 条{what}未通过校验，整批未写入",
                     {"failed_indexes": indexes, "errors": errors[:_MAX_ERRORS],
                      "errors_truncated": len(errors) > _MAX_ERRORS})
@@ -361,7 +362,7 @@ def table_models(table: Table, max_records: int) -> Models:
 
 
 class ErrorItem(BaseModel):
-    index: int = PField(description="出错记录在数组中的序号（从 0 开始）")
+    index: int = PField(description="出错记录在数组中的序号（从 0 开始；message 中的“第 N 条”从 1 开始）")
     field: str | None = PField(description="出错字段（整条记录的问题为 null）")
     rule_id: str = PField(description="规则编号：REQ001 必填、TYP001 类型、LEN001 长度、FMT001 格式、"
                                       "STR001 未知字段、VS001 等跨字段规则")

@@ -136,6 +136,7 @@ def build_status(settings: Settings, *, started_at: float | None = None, rules: 
     try:
         with psycopg.connect(ci, autocommit=True, connect_timeout=5) as conn:
             out["disk"] = _disk(settings, conn)
+            out["timeliness_today"] = _timeliness_today(conn)
     except psycopg.Error:
         out["disk"] = _disk(settings, None)
     return out
@@ -145,6 +146,23 @@ def _backup(settings: Settings) -> dict[str, Any] | None:
     from cdcsync.ops.backup.health import backup_status
 
     return backup_status(settings) if hasattr(settings, "backup") else None
+
+
+def _timeliness_today(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
+    """Today's (Beijing) timeliness per destination and class, in two parts: HIS push (business
+    time -> commit) and front-end upload (commit -> verified ack). Empty before migration 101."""
+    try:
+        rows = conn.execute(
+            "SELECT destination, timeliness, timeliness_label, events, within_share, his_share, his_avg_s,"
+            " frontend_share, frontend_avg_s FROM recon.timeliness_daily"
+            " WHERE business_date = (now() AT TIME ZONE 'Asia/Shanghai')::date ORDER BY destination, limit_seconds"
+        ).fetchall()
+    except psycopg.Error:
+        return []
+    keys = ("destination", "timeliness", "label", "events", "within_share", "his_share", "his_avg_s",
+            "frontend_share", "frontend_avg_s")
+    return [{k: (float(v) if k.endswith("share") and v is not None else v) for k, v in zip(keys, r, strict=True)}
+            for r in rows]
 
 
 class CachedStatus:

@@ -199,6 +199,7 @@ def render_status(st: Mapping[str, Any], spec: Spec) -> str:
         "wal_section": render_wal(st),
         "backup_text": _e(backup_text(st.get("backup")) or BACKUP_PLACEHOLDER),
         "evaluation_text": _e(_evaluation_text(st.get("evaluation_today") or [])),
+        "timeliness_section": render_timeliness(st),
         "version": _e(st.get("version") or __version__),
         "spec_version": _e(st.get("spec_version") or spec.version),
         "mapping_version": _e(st.get("mapping_version") or "—"),
@@ -207,6 +208,27 @@ def render_status(st: Mapping[str, Any], spec: Spec) -> str:
                                      for w in st.get("listener_warnings") or []),
     }
     return Template(TEMPLATE.read_text(encoding="utf-8")).substitute(values)
+
+
+def render_timeliness(st: Mapping[str, Any]) -> str:
+    """Today's timeliness in two parts: HIS push (business time -> mirror) and front-end upload."""
+    rows = st.get("timeliness_today") or []
+
+    def pct(v: Any) -> str:
+        return "—" if v is None else f"{float(v):.1%}"
+
+    body = "".join(
+        f'<tr data-destination="{_e(r["destination"])}" data-class="{_e(r["timeliness"])}">'
+        f'<td>{_e(PLATFORM_NAMES.get(r["destination"], r["destination"]))}</td><td>{_e(r["label"])}</td>'
+        f'<td class="num">{_e(r["events"])}</td><td class="num his">{pct(r["his_share"])}</td>'
+        f'<td class="num frontend">{pct(r["frontend_share"])}</td><td class="num">{pct(r["within_share"])}</td></tr>'
+        for r in rows)
+    if not body:
+        return '<div class="muted">今日尚无已确认的数据。</div>'
+    return ('<table id="timeliness"><tr><th>平台</th><th>时效</th><th>事件数</th><th>HIS 推送及时率</th>'
+            f"<th>前置软件上报及时率</th><th>端到端</th></tr>{body}</table>"
+            '<div class="sub">HIS 推送：业务发生到写入镜像库（HIS 厂商负责）；'
+            "前置软件上报：写入镜像库到平台确认接收。</div>")
 
 
 def render_wal(st: Mapping[str, Any]) -> str:

@@ -47,6 +47,10 @@ class LatencyRow(NamedTuple):
 
 @dataclass(slots=True)
 class DelayHistogram:
+    """Delays of one (table, business date): end to end (business time -> ack), the HIS part
+    (business time -> commit in the mirror) and the front end's part (commit -> verified ack),
+    each counted against the table's timeliness limit."""
+
     timeliness: str
     events: int = 0
     within: int = 0
@@ -54,6 +58,12 @@ class DelayHistogram:
     commit_hist: list[int] = field(default_factory=lambda: [0] * N_BUCKETS)
     max_business: float = 0.0
     max_commit: float = 0.0
+    his_hist: list[int] = field(default_factory=lambda: [0] * N_BUCKETS)
+    his_within: int = 0
+    frontend_within: int = 0
+    his_sum: float = 0.0
+    commit_sum: float = 0.0
+    max_his: float = 0.0
 
     @classmethod
     def for_table(cls, table: str) -> DelayHistogram:
@@ -64,8 +74,11 @@ class DelayHistogram:
         counts the commit delay) against the acknowledgement time in naive Beijing time."""
         limit = TIMELINESS_LIMITS[self.timeliness]
         hist = self.business_hist
-        within = 0
+        his_hist = self.his_hist
+        within = his_within = 0
+        his_sum = 0.0
         worst = self.max_business
+        worst_his = self.max_his
         for value in business_times:
             if type(value) is dt.datetime:
                 if value.tzinfo is not None:
@@ -80,14 +93,27 @@ class DelayHistogram:
             hist[bisect.bisect_left(LATENCY_BOUNDS, delay)] += 1
             if delay > worst:
                 worst = delay
+            # The HIS part: from the business time to the row's commit in the mirror.
+            his = max(delay - commit_delay, 0.0)
+            if his <= limit:
+                his_within += 1
+            his_hist[bisect.bisect_left(LATENCY_BOUNDS, his)] += 1
+            his_sum += his
+            if his > worst_his:
+                worst_his = his
         n = len(business_times)
         self.events += n
         self.within += within
         self.max_business = worst
+        self.his_within += his_within
+        self.his_sum += his_sum
+        self.max_his = worst_his
         self.commit_hist[bucket(commit_delay)] += n
+        if commit_delay <= limit:
+            self.frontend_within += n
+        self.commit_sum += max(commit_delay, 0.0) * n
         if commit_delay > self.max_commit:
             self.max_commit = commit_delay
-
 
 
 def bucket(seconds: float) -> int:
@@ -125,8 +151,9 @@ def aggregate(
 
 _UPSERT = """
 INSERT INTO cdcsync.delivery_latency AS l (destination, table_name, business_date, timeliness, events,
-    within_limit, business_hist, commit_hist, max_business_s, max_commit_s)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+    within_limit, business_hist, commit_hist, max_business_s, max_commit_s, his_hist, split_events, his_within,
+    frontend_within, his_sum_s, commit_sum_s, max_his_s)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
 ON CONFLICT (destination, table_name, business_date) DO UPDATE SET
     events = l.events + EXCLUDED.events,
     within_limit = l.within_limit + EXCLUDED.within_limit,
@@ -134,6 +161,13 @@ ON CONFLICT (destination, table_name, business_date) DO UPDATE SET
     commit_hist = cdcsync.hist_add(l.commit_hist, EXCLUDED.commit_hist),
     max_business_s = greatest(l.max_business_s, EXCLUDED.max_business_s),
     max_commit_s = greatest(l.max_commit_s, EXCLUDED.max_commit_s),
+    his_hist = cdcsync.hist_add(l.his_hist, EXCLUDED.his_hist),
+    split_events = l.split_events + EXCLUDED.split_events,
+    his_within = l.his_within + EXCLUDED.his_within,
+    frontend_within = l.frontend_within + EXCLUDED.frontend_within,
+    his_sum_s = l.his_sum_s + EXCLUDED.his_sum_s,
+    commit_sum_s = l.commit_sum_s + EXCLUDED.commit_sum_s,
+    max_his_s = greatest(l.max_his_s, EXCLUDED.max_his_s),
     timeliness = EXCLUDED.timeliness,
     updated_at = now()
 """
@@ -152,6 +186,12 @@ def merge(into: dict[tuple[str, dt.date], DelayHistogram], more: Mapping[tuple[s
         have.commit_hist = [a + b for a, b in zip(have.commit_hist, agg.commit_hist, strict=True)]
         have.max_business = max(have.max_business, agg.max_business)
         have.max_commit = max(have.max_commit, agg.max_commit)
+        have.his_hist = [a + b for a, b in zip(have.his_hist, agg.his_hist, strict=True)]
+        have.his_within += agg.his_within
+        have.frontend_within += agg.frontend_within
+        have.his_sum += agg.his_sum
+        have.commit_sum += agg.commit_sum
+        have.max_his = max(have.max_his, agg.max_his)
 
 
 def write_aggregates(conn: psycopg.Connection, destination: str,
@@ -159,7 +199,8 @@ def write_aggregates(conn: psycopg.Connection, destination: str,
     """Upsert pre-aggregated delays into ``cdcsync.delivery_latency``; returns the keys written."""
     params = [
         (destination, table, day, a.timeliness, a.events, a.within, a.business_hist, a.commit_hist,
-         a.max_business, a.max_commit)
+         a.max_business, a.max_commit, a.his_hist, a.events, a.his_within, a.frontend_within, a.his_sum,
+         a.commit_sum, a.max_his)
         for (table, day), a in sorted(aggs.items())
     ]
     if params:

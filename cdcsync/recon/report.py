@@ -89,7 +89,8 @@ def build_report(conn: psycopg.Connection, day: dt.date, tolerances: Tolerances 
                         " WHERE compare_date = %s ORDER BY card_no, field", (day,))
     timeliness = _rows(conn, "SELECT destination, timeliness, timeliness_label, limit_seconds, events, within_limit,"
                              " within_share, p50_from_business_s, p95_from_business_s, p50_from_commit_s,"
-                             " p95_from_commit_s FROM recon.timeliness_daily WHERE business_date = %s"
+                             " p95_from_commit_s, split_events, his_share, his_avg_s, his_p95_s, frontend_share,"
+                             " frontend_avg_s FROM recon.timeliness_daily WHERE business_date = %s"
                              " ORDER BY destination, limit_seconds", (day,))
     transmission = _rows(conn, "SELECT d.destination, coalesce(t.attempts, 0) AS attempts,"
                                " coalesce(t.successes, 0) AS successes, coalesce(t.failures, 0) AS failures,"
@@ -134,7 +135,7 @@ def _check(tol: Tolerances, totals: dict[str, dict[str, int]], visits: list[dict
         share = row["within_share"]
         if row["events"] and share is not None and share < tol.min_timely_share:
             alerts.append(f"{row['destination']}：{row['timeliness_label']}数据及时率 {share:.1%}，低于目标 "
-                          f"{tol.min_timely_share:.0%}")
+                          f"{tol.min_timely_share:.0%}；{timeliness_culprit(row, tol.min_timely_share)}")
     for v in visits:
         for kind, label in (("outpatient", "门诊"), ("emergency", "急诊")):
             reported = v[f"reported_{kind}"]
@@ -156,6 +157,21 @@ def _check(tol: Tolerances, totals: dict[str, dict[str, int]], visits: list[dict
     return alerts, notes
 
 
+def timeliness_culprit(row: dict[str, Any], target: float) -> str:
+    """Which part missed the target (HIS push or front-end upload) and what to do, in one line."""
+    his, front = row.get("his_share"), row.get("frontend_share")
+    if his is None or front is None:
+        return "本日期的事件未分段统计时延，无法判断是 HIS 还是前置软件滞后"
+    parts = []
+    if his < target:
+        parts.append(f"HIS 推送及时率 {his:.1%}，HIS 写入镜像库平均滞后 {_seconds(row.get('his_avg_s'))}："
+                     "请联系 HIS 厂商检查实时触发（数据应在业务发生后即写入镜像库）")
+    if front < target:
+        parts.append(f"前置软件上报及时率 {front:.1%}，平均 {_seconds(row.get('frontend_avg_s'))}："
+                     "前置软件上报滞后，请检查与平台的网络、隔离区、复制槽")
+    return "；".join(parts) or "两段各自达标，端到端超时来自两段滞后之和"
+
+
 # --------------------------------------------------------------------------- text / json
 
 
@@ -171,6 +187,10 @@ def _seconds(value: float | None) -> str:
     if value < 7200:
         return f"{value / 60:.0f}分钟"
     return f"{value / 3600:.1f}小时"
+
+
+def _share(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1%}"
 
 
 def _n(value: Any) -> str:
@@ -229,6 +249,9 @@ def render_text(r: dict[str, Any]) -> str:
                    f"{t['within_limit']}/{t['events']} = {share}；"
                    f"{_seconds(t['p50_from_business_s'])}/{_seconds(t['p95_from_business_s'])}；"
                    f"{_seconds(t['p50_from_commit_s'])}/{_seconds(t['p95_from_commit_s'])}")
+        if t.get("his_share") is not None and t.get("frontend_share") is not None:
+            out.append(f"    HIS 推送及时率 {t['his_share']:.1%}（平均滞后 {_seconds(t['his_avg_s'])}）；"
+                       f"前置软件上报及时率 {t['frontend_share']:.1%}（平均 {_seconds(t['frontend_avg_s'])}）")
 
     out += ["", "六、传输状态"]
     for t in r["transmission"]:
@@ -377,6 +400,10 @@ def render_html(r: dict[str, Any]) -> str:
              for t in r["timeliness"] if t["events"]]
     out.append(_bars(trows, max_value=1.0, target=r["tolerances"]["min_timely_share"], percent=True,
                      title="时限内比例"))
+    out.append(_table(["目的地", "时效", "HIS 推送及时率", "HIS 平均滞后", "前置软件上报及时率", "前置软件平均时延"],
+                      [[t["destination"], t["timeliness_label"], _share(t.get("his_share")),
+                        _seconds(t.get("his_avg_s")), _share(t.get("frontend_share")),
+                        _seconds(t.get("frontend_avg_s"))] for t in r["timeliness"]], left=2))
     out.append(_table(["目的地", "时效", "时限", "事件数", "时限内", "比例",
                        "业务P50", "业务P95", "提交P50", "提交P95"],
                       [[t["destination"], t["timeliness_label"], _seconds(t["limit_seconds"]), t["events"],
