@@ -286,6 +286,9 @@ def test_platform_refusing_one_event_forever_quarantines_it_and_the_stream_goes_
         wait_for(lambda: fold(stored_events(sim), "cdc_probe") == want, 60, "every other row at the platform")
 
         with psycopg.connect(fresh_db, autocommit=True) as conn:
+            # The checkpoint commits the quarantine row after the platform stored the rest.
+            wait_for(lambda: conn.execute("SELECT count(*) FROM cdcsync.quarantine").fetchone()[0] >= 1,  # type: ignore[index]
+                     30, "the refused event in quarantine")
             q = conn.execute("SELECT event_id, table_name, primary_key, rule_id, field, message, status, op"
                              " FROM cdcsync.quarantine").fetchall()
             assert len(q) == 1
