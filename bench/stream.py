@@ -30,12 +30,12 @@ import psycopg
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from cdcsync.checkpoint import Checkpointer  # noqa: E402
 from cdcsync.config import Settings  # noqa: E402
 from cdcsync.db.cluster import LocalCluster, throwaway_cluster  # noqa: E402
 from cdcsync.db.migrate import PUBLICATION  # noqa: E402
+from cdcsync.engine.checkpoint import Checkpointer  # noqa: E402
+from cdcsync.engine.pipeline import HEARTBEAT_PREFIX, PassThroughTransform, Pipeline, _Batcher, run_pipeline_forever  # noqa: E402
 from cdcsync.event import Change, str_to_lsn  # noqa: E402
-from cdcsync.pipeline import HEARTBEAT_PREFIX, PassThroughTransform, Pipeline, _Batcher, run_pipeline_forever  # noqa: E402
 from cdcsync.sink.memory import MemorySink  # noqa: E402
 
 ORG = "12110000400001234X"
@@ -245,7 +245,7 @@ def bench_validate(cluster: LocalCluster, args: argparse.Namespace) -> None:
 
     dsn = cluster.create_database("bench")
     apply_migrations(dsn)
-    logging.getLogger("cdcsync.checkpoint").setLevel(logging.ERROR)  # "N change(s) quarantined" per batch
+    logging.getLogger("cdcsync.engine.checkpoint").setLevel(logging.ERROR)  # "N change(s) quarantined" per batch
     rounds = range(1, args.repeat + 1)
     with psycopg.connect(dsn, autocommit=True) as conn:
         for i in rounds:

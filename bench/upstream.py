@@ -48,8 +48,8 @@ from cdcsync.config import Settings  # noqa: E402
 from cdcsync.crypto.keys import write_keypair  # noqa: E402
 from cdcsync.db.cluster import LocalCluster, throwaway_cluster  # noqa: E402
 from cdcsync.db.migrate import apply_migrations  # noqa: E402
+from cdcsync.engine.pipeline import Pipeline, run_pipeline_forever  # noqa: E402
 from cdcsync.event import Ack, Batch  # noqa: E402
-from cdcsync.pipeline import Pipeline, run_pipeline_forever  # noqa: E402
 from cdcsync.sink.http import HttpSink  # noqa: E402
 from cdcsync.sink.http_settings import HttpDestination  # noqa: E402
 from cdcsync.upstream_sim.runner import SimHandle, start_subprocess  # noqa: E402

@@ -16,9 +16,9 @@ import argparse
 import datetime as dt
 import time
 
+from cdcsync.engine.pipeline import PassThroughTransform
 from cdcsync.event import Change
 from cdcsync.mapping.reload import RulesHolder
-from cdcsync.pipeline import PassThroughTransform
 from cdcsync.synth.hospital import generate, load_codes
 from cdcsync.validate.compiler import beijing_now
 from cdcsync.validate.stage import ValidationStage

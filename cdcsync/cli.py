@@ -12,15 +12,16 @@ from cdcsync import __version__
 from cdcsync.api.cli import COMMANDS as API_COMMANDS
 from cdcsync.cli_context import AppContext, pass_app
 from cdcsync.crypto.cli import keys
+from cdcsync.engine.cli import COMMANDS as STREAM_COMMANDS
 from cdcsync.extras import optional_command
-from cdcsync.mapping.cli import codes
+from cdcsync.mapping.cli import codes, mappings_group
 from cdcsync.ops.backup.cli import COMMANDS as BACKUP_COMMANDS
 from cdcsync.ops.doctor_cli import COMMANDS as DOCTOR_COMMANDS
 from cdcsync.ops.evaluate_cli import evaluate
-from cdcsync.quarantine_cli import COMMANDS as QUARANTINE_COMMANDS
+from cdcsync.quarantine.cli import COMMANDS as QUARANTINE_COMMANDS
 from cdcsync.recon.cli import COMMANDS as RECON_COMMANDS
-from cdcsync.stream_cli import COMMANDS as STREAM_COMMANDS
 from cdcsync.synth.cli import gen
+from cdcsync.validate.cli import validate_cmd
 
 
 class CdcsyncGroup(click.Group):
@@ -130,6 +131,8 @@ def _optional_commands() -> list[click.Command]:
 # Sub-commands live beside the code they drive; registering one is one entry in this list.
 for _command in [
     codes,
+    mappings_group,
+    validate_cmd,
     keys,
     gen,
     *STREAM_COMMANDS,

@@ -18,9 +18,9 @@ import yaml
 from cdcsync.api.server import start_servers
 from cdcsync.config import Settings, load_settings
 from cdcsync.crypto.keys import write_keypair
-from cdcsync.daemon import drain, run
 from cdcsync.db.cluster import ClusterError, LocalCluster
 from cdcsync.db.migrate import apply_migrations
+from cdcsync.engine.daemon import drain, run
 from cdcsync.upstream_sim.runner import SimHandle, start_subprocess
 
 DEMO_DB = "emr"

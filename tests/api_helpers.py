@@ -143,7 +143,7 @@ def build_scenario(cluster: LocalCluster, tmp: Path, prefix: str) -> Scenario:
 
 def national_pipeline(sc: Scenario) -> Any:
     """The national destination's pipeline with the real validation stage."""
-    from cdcsync.daemon import build_pipeline
+    from cdcsync.engine.daemon import build_pipeline
     from cdcsync.mapping.reload import RulesHolder
 
     return build_pipeline(sc.settings, sc.settings.destination("national"), RulesHolder.load())
@@ -153,7 +153,7 @@ def drain_national(sc: Scenario, timeout: float = 60) -> None:
     """Run the national pipeline until it has settled everything committed so far."""
     import threading
 
-    from cdcsync.pipeline import HEARTBEAT_PREFIX, run_pipeline_forever
+    from cdcsync.engine.pipeline import HEARTBEAT_PREFIX, run_pipeline_forever
 
     with psycopg.connect(sc.dsn, autocommit=True) as conn:
         row = conn.execute("SELECT pg_logical_emit_message(false, %s, 'drain')", (HEARTBEAT_PREFIX,)).fetchone()

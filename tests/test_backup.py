@@ -238,9 +238,9 @@ def test_backup_timer_passes_systemd_analyze_verify(tmp_path: Path) -> None:
 def _run_pipe(settings: Settings, until: Any = None) -> tuple[Any, Any]:
     import threading
 
-    from cdcsync.daemon import build_pipeline
+    from cdcsync.engine.daemon import build_pipeline
+    from cdcsync.engine.pipeline import PassThroughTransform, run_pipeline_forever
     from cdcsync.mapping.reload import RulesHolder
-    from cdcsync.pipeline import PassThroughTransform, run_pipeline_forever
 
     dest = settings.destination("t")
     pipe = build_pipeline(settings, dest, RulesHolder.load())
@@ -253,7 +253,7 @@ def _run_pipe(settings: Settings, until: Any = None) -> tuple[Any, Any]:
 
 
 def _drain(settings: Settings, dsn: str) -> None:
-    from cdcsync.pipeline import HEARTBEAT_PREFIX
+    from cdcsync.engine.pipeline import HEARTBEAT_PREFIX
 
     with psycopg.connect(dsn, autocommit=True) as conn:
         row = conn.execute("SELECT pg_logical_emit_message(false, %s, 'drain')::text", (HEARTBEAT_PREFIX,)).fetchone()

@@ -151,7 +151,7 @@ def test_request_log_has_no_body_values(api: Api, caplog: pytest.LogCaptureFixtu
 
 
 def test_batch_reaches_the_sink_through_cdc(pg_cluster: LocalCluster, tmp_path: Path) -> None:
-    from cdcsync.daemon import drain
+    from cdcsync.engine.daemon import drain
     from tests.api_helpers import settings_for
     from tests.cdc_util import read_events
 

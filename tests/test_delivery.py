@@ -11,9 +11,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from cdcsync.delivery import GIL_SWITCH_INTERVAL_S, DeliveryWindow
+from cdcsync.engine.delivery import GIL_SWITCH_INTERVAL_S, DeliveryWindow
+from cdcsync.engine.pipeline import PassThroughTransform, Pipeline, run_pipeline_forever
 from cdcsync.event import Ack, Batch, Event, Rejected, str_to_lsn
-from cdcsync.pipeline import PassThroughTransform, Pipeline, run_pipeline_forever
 from cdcsync.sink.base import SinkError
 from tests.cdc_util import PROBE_DDL, prepare_db, settings_for
 

@@ -91,8 +91,8 @@ def test_cli_saves_history(migrated_db: str, tmp_path: Path) -> None:
 
 def test_status_shows_todays_scores(migrated_db: str) -> None:
     from cdcsync.api.web_app import _evaluation_text
+    from cdcsync.engine.status import collect_status
     from cdcsync.ops.evaluate import evaluate_today
-    from cdcsync.status import collect_status
 
     st = settings(migrated_db)
     with psycopg.connect(migrated_db, autocommit=True) as conn:

@@ -14,10 +14,10 @@ from typing import Any
 import psycopg
 import pytest
 
-from cdcsync.daemon import drain
 from cdcsync.db.cluster import LocalCluster
+from cdcsync.engine.daemon import drain
+from cdcsync.engine.pipeline import PassThroughTransform, Pipeline, run_pipeline_forever
 from cdcsync.event import Ack, Batch
-from cdcsync.pipeline import PassThroughTransform, Pipeline, run_pipeline_forever
 from cdcsync.sink.jsonl import JsonlSink
 from tests.cdc_util import PROBE_DDL, fold, prepare_db, read_events, settings_for, start_daemon, table_as_events
 
@@ -252,7 +252,7 @@ def test_replayed_events_carry_the_same_ids(cdc_db: str, tmp_path: Path) -> None
 
 def test_drain_survives_a_lost_stream(cdc_db: str, tmp_path: Path) -> None:
     """``drain`` (demo, retry tooling) reconnects after a lost stream instead of returning early."""
-    from cdcsync.daemon import drain
+    from cdcsync.engine.daemon import drain
 
     settings, _ = settings_for(cdc_db, tmp_path, linger_ms=20, batch_max_events=200)
     drain(settings)  # initial snapshot of the 300 preset rows; the slot now streams

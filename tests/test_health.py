@@ -7,8 +7,8 @@ import time
 
 from cdcsync.config import Settings
 from cdcsync.db.cluster import free_port
-from cdcsync.health import last_errors
-from cdcsync.pipeline import PassThroughTransform, Pipeline, run_pipeline_forever
+from cdcsync.engine.health import last_errors
+from cdcsync.engine.pipeline import PassThroughTransform, Pipeline, run_pipeline_forever
 
 
 def test_stream_errors_reach_last_errors() -> None:

@@ -20,7 +20,7 @@ from cdcsync.cli import main
 from cdcsync.event import Change, Event, Rejection
 from cdcsync.mapping.domains import default_mappings_dir
 from cdcsync.mapping.reload import MappingWatcher, RulesHolder, read_status
-from cdcsync.quarantine_cli import COMMANDS
+from cdcsync.quarantine.cli import COMMANDS
 from cdcsync.spec import load_spec
 from cdcsync.synth.hospital import generate, load_codes
 from cdcsync.synth.load import load_bulk

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from cdcsync.cli import main
-from cdcsync.quarantine import MASK, masked_row
+from cdcsync.quarantine.store import MASK, masked_row
 from cdcsync.spec import load_spec
 from tests.cdc_util import settings_for
 

@@ -1,7 +1,7 @@
 """Every path that sends rows goes through the one validation stage, with one origin for the ids.
 
 Real PostgreSQL (tests/conftest.py), the synthetic hospital with its deliberate invalid rows, the
-production entry points (``cdcsync.daemon.drain``, ``cdcsync snapshot``, ``cdcsync quarantine
+production entry points (``cdcsync.engine.daemon.drain``, ``cdcsync snapshot``, ``cdcsync quarantine
 retry``) into a JSONL file or, over real HTTPS with SM2/SM4, the reference platform.
 
 * ``cdcsync snapshot --table patient`` sends what the daemon's snapshot sends (national codes
@@ -29,11 +29,11 @@ from click.testing import CliRunner
 from cdcsync.cli import main
 from cdcsync.config import Settings
 from cdcsync.crypto.keys import write_keypair
-from cdcsync.daemon import build_pipeline, drain
+from cdcsync.engine.daemon import build_pipeline, drain
+from cdcsync.engine.pipeline import DatabaseMismatch
 from cdcsync.event import dumps
 from cdcsync.mapping.domains import default_mappings_dir
 from cdcsync.mapping.reload import RulesHolder
-from cdcsync.pipeline import DatabaseMismatch
 from cdcsync.spec import load_spec
 from cdcsync.synth.hospital import GenResult, Hospital, load_codes
 from cdcsync.synth.load import load_bulk

@@ -23,12 +23,12 @@ from click.testing import CliRunner
 
 from cdcsync.cli import main
 from cdcsync.config import Settings
-from cdcsync.daemon import build_pipeline
+from cdcsync.engine.daemon import build_pipeline
+from cdcsync.engine.pipeline import HEARTBEAT_PREFIX, Pipeline, run_pipeline_forever
 from cdcsync.event import dumps
 from cdcsync.mapping.domains import default_mappings_dir
 from cdcsync.mapping.reload import RulesHolder
-from cdcsync.pipeline import HEARTBEAT_PREFIX, Pipeline, run_pipeline_forever
-from cdcsync.quarantine_cli import COMMANDS
+from cdcsync.quarantine.cli import COMMANDS
 from cdcsync.spec import load_spec
 from cdcsync.synth.hospital import INVALID_KINDS, GenResult, Hospital, load_codes
 from cdcsync.synth.load import load_bulk

@@ -146,7 +146,7 @@ def test_api_role_serves_the_data_api_and_nothing_more(migrated_db: str) -> None
 
 
 def test_daemon_role_streams_and_cannot_write_emr_or_read_keys(migrated_db: str, tmp_path: Path) -> None:
-    from cdcsync.daemon import drain
+    from cdcsync.engine.daemon import drain
     from tests.cdc_util import read_events
 
     with psycopg.connect(migrated_db) as conn:

@@ -16,10 +16,10 @@ import pytest
 from click.testing import CliRunner
 
 from cdcsync.cli import main
+from cdcsync.engine.cli import COMMANDS
+from cdcsync.engine.pipeline import PassThroughTransform, Pipeline, run_pipeline_forever
 from cdcsync.event import Ack, Batch
-from cdcsync.pipeline import PassThroughTransform, Pipeline, run_pipeline_forever
 from cdcsync.sink.jsonl import JsonlSink
-from cdcsync.stream_cli import COMMANDS
 from tests.cdc_util import PROBE_DDL, fold, prepare_db, read_events, settings_for, table_as_events
 
 ROWS = 30_000

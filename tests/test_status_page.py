@@ -15,7 +15,7 @@ import pytest
 from cdcsync.api.server import start_servers
 from cdcsync.api.web_app import format_lag
 from cdcsync.db.cluster import LocalCluster
-from cdcsync.pipeline import run_pipeline_forever
+from cdcsync.engine.pipeline import run_pipeline_forever
 from tests.api_helpers import (
     REPO,
     Scenario,

@@ -10,7 +10,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from cdcsync.daemon import drain
+from cdcsync.engine.daemon import drain
 from tests.cdc_util import PROBE_DDL, fold, prepare_db, read_events, settings_for, table_as_events
 
 

@@ -17,8 +17,8 @@ import pytest
 from click.testing import CliRunner
 
 from cdcsync.cli import main
-from cdcsync.daemon import drain
 from cdcsync.db.cluster import LocalCluster
+from cdcsync.engine.daemon import drain
 from cdcsync.event import Change, Event
 from cdcsync.mapping.reload import RulesHolder
 from cdcsync.source.pgoutput import PgOutputDecoder, _pgtuple

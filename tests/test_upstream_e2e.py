@@ -23,7 +23,7 @@ import yaml
 
 from cdcsync.config import Settings
 from cdcsync.crypto.keys import write_keypair
-from cdcsync.status import collect_status
+from cdcsync.engine.status import collect_status
 from cdcsync.upstream_sim.runner import SimHandle, start_subprocess
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -228,8 +228,8 @@ def test_batch_header_carries_the_events_versions_and_never_mixes_them(sim: SimH
 
 
 def test_sink_never_sends_events_that_skipped_the_validation_stage(sim: SimHandle, keys: dict[str, Path]) -> None:
+    from cdcsync.engine.pipeline import PassThroughTransform
     from cdcsync.event import Change
-    from cdcsync.pipeline import PassThroughTransform
 
     stamped = make_events(2)
     now = dt.datetime.now(dt.UTC)

@@ -26,12 +26,12 @@ from click.testing import CliRunner
 from prometheus_client.parser import text_string_to_metric_families
 
 from cdcsync.api.server import start_servers
-from cdcsync.checkpoint import LATEST_KEYS_CTE
 from cdcsync.cli import main
 from cdcsync.config import Settings
 from cdcsync.crypto.keys import write_keypair
 from cdcsync.db.cluster import LocalCluster, throwaway_cluster
-from cdcsync.status import collect_status
+from cdcsync.engine.checkpoint import LATEST_KEYS_CTE
+from cdcsync.engine.status import collect_status
 from cdcsync.upstream_sim.runner import SimHandle, start_subprocess
 from tests.api_helpers import ORG, local_api, now_beijing, patient
 from tests.cdc_util import LOOPBACK_API, cli_cmd, prepare_db, read_events, start_daemon

@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from cdcsync.health import last_errors, record_error
+from cdcsync.engine.health import last_errors, record_error
 from cdcsync.textsafe import escape_controls
 
 log = logging.getLogger("cdcsync.api")

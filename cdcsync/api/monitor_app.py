@@ -13,7 +13,7 @@
   ``cdcsync_platform_refused_held`` is that alert.
 * ``GET /healthz``: 200 while the process serves; 503 when the mirror database is unreachable.
 
-The per-destination figures are :func:`cdcsync.status.collect_status`'s — the very dict behind
+The per-destination figures are :func:`cdcsync.engine.status.collect_status`'s — the very dict behind
 ``cdcsync status --json`` — so the three always agree.
 """
 
@@ -86,7 +86,7 @@ def _day_counts(dest: Mapping[str, Any]) -> dict[str, dict[str, int]]:
 def build_status(settings: Settings, *, started_at: float | None = None, rules: Any = None,
                  conninfo: str | None = None) -> dict[str, Any]:
     """The full monitoring status. Never raises for an unreachable database: it says so."""
-    from cdcsync.status import certificate_warnings, collect_status
+    from cdcsync.engine.status import certificate_warnings, collect_status
 
     spec = rules.spec if rules is not None else load_spec()
     now = time.time()

@@ -1,4 +1,4 @@
-"""``cdcsync codes …``: list, show and import national value domains (值域代码)."""
+"""``cdcsync codes …`` (list, show and import national value domains, 值域代码) and ``cdcsync mappings check``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import click
+import orjson
 
+from cdcsync.cli_context import AppContext, connect_autocommit, conninfo, db_errors, mappings_location, pass_app
 from cdcsync.mapping.domains import (
     MappingError,
     default_mappings_dir,
@@ -169,3 +171,41 @@ def import_cmd(ctx: click.Context, domain_id: str, csv_file: Path, code_column: 
         click.echo(f"警告：{len(result.dangling)} 条本院对照指向的国家代码已不在新代码表中，请修正对照表：", err=True)
         for line in result.dangling[:20]:
             click.echo(f"  {line}", err=True)
+
+
+# --- mappings check -------------------------------------------------------------------------------
+
+
+@click.group("mappings")
+def mappings_group() -> None:
+    """本院代码对照：上线前检查。"""
+
+
+@mappings_group.command("check")
+@click.option("--json", "as_json", is_flag=True, help="以 JSON 输出")
+@click.option("--dsn", help="数据库连接串（默认取配置文件 database.dsn）")
+@click.option("--no-data", is_flag=True, help="只检查对照表文件，不查询镜像库中的数据")
+@click.option("--mappings-dir", type=click.Path(file_okay=False), help="值域代码目录（默认取配置）")
+@click.option("--hospital", help="本院对照表目录名（默认取配置 hospital）")
+@pass_app
+def mappings_check(app: AppContext, as_json: bool, dsn: str | None, no_data: bool, mappings_dir: str | None,
+                   hospital: str | None) -> None:
+    """检查值域代码有无缺漏：数据中未对照的本地代码（含行数）、没有本地对照表的值域、对照到无效国家代码的条目。
+    有缺漏时退出码为 1。"""
+    from cdcsync.mapping.coverage import check_coverage, format_text
+    from cdcsync.mapping.domains import load_code_tables
+    from cdcsync.spec import load_spec
+
+    root, hosp = mappings_location(app, mappings_dir, hospital)
+    tables = load_code_tables(root, hosp, strict=False)
+    spec = load_spec()
+    if no_data:
+        report = check_coverage(tables, spec, None)
+    else:
+        with db_errors(), connect_autocommit(conninfo(app, dsn)) as conn:
+            report = check_coverage(tables, spec, conn)
+    if as_json:
+        click.echo(orjson.dumps(report.as_dict(), option=orjson.OPT_INDENT_2).decode())
+    else:
+        click.echo(format_text(report))
+    sys.exit(0 if report.ok else 1)

@@ -23,8 +23,8 @@ from typing import Any
 import click
 import psycopg
 
-from cdcsync.checkpoint import LATEST_KEYS_CTE
 from cdcsync.db.migrate import PUBLICATION
+from cdcsync.engine.checkpoint import LATEST_KEYS_CTE
 from cdcsync.event import Change, dumps
 from cdcsync.source.protocol import with_session_options
 from cdcsync.source.typeconv import convert_each, converter_for

@@ -35,9 +35,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from cdcsync.config import Settings
+from cdcsync.engine.pipeline import EventIds  # the engine owns the id scheme
 from cdcsync.event import Change, Event, Rejection, Row
 from cdcsync.mapping.reload import RulesHolder
-from cdcsync.pipeline import EventIds  # the engine owns the id scheme
 from cdcsync.validate import Violation
 from cdcsync.validate.compiler import CompiledTable, Validators, beijing_now
 from cdcsync.validate.minimal import DroppedColumns

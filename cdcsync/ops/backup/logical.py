@@ -101,7 +101,7 @@ def _wait_caught_up(conn: psycopg.Connection[Any], consistent: int) -> dict[str,
     that has holds every row of the dump, so after a restore it needs no re-snapshot
     (docs/operations.md). Destinations being streamed (slot active) get up to CATCH_UP_WAIT_S,
     helped by a heartbeat message that gives the stream a position past the dump to confirm."""
-    from cdcsync.pipeline import HEARTBEAT_PREFIX
+    from cdcsync.engine.pipeline import HEARTBEAT_PREFIX
 
     # Without the privilege the daemon's own heartbeat moves the position, later.
     with contextlib.suppress(psycopg.Error):

@@ -1,6 +1,6 @@
 """The quarantine (隔离区): reading it, masking it, and retrying what it holds.
 
-Rows get into ``cdcsync.quarantine`` through the checkpoint transaction (cdcsync.checkpoint).
+Rows get into ``cdcsync.quarantine`` through the checkpoint transaction (cdcsync.engine.checkpoint).
 This module is the other half: list/show without patient data, and retry:
 
 1. an insert, update or snapshot read: re-read the CURRENT row from the mirror table by primary
@@ -29,9 +29,9 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from cdcsync.engine.pipeline import Transform
 from cdcsync.event import SINK_REJECTED_RULE, Batch, Change, Event, Op, Row, dumps, str_to_lsn
 from cdcsync.mapping.mapper import unmapped_row
-from cdcsync.pipeline import Transform
 from cdcsync.sink import Sink
 from cdcsync.spec import Spec, load_spec
 

@@ -20,10 +20,10 @@ from cdcsync.api.server import start_servers
 from cdcsync.config import ConfigError, DestinationSettings, Settings
 from cdcsync.crypto.sm2_backend import describe as sm2_describe
 from cdcsync.db.migrate import MirrorRefused, check_encoding, publication_problems
+from cdcsync.engine.pipeline import Pipeline, check_lost_slots, run_pipeline_forever
 from cdcsync.event import str_to_lsn
 from cdcsync.mapping.reload import MappingWatcher, RulesHolder
 from cdcsync.ops.loop import start_ops
-from cdcsync.pipeline import Pipeline, check_lost_slots, run_pipeline_forever
 from cdcsync.sink import build_sink
 from cdcsync.spec import Spec
 from cdcsync.validate.minimal import flush_all, not_sent, warn_once
@@ -192,7 +192,7 @@ def drain(settings: Settings, timeout: float = 600.0) -> dict[str, int]:
     call (demo, tests); returns the number of events each delivered."""
     import psycopg
 
-    from cdcsync.pipeline import HEARTBEAT_PREFIX
+    from cdcsync.engine.pipeline import HEARTBEAT_PREFIX
 
     with psycopg.connect(settings.database.conninfo(), autocommit=True) as conn:
         row = conn.execute("SELECT pg_logical_emit_message(false, %s, 'drain')", (HEARTBEAT_PREFIX,)).fetchone()

@@ -18,7 +18,7 @@ from cdcsync.cli_context import AppContext, pass_app
 @pass_app
 def run_cmd(app: AppContext) -> None:
     """运行数据同步服务：为每个启用的目的地读取复制流并投递（Ctrl-C / SIGTERM 安全退出）。"""
-    from cdcsync.daemon import run
+    from cdcsync.engine.daemon import run
 
     sys.exit(run(app.settings))
 
@@ -29,9 +29,9 @@ def run_cmd(app: AppContext) -> None:
 @pass_app
 def snapshot_cmd(app: AppContext, destination: str, tables: tuple[str, ...]) -> None:
     """全量快照：读取镜像表现有数据，经校验与代码映射后投递到目的地（首次为初始快照，之后为补发）。"""
-    from cdcsync.daemon import build_pipeline
+    from cdcsync.engine.daemon import build_pipeline
+    from cdcsync.engine.pipeline import SnapshotRefused
     from cdcsync.mapping.reload import RulesHolder
-    from cdcsync.pipeline import SnapshotRefused
 
     settings = app.settings
     dest = settings.destination(destination)
@@ -107,7 +107,7 @@ def slots_drop(app: AppContext, name: str, yes: bool) -> None:
 @pass_app
 def status_cmd(app: AppContext, as_json: bool) -> None:
     """各目的地的同步状态：位点、延迟、保留的 WAL、今日事件数、隔离数。"""
-    from cdcsync.status import collect_status
+    from cdcsync.engine.status import collect_status
 
     st = collect_status(app.settings)
     if as_json:

@@ -5,7 +5,7 @@
 One :class:`Pipeline` per destination, each with its own slot, connections and thread, so one
 destination's outage never holds another back. The loop reads, decodes and batches on one
 thread; a remote destination's batches are prepared and delivered in order by background threads
-(:mod:`cdcsync.delivery`), and the loop checkpoints their acknowledgements in the same order.
+(:mod:`cdcsync.engine.delivery`), and the loop checkpoints their acknowledgements in the same order.
 When ``stream.in_flight_batches`` batches wait for delivery nothing more is read (TCP
 back-pressure keeps the rest in PostgreSQL), so memory stays bounded. A transaction larger than
 a batch leaves in several batches; the acknowledged position only moves to its commit once the
@@ -26,10 +26,11 @@ from typing import Any, Protocol
 
 import psycopg
 
-from cdcsync.checkpoint import Checkpointer, CheckpointState
 from cdcsync.config import DestinationSettings, Settings
 from cdcsync.db.migrate import PUBLICATION
-from cdcsync.delivery import DeliveryWindow
+from cdcsync.engine.checkpoint import Checkpointer, CheckpointState
+from cdcsync.engine.delivery import DeliveryWindow
+from cdcsync.engine.health import record_error
 from cdcsync.event import (
     SINK_REJECTED_RULE,
     Ack,
@@ -42,7 +43,6 @@ from cdcsync.event import (
     lsn_to_str,
     str_to_lsn,
 )
-from cdcsync.health import record_error
 from cdcsync.recon.latency import TransmissionLog
 from cdcsync.sink import Sink, SinkError, build_sink
 from cdcsync.source.pgoutput import Begin, Commit, LogicalMessage, PgOutputDecoder, Truncate
@@ -215,7 +215,7 @@ class Pipeline:
     def __init__(self, settings: Settings, dest: Destination, *, transform: Transform, sink: Sink | None = None,
                  stop: threading.Event | None = None) -> None:
         """``transform``: required, so that no pipeline silently sends unvalidated rows; the daemon,
-        ``drain`` and ``cdcsync snapshot`` get theirs from :func:`cdcsync.daemon.build_pipeline`."""
+        ``drain`` and ``cdcsync snapshot`` get theirs from :func:`cdcsync.engine.daemon.build_pipeline`."""
         self.settings = settings
         self.stream = settings.stream
         self.dest = dest
