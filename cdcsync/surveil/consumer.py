@@ -320,7 +320,7 @@ class _Applier:
 
 def run_consumer_forever(consumer: RulesConsumer) -> None:
     """Keep the consumer streaming: reconnect with exponential backoff (as the pipelines do)."""
-    from cdcsync.health import record_error
+    from cdcsync.engine.health import record_error
 
     delay = 0.5
     while not consumer.stop.is_set():
