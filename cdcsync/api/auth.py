@@ -303,7 +303,8 @@ def require_api(client: Client, api: str) -> None:
     """403 ``SCOPE_API`` when the key is not for ``api`` (``data`` or ``reminders``)."""
     if api not in client.scope.apis:
         raise ApiError(403, "SCOPE_API",
-                       f"该 API 密钥（{client.name}）无权使用{API_TEXT[api]}接口；允许：{client.scope.describe()['apis']}",
+                       f"该 API 密钥（{client.name}）无权使用{API_TEXT[api]}接口；"
+                       f"允许：{client.scope.describe()['apis']}",
                        {"refused": {"api": api}})
 
 

@@ -104,7 +104,8 @@ def check_doctor(client: Client, doctor_id: str) -> None:
 def check_dept(client: Client, dept_code: str | None) -> None:
     allowed = client.scope.depts
     if allowed is not None and dept_code not in allowed:
-        raise ApiError(403, "SCOPE_DEPT", f"该 API 密钥（{client.name}）无权查看或处理科室 {dept_code or '（未知）'} 的提醒",
+        raise ApiError(403, "SCOPE_DEPT",
+                       f"该 API 密钥（{client.name}）无权查看或处理科室 {dept_code or '（未知）'} 的提醒",
                        {"refused": {"field": "dept_code"}})
 
 
@@ -115,7 +116,8 @@ def scope_of(client: Client, request: Request) -> ReminderScope:
     doctor_id = _text(q.get("doctor_id"), "doctor_id")
     dept_code = _text(q.get("dept_code"), "dept_code")
     if doctor_id is None and dept_code is None:
-        raise ApiError(400, "BAD_REQUEST", "请指定 doctor_id（医生工号）或 dept_code（科室代码）", {"field": "doctor_id"})
+        raise ApiError(400, "BAD_REQUEST", "请指定 doctor_id（医生工号）或 dept_code（科室代码）",
+                       {"field": "doctor_id"})
     if doctor_id is not None:
         check_doctor(client, doctor_id)
     elif client.scope.doctors is not None:
@@ -214,7 +216,8 @@ def add_reminder_routes(app: FastAPI, pool: Any, client_of: ClientOf, limiter: R
             check_doctor(client, doctor_id)
             role = body.get("role", "doctor")
             if role not in _ROLES:
-                raise ApiError(400, "BAD_REQUEST", "role 应为 doctor（医生）或 public_health（防保科）", {"field": "role"})
+                raise ApiError(400, "BAD_REQUEST", "role 应为 doctor（医生）或 public_health（防保科）",
+                               {"field": "role"})
             action = _action(body)
 
             def run() -> dict[str, Any]:
@@ -253,7 +256,8 @@ async def _body(request: Request) -> dict[str, Any]:
 def _action(body: dict[str, Any]) -> Action:
     name = body.get("action")
     if name not in Action.NAMES:
-        raise ApiError(400, "BAD_REQUEST", "action 应为 ack（已阅）、snooze（暂缓）、exclude（排除）、reported（已报卡）之一",
+        raise ApiError(400, "BAD_REQUEST",
+                       "action 应为 ack（已阅）、snooze（暂缓）、exclude（排除）、reported（已报卡）之一",
                        {"field": "action"})
     until = None
     if body.get("until") is not None:
