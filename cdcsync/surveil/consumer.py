@@ -347,7 +347,7 @@ def start_consumer(settings: Settings, holder: RulesHolder, stop: threading.Even
     if not surveil_enabled(settings):
         log.info("surveil: rules consumer disabled")
         return None
-    engines = EngineHolder.load(settings.surveil.pack)
+    engines = EngineHolder.load(settings.surveil.pack, holder)
     consumer = RulesConsumer(settings, holder, engines, stop)
     thread = threading.Thread(target=run_consumer_forever, args=(consumer,), name="cdcsync-surveil", daemon=True)
     thread.start()

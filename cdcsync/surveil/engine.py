@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from cdcsync.event import Event
+from cdcsync.mapping.reload import RulesHolder
 from cdcsync.surveil.cases import OpenResult
 
 log = logging.getLogger(__name__)
@@ -32,12 +33,13 @@ class Engine(Protocol):
         ...
 
 
-def build_engine(pack_path: Path | None) -> Engine:
-    """The rule engine for a pack file (None: the shipped default pack). Raises the pack's error."""
+def build_engine(pack_path: Path | None, holder: RulesHolder | None = None) -> Engine:
+    """The rule engine for a pack file (None: the shipped default pack), mapping the mirror rows it
+    reads with ``holder``'s code tables (the ones the stream maps with). Raises the pack's error."""
     from cdcsync.surveil.pack import load_pack
-    from cdcsync.surveil.rules import RuleEngine
+    from cdcsync.surveil.rules import RuleEngine, holder_mapper
 
-    return RuleEngine(load_pack(pack_path))
+    return RuleEngine(load_pack(pack_path), mapper=holder_mapper(holder) if holder is not None else None)
 
 
 def _fingerprint(path: Path | None) -> tuple[Any, ...]:
@@ -53,16 +55,17 @@ def _fingerprint(path: Path | None) -> tuple[Any, ...]:
 class EngineHolder:
     """The engine in force; swapped whole (one reference), read without a lock."""
 
-    def __init__(self, engine: Engine, pack_path: Path | None) -> None:
+    def __init__(self, engine: Engine, pack_path: Path | None, holder: RulesHolder | None = None) -> None:
         self._current = engine
         self.pack_path = pack_path
+        self.holder = holder
         self.last_error: str | None = None
         self._fp = _fingerprint(pack_path)
         self._lock = threading.Lock()
 
     @classmethod
-    def load(cls, pack_path: Path | None) -> EngineHolder:
-        return cls(build_engine(pack_path), pack_path)
+    def load(cls, pack_path: Path | None, holder: RulesHolder | None = None) -> EngineHolder:
+        return cls(build_engine(pack_path, holder), pack_path, holder)
 
     def current(self) -> Engine:
         return self._current
@@ -78,7 +81,7 @@ class EngineHolder:
             if fp == self._fp:
                 return False
             try:
-                engine = build_engine(self.pack_path)
+                engine = build_engine(self.pack_path, self.holder)
             except Exception as exc:  # PackError, OSError, YAML errors: keep the engine in force
                 message = (str(exc).splitlines() or [type(exc).__name__])[0]
                 if message != self.last_error:
