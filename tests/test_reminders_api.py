@@ -34,10 +34,8 @@ def signal(patient: str, disease: str = "0301", *, doctor: str = "D001", dept: s
 
 
 def open_case(dsn: str, sig: Signal) -> int:
-    with psycopg.connect(dsn) as conn:
-        with conn.transaction():
-            case_id = CaseStore(conn).open_or_add(sig).case.case_id
-    return case_id
+    with psycopg.connect(dsn) as conn, conn.transaction():
+        return CaseStore(conn).open_or_add(sig).case.case_id
 
 
 @pytest.fixture(scope="module")
