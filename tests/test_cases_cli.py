@@ -83,7 +83,8 @@ def test_replay_dry_run_then_apply_and_the_cases_commands(fresh_db: str, tmp_pat
     assert [h["action"] for h in hist if h["case_id"] == cases["P2"].case_id] == ["open", "exclude"]
     missing = cli(cfg, "cases", "show", "999999")
     assert missing.exit_code == 2 and "不存在" in missing.output
-    assert json.loads(cli(cfg, "cases", "list", "--status", "已排除", "--json").output)["cases"][0]["patient_id"] == "P2"
+    statuses = json.loads(cli(cfg, "cases", "list", "--status", "已排除", "--json").output)["cases"]
+    assert statuses[0]["patient_id"] == "P2"
 
     # the DBA view: per day, kind, status, department
     with psycopg.connect(fresh_db) as conn:

@@ -50,10 +50,14 @@ def test_demo_runs_to_completion_and_says_where_the_data_is(tmp_path: Path) -> N
             # The checkpoint measured the delay of every delivered event, for the timeliness view.
             assert delivered[name] == received == timed[name]
         assert "已接收" in out
+        with psycopg.connect(dsn) as conn:  # the rules ran over the day: cases to show
+            cases = conn.execute("SELECT count(*) FROM cdcsync.surveil_case").fetchone()[0]  # type: ignore[index]
+        assert cases > 0 and f"共 {cases} 例" in out and "cases list" in out
 
         again = _cdcsync("demo", "--data-dir", str(base), "--patients", "60")
         assert again.returncode == 0, again.stderr[-2000:]
         assert "跳过生成" in again.stdout
+        assert "本次生成病例 0 例" in again.stdout  # nothing opened twice
     finally:
         stopped = _cdcsync("demo", "--stop", "--data-dir", str(base))
         assert stopped.returncode == 0
