@@ -206,3 +206,30 @@ def test_stream_resumes_with_last_event_id_and_misses_a_late_commit(api: Api) ->
         reader.close()
     assert httpx.get(url, params={"doctor_id": "D777"}, headers={"Authorization": f"Bearer {hospital}",
                                                                    "Last-Event-ID": "junk"}).status_code == 400
+
+
+def test_api_keys_cli_makes_reminders_keys(api: Api, tmp_path: Any) -> None:
+    import yaml
+    from click.testing import CliRunner
+
+    from cdcsync.cli import main
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"org_code": ORG, "database": {"dsn": api.dsn}}), encoding="utf-8")
+
+    def run(*args: str) -> Any:
+        return CliRunner().invoke(main, ["-c", str(cfg), "api-keys", *args], catch_exceptions=False)
+
+    added = run("add", "popup_0305", "--apis", "reminders", "--dept", "0305")
+    assert added.exit_code == 0, added.output
+    assert "监测预警提醒（reminders）" in added.output and "科室：0305" in added.output
+    k = next(line for line in added.output.splitlines() if line.startswith("cdk_"))
+    assert get(api, k, "/api/v1/reminders", dept_code="0305").status_code == 200
+    assert httpx.post(f"{api.url}/api/v1/data/patient", json={"records": [{}]},
+                      headers={"Authorization": f"Bearer {k}"}).json()["code"] == "SCOPE_API"
+    refused = run("add", "data_only", "--apis", "data")
+    assert refused.exit_code == 2 and "--tables" in refused.output
+    assert run("add", "bad", "--apis", "popups").exit_code == 2
+    # changing the tables keeps the key's uses and departments
+    assert run("scope", "popup_0305", "--tables", "visit").exit_code == 0
+    assert "科室：0305" in run("list").output
