@@ -81,10 +81,11 @@ def mirror_db(fresh_db: str) -> str:
 
 
 class Running:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, engines: EngineHolder | None = None) -> None:
         holder = RulesHolder.load(settings.mappings_dir, settings.hospital)
         self.stop = threading.Event()
-        self.consumer = RulesConsumer(settings, holder, EngineHolder.load(settings.surveil.pack, holder), self.stop)
+        engines = engines or EngineHolder.load(settings.surveil.pack, holder)
+        self.consumer = RulesConsumer(settings, holder, engines, self.stop)
         self.thread = threading.Thread(target=run_consumer_forever, args=(self.consumer,), daemon=True)
         self.thread.start()
         wait_for(lambda: self.consumer.healthy, what="consumer streaming")
@@ -130,6 +131,40 @@ def test_consumer_opens_cases_from_the_stream_and_resumes_at_its_checkpoint(mirr
                            " JOIN cdcsync.surveil_case c USING (case_id) ORDER BY h.history_id")
     assert hist == [("P1", "open"), ("P1", "evidence"), ("P1", "reported"), ("P3", "open")]
     assert rows(mirror_db, "SELECT pack_version FROM cdcsync.surveil_checkpoint")[0][0] == "2026.12.1"
+
+
+class FailsOnPatient:
+    """The real engine, except that it raises on one patient's rows (a stand-in for an engine bug)."""
+
+    def __init__(self, engine: Any, patient: str) -> None:
+        self.engine = engine
+        self.patient = patient
+        self.version = engine.version
+
+    def apply(self, conn: Any, events: Any) -> Any:
+        if any((e.after or {}).get("patient_id") == self.patient for e in events):
+            conn.execute("SELECT 1/0")  # fails inside the transaction, as a real bug would
+        return self.engine.apply(conn, events)
+
+
+def test_a_row_the_engine_fails_on_is_skipped_and_the_rest_of_its_transaction_applied(
+        mirror_db: str, tmp_path: Path) -> None:
+    settings, _ = settings_for(mirror_db, tmp_path)
+    holder = RulesHolder.load(settings.mappings_dir, settings.hospital)
+    engines = EngineHolder(FailsOnPatient(EngineHolder.load(None, holder).current(), "PBAD"), None)
+    m = TxMirror(mirror_db)
+    run = Running(settings, engines)
+    try:
+        with psycopg.connect(mirror_db) as conn:  # one transaction: a good signal around a bad one
+            m.conn = conn
+            for p in ("P1", "PBAD", "P2"):
+                m.visit(f"V{p}", p)
+                m.diagnosis(f"V{p}", p, "A15.000")
+            m.conn = None
+        wait_for(lambda: {c.patient_id for c in m.cases()} == {"P1", "P2"}, what="the good cases")
+        assert run.consumer.events_failed == 2 and run.consumer.healthy  # its visit and diagnosis
+    finally:
+        run.close()
 
 
 def test_a_changed_rule_pack_applies_from_the_next_transaction(mirror_db: str, tmp_path: Path) -> None:

@@ -101,6 +101,7 @@ class RulesConsumer:
         self.applied_lsn = 0
         self.events_seen = 0
         self.events_rejected = 0
+        self.events_failed = 0  # events the rule engine raised on (skipped, logged by id)
         self.cases_opened = 0
         self.transactions = 0
         # tests/replay drain: end the session once this returns True for the applied position
@@ -293,7 +294,28 @@ class _Applier:
         if not self.events:
             return
         events, self.events = self.events, []
-        results = self.engine.apply(self.conn, events)
+        try:
+            with self.conn.transaction():  # a savepoint in the open case transaction
+                results = self.engine.apply(self.conn, events)
+        except (psycopg.OperationalError, psycopg.errors.QueryCanceled):
+            raise  # the connection, not the data: reconnect and replay from the checkpoint
+        except Exception:
+            # One row the engine cannot handle must not stop the consumer for good (it would fail
+            # again on every replay): apply one event at a time and leave out the failing ones.
+            results = []
+            for ev in events:
+                try:
+                    with self.conn.transaction():
+                        results.extend(self.engine.apply(self.conn, [ev]))
+                except (psycopg.OperationalError, psycopg.errors.QueryCanceled):
+                    raise
+                except Exception as exc:  # logged by event id and type only: no patient data
+                    self.c.events_failed += 1
+                    log.error("surveil: rules failed on event %s (%s.%s): %s; skipped", ev.id, ev.schema, ev.table,
+                              type(exc).__name__)
+                    from cdcsync.engine.health import record_error
+
+                    record_error("surveil", f"规则处理失败，已跳过事件 {ev.id}（{type(exc).__name__}）")
         self.c.cases_opened += sum(1 for r in results if r.created)
 
     def commit(self) -> None:
