@@ -2,6 +2,7 @@
 
     python bench/surveil.py                       # 1,000 rows/s for 30 s
     python bench/surveil.py --rate 500 --seconds 60
+    python bench/surveil.py --backlog 1000000     # drain a backlog: rows/s vs pg_recvlogical, peak RSS
 
 A writer commits transactions every 10 ms on the real spec tables: each carries visits with a
 non-notifiable diagnosis (filler) and, every ``--signal-every`` transactions, one visit with a
@@ -10,6 +11,11 @@ in ``cdcsync run``) streams them through the validation stage and the default ru
 observer polls the case table the reminders API reads (every 20 ms) and records when each
 signal's case became visible; the latency is measured from the writer's commit. Prints p50, p95,
 p99, max, the achieved row rate and the process's peak RSS.
+
+``--backlog N``: N diagnosis rows (2 % notifiable) are committed in transactions of 1,000 while
+the consumer is not running; then pg_recvlogical reads them from its own slot, and the consumer
+(validation stage, rule engine, case transactions with its checkpoint) drains its slot; rows/s of
+both, the ratio and the peak RSS of this process (which only runs the consumer) are printed.
 """
 
 from __future__ import annotations
@@ -59,11 +65,16 @@ def main() -> None:
     ap.add_argument("--rate", type=int, default=1000, help="rows per second")
     ap.add_argument("--seconds", type=float, default=30)
     ap.add_argument("--signal-every", type=int, default=5, help="one signal per N transactions")
+    ap.add_argument("--backlog", type=int, default=0, help="drain a backlog of N rows instead")
     args = ap.parse_args()
     cluster = throwaway_cluster("cdcsync-bench-", "/var/tmp")
     base = cluster.datadir.parent
     try:
-        run(cluster.create_database("surveil_bench"), args)
+        dsn = cluster.create_database("surveil_bench")
+        if args.backlog:
+            backlog(cluster, dsn, args.backlog)
+        else:
+            run(dsn, args)
     finally:
         cluster.destroy()
         shutil.rmtree(base, ignore_errors=True)
@@ -139,6 +150,58 @@ def run(dsn: str, args: argparse.Namespace) -> None:
           f"  p99 {pct(lat, 99):.3f}s  max {max(lat):.3f}s")
     print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB (this process:"
           " writer + consumer + observer)")
+
+
+BACKLOG_SQL = """
+INSERT INTO emr.diagnosis (org_code, modify_flag, collect_time, update_time, diagnosis_id, visit_id, patient_id,
+    visit_type_code, diagnosis_category_code, diagnosis_code, diagnosis_name, diagnosis_status_code, onset_date,
+    diagnosis_time, dept_code, doctor_id, doctor_name)
+SELECT %(org)s, '1', t, t, 'BD' || g, 'BV' || g, 'BP' || g, 'MZ', 'MZZD',
+       CASE WHEN g %% 50 = 0 THEN 'A15.000' ELSE 'J18.900' END, '诊断', '3', DATE '2026-11-18',
+       t + interval '10 minutes', '0302', 'D002', '李医生'
+  FROM generate_series(%(a)s::bigint, %(b)s::bigint) g, (SELECT TIMESTAMP '2026-11-20 09:00' AS t) c
+"""
+
+
+def backlog(cluster: Any, dsn: str, rows: int) -> None:
+    import subprocess
+
+    from cdcsync.db.migrate import PUBLICATION
+    from cdcsync.engine.pipeline import HEARTBEAT_PREFIX
+    from cdcsync.event import str_to_lsn
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA IF NOT EXISTS emr")
+    apply_migrations(dsn, REPO / "sql")
+    settings = Settings.model_validate({"org_code": ORG, "database": {"dsn": dsn}, "surveil": {"enabled": True}})
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for slot in ("cdcsync_surveil", "recvlogical"):
+            conn.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (slot,))
+        t0 = time.monotonic()
+        for a in range(1, rows + 1, 1000):
+            conn.execute(BACKLOG_SQL, {"org": ORG, "a": a, "b": min(rows, a + 999)})
+        print(f"inserted {rows:,} rows: {time.monotonic() - t0:.1f}s", flush=True)
+        row = conn.execute("SELECT pg_logical_emit_message(false, %s, 'bench end')", (HEARTBEAT_PREFIX,)).fetchone()
+        endpos = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()
+    assert row is not None and endpos is not None
+    target = str_to_lsn(str(row[0]))
+    t0 = time.monotonic()
+    subprocess.run([str(cluster.bindir / "pg_recvlogical"), "-d", dsn, "--slot", "recvlogical", "--start",
+                    "-o", "proto_version=1", "-o", f"publication_names={PUBLICATION}", "--endpos", endpos[0],
+                    "-f", "/dev/null", "--no-loop"], check=True)
+    t_pg = time.monotonic() - t0
+    holder = RulesHolder.load()
+    consumer = RulesConsumer(settings, holder, EngineHolder.load(None, holder))
+    consumer.catch_up = lambda c, pos: pos >= target
+    t0 = time.monotonic()
+    run_consumer_forever(consumer)
+    t_c = time.monotonic() - t0
+    with psycopg.connect(dsn) as conn:
+        cases = conn.execute("SELECT count(*) FROM cdcsync.surveil_case").fetchone()
+    print(f"pg_recvlogical {rows / t_pg:,.0f} rows/s ({t_pg:.1f}s); rules consumer {rows / t_c:,.0f} rows/s"
+          f" ({t_c:.1f}s, {consumer.events_seen:,} events, {cases[0] if cases else 0:,} cases)")
+    print(f"ratio consumer / pg_recvlogical = {t_pg / t_c:.2f} (target >= 0.5);"
+          f" peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB (target < 300)")
 
 
 if __name__ == "__main__":

@@ -47,10 +47,12 @@ from cdcsync.source.protocol import ReplicationConnection, with_session_options
 from cdcsync.source.slots import get_slot
 from cdcsync.source.walsafety import LOST
 from cdcsync.surveil.engine import Engine, EngineHolder
+from cdcsync.surveil.rules import KEYS
 from cdcsync.surveil.settings import SURVEIL_CONSUMER, SurveilSettings
 from cdcsync.validate.stage import transform_for
 
 log = logging.getLogger(__name__)
+RULE_TABLES = frozenset(KEYS)  # the tables the rule engine reads events of (diagnosis, lab_result, …)
 _xlog_end = struct.Struct(">Q").unpack_from
 
 
@@ -273,6 +275,8 @@ class _Applier:
             self.pending_since = time.monotonic()
 
     def add(self, change: Change) -> None:
+        if change.table not in RULE_TABLES:
+            return  # no rule reads it: not worth validating and mapping here (the delivery path does)
         out = self.c.transform(change)
         self.c.events_seen += 1
         if type(out) is Event:
