@@ -176,7 +176,9 @@ SELECT coalesce(f_report_time::date, n_report_date, n_entry_time::date, n_diag) 
        paired AND n_org IS NOT NULL AND f_org IS DISTINCT FROM n_org AS report_org_differs,
        paired AND (
            coalesce(recon.name_key(f_name), '') IS DISTINCT FROM coalesce(recon.name_key(n_name), '')
-           OR upper(coalesce(f_id, '')) IS DISTINCT FROM upper(coalesce(n_id, ''))
+           -- an ID number missing on one side is a gap, not a difference (the pair was made on name + birth + sex)
+           OR (nullif(btrim(f_id), '') IS NOT NULL AND nullif(btrim(n_id), '') IS NOT NULL
+               AND upper(btrim(f_id)) <> upper(btrim(n_id)))
            OR f_sex IS DISTINCT FROM n_sex
            OR f_birth IS DISTINCT FROM n_birth) AS identity_differs,
        f_disease AS frontend_disease_code, n_disease AS nndrs_disease_code, n_disease_name AS nndrs_disease_name,
@@ -205,7 +207,7 @@ COMMENT ON COLUMN recon.card_comparison.death_date_differs IS '死亡日期不�
 COMMENT ON COLUMN recon.card_comparison.population_group_differs IS '人群分类不一致（导出无人群分类时不比对）';
 COMMENT ON COLUMN recon.card_comparison.region_differs IS '现住址地区不一致（按县级，前 6 位；导出无此列时不比对）';
 COMMENT ON COLUMN recon.card_comparison.report_org_differs IS '报告单位不一致（导出有报告单位编码时比对）';
-COMMENT ON COLUMN recon.card_comparison.identity_differs IS '患者身份（姓名、证件号、性别、出生日期）不一致';
+COMMENT ON COLUMN recon.card_comparison.identity_differs IS '患者身份（姓名、证件号、性别、出生日期）不一致；一方没有证件号时不比证件号';
 COMMENT ON COLUMN recon.card_comparison.frontend_disease_code IS '前置软件病种（国家代码）';
 COMMENT ON COLUMN recon.card_comparison.nndrs_disease_code IS '大疫情网病种（国家代码）';
 COMMENT ON COLUMN recon.card_comparison.nndrs_disease_name IS '大疫情网疾病名称（导出原值）';

@@ -142,7 +142,8 @@ def _yesterday() -> dt.date:
 @click.option("--max-inpatient-change-pct", type=click.FloatRange(min=0), default=50.0, show_default=True,
               help="在院传染病患者数与前 7 日平均之差的上限（百分比）")
 @click.option("--match-window-days", type=click.IntRange(0, 60), default=None,
-              help="报告卡按患者身份配对时诊断日期允许相差的天数（默认取数据库参数 cdcsync.card_match_window_days，未设为 3）")
+              help="报告卡按患者身份配对时诊断日期允许相差的天数"
+                   "（默认取数据库参数 cdcsync.card_match_window_days，未设为 3）")
 def reconcile(day: dt.datetime | None, fmt: str, out: Path | None, dsn: str | None, mappings_dir: Path | None,
               hospital: str | None, max_card_mismatches: int, min_timely_share: float, max_visit_diff_pct: float,
               max_not_delivered: int | None, max_inpatient_change_pct: float, match_window_days: int | None) -> None:

@@ -121,7 +121,8 @@ def load_column_mapping(path: Path | None = None) -> ColumnMapping:
         {k: dict(v) for k, v in load_column_mapping().values.items()} if path != DEFAULT_COLUMNS else {})
     for kind, table in (data.get("values") or {}).items():
         if kind not in VALUE_KINDS or not isinstance(table, dict):
-            raise NndrsImportError(f"{where}：values.{kind}：应为 {'、'.join(VALUE_KINDS)} 之一的“显示值: 国家代码”映射")
+            raise NndrsImportError(
+                f"{where}：values.{kind}：应为 {'、'.join(VALUE_KINDS)} 之一的“显示值: 国家代码”映射")
         values.setdefault(kind, {}).update({_norm(str(k)): str(v) for k, v in table.items()})
     rows = data.get("header_search_rows", 10)
     if not isinstance(rows, int) or rows < 1:

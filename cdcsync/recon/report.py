@@ -86,7 +86,8 @@ def build_report(conn: psycopg.Connection, day: dt.date, tolerances: Tolerances 
                            " WHERE compare_date = %s AND presence <> 'both' ORDER BY card_no", (day,))
     diffs = _rows(conn, "SELECT card_no, field, field_label, frontend_value, nndrs_value FROM recon.card_field_diff"
                         " WHERE compare_date = %s ORDER BY card_no, field", (day,))
-    disease_names = dict(conn.execute("SELECT disease_code, disease_name FROM recon.notifiable_disease").fetchall())
+    disease_names: dict[str, str] = dict(
+        conn.execute("SELECT disease_code, disease_name FROM recon.notifiable_disease").fetchall())
     for d in diffs:
         d["frontend_shown"], d["nndrs_shown"] = (_shown(d["field"], d[k], disease_names)
                                                  for k in ("frontend_value", "nndrs_value"))
@@ -223,9 +224,11 @@ def _trend_problem(trend: dict[str, Any], tol: Tolerances) -> tuple[str, str] | 
     alert = (f"在院传染病患者 {today} 人，前 {trend['baseline_days']} 日平均 {mean:g} 人，变化 {pct:+.0f}%，"
              f"超出 ±{tol.max_inpatient_change_pct:g}%")
     if pct > 0:
-        action = (f"在院传染病患者比前几日多 {pct:.0f}%：请核实是否有聚集性病例，并确认新增的住院传染病诊断均已报卡")
+        action = (f"在院传染病患者比前几日多 {pct:.0f}%：请核实是否有聚集性病例，"
+                  "并确认新增的住院传染病诊断均已报卡")
     else:
-        action = (f"在院传染病患者比前几日少 {-pct:.0f}%：请核对住院患者名单，若 HIS 住院诊断未写入镜像库请联系 HIS 厂商")
+        action = (f"在院传染病患者比前几日少 {-pct:.0f}%：请核对住院患者名单，"
+                  "若 HIS 住院诊断未写入镜像库请联系 HIS 厂商")
     return alert, action
 
 
