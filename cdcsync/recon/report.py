@@ -471,6 +471,10 @@ def render_html(r: dict[str, Any]) -> str:
         out.append('<ul class="alerts" id="alerts">' + "".join(f"<li>{_e(a)}</li>" for a in r["alerts"]) + "</ul>")
     if r["notes"]:
         out.append('<ul class="notes">' + "".join(f"<li>{_e(n)}</li>" for n in r["notes"]) + "</ul>")
+    if r.get("demo_explanations"):
+        # cdcsync demo: why each red item is red in the synthetic day (cdcsync.demo_story)
+        out.append('<h2>本演示中为何为红</h2><ul class="demo-why" id="demo-why">' + "".join(
+            f"<li><b>{_e(item)}</b><br>→ {_e(why)}</li>" for item, why in r["demo_explanations"]) + "</ul>")
     if r["actions"]:
         out.append(f'<h2>处理建议（防保科，<span id="action-count">{len(r["actions"])}</span> 项）</h2>'
                    '<ol class="actions" id="actions">' + "".join(f"<li>{_e(a)}</li>" for a in r["actions"]) + "</ol>")
