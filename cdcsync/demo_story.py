@@ -76,8 +76,9 @@ def live_phase(settings: Settings, dsn: str, org_code: str, *, seconds: float, r
     def write() -> None:
         try:
             with psycopg.connect(dsn, autocommit=True) as conn:
-                groups = live_groups(codes, org_code, seed=seed, patients=patients, census=census, clock=beijing_now)
-                res = load_steady(conn, load_spec(), groups, rate, seconds)
+                groups = live_groups(codes, org_code, seed=seed, patients=patients, census=census, clock=beijing_now,
+                                     seconds=seconds)
+                res = load_steady(conn, load_spec(), groups, rate, None)
                 now = beijing_now().replace(microsecond=0)
                 result.stats_updated = update_daily_stats(conn, codes, org_code, now.date(), census, now)
                 result.rows, result.transactions, result.seconds = res.rows, res.transactions, res.seconds

@@ -168,11 +168,12 @@ def gen(
                            f"{'，时长 ' + format(duration, 'g') + ' 秒' if duration else '，按 Ctrl-C 结束'}", err=True)
 
                 def live_counted() -> Iterator[Group]:
-                    for g in live_groups(codes, org, seed=seed, patients=patients, census=census, clock=beijing_now):
+                    for g in live_groups(codes, org, seed=seed, patients=patients, census=census, clock=beijing_now,
+                                         seconds=duration):
                         tally(g)
                         yield g
 
-                res = load_steady(conn, spec, live_counted(), rate, duration)
+                res = load_steady(conn, spec, live_counted(), rate, None)
                 stats_now = beijing_now().replace(microsecond=0)
                 if not update_daily_stats(conn, codes, org, stats_now.date(), census, stats_now):
                     click.echo("注意：镜像库中没有今日的 HIS 每日统计，未更新", err=True)

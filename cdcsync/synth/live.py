@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -54,13 +55,16 @@ def retime(group: Group, now: dt.datetime, span_s: float = LIVE_SPAN_S) -> Group
 
 
 def live_groups(codes: Codes, org_code: str, *, seed: int, patients: int, census: Census,
-                clock: Callable[[], dt.datetime]) -> Iterator[Group]:
-    """Encounters starting now, forever (the caller stops), each retimed to the moment it is made."""
+                clock: Callable[[], dt.datetime], seconds: float | None = None) -> Iterator[Group]:
+    """Encounters starting now, each retimed to the moment it is made, for ``seconds`` (None: until the
+    caller stops). Stopping here rather than in the writer keeps ``census`` equal to what was written:
+    every encounter made is counted, so every one made must be written."""
+    deadline = None if seconds is None else time.monotonic() + seconds
     start = clock()
     hosp = Hospital(codes, org_code, start.date(), seed=seed, patients=patients, invalid_ratio=0.0, now=None)
     hosp.site.tag = f"L{start:%H%M%S}"  # ids differ from the backfilled day's (tag = its date)
     rng = random.Random(f"{seed}:live:{start:%H%M%S}")
-    while True:
+    while deadline is None or time.monotonic() < deadline:
         kind = rng.choices((OUTPATIENT, EMERGENCY, INPATIENT), weights=(78, 14, 8))[0]
         now = clock()
         group = hosp.encounter_at(rng, kind, now - dt.timedelta(minutes=1), census)
