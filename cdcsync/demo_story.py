@@ -145,7 +145,8 @@ def explain(report: dict[str, Any], planted: Planted | None) -> list[tuple[str, 
 def closing_summary(report: dict[str, Any], explanations: list[tuple[str, str]]) -> list[str]:
     verdict = "正常" if report["ok"] else f"超出容差 {len(report['alerts'])} 项"
     lines = [f"今日（{report['date']}）对账结论：{verdict}"]
+    alerts = set(report["alerts"])
     for item, why in explanations:
-        lines.append(f"  ！{item}")
+        lines.append(f"  {'！' if item in alerts else '·'}{item}")  # ！ exceeds a tolerance, · a note
         lines.append(f"    → 演示中为何为红：{why}")
     return lines
