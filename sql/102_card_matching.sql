@@ -38,8 +38,8 @@ COMMENT ON FUNCTION recon.name_key(text) IS '用于匹配的姓名：去掉空�
 DROP VIEW recon.card_daily_summary, recon.card_field_diff, recon.card_comparison, recon.frontend_card;
 
 CREATE VIEW recon.frontend_card AS
-SELECT DISTINCT ON (coalesce(rc.card_no, rc.org_code || ':' || rc.card_id))
-       coalesce(rc.card_no, rc.org_code || ':' || rc.card_id) AS match_key,
+SELECT DISTINCT ON (coalesce(rc.card_no, rc.org_code || ':' || coalesce(rc.visit_id || ':' || rc.disease_code, rc.card_id)))
+       coalesce(rc.card_no, rc.org_code || ':' || coalesce(rc.visit_id || ':' || rc.disease_code, rc.card_id)) AS match_key,
        rc.org_code, rc.card_id, rc.card_no, rc.patient_name, rc.id_no,
        sx.national_code AS sex_code, rc.birth_date,
        dz.national_code AS disease_code, rc.disease_code AS disease_local_code,
@@ -57,9 +57,9 @@ LEFT JOIN recon.code_map pg ON pg.domain = 'population_group' AND pg.local_code 
 LEFT JOIN recon.code_map rg ON rg.domain = 'region' AND rg.local_code = rc.current_addr_region_code
 LEFT JOIN recon.code_map mf ON mf.domain = 'modify_flag' AND mf.local_code = rc.modify_flag
 WHERE mf.national_code IS DISTINCT FROM '3'
-ORDER BY coalesce(rc.card_no, rc.org_code || ':' || rc.card_id), rc.report_time DESC, rc.update_time DESC;
+ORDER BY coalesce(rc.card_no, rc.org_code || ':' || coalesce(rc.visit_id || ':' || rc.disease_code, rc.card_id)), rc.report_time DESC, rc.update_time DESC;
 COMMENT ON VIEW recon.frontend_card IS '前置软件报告卡（每个卡片编号取最新一张，订正卡覆盖初次卡；代码已对照为国家代码；不含已撤销）';
-COMMENT ON COLUMN recon.frontend_card.match_key IS '卡片标识：卡片编号；无卡片编号时为 机构代码:报告卡流水号';
+COMMENT ON COLUMN recon.frontend_card.match_key IS '卡片标识：卡片编号；无卡片编号时为 机构代码:就诊流水号:病种（订正卡覆盖同一就诊同一病种的初次卡），无就诊流水号时为 机构代码:报告卡流水号';
 COMMENT ON COLUMN recon.frontend_card.org_code IS '医疗机构代码';
 COMMENT ON COLUMN recon.frontend_card.card_id IS '报告卡流水号';
 COMMENT ON COLUMN recon.frontend_card.card_no IS '卡片编号';
@@ -192,7 +192,7 @@ SELECT coalesce(f_report_time::date, n_report_date, n_entry_time::date, n_diag) 
 FROM b;
 COMMENT ON VIEW recon.card_comparison IS '前置软件报告卡与大疫情网报告卡逐卡比对：配对方式、仅一方存在的卡片及各字段是否一致（患者身份只给出是否一致，不显示内容）';
 COMMENT ON COLUMN recon.card_comparison.compare_date IS '比对日期：前置软件报告日期，仅大疫情网有时取填卡日期、录入日期或诊断日期';
-COMMENT ON COLUMN recon.card_comparison.card_no IS '卡片编号：前置软件的卡片编号（无编号时为 机构代码:流水号）；仅大疫情网有时为大疫情网卡片编号';
+COMMENT ON COLUMN recon.card_comparison.card_no IS '卡片编号：前置软件的卡片编号（无编号时为 recon.frontend_card.match_key）；仅大疫情网有时为大疫情网卡片编号';
 COMMENT ON COLUMN recon.card_comparison.frontend_card_id IS '前置软件报告卡流水号';
 COMMENT ON COLUMN recon.card_comparison.nndrs_card_id IS '大疫情网卡片ID';
 COMMENT ON COLUMN recon.card_comparison.nndrs_card_no IS '大疫情网卡片编号';

@@ -40,7 +40,7 @@ def _phase(out: str, label: str, dest: str) -> tuple[float, float, int]:
 
 def test_demo_tells_a_true_story(tmp_path: Path) -> None:
     base = tmp_path / "demo"
-    done = _cdcsync("demo", "--data-dir", str(base), "--patients", "40", "--live-seconds", "8")
+    done = _cdcsync("demo", "--data-dir", str(base), "--patients", "40", "--live-seconds", "6")
     try:
         assert done.returncode == 0, done.stderr[-3000:]
         out = done.stdout

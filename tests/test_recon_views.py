@@ -49,10 +49,11 @@ def diagnosis(conn: psycopg.Connection, did: str, vid: str, pid: str, vtype: str
 
 def report_card(conn: psycopg.Connection, card_id: str, card_no: str | None, *, disease: str = "CR0302",
                 status: str = "QZ", onset: dt.date = D - dt.timedelta(days=3), report: dt.datetime | None = None,
-                name: str = "张三", id_no: str = "110101199003071234") -> None:
+                name: str = "张三", id_no: str = "110101199003071234", visit_id: str | None = None) -> None:
     when = report or ts(D, 10)
     _insert(conn, "report_card", {
         "org_code": ORG, "card_id": card_id, "card_no": card_no, "card_category_code": "1", "patient_id": "P9",
+        "visit_id": visit_id,
         "patient_name": name, "id_type_code": "01", "id_no": id_no, "sex_code": "M", "birth_date": dt.date(1990, 3, 7),
         "patient_belong_code": "1", "current_addr_region_code": "110101", "population_group_code": "1",
         "disease_code": disease, "diagnosis_status_code": status, "onset_date": onset,
@@ -260,6 +261,16 @@ def test_correction_card_replaces_initial_card(db: psycopg.Connection) -> None:
     nndrs_card(db, "NO1")
     s = one(db, "SELECT matched, with_differences FROM recon.card_daily_summary WHERE compare_date = %s", D)
     assert s == {"matched": 1, "with_differences": 0}
+
+
+def test_correction_without_card_number_replaces_initial_card_of_the_visit(db: psycopg.Connection) -> None:
+    # nothing written back yet: the 订正卡 of the same visit and disease replaces the first card
+    report_card(db, "c1", None, status="YS", report=ts(D, 8), visit_id="V1")
+    report_card(db, "c2", None, status="QZ", report=ts(D, 16), visit_id="V1")
+    nndrs_card(db, "N1")
+    s = one(db, "SELECT frontend_cards, matched, frontend_only, with_differences, matched_by_id_no"
+                " FROM recon.card_daily_summary WHERE compare_date = %s", D)
+    assert s == {"frontend_cards": 1, "matched": 1, "frontend_only": 0, "with_differences": 0, "matched_by_id_no": 1}
 
 
 def test_timeliness_daily(db: psycopg.Connection) -> None:
