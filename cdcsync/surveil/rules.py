@@ -224,6 +224,8 @@ class _Run:
                reason: str, doctor: tuple[str | None, str | None, str | None]) -> OpenResult | None:
         if not self.pack.enabled(kind):
             return None
+        if self.seen_closed(event.id, row["patient_id"], disease.code):
+            return None
         sig = Signal(kind=kind, status=status, disease_code=disease.code, disease_name=disease.name,
                      disease_class=disease.cls, org_code=event.org_code, patient_id=row["patient_id"],
                      visit_id=row.get("visit_id"), doctor_id=doctor[0], doctor_name=doctor[1], dept_code=doctor[2],
@@ -233,6 +235,15 @@ class _Run:
         result = self.store.open_or_add(sig)
         self.out.append(result)
         return result
+
+    def seen_closed(self, event_id: str, patient: str, disease: str) -> bool:
+        """The event is already evidence of a closed case of this patient and disease (a replay
+        after the case was reported or excluded): it must not open a new one."""
+        with self.conn.cursor() as cur:
+            cur.execute("SELECT 1 FROM cdcsync.surveil_case_evidence e JOIN cdcsync.surveil_case c USING (case_id)"
+                        " WHERE e.event_id = %s AND c.patient_id = %s AND c.disease_code = %s"
+                        " AND c.closed_at IS NOT NULL LIMIT 1", (event_id, patient, disease))
+            return cur.fetchone() is not None
 
     def upgrade(self, case: Case, to: Status, evidence: Evidence, reason: str) -> None:
         new = self.store.upgrade(case.case_id, to, self.engine.actor, reason, evidence)
