@@ -20,6 +20,7 @@ from cdcsync.db.settings import DatabaseSettings
 from cdcsync.ops.backup.settings import BackupSettings
 from cdcsync.ops.settings import OpsSettings
 from cdcsync.sink.http_settings import HttpDestination
+from cdcsync.surveil.settings import SurveilSettings
 
 ENV_PREFIX = "CDCSYNC_"
 
@@ -88,6 +89,7 @@ class Settings(_Model):
     api: ApiSettings = ApiSettings()
     backup: BackupSettings = BackupSettings()
     ops: OpsSettings = OpsSettings()
+    surveil: SurveilSettings = SurveilSettings()
 
     @field_validator("destinations")
     @classmethod
