@@ -20,6 +20,7 @@ from cdcsync.ops.doctor_cli import COMMANDS as DOCTOR_COMMANDS
 from cdcsync.ops.evaluate_cli import evaluate
 from cdcsync.quarantine.cli import COMMANDS as QUARANTINE_COMMANDS
 from cdcsync.recon.cli import COMMANDS as RECON_COMMANDS
+from cdcsync.surveil.cli import rules_group
 from cdcsync.synth.cli import gen
 from cdcsync.validate.cli import validate_cmd
 
@@ -142,6 +143,7 @@ for _command in [
     *BACKUP_COMMANDS,
     *DOCTOR_COMMANDS,
     evaluate,
+    rules_group,
     *_optional_commands(),
 ]:
     main.add_command(_command)

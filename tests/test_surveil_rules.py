@@ -116,7 +116,8 @@ def test_positive_pathogen_without_diagnosis_opens_to_diagnose_and_negatives_do_
     m.run()
     by = {c.patient_id: c for c in m.cases()}
     assert set(by) == {"P1", "P3", "P4"}
-    assert (by["P1"].kind, by["P1"].status, by["P1"].disease_code) == (Kind.POSITIVE_PATHOGEN, Status.TO_DIAGNOSE, "301")
+    assert (by["P1"].kind, by["P1"].status, by["P1"].disease_code) == (
+        Kind.POSITIVE_PATHOGEN, Status.TO_DIAGNOSE, "301")
     assert by["P1"].doctor_id == "D003" and by["P1"].dept_code == "0301"  # who ordered the test
     assert (by["P3"].kind, by["P3"].status) == (Kind.NOTIFIABLE_DIAGNOSIS, Status.TO_CONFIRM)
     assert (by["P4"].kind, by["P4"].disease_code) == (Kind.POSITIVE_PATHOGEN, "227")

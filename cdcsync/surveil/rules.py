@@ -60,14 +60,21 @@ KEYS: Mapping[str, str] = {
     "death_record": "death_record_id",
     "report_card": "card_id",
 }
-Mapper = Callable[[str, Row], Row]  # (table, raw mirror row) -> row with national codes
+# (table, raw mirror row) -> the row validated and mapped (national codes), None when it fails
+# validation: the stream quarantines such a row, so the rules must not count it as context either.
+Mapper = Callable[[str, Row], Row | None]
 
 
 def holder_mapper(holder: Any) -> Mapper:
     """A :data:`Mapper` over a :class:`~cdcsync.mapping.reload.RulesHolder` (the code tables in force)."""
+    from cdcsync.validate.compiler import beijing_now
 
-    def mapped(table: str, row: Row) -> Row:
-        return holder.current().tables[table].map_only(row)
+    def mapped(table: str, row: Row) -> Row | None:
+        compiled = holder.current().tables.get(table)
+        if compiled is None:
+            return row
+        out, violations = compiled.check({k: v for k, v in row.items() if k in compiled.columns}, beijing_now())
+        return None if violations else out
 
     return mapped
 
@@ -112,7 +119,7 @@ class RuleEngine:
     def version(self) -> str:
         return self.pack.version
 
-    def _map(self, table: str, row: Row) -> Row:
+    def _map(self, table: str, row: Row) -> Row | None:
         if self._mapper is None:
             self._mapper = _default_mapper()
         return self._mapper(table, row)
@@ -156,7 +163,8 @@ class _Run:
         out = []
         for raw in self._rows("SELECT * FROM emr.report_card WHERE org_code = %s AND patient_id = %s"
                               " ORDER BY report_time, card_id", (org, patient)):
-            card = self.card_of(self.engine._map("report_card", raw))
+            mapped = self.engine._map("report_card", raw)
+            card = self.card_of(mapped) if mapped is not None else None
             if card is not None:
                 out.append(card)
         return out
@@ -177,7 +185,8 @@ class _Run:
         out = []
         for raw in self._rows("SELECT * FROM emr.diagnosis WHERE org_code = %s AND visit_id = %s"
                               " ORDER BY diagnosis_time, diagnosis_id", (org, visit)):
-            dx = self.dx_of(self.engine._map("diagnosis", raw))
+            mapped = self.engine._map("diagnosis", raw)
+            dx = self.dx_of(mapped) if mapped is not None else None
             if dx is not None:
                 out.append(dx)
         return out
