@@ -157,8 +157,7 @@ def discharge(site: Site, rng: random.Random, day: dt.date, stay: Stay, census: 
         code=stay.diag_local,
         name=cond.diagnosis,
         status=CONFIRMED if cond.notifiable else CLINICAL,
-        # the onset the case was admitted with (the card has it), not the admission day
-        onset=(stay.card or {}).get("onset_date") or stay.admitted.date(),
+        onset=stay.admitted.date(),
         time=t,
         suffix="O",
     )
