@@ -92,7 +92,8 @@ def _death(h: Hospital, rng: random.Random, g: Group, cause: str) -> None:
     g.add("death_record", {
         **site.common(died, rng), "death_record_id": f"{v['visit_id']}W", "visit_id": v["visit_id"],
         "patient_id": v["patient_id"], "visit_type_code": v["visit_type_code"], "death_time": died,
-        "dept_code": v["dept_code"], "death_cause_code": local, "death_cause_name": (dom.name_of(cause) if dom else None) or cause,
+        "dept_code": v["dept_code"], "death_cause_code": local,
+        "death_cause_name": (dom.name_of(cause) if dom else None) or cause,
         "doctor_id": v["doctor_id"], "record_time": died + dt.timedelta(minutes=30)})
 
 
