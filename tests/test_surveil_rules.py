@@ -223,3 +223,21 @@ def test_a_replayed_event_does_not_reopen_a_closed_case(migrated_db: str) -> Non
     m.seen.clear()
     m.run()
     assert [c.status for c in m.cases()] == [Status.EXCLUDED]
+
+
+def test_a_revoked_diagnosis_corrects_the_case_it_alone_opened(migrated_db: str) -> None:
+    m = Mirror(migrated_db)
+    m.visit("V1", "P1")
+    dx = m.diagnosis("V1", "P1", "B26.9")  # mumps
+    m.visit("V2", "P2")
+    dx2 = m.diagnosis("V2", "P2", "B05.9")  # measles …
+    m.lab("V2", "P2", "LIS-COV2", "2", "WSW-COV2")  # (other disease: no bearing)
+    m.diagnosis("V2", "P2", "B05.9", seq=77)  # … recorded twice
+    m.run()
+    with psycopg.connect(migrated_db, autocommit=True) as conn:
+        for d in (dx, dx2):
+            conn.execute("UPDATE emr.diagnosis SET modify_flag = '3' WHERE diagnosis_id = %s", (d["diagnosis_id"],))
+    m.run()
+    by = {(c.patient_id, c.disease_code): c for c in m.cases()}
+    assert by[("P1", "302")].status == Status.CORRECTED and by[("P1", "302")].close_reason
+    assert by[("P2", "206")].status == Status.TO_CONFIRM  # the other record still stands

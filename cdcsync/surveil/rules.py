@@ -129,15 +129,19 @@ class RuleEngine:
         out: list[OpenResult] = []
         run = _Run(self, conn, out)
         for event in events:
-            if event.schema != "emr" or event.op not in ("c", "u", "r") or event.after is None:
+            if event.schema != "emr":
                 continue
             handler = _HANDLERS.get(event.table)
             if handler is None:
                 continue
-            row = event.after
-            if row.get("modify_flag") == REVOKED:
+            if event.op == "d" or (event.after is not None and event.after.get("modify_flag") == REVOKED):
+                gone = event.before if event.op == "d" else event.after
+                if event.table == "diagnosis" and gone is not None:
+                    _diagnosis_revoked(run, event, gone)
                 continue
-            handler(run, event, row)
+            if event.op not in ("c", "u", "r") or event.after is None:
+                continue
+            handler(run, event, event.after)
         return out
 
 
@@ -318,6 +322,27 @@ def _diagnosis(run: _Run, event: Event, row: Row) -> None:
         return
     run.signal(Kind.NOTIFIABLE_DIAGNOSIS, Status.TO_CONFIRM, disease, event, row, rule,
                f"{_dx_reason(row, disease)}，请确认并填报传染病报告卡", doctor)
+
+
+def _diagnosis_revoked(run: _Run, event: Event, row: Row) -> None:
+    """A diagnosis revoked (修改标志 撤销) or deleted at the source: an open case that rests on that
+    diagnosis alone is closed as 已订正; one with other evidence keeps it and notes the revocation."""
+    disease = run.pack.disease_for_icd(row.get("diagnosis_code"))
+    patient = row.get("patient_id")
+    if disease is None or not patient:
+        return
+    case = run.store.find_open(event.org_code, patient, disease.code)
+    if case is None:
+        return
+    diag_id = row.get("diagnosis_id")
+    evidence = run.store.evidence(case.case_id)
+    only_this = all(e.table_name == "diagnosis" and e.row_key.get("diagnosis_id") == diag_id for e in evidence)
+    ev = run.evidence(event, row, "diagnosis.revoked")
+    if only_this:
+        new = run.store.close_corrected(case.case_id, f"诊断记录 {diag_id} 已在 HIS 中撤销", run.engine.actor, ev)
+        run.out.append(OpenResult(new, False, True))
+    else:
+        run.add_evidence(case, ev, f"诊断记录 {diag_id} 已在 HIS 中撤销，病例另有其他证据")
 
 
 def _check_visit_cards(run: _Run, event: Event, row: Row, dx: _Dx) -> None:
