@@ -4,11 +4,13 @@ one directory (``./.cdcsync`` by default)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import click
 import httpx
@@ -20,8 +22,20 @@ from cdcsync.config import Settings, load_settings
 from cdcsync.crypto.keys import write_keypair
 from cdcsync.db.cluster import ClusterError, LocalCluster
 from cdcsync.db.migrate import apply_migrations
+from cdcsync.demo_story import (
+    closing_summary,
+    explain,
+    import_export,
+    live_phase,
+    phase_shares,
+    share_line,
+    timeliness_snapshot,
+)
 from cdcsync.engine.daemon import drain, run
+from cdcsync.recon.report import render_html
+from cdcsync.synth.nndrs_export import Planted, planted_path, read_planted
 from cdcsync.upstream_sim.runner import SimHandle, start_subprocess
+from cdcsync.validate.compiler import beijing_now
 
 DEMO_DB = "emr"
 DEMO_ORG_CODE = "12110000400000000X"
@@ -176,6 +190,17 @@ def _has_rows(dsn: str) -> bool:
         return conn.execute("SELECT EXISTS (SELECT 1 FROM emr.visit)").fetchone() == (True,)
 
 
+def reconciliation(dsn: str, settings: Settings, day: dt.date) -> dict[str, Any]:
+    """The day's reconciliation report, as ``cdcsync reconcile --date`` builds it."""
+    from cdcsync.mapping.domains import load_code_tables
+    from cdcsync.recon.codemap import sync_reference
+    from cdcsync.recon.report import build_report
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        sync_reference(conn, load_code_tables(settings.mappings_dir, settings.hospital, strict=False))
+        return build_report(conn, day)
+
+
 def _quarantined(dsn: str) -> dict[str, int]:
     with psycopg.connect(dsn) as conn:
         rows = conn.execute("SELECT destination, count(*) FROM cdcsync.quarantine WHERE status = 'held'"
@@ -191,9 +216,13 @@ def _quarantined(dsn: str) -> dict[str, int]:
 @click.option("--serve", is_flag=True, help="同步完成后继续运行（同步服务、参考平台、状态页），直到 Ctrl-C")
 @click.option("--web-port", type=int, default=8884, show_default=True, help="--serve 时状态页的端口")
 @click.option("--stop", is_flag=True, help="停止演示用的 PostgreSQL 集群")
+@click.option("--live-seconds", type=click.FloatRange(min=0), default=12.0, show_default=True,
+              help="实时阶段的时长（秒；0 表示不做实时阶段）")
+@click.option("--live-rate", type=click.FloatRange(min=1), default=150.0, show_default=True,
+              help="实时阶段每秒写入的行数")
 @click.pass_context
 def demo(ctx: click.Context, data_dir: Path, patients: int, seed: int, serve: bool, web_port: int,
-         stop: bool) -> None:
+         stop: bool, live_seconds: float, live_rate: float) -> None:
     """一条命令体验 cdcsync：私有 PostgreSQL、合成医院数据、参考平台、同步流水线与状态页。"""
     from cdcsync.extras import require_extra
 
@@ -211,16 +240,16 @@ def demo(ctx: click.Context, data_dir: Path, patients: int, seed: int, serve: bo
     if logging.getLogger().level > logging.DEBUG:
         for name in ("cdcsync", "uvicorn"):  # the steps below say what happens
             logging.getLogger(name).setLevel(logging.WARNING)
-    click.echo("1/5 启动私有 PostgreSQL 集群（wal_level=logical）…")
+    click.echo("1/7 启动私有 PostgreSQL 集群（wal_level=logical）…")
     cluster = start_cluster(layout)
     click.echo(f"    数据目录 {cluster.datadir}，端口 {cluster.port}")
     dsn = ensure_database(cluster)
 
-    click.echo("2/5 建立镜像库结构（emr.*）与内部状态表（cdcsync.*）…")
+    click.echo("2/7 建立镜像库结构（emr.*）与内部状态表（cdcsync.*）…")
     result = apply_migrations(dsn)
     click.echo(f"    新执行迁移 {len(result.applied)} 个，已存在 {len(result.skipped)} 个")
 
-    click.echo("3/5 启动参考平台（国家平台、省级平台：HTTPS + SM2/SM4 数字信封）…")
+    click.echo("3/7 启动参考平台（国家平台、省级平台：HTTPS + SM2/SM4 数字信封）…")
     platforms = start_platforms(layout)
     try:
         for name, handle in platforms.handles.items():
@@ -228,23 +257,55 @@ def demo(ctx: click.Context, data_dir: Path, patients: int, seed: int, serve: bo
         write_config(layout, dsn, platforms, web_port)
         settings = load_settings(layout.config)
 
-        click.echo(f"4/5 生成合成医院的一天（{patients} 名患者，种子 {seed}）…")
-        if _has_rows(dsn):
+        today = beijing_now().date()
+        click.echo(f"4/7 回填：合成医院今天已过去的几个小时（{patients} 名患者，种子 {seed}）一次写入镜像库…")
+        fresh = not _has_rows(dsn)
+        if not fresh:
             click.echo(f"    镜像库中已有数据，跳过生成（重新开始请删除 {layout.base}）")
         else:
             from cdcsync.synth.cli import gen
 
             ctx.invoke(gen, dsn=dsn, seed=seed, patients=patients, org_code=DEMO_ORG_CODE, hospital="example")
 
-        click.echo("5/5 同步：校验、代码映射、加密签名后上报两个平台，直到追平…")
+        click.echo("5/7 同步回填的数据：校验、代码映射、加密签名后上报两个平台，直到追平…")
+        before = timeliness_snapshot(dsn, today)
         drain(settings)
+        after_backfill = timeliness_snapshot(dsn, today)
         for name, handle in platforms.handles.items():
             tables = handle.stats().get("tables", {})
             click.echo(f"    {PLATFORMS[name]}已接收 {sum(tables.values())} 个事件（{len(tables)} 张表）")
         held = ", ".join(f"{PLATFORMS[d]} {n} 条" for d, n in _quarantined(dsn).items()) or "0 条"
         click.echo(f"    隔离区待处理：{held}（合成数据中故意放入的不合规记录，见 quarantine list）")
+        click.echo("    " + share_line("回填部分实时类数据及时率", phase_shares(before, after_backfill), "realtime"))
+
+        if fresh and live_seconds > 0:
+            click.echo(f"6/7 实时阶段：{live_seconds:g} 秒内按业务发生的时刻写入新就诊"
+                       f"（{live_rate:g} 行/秒），同时上报…")
+            live = live_phase(settings, dsn, DEMO_ORG_CODE, seconds=live_seconds, rate=live_rate, seed=seed,
+                              patients=patients)
+            after_live = timeliness_snapshot(dsn, today)
+            click.echo(f"    写入 {live.rows} 行（{live.transactions} 次就诊），已全部上报")
+            live_shares = phase_shares(after_backfill, after_live)
+            click.echo("    " + share_line("实时阶段实时类数据及时率", live_shares, "realtime"))
+        else:
+            click.echo("6/7 实时阶段：跳过")
+
+        click.echo("7/7 大疫情网导出（含故意放入的差异）导入并对账…")
+        export = layout.base / "nndrs_export.csv"
+        planted: Planted | None = None
+        if fresh:
+            planted, imported = import_export(settings, dsn, DEMO_ORG_CODE, export, today, seed)
+            click.echo(f"    {planted.summary()}")
+            click.echo(f"    导入：{imported.text().splitlines()[0]}")
+        elif export.exists() and planted_path(export).exists():
+            planted = read_planted(export)
         _surveil_cases(settings)
         save_status_page(settings, layout.base / "status.html")
+        report = reconciliation(dsn, settings, today)
+        explanations = explain(report, planted)
+        report["demo_explanations"] = explanations
+        html_report = layout.base / "reconcile.html"
+        html_report.write_text(render_html(report), encoding="utf-8")
 
         cli = f"cdcsync -c {layout.config}"
         stop_hint = "cdcsync demo --stop" + ("" if data_dir == Path(".cdcsync") else f" --data-dir {data_dir}")
@@ -257,9 +318,12 @@ def demo(ctx: click.Context, data_dir: Path, patients: int, seed: int, serve: bo
         click.echo(f"  运行状态     {cli} status")
         click.echo(f"  隔离区       {cli} quarantine list")
         click.echo(f"  监测预警病例 {cli} cases list   （提醒接口见 docs/api.md）")
-        click.echo(f"  每日对账     {cli} reconcile")
+        click.echo(f"  每日对账     {cli} reconcile --date {today.isoformat()}   （HTML：{html_report}）")
         click.echo(f"  持续运行     cdcsync demo --serve   （状态页 http://127.0.0.1:{web_port}/status.html）")
         click.echo(f"  停止集群     {stop_hint}")
+        click.echo("")
+        for line in closing_summary(report, explanations):
+            click.echo(line)
         if serve:
             click.echo("")
             click.echo(f"持续运行中：状态页 http://127.0.0.1:{web_port}/status.html  （Ctrl-C 退出）")

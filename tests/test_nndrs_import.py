@@ -100,3 +100,22 @@ def test_missing_header_is_one_clear_error(tmp_path: Path, migrated_db: str) -> 
     result = CliRunner().invoke(group, ["import", str(f), "--dsn", migrated_db])
     assert result.exit_code == 2
     assert "没有找到表头行" in result.output and "Traceback" not in result.output
+
+
+def test_deleted_state_population_group_and_reporting_unit_columns(  # type: ignore[no-untyped-def]
+        tmp_path: Path, tables) -> None:
+    f = write(tmp_path / "d.csv", [
+        "卡片编号,疾病名称,病例分类,发病日期,人群分类,报告单位编码,审核状态,删除时间",
+        "N1,乙肝,确诊病例,2024-05-01,学生（大中小学）,12110000400000000X,已终审,",
+        "N2,乙肝,确诊病例,2024-05-01,某种职业,12110000400000000X,已删除,2024/5/6 10:00",
+        "N3,乙肝,确诊病例,2024-05-01,农民,,已删除,2024-05-06 99:00",
+    ], "gb18030")
+    cards, summary = read_cards(f, load_column_mapping(), tables)
+    by_no = {c["card_no"]: c for c in cards}
+    assert by_no["N1"]["population_group_code"] == "03" and by_no["N1"]["deleted_time"] is None
+    assert by_no["N1"]["report_org_code"] == "12110000400000000X"
+    # an unknown 人群分类 still loads (compared as its text); 删除时间 is parsed like any time
+    assert by_no["N2"]["population_group_code"] is None and by_no["N2"]["population_group"] == "某种职业"
+    assert by_no["N2"]["deleted_time"] == dt.datetime(2024, 5, 6, 10)
+    assert [(e.line, e.message) for e in summary.errors] == [
+        (4, "删除时间不是有效的日期时间（应为 YYYY-MM-DD HH:MM[:SS]）")]

@@ -64,6 +64,14 @@ def test_json_report_figures_and_exit_code(demo_day: str) -> None:
     assert "HIS 推送及时率 90.0%" in late and "请联系 HIS 厂商" in late and "前置软件上报滞后" not in late
     assert (rt["his_share"], rt["frontend_share"]) == (0.9, 1)
     assert "张三" not in out and "110101199003071234" not in out
+    # one line per card problem, saying what the 防保科 does
+    actions = r["actions"]
+    assert len(actions) == 4, actions
+    assert actions[0].startswith("卡片 NO4：前置软件有、大疫情网没有：请在大疫情网按患者查找")
+    assert actions[1].startswith("大疫情网卡片 NO5：大疫情网有、前置软件没有")
+    assert actions[2] == ("卡片 NO2：发病日期不一致（前置软件 2024-05-03，大疫情网 2024-05-02）——"
+                          "请向报告医生核实发病日期，以病历为准在大疫情网订正")
+    assert actions[3].startswith("卡片 NO3：病例分类不一致（前置软件 临床诊断病例，大疫情网 确诊病例）——请核实检验结果")
 
 
 def test_tolerances_are_options(demo_day: str) -> None:

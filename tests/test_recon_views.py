@@ -49,10 +49,11 @@ def diagnosis(conn: psycopg.Connection, did: str, vid: str, pid: str, vtype: str
 
 def report_card(conn: psycopg.Connection, card_id: str, card_no: str | None, *, disease: str = "CR0302",
                 status: str = "QZ", onset: dt.date = D - dt.timedelta(days=3), report: dt.datetime | None = None,
-                name: str = "张三", id_no: str = "110101199003071234") -> None:
+                name: str = "张三", id_no: str = "110101199003071234", visit_id: str | None = None) -> None:
     when = report or ts(D, 10)
     _insert(conn, "report_card", {
         "org_code": ORG, "card_id": card_id, "card_no": card_no, "card_category_code": "1", "patient_id": "P9",
+        "visit_id": visit_id,
         "patient_name": name, "id_type_code": "01", "id_no": id_no, "sex_code": "M", "birth_date": dt.date(1990, 3, 7),
         "patient_belong_code": "1", "current_addr_region_code": "110101", "population_group_code": "1",
         "disease_code": disease, "diagnosis_status_code": status, "onset_date": onset,
@@ -63,14 +64,18 @@ def report_card(conn: psycopg.Connection, card_id: str, card_no: str | None, *, 
 
 def nndrs_card(conn: psycopg.Connection, card_no: str, *, disease: str = "20302", case_class: str = "3",
                onset: dt.date = D - dt.timedelta(days=3), report_date: dt.date = D, name: str = "张三",
-               id_no: str = "110101199003071234") -> None:
+               id_no: str | None = "110101199003071234", diagnosed: dt.datetime | None = None,
+               deleted: dt.datetime | None = None, audit: str | None = None, card_id: str | None = None,
+               region: str | None = None, population_group: str | None = None) -> None:
     conn.execute(
         "INSERT INTO recon.nndrs_card (card_id, card_no, patient_name, id_no, sex_code, birth_date, disease_name,"
-        " disease_code, case_class_name, case_class_code, onset_date, diagnosis_time, report_date, source_file,"
-        " source_line) VALUES (%s, %s, %s, %s, '1', '1990-03-07', '乙型肝炎', %s, '确诊病例', %s, %s, %s, %s,"
+        " disease_code, case_class_name, case_class_code, onset_date, diagnosis_time, report_date, deleted_time,"
+        " audit_status, region_code, population_group, population_group_code, source_file, source_line)"
+        " VALUES (%s, %s, %s, %s, '1', '1990-03-07', '乙型肝炎', %s, '确诊病例', %s, %s, %s, %s, %s, %s, %s, %s, %s,"
         " 't.csv', 2)",
-        (f"ID-{card_no}", card_no, name, id_no, disease, case_class, onset, ts(D - dt.timedelta(days=1), 15),
-         report_date),
+        (card_id or f"ID-{card_no}", card_no, name, id_no, disease, case_class, onset,
+         diagnosed or ts(D - dt.timedelta(days=1), 15), report_date, deleted, audit, region, population_group,
+         population_group),
     )
 
 
@@ -114,8 +119,9 @@ def build_day(conn: psycopg.Connection) -> None:
     # cards: NO1 equal, NO2 onset differs, NO3 case class differs, NO4 only front end, NO5 only NNDRS
     for no in ("NO1", "NO2", "NO3", "NO4"):
         report_card(conn, f"c{no}", no, status="LC" if no == "NO3" else "QZ")
-    for no in ("NO1", "NO3", "NO5"):
+    for no in ("NO1", "NO3"):
         nndrs_card(conn, no)
+    nndrs_card(conn, "NO5", name="赵六", id_no="110101198001011238")  # another patient: no identity match
     nndrs_card(conn, "NO2", onset=D - dt.timedelta(days=4))
 
 
@@ -172,9 +178,11 @@ def test_card_comparison(db: psycopg.Connection) -> None:
     build_day(db)
     s = one(db, "SELECT * FROM recon.card_daily_summary WHERE compare_date = %s", D)
     assert s == {"compare_date": D, "frontend_cards": 4, "nndrs_cards": 4, "matched": 3, "frontend_only": 1,
-                 "nndrs_only": 1, "with_differences": 2, "disease_differs": 0, "case_class_differs": 1,
-                 "onset_date_differs": 1, "diagnosis_date_differs": 0, "death_date_differs": 0,
-                 "identity_differs": 0}
+                 "nndrs_only": 1, "with_differences": 2, "disease_differs": 0, "subtype_differs": 0,
+                 "case_class_differs": 1, "onset_date_differs": 1, "diagnosis_date_differs": 0,
+                 "death_date_differs": 0, "population_group_differs": 0, "region_differs": 0,
+                 "report_org_differs": 0, "identity_differs": 0, "matched_by_card_no": 3, "matched_by_id_no": 0,
+                 "matched_by_name": 0, "nndrs_deleted": 0}
     presence = {r["card_no"]: r["presence"] for r in all_rows(
         db, "SELECT card_no, presence FROM recon.card_comparison WHERE compare_date = %s", D)}
     assert presence == {"NO1": "both", "NO2": "both", "NO3": "both", "NO4": "frontend_only", "NO5": "nndrs_only"}
@@ -193,12 +201,76 @@ def test_card_identity_difference_hides_values(db: psycopg.Connection) -> None:
     assert diffs == [{"field": "identity", "frontend_value": "（不显示）", "nndrs_value": "（不显示）"}]
 
 
+def _pairs(db: psycopg.Connection) -> dict[str, tuple[str, str | None, str | None]]:
+    return {r["card_no"]: (r["presence"], r["match_method"], r["nndrs_card_id"]) for r in all_rows(
+        db, "SELECT card_no, presence, match_method, nndrs_card_id FROM recon.card_comparison")}
+
+
+def test_cards_without_a_common_number_match_on_identity_disease_and_date(db: psycopg.Connection) -> None:
+    # H1: NNDRS gave its own number; same ID number, same disease, diagnosed one day later -> id_no
+    report_card(db, "c1", "H1")
+    nndrs_card(db, "N1", diagnosed=ts(D, 9))
+    # H2: no ID number on the NNDRS card: name (spaces ignored) + birth date + sex -> name_birth_sex
+    report_card(db, "c2", "H2", name="李四", id_no="110101199003071250")
+    nndrs_card(db, "N2", name="李 四", id_no=None)
+    # H3: same patient but diagnosed 5 days apart: outside the 3-day window -> no pair
+    report_card(db, "c3", "H3", name="王五", id_no="110101199003071269")
+    nndrs_card(db, "N3", name="王五", id_no="110101199003071269", diagnosed=ts(D - dt.timedelta(days=6), 9))
+    assert _pairs(db) == {
+        "H1": ("both", "id_no", "ID-N1"), "H2": ("both", "name_birth_sex", "ID-N2"),
+        "H3": ("frontend_only", None, None), "N3": ("nndrs_only", None, "ID-N3")}
+    # the window is a setting: with 7 days H3 pairs too
+    db.execute("SET cdcsync.card_match_window_days = 7")
+    assert _pairs(db)["H3"] == ("both", "id_no", "ID-N3")
+    db.execute("RESET cdcsync.card_match_window_days")
+    # a subtype of the same disease still pairs, and is reported as a subtype difference
+    db.execute("UPDATE recon.nndrs_card SET disease_code = '20306' WHERE card_no = 'N1'")
+    diffs = all_rows(db, "SELECT card_no, field, frontend_value, nndrs_value FROM recon.card_field_diff"
+                         " ORDER BY card_no, field")
+    assert diffs == [
+        # the pair within the window still reports that the diagnosis dates differ
+        {"card_no": "H1", "field": "diagnosis_date", "frontend_value": "2024-05-05", "nndrs_value": "2024-05-06"},
+        {"card_no": "H1", "field": "subtype", "frontend_value": "20302", "nndrs_value": "20306"}]
+    # (H2: the NNDRS card lacks the ID number the hospital has: a gap, not an identity difference)
+
+
+def test_deleted_nndrs_cards_are_left_out(db: psycopg.Connection) -> None:
+    report_card(db, "c1", "H1")
+    # a duplicate deleted in NNDRS (删除时间) and one whose 审核状态 says so: neither pairs nor counts
+    nndrs_card(db, "N0", diagnosed=ts(D, 9), deleted=ts(D, 12))
+    nndrs_card(db, "N9", name="赵六", id_no="110101198001011238", audit="已删除")
+    nndrs_card(db, "N1", diagnosed=ts(D, 10))
+    assert _pairs(db) == {"H1": ("both", "id_no", "ID-N1")}
+    s = one(db, "SELECT nndrs_cards, nndrs_only, nndrs_deleted FROM recon.card_daily_summary WHERE compare_date = %s",
+            D)
+    assert s == {"nndrs_cards": 1, "nndrs_only": 0, "nndrs_deleted": 2}
+
+
+def test_population_group_and_region_are_compared_when_exported(db: psycopg.Connection) -> None:
+    report_card(db, "c1", "NO1")
+    report_card(db, "c2", "NO2")
+    nndrs_card(db, "NO1")  # the export has neither column: nothing to compare
+    nndrs_card(db, "NO2", card_id="X2", region="110102000000", population_group="学生(大中小学)")
+    fields = {(r["card_no"], r["field"]) for r in all_rows(db, "SELECT card_no, field FROM recon.card_field_diff")}
+    assert fields == {("NO2", "region"), ("NO2", "population_group")}
+
+
 def test_correction_card_replaces_initial_card(db: psycopg.Connection) -> None:
     report_card(db, "c1", "NO1", status="YS", report=ts(D, 8))
     report_card(db, "c2", "NO1", status="QZ", report=ts(D, 16))  # 订正卡: confirmed later that day
     nndrs_card(db, "NO1")
     s = one(db, "SELECT matched, with_differences FROM recon.card_daily_summary WHERE compare_date = %s", D)
     assert s == {"matched": 1, "with_differences": 0}
+
+
+def test_correction_without_card_number_replaces_initial_card_of_the_visit(db: psycopg.Connection) -> None:
+    # nothing written back yet: the 订正卡 of the same visit and disease replaces the first card
+    report_card(db, "c1", None, status="YS", report=ts(D, 8), visit_id="V1")
+    report_card(db, "c2", None, status="QZ", report=ts(D, 16), visit_id="V1")
+    nndrs_card(db, "N1")
+    s = one(db, "SELECT frontend_cards, matched, frontend_only, with_differences, matched_by_id_no"
+                " FROM recon.card_daily_summary WHERE compare_date = %s", D)
+    assert s == {"frontend_cards": 1, "matched": 1, "frontend_only": 0, "with_differences": 0, "matched_by_id_no": 1}
 
 
 def test_timeliness_daily(db: psycopg.Connection) -> None:

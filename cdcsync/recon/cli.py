@@ -139,9 +139,14 @@ def _yesterday() -> dt.date:
               help="门急诊人次与 HIS 统计之差的上限（百分比）")
 @click.option("--max-not-delivered", type=click.IntRange(min=0), default=None,
               help="每个目的地当日未投递记录数上限（默认不检查）")
+@click.option("--max-inpatient-change-pct", type=click.FloatRange(min=0), default=50.0, show_default=True,
+              help="在院传染病患者数与前 7 日平均之差的上限（百分比）")
+@click.option("--match-window-days", type=click.IntRange(0, 60), default=None,
+              help="报告卡按患者身份配对时诊断日期允许相差的天数"
+                   "（默认取数据库参数 cdcsync.card_match_window_days，未设为 3）")
 def reconcile(day: dt.datetime | None, fmt: str, out: Path | None, dsn: str | None, mappings_dir: Path | None,
               hospital: str | None, max_card_mismatches: int, min_timely_share: float, max_visit_diff_pct: float,
-              max_not_delivered: int | None) -> None:
+              max_not_delivered: int | None, max_inpatient_change_pct: float, match_window_days: int | None) -> None:
     """每日对账报告：记录数、门急诊人次、传染病住院、报告卡比对、及时性、传输状态。
 
     超出任一容差时退出码为 1（便于定时任务告警），正常为 0。
@@ -149,10 +154,13 @@ def reconcile(day: dt.datetime | None, fmt: str, out: Path | None, dsn: str | No
     from cdcsync.recon.report import RENDERERS, Tolerances, build_report
 
     settings = _settings(dsn)
-    tolerances = Tolerances(max_card_mismatches, min_timely_share, max_visit_diff_pct, max_not_delivered)
+    tolerances = Tolerances(max_card_mismatches, min_timely_share, max_visit_diff_pct, max_not_delivered,
+                            max_inpatient_change_pct)
     the_day = day.date() if day else _yesterday()
     with _connect(_conninfo(dsn, settings)) as conn:
         _sync_codes(conn, settings, mappings_dir, hospital)
+        if match_window_days is not None:
+            conn.execute("SELECT set_config('cdcsync.card_match_window_days', %s, false)", (str(match_window_days),))
         try:
             report = build_report(conn, the_day, tolerances)
         except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedFunction) as exc:

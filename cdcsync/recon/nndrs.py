@@ -27,11 +27,14 @@ DEFAULT_COLUMNS = Path(__file__).with_name("nndrs_columns.yaml")
 CARD_COLUMNS: tuple[str, ...] = (
     "card_id", "card_no", "patient_name", "id_no", "sex", "birth_date", "population_group", "region_code",
     "disease_name", "case_class", "onset_date", "diagnosis_time", "death_date", "report_org", "report_date",
-    "entry_time", "audit_status",
+    "entry_time", "audit_status", "deleted_time", "report_org_code",
 )
 _DATE_COLUMNS = {"birth_date": "出生日期", "onset_date": "发病日期", "death_date": "死亡日期",
                  "report_date": "填卡日期"}
-_TIME_COLUMNS = {"diagnosis_time": "诊断时间", "entry_time": "录入时间"}
+_TIME_COLUMNS = {"diagnosis_time": "诊断时间", "entry_time": "录入时间", "deleted_time": "删除时间"}
+
+
+VALUE_KINDS = ("sex", "case_class", "disease", "population_group")
 
 
 class NndrsImportError(ValueError):
@@ -117,8 +120,9 @@ def load_column_mapping(path: Path | None = None) -> ColumnMapping:
     values: dict[str, dict[str, str]] = (
         {k: dict(v) for k, v in load_column_mapping().values.items()} if path != DEFAULT_COLUMNS else {})
     for kind, table in (data.get("values") or {}).items():
-        if kind not in ("sex", "case_class", "disease") or not isinstance(table, dict):
-            raise NndrsImportError(f"{where}：values.{kind}：应为 sex、case_class 或 disease 的“显示值: 国家代码”映射")
+        if kind not in VALUE_KINDS or not isinstance(table, dict):
+            raise NndrsImportError(
+                f"{where}：values.{kind}：应为 {'、'.join(VALUE_KINDS)} 之一的“显示值: 国家代码”映射")
         values.setdefault(kind, {}).update({_norm(str(k)): str(v) for k, v in table.items()})
     rows = data.get("header_search_rows", 10)
     if not isinstance(rows, int) or rows < 1:
@@ -187,6 +191,8 @@ class _Domains:
     case_codes: frozenset[str]
     sex_names: Mapping[str, str]
     sex_codes: frozenset[str]
+    group_names: Mapping[str, str]
+    group_codes: frozenset[str]
 
 
 def _domains(tables: Any | None) -> _Domains:
@@ -199,7 +205,8 @@ def _domains(tables: Any | None) -> _Domains:
     dn, dc = dom("notifiable_disease")
     cn, cc = dom("diagnosis_status")
     sn, sc = dom("sex")
-    return _Domains(dn, dc, cn, cc, sn, sc)
+    gn, gc = dom("population_group")
+    return _Domains(dn, dc, cn, cc, sn, sc, gn, gc)
 
 
 def _header_index(rows: Sequence[list[str]], mapping: ColumnMapping) -> tuple[int, dict[str, int]]:
@@ -310,8 +317,11 @@ def _card(row: list[str], index: Mapping[str, int], extra_idx: Mapping[int, str]
         raise _RowProblem("卡片ID和卡片编号都为空")
     card["card_id"] = card_id
     card["card_no"] = card_no or card_id
-    for col in ("patient_name", "id_no", "population_group", "region_code", "report_org", "audit_status"):
+    for col in ("patient_name", "id_no", "population_group", "region_code", "report_org", "audit_status",
+                "report_org_code"):
         card[col] = cell(col) or None
+    card["population_group_code"] = _code("population_group", cell("population_group"), "人群分类", mapping,
+                                          doms.group_names, doms.group_codes, strict=False)
     disease_name = cell("disease_name")
     if not disease_name:
         raise _RowProblem("疾病名称为空")
@@ -344,7 +354,8 @@ def _card(row: list[str], index: Mapping[str, int], extra_idx: Mapping[int, str]
 _DB_COLUMNS = (
     "card_id", "card_no", "patient_name", "id_no", "sex_code", "birth_date", "population_group", "region_code",
     "disease_name", "disease_code", "case_class_name", "case_class_code", "onset_date", "diagnosis_time",
-    "death_date", "report_org", "report_date", "entry_time", "audit_status", "extra", "source_file", "source_line",
+    "death_date", "report_org", "report_date", "entry_time", "audit_status", "deleted_time", "population_group_code",
+    "report_org_code", "extra", "source_file", "source_line",
 )
 _COMPARED = [c for c in _DB_COLUMNS if c not in ("card_id", "source_file", "source_line")]
 _UPSERT = (

@@ -30,6 +30,8 @@ class Tolerances:
     min_timely_share: float = 0.95  # per destination and timeliness class, when it had events
     max_visit_diff_pct: float = 1.0  # |visits counted - HIS daily count| / HIS daily count, percent
     max_not_delivered: int | None = None  # rows of the day not yet delivered, per destination; None = no check
+    # infectious inpatients of the day against the mean of the previous days (see inpatient_trend)
+    max_inpatient_change_pct: float = 50.0
 
 
 def _plain(value: Any) -> Any:
@@ -78,15 +80,19 @@ def build_report(conn: psycopg.Connection, day: dt.date, tolerances: Tolerances 
     order = {"甲类": 0, "乙类": 1, "丙类": 2, "合计": 9}
     inpatients.sort(key=lambda row: (order.get(row["category"], 5), row["category"]))
     summary = _rows(conn, "SELECT * FROM recon.card_daily_summary WHERE compare_date = %s", (day,))
-    card_summary = summary[0] if summary else {
-        k: 0 for k in ("frontend_cards", "nndrs_cards", "matched", "frontend_only", "nndrs_only", "with_differences",
-                       "disease_differs", "case_class_differs", "onset_date_differs", "diagnosis_date_differs",
-                       "death_date_differs", "identity_differs")}
+    card_summary = summary[0] if summary else dict.fromkeys(CARD_SUMMARY_KEYS, 0)
     card_summary.pop("compare_date", None)
     presence = _rows(conn, "SELECT card_no, presence FROM recon.card_comparison"
                            " WHERE compare_date = %s AND presence <> 'both' ORDER BY card_no", (day,))
     diffs = _rows(conn, "SELECT card_no, field, field_label, frontend_value, nndrs_value FROM recon.card_field_diff"
                         " WHERE compare_date = %s ORDER BY card_no, field", (day,))
+    disease_names: dict[str, str] = dict(
+        conn.execute("SELECT disease_code, disease_name FROM recon.notifiable_disease").fetchall())
+    for d in diffs:
+        d["frontend_shown"], d["nndrs_shown"] = (_shown(d["field"], d[k], disease_names)
+                                                 for k in ("frontend_value", "nndrs_value"))
+    total_now = next((row["inpatients"] for row in inpatients if row["category"] == "合计"), None)
+    trend = inpatient_trend(conn, day, total_now)
     timeliness = _rows(conn, "SELECT destination, timeliness, timeliness_label, limit_seconds, events, within_limit,"
                              " within_share, p50_from_business_s, p95_from_business_s, p50_from_commit_s,"
                              " p95_from_commit_s, split_events, his_share, his_avg_s, his_p95_s, frontend_share,"
@@ -102,6 +108,17 @@ def build_report(conn: psycopg.Connection, day: dt.date, tolerances: Tolerances 
                                " ORDER BY d.destination", (day,))
 
     alerts, notes = _check(tol, totals, visits, card_summary, timeliness)
+    only = {kind: [r["card_no"] for r in presence if r["presence"] == kind] for kind in ("frontend_only", "nndrs_only")}
+    actions = card_actions(only["frontend_only"], only["nndrs_only"], diffs)
+    trend_line = _trend_problem(trend, tol)
+    if trend_line:
+        alerts.append(trend_line[0])
+        actions.append(trend_line[1])
+    elif trend["baseline_days"] < TREND_MIN_DAYS:
+        notes.append(f"前 {TREND_DAYS} 日中只有 {trend['baseline_days']} 日有在院传染病患者数，"
+                     f"不足 {TREND_MIN_DAYS} 日，未比对在院人数趋势")
+    if card_summary.get("nndrs_deleted"):
+        notes.append(f"大疫情网中已删除的 {card_summary['nndrs_deleted']} 张卡片未参与比对")
     return {
         "date": day.isoformat(),
         "generated_at": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
@@ -111,15 +128,108 @@ def build_report(conn: psycopg.Connection, day: dt.date, tolerances: Tolerances 
         "visits": visits,
         "inpatients": inpatients,
         "cards": {"summary": card_summary,
-                  "frontend_only": [r["card_no"] for r in presence if r["presence"] == "frontend_only"],
-                  "nndrs_only": [r["card_no"] for r in presence if r["presence"] == "nndrs_only"],
+                  "frontend_only": only["frontend_only"],
+                  "nndrs_only": only["nndrs_only"],
                   "differences": diffs},
+        "inpatient_trend": trend,
+        "actions": actions,
         "timeliness": timeliness,
         "transmission": transmission,
         "alerts": alerts,
         "notes": notes,
         "ok": not alerts,
     }
+
+
+CARD_SUMMARY_KEYS = (
+    "frontend_cards", "nndrs_cards", "matched", "frontend_only", "nndrs_only", "with_differences", "disease_differs",
+    "subtype_differs", "case_class_differs", "onset_date_differs", "diagnosis_date_differs", "death_date_differs",
+    "population_group_differs", "region_differs", "report_org_differs", "identity_differs", "matched_by_card_no",
+    "matched_by_id_no", "matched_by_name", "nndrs_deleted")
+
+# National case-class codes (domain diagnosis_status) as the 防保科 reads them on a card.
+CASE_CLASS_NAMES = {"1": "疑似病例", "2": "临床诊断病例", "3": "确诊病例", "4": "病原携带者", "5": "阳性检测"}
+
+# What the 防保科 does about each kind of card problem: one line per problem.
+CARD_ACTIONS: dict[str, str] = {
+    "frontend_only": "前置软件有、大疫情网没有：请在大疫情网按患者查找；未录入的请补报，"
+                     "已录入但信息不一致的请订正，并把大疫情网卡片编号回写 HIS",
+    "nndrs_only": "大疫情网有、前置软件没有：请核实是否为在大疫情网直接录入的卡片；若是本院 HIS 开具的，"
+                  "请联系 HIS 厂商检查该报告卡是否写入了镜像库",
+    "disease": "请与报告医生核实诊断，按核实结果在大疫情网订正病种",
+    "subtype": "请按检验结果核实分型，在大疫情网订正病种分型",
+    "case_class": "请核实检验结果，在大疫情网订正病例分类（如疑似病例确诊后订正为确诊病例）",
+    "onset_date": "请向报告医生核实发病日期，以病历为准在大疫情网订正",
+    "diagnosis_date": "请核对病历中的诊断时间，在大疫情网订正诊断日期",
+    "death_date": "请核对死亡记录，在大疫情网做死亡订正",
+    "population_group": "请核实患者职业，在大疫情网订正人群分类",
+    "region": "请核实患者现住址（影响属地疾控流调），在大疫情网订正现住地址",
+    "report_org": "请确认是否为本院报告的卡片，误报请联系属地疾控处理",
+    "identity": "请核对姓名、证件号、性别、出生日期（报告不显示具体内容），以证件为准在大疫情网订正",
+}
+
+
+def _shown(field: str, value: Any, disease_names: dict[str, str]) -> str:
+    """A value as the 防保科 reads it: disease and case-class names beside their codes."""
+    if value is None:
+        return "（空）"
+    if field in ("disease", "subtype") and value in disease_names:
+        return f"{disease_names[value]}（{value}）"
+    if field == "case_class" and value in CASE_CLASS_NAMES:
+        return CASE_CLASS_NAMES[value]
+    return str(value)
+
+
+def card_actions(frontend_only: list[str], nndrs_only: list[str], diffs: list[dict[str, Any]]) -> list[str]:
+    """One line per card problem: which card, what differs, what to do."""
+    lines = [f"卡片 {no}：{CARD_ACTIONS['frontend_only']}" for no in frontend_only]
+    lines += [f"大疫情网卡片 {no}：{CARD_ACTIONS['nndrs_only']}" for no in nndrs_only]
+    for d in diffs:
+        if d["field"] == "identity":
+            what = "患者身份信息不一致"
+        else:
+            what = (f"{d['field_label']}不一致（前置软件 {d.get('frontend_shown', d['frontend_value'])}，"
+                    f"大疫情网 {d.get('nndrs_shown', d['nndrs_value'])}）")
+        lines.append(f"卡片 {d['card_no']}：{what}——{CARD_ACTIONS.get(d['field'], '请核实后订正')}")
+    return lines
+
+
+TREND_DAYS = 7
+TREND_MIN_DAYS = 3
+TREND_MIN_ABS = 3  # a change of fewer patients than this is never a problem (small wards)
+
+
+def inpatient_trend(conn: psycopg.Connection, day: dt.date, today: int | None) -> dict[str, Any]:
+    """Infectious inpatients of ``day`` against the mean of the previous days that had any.
+
+    NNDRS exports do not say whether a case is an inpatient, so the figure is checked against its own
+    recent history: a sudden rise (a cluster, or cards to make) or fall (diagnoses missing from the
+    mirror) is worth a look by the 防保科.
+    """
+    rows = _rows(conn, "SELECT stat_date, inpatients FROM recon.notifiable_inpatient_daily"
+                       " WHERE category = '合计' AND stat_date BETWEEN %s AND %s ORDER BY stat_date",
+                 (day - dt.timedelta(days=TREND_DAYS), day - dt.timedelta(days=1)))
+    days = [r["inpatients"] for r in rows if r["inpatients"]]
+    mean = sum(days) / len(days) if days else None
+    return {"today": today, "baseline_days": len(days), "baseline_mean": None if mean is None else round(mean, 1),
+            "change_pct": None if (mean is None or today is None) else round((today - mean) * 100.0 / mean, 1)}
+
+
+def _trend_problem(trend: dict[str, Any], tol: Tolerances) -> tuple[str, str] | None:
+    if trend["baseline_days"] < TREND_MIN_DAYS or trend["change_pct"] is None:
+        return None
+    today, mean, pct = trend["today"], trend["baseline_mean"], trend["change_pct"]
+    if abs(pct) <= tol.max_inpatient_change_pct or abs(today - mean) < TREND_MIN_ABS:
+        return None
+    alert = (f"在院传染病患者 {today} 人，前 {trend['baseline_days']} 日平均 {mean:g} 人，变化 {pct:+.0f}%，"
+             f"超出 ±{tol.max_inpatient_change_pct:g}%")
+    if pct > 0:
+        action = (f"在院传染病患者比前几日多 {pct:.0f}%：请核实是否有聚集性病例，"
+                  "并确认新增的住院传染病诊断均已报卡")
+    else:
+        action = (f"在院传染病患者比前几日少 {-pct:.0f}%：请核对住院患者名单，"
+                  "若 HIS 住院诊断未写入镜像库请联系 HIS 厂商")
+    return alert, action
 
 
 def _check(tol: Tolerances, totals: dict[str, dict[str, int]], visits: list[dict[str, Any]],
@@ -204,11 +314,21 @@ def _pad(text: str, width: int, right: bool = False) -> str:
     return fill + text if right else text + fill
 
 
+def _trend_text(t: dict[str, Any]) -> str:
+    if t["baseline_mean"] is None:
+        return "在院传染病患者趋势：前几日无数据"
+    return (f"在院传染病患者趋势：今日 {_n(t['today'])} 人，前 {t['baseline_days']} 日平均 {t['baseline_mean']:g} 人"
+            + ("" if t["change_pct"] is None else f"，变化 {t['change_pct']:+.0f}%"))
+
+
 def render_text(r: dict[str, Any]) -> str:
     out: list[str] = [f"前置软件每日对账报告  {r['date']}", "=" * 40]
     out.append("结论：" + ("正常" if r["ok"] else f"超出容差 {len(r['alerts'])} 项"))
     out += [f"  ！{a}" for a in r["alerts"]]
     out += [f"  · {n}" for n in r["notes"]]
+    if r["actions"]:
+        out += ["", f"处理建议（防保科，{len(r['actions'])} 项）"]
+        out += [f"  {i}. {a}" for i, a in enumerate(r["actions"], 1)]
 
     out += ["", "一、各表记录数（按业务日期）"]
     out.append(f"  {_pad('目的地', 12)}{_pad('表', 30)}{_pad('镜像库', 8, right=True)}"
@@ -230,17 +350,20 @@ def render_text(r: dict[str, Any]) -> str:
     out += ["", "三、传染病相关住院（在院患者 / 新增诊断 / 新增患者）"]
     for row in r["inpatients"]:
         out.append(f"  {row['category']}：{row['inpatients']} / {row['new_diagnoses']} / {row['new_patients']}")
+    out.append("  " + _trend_text(r["inpatient_trend"]))
 
     c = r["cards"]
     s = c["summary"]
     out += ["", "四、报告卡比对（前置软件 / 大疫情网）",
-            f"  前置软件 {s['frontend_cards']} 张，大疫情网 {s['nndrs_cards']} 张，两边都有 {s['matched']} 张",
+            f"  前置软件 {s['frontend_cards']} 张，大疫情网 {s['nndrs_cards']} 张（另有已删除 {s['nndrs_deleted']} 张"
+            f"不参与比对），两边都有 {s['matched']} 张：按卡片编号 {s['matched_by_card_no']}，按证件号 "
+            f"{s['matched_by_id_no']}，按姓名+出生日期+性别 {s['matched_by_name']}",
             f"  仅前置软件 {s['frontend_only']} 张：{'、'.join(c['frontend_only']) or '无'}",
             f"  仅大疫情网 {s['nndrs_only']} 张：{'、'.join(c['nndrs_only']) or '无'}",
             f"  内容不一致 {s['with_differences']} 张"]
     for d in c["differences"]:
-        out.append(f"    {d['card_no']} {d['field_label']}：前置软件 {_n(d['frontend_value'])}，"
-                   f"大疫情网 {_n(d['nndrs_value'])}")
+        out.append(f"    {d['card_no']} {d['field_label']}：前置软件 {d['frontend_shown']}，"
+                   f"大疫情网 {d['nndrs_shown']}")
 
     out += ["", "五、及时性（时限内比例，自业务时间 P50/P95，自提交 P50/P95）"]
     for t in r["timeliness"]:
@@ -275,7 +398,7 @@ th,td{border:1px solid #ccc;padding:3px 6px;text-align:right}th{background:#eef3
 td.l,th.l{text-align:left}.alerts li{color:#b3261e}.notes li{color:#555}
 .figs{display:flex;flex-wrap:wrap;gap:12px}
 .fig{border:1px solid #ccd;border-radius:4px;padding:6px 12px;min-width:110px}
-.fig b{display:block;font-size:22px}.fig span{font-size:12px;color:#555}
+.actions li{margin:2px 0}.fig b{display:block;font-size:22px}.fig span{font-size:12px;color:#555}
 svg{display:block;margin:6px 0}svg text{font-size:11px;fill:#333}
 @media print{body{margin:0;max-width:none}h2{break-after:avoid}table,svg{break-inside:avoid}}
 """
@@ -348,6 +471,13 @@ def render_html(r: dict[str, Any]) -> str:
         out.append('<ul class="alerts" id="alerts">' + "".join(f"<li>{_e(a)}</li>" for a in r["alerts"]) + "</ul>")
     if r["notes"]:
         out.append('<ul class="notes">' + "".join(f"<li>{_e(n)}</li>" for n in r["notes"]) + "</ul>")
+    if r.get("demo_explanations"):
+        # cdcsync demo: why each red item is red in the synthetic day (cdcsync.demo_story)
+        out.append('<h2>本演示中为何为红</h2><ul class="demo-why" id="demo-why">' + "".join(
+            f"<li><b>{_e(item)}</b><br>→ {_e(why)}</li>" for item, why in r["demo_explanations"]) + "</ul>")
+    if r["actions"]:
+        out.append(f'<h2>处理建议（防保科，<span id="action-count">{len(r["actions"])}</span> 项）</h2>'
+                   '<ol class="actions" id="actions">' + "".join(f"<li>{_e(a)}</li>" for a in r["actions"]) + "</ol>")
 
     # 1. cards first: what 防保科 acts on
     out.append("<h2>一、报告卡比对（前置软件与大疫情网）</h2><div class=\"figs\">")
@@ -356,8 +486,11 @@ def render_html(r: dict[str, Any]) -> str:
             _fig("card-matched", s["matched"], "两边都有"),
             _fig("card-frontend-only", s["frontend_only"], "仅前置软件"),
             _fig("card-nndrs-only", s["nndrs_only"], "仅大疫情网"),
-            _fig("card-differences", s["with_differences"], "内容不一致")]
+            _fig("card-differences", s["with_differences"], "内容不一致"),
+            _fig("card-nndrs-deleted", s["nndrs_deleted"], "大疫情网已删除（不比对）")]
     out.append("</div>")
+    out.append(f'<p class="meta">配对方式：按卡片编号 {_e(s["matched_by_card_no"])} 张，按证件号+病种+诊断日期 '
+               f'{_e(s["matched_by_id_no"])} 张，按姓名+出生日期+性别+病种+诊断日期 {_e(s["matched_by_name"])} 张</p>')
     consistent = max(s["matched"] - s["with_differences"], 0)
     out.append(_bars([("报告卡", [(float(consistent), "#1b7a3a", "一致"),
                                   (float(s["with_differences"]), "#e8a33d", "内容不一致"),
@@ -368,7 +501,7 @@ def render_html(r: dict[str, Any]) -> str:
     only = [[no, "仅前置软件"] for no in c["frontend_only"]] + [[no, "仅大疫情网"] for no in c["nndrs_only"]]
     out.append(_table(["卡片编号", "情况"], only, left=2))
     out.append(_table(["卡片编号", "字段", "前置软件", "大疫情网"],
-                      [[d["card_no"], d["field_label"], d["frontend_value"], d["nndrs_value"]]
+                      [[d["card_no"], d["field_label"], d["frontend_shown"], d["nndrs_shown"]]
                        for d in c["differences"]],
                       left=4))
 
@@ -391,6 +524,7 @@ def render_html(r: dict[str, Any]) -> str:
     out.append(_table(["机构", "门诊（镜像库）", "门诊（HIS）", "差", "急诊（镜像库）", "急诊（HIS）", "差"],
                       [[v["org_code"], v["outpatient_visits"], v["reported_outpatient"], v["outpatient_diff"],
                         v["emergency_visits"], v["reported_emergency"], v["emergency_diff"]] for v in r["visits"]]))
+    out.append(f'<p class="meta" id="inpatient-trend">{_e(_trend_text(r["inpatient_trend"]))}</p>')
     out.append(_table(["传染病类别", "在院患者", "新增诊断", "新增患者"],
                       [[row["category"], row["inpatients"], row["new_diagnoses"], row["new_patients"]]
                        for row in r["inpatients"]]))

@@ -32,6 +32,7 @@ import datetime as dt
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import psycopg
@@ -89,6 +90,7 @@ def _default_mapper() -> Mapper:
 class _Card:
     card_id: str
     card_no: str
+    patient_id: str
     visit_id: str | None
     disease: Disease
     status: str | None
@@ -128,6 +130,7 @@ class RuleEngine:
         """Evaluate ``events`` in order; returns what happened to cases (created, evidence, changes)."""
         out: list[OpenResult] = []
         run = _Run(self, conn, out)
+        run.prefetch(events)
         for event in events:
             if event.schema != "emr":
                 continue
@@ -154,6 +157,46 @@ class _Run:
         self.conn = conn
         self.store = CaseStore(conn)
         self.out = out
+        # Mirror context, read once per call: the rows of every event of the call are committed
+        # before it runs, so the mirror holds at least what each event saw (and at most later
+        # rows, as when the consumer lags).
+        self._cards: dict[tuple[str, str], list[_Card]] = {}
+        self._dx: dict[tuple[str, str], list[_Dx]] = {}
+        self._dx_of_patient: set[tuple[str, str]] = set()  # every visit's diagnoses of them are in _dx
+
+    def prefetch(self, events: Sequence[Event]) -> None:
+        """The report cards and visit diagnoses of the patients of ``events``, in two queries per
+        organisation (instead of some per event)."""
+        wanted: dict[str, set[str]] = {}
+        for e in events:
+            if e.schema == "emr" and e.table in _HANDLERS:
+                row = e.after if e.after is not None else e.before
+                if row is not None and row.get("patient_id") and self.relevant(e.table, row):
+                    wanted.setdefault(e.org_code, set()).add(row["patient_id"])
+        for org, patients in wanted.items():
+            ids = sorted(patients)
+            for p in ids:
+                self._cards[(org, p)] = []
+                self._dx_of_patient.add((org, p))
+            for raw in self._rows("SELECT * FROM emr.report_card WHERE patient_id = ANY(%s) AND org_code = %s"
+                                  " ORDER BY report_time, card_id", (ids, org)):
+                mapped = self.engine._map("report_card", raw)
+                card = self.card_of(mapped) if mapped is not None else None
+                if card is not None:
+                    self._cards[(org, card.patient_id)].append(card)
+            visits: set[str] = set()
+            for raw in self._rows("SELECT * FROM emr.diagnosis WHERE patient_id = ANY(%s) AND org_code = %s"
+                                  " ORDER BY diagnosis_time, diagnosis_id", (ids, org)):
+                visit = raw.get("visit_id")
+                if visit is None:
+                    continue
+                if visit not in visits:
+                    visits.add(visit)
+                    self._dx[(org, visit)] = []
+                mapped = self.engine._map("diagnosis", raw)
+                dx = self.dx_of(mapped) if mapped is not None else None
+                if dx is not None:
+                    self._dx[(org, visit)].append(dx)
 
     # -- reading the mirror ------------------------------------------------------------------
 
@@ -162,15 +205,30 @@ class _Run:
             cur.execute(query, params)
             return cur.fetchall()
 
+    def relevant(self, table: str, row: Row) -> bool:
+        """Whether a row of a rule table can matter at all (most lab results and orders cannot)."""
+        pack = self.pack
+        if table == "diagnosis":
+            return pack.disease_for_icd(row.get("diagnosis_code")) is not None
+        if table == "lab_result":
+            return row.get("qualitative_result_code") in pack.positive_results
+        if table == "drug_order":
+            return pack.drug_group(row.get("drug_code")) is not None
+        return True
+
     def cards(self, org: str, patient: str) -> list[_Card]:
         """The patient's report cards (national codes), revoked ones left out, oldest first."""
+        cached = self._cards.get((org, patient))
+        if cached is not None:
+            return cached
         out = []
-        for raw in self._rows("SELECT * FROM emr.report_card WHERE org_code = %s AND patient_id = %s"
-                              " ORDER BY report_time, card_id", (org, patient)):
+        for raw in self._rows("SELECT * FROM emr.report_card WHERE patient_id = %s AND org_code = %s"
+                              " ORDER BY report_time, card_id", (patient, org)):
             mapped = self.engine._map("report_card", raw)
             card = self.card_of(mapped) if mapped is not None else None
             if card is not None:
                 out.append(card)
+        self._cards[(org, patient)] = out
         return out
 
     def card_of(self, row: Row) -> _Card | None:
@@ -181,18 +239,27 @@ class _Run:
             disease = self.pack.disease_by_name(row["other_disease_name"])
         if disease is None:
             return None
-        return _Card(row["card_id"], row.get("card_no") or row["card_id"], row.get("visit_id"), disease,
+        return _Card(row["card_id"], row.get("card_no") or row["card_id"], row["patient_id"], row.get("visit_id"),
+                     disease,
                      row.get("diagnosis_status_code"), row.get("onset_date"), row.get("death_date"),
                      row.get("report_doctor_id"), row.get("report_doctor"), _local(row, "report_dept_code"))
 
-    def visit_diagnoses(self, org: str, visit: str) -> list[_Dx]:
+    def visit_diagnoses(self, org: str, patient: str, visit: str) -> list[_Dx]:
+        """The visit's notifiable diagnoses (suspected or confirmed), in diagnosis order."""
+        cached = self._dx.get((org, visit))
+        if cached is not None:
+            return cached
+        if (org, patient) in self._dx_of_patient:
+            return []  # prefetched: the visit has no diagnosis of this patient
         out = []
-        for raw in self._rows("SELECT * FROM emr.diagnosis WHERE org_code = %s AND visit_id = %s"
-                              " ORDER BY diagnosis_time, diagnosis_id", (org, visit)):
+        # patient_id first: emr.diagnosis is indexed on it (sql/002_emr_mirror.sql)
+        for raw in self._rows("SELECT * FROM emr.diagnosis WHERE patient_id = %s AND org_code = %s"
+                              " AND visit_id = %s ORDER BY diagnosis_time, diagnosis_id", (patient, org, visit)):
             mapped = self.engine._map("diagnosis", raw)
             dx = self.dx_of(mapped) if mapped is not None else None
             if dx is not None:
                 out.append(dx)
+        self._dx[(org, visit)] = out
         return out
 
     def dx_of(self, row: Row) -> _Dx | None:
@@ -234,11 +301,14 @@ class _Run:
         return Evidence(event.id, event.table, {"org_code": row.get("org_code"), key_col: row.get(key_col)}, rule_id)
 
     def signal(self, kind: Kind, status: Status, disease: Disease, event: Event, row: Row, rule_id: str,
-               reason: str, doctor: tuple[str | None, str | None, str | None]) -> OpenResult | None:
+               reason: str, who: Callable[[], tuple[str | None, str | None, str | None]]) -> OpenResult | None:
+        """Open a case (or add evidence to the open one); ``who`` gives the responsible doctor,
+        asked only when a case may be opened."""
         if not self.pack.enabled(kind):
             return None
         if self.seen_closed(event.id, row["patient_id"], disease.code):
             return None
+        doctor = who()
         sig = Signal(kind=kind, status=status, disease_code=disease.code, disease_name=disease.name,
                      disease_class=disease.cls, org_code=event.org_code, patient_id=row["patient_id"],
                      visit_id=row.get("visit_id"), doctor_id=doctor[0], doctor_name=doctor[1], dept_code=doctor[2],
@@ -307,7 +377,7 @@ def _diagnosis(run: _Run, event: Event, row: Row) -> None:
     suspected = dx.status in pack.suspected_statuses
     rule = "diagnosis.suspected" if suspected else "diagnosis.notifiable"
     ev = run.evidence(event, row, rule)
-    doctor = run.responsible(org, row.get("visit_id"), row.get("doctor_id"), row.get("doctor_name"),
+    doctor = partial(run.responsible, org, row.get("visit_id"), row.get("doctor_id"), row.get("doctor_name"),
                              _local(row, "dept_code"))
     _check_visit_cards(run, event, row, dx)
     if run.close_if_carded(org, patient, disease, ev):
@@ -369,7 +439,7 @@ def _lab_result(run: _Run, event: Event, row: Row) -> None:
     if run.close_if_carded(org, patient, disease, ev):
         return
     what = f"检验 {row.get('lab_item_name') or row.get('lab_item_code')} 阳性（{disease.name}）"
-    dxs = [d for d in run.visit_diagnoses(org, visit) if d.disease.code == disease.code] if visit else []
+    dxs = [d for d in run.visit_diagnoses(org, patient, visit) if d.disease.code == disease.code] if visit else []
     case = run.store.find_open(org, patient, disease.code)
     if any(d.status in pack.confirmed_statuses for d in dxs):
         if case is not None:
@@ -378,13 +448,16 @@ def _lab_result(run: _Run, event: Event, row: Row) -> None:
     if case is not None and case.status == Status.TO_DIAGNOSE and case.kind == Kind.SUSPECTED:
         run.upgrade(case, Status.TO_CONFIRM, ev, f"{what}，疑似病例已有病原学证据，请确诊并报告")
         return
-    doc_id, dept = None, None
-    if row.get("lab_report_id"):
-        rep = run._rows("SELECT apply_doctor_id, apply_dept_code FROM emr.lab_report WHERE org_code = %s"
-                        " AND lab_report_id = %s", (org, row["lab_report_id"]))
-        if rep:
-            doc_id, dept = rep[0]["apply_doctor_id"], rep[0]["apply_dept_code"]
-    doctor = run.responsible(org, visit, doc_id, None, dept)
+    def doctor() -> tuple[str | None, str | None, str | None]:
+        """The doctor who ordered the test (its lab report), else the visit's."""
+        doc_id, dept = None, None
+        if row.get("lab_report_id"):
+            rep = run._rows("SELECT apply_doctor_id, apply_dept_code FROM emr.lab_report WHERE org_code = %s"
+                            " AND lab_report_id = %s", (org, row["lab_report_id"]))
+            if rep:
+                doc_id, dept = rep[0]["apply_doctor_id"], rep[0]["apply_dept_code"]
+        return run.responsible(org, visit, doc_id, None, dept)
+
     run.signal(Kind.POSITIVE_PATHOGEN, Status.TO_DIAGNOSE, disease, event, row, rule,
                f"{what}，本次就诊无相应诊断，请明确诊断", doctor)
 
@@ -395,7 +468,7 @@ def _drug_order(run: _Run, event: Event, row: Row) -> None:
         return
     org, patient, visit = event.org_code, row["patient_id"], row.get("visit_id")
     wanted = set(group.diseases)
-    if visit and any(d.disease.code in wanted for d in run.visit_diagnoses(org, visit)):
+    if visit and any(d.disease.code in wanted for d in run.visit_diagnoses(org, patient, visit)):
         return
     if any(c.disease.code in wanted for c in run.cards(org, patient)):
         return
@@ -408,7 +481,7 @@ def _drug_order(run: _Run, event: Event, row: Row) -> None:
     names = [d.name for d in map(run.pack.disease, group.diseases) if d is not None]
     disease = run.pack.disease(group.diseases[0])
     assert disease is not None  # the pack loader checked the reference
-    doctor = run.responsible(org, visit, row.get("doctor_id"), None, _local(row, "dept_code"))
+    doctor = partial(run.responsible, org, visit, row.get("doctor_id"), None, _local(row, "dept_code"))
     run.signal(Kind.SPECIAL_DRUG, Status.TO_CHECK, disease, event, row, rule,
                f"开具{group.label} {row.get('drug_name') or row.get('drug_code')}，本次就诊无"
                f"{'、'.join(names)}诊断，请核查",
@@ -422,7 +495,7 @@ def _death_record(run: _Run, event: Event, row: Row) -> None:
         d = pack.disease_for_icd(row.get(col))
         if d is not None:
             diseases.setdefault(d.code, d)
-    doctor = run.responsible(org, visit, row.get("doctor_id"), None, _local(row, "dept_code"))
+    doctor = partial(run.responsible, org, visit, row.get("doctor_id"), None, _local(row, "dept_code"))
     if diseases:
         cards = run.cards(org, patient)
         for disease in diseases.values():
@@ -468,7 +541,7 @@ def _card_problems(run: _Run, org: str, card: _Card) -> list[str] | None:
     """What disagrees between ``card`` and the EMR diagnoses of its visit; None: nothing to compare."""
     if not card.visit_id:
         return None
-    dxs = run.visit_diagnoses(org, card.visit_id)
+    dxs = run.visit_diagnoses(org, card.patient_id, card.visit_id)
     if not dxs:
         return None
     same = [d for d in dxs if d.disease.code == card.disease.code]
@@ -502,7 +575,7 @@ def _card_consistency(run: _Run, event: Event, row: Row, card: _Card, rule: str)
     case = run.store.find_open(org, row["patient_id"], card.disease.code)
     if case is not None and case.kind != Kind.CARD_MISMATCH:
         run.close_reported(case, card, run.evidence(event, row, rule))
-    doctor = run.responsible(org, card.visit_id, card.doctor_id, card.doctor_name, card.dept_code)
+    doctor = partial(run.responsible, org, card.visit_id, card.doctor_id, card.doctor_name, card.dept_code)
     sig_row = {**row, "visit_id": card.visit_id}
     run.signal(Kind.CARD_MISMATCH, Status.TO_CHECK, card.disease, event, sig_row, rule,
                f"报告卡 {card.card_no}：{'；'.join(problems)}，请核查并订正", doctor)

@@ -75,6 +75,18 @@ def _app_type() -> type:
     show_default=True,
     help="故意生成的不合规记录比例（供校验环节捕获）",
 )
+@click.option(
+    "--live",
+    is_flag=True,
+    help="实时模式（配合 --rate）：每次就诊的业务时间取写入时刻，结束时更新当日 HIS 统计",
+)
+@click.option(
+    "--nndrs-export",
+    "nndrs_export",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="写完后把镜像库中的报告卡导出为大疫情网格式（GB18030 CSV），并故意放入已知差异（答案见 FILE.planted.json）",
+)
 @click.option("--hospital", default=None, help="本地代码表（mappings/local/<hospital>；默认取配置，否则 example）")
 @click.option("--org-code", default=None, help="医疗机构代码（默认取配置 org_code）")
 @click.option(
@@ -94,6 +106,8 @@ def gen(
     rate: float | None,
     duration: float | None,
     invalid_ratio: float,
+    live: bool,
+    nndrs_export: Path | None,
     hospital: str | None,
     org_code: str | None,
     truth: Path | None,
@@ -113,6 +127,8 @@ def gen(
     from cdcsync.synth.load import Group, LoadError, drop_existing, load_bulk, load_steady
     from cdcsync.validate.compiler import beijing_now
 
+    if live and rate is None:
+        raise click.UsageError("--live 需要与 --rate 一起使用")
     conninfo, cfg_org, cfg_hospital, mappings_dir = _settings(ctx, dsn)
     codes = load_codes(mappings_dir, hospital or cfg_hospital or "example")
     org = org_code or cfg_org
@@ -156,6 +172,26 @@ def gen(
                     for kind, keys in day.invalid.items():
                         invalid[kind] += len(keys)
                     click.echo(f"已写入 {day.date.isoformat()}：{sum(len(b) for b in rows.values())} 行", err=True)
+            elif live:
+                from cdcsync.synth.live import live_groups, update_daily_stats
+                from cdcsync.synth.model import Census
+
+                census = Census()
+                click.echo(f"实时写入：目标 {rate:g} 行/秒，业务时间取写入时刻"
+                           f"{'，时长 ' + format(duration, 'g') + ' 秒' if duration else '，按 Ctrl-C 结束'}", err=True)
+
+                def live_counted() -> Iterator[Group]:
+                    for g in live_groups(codes, org, seed=seed, patients=patients, census=census, clock=beijing_now,
+                                         seconds=duration):
+                        tally(g)
+                        yield g
+
+                res = load_steady(conn, spec, live_counted(), rate, None)
+                stats_now = beijing_now().replace(microsecond=0)
+                if not update_daily_stats(conn, codes, org, stats_now.date(), census, stats_now):
+                    click.echo("注意：镜像库中没有今日的 HIS 每日统计，未更新", err=True)
+                click.echo(f"实时写入结束：{res.rows} 行，{res.transactions} 个事务，用时 {res.seconds:.1f} 秒"
+                           f"{'（已中断）' if res.interrupted else ''}")
             else:
 
                 def stream() -> Iterator[Group]:
@@ -190,6 +226,12 @@ def gen(
                     f"平均 {res.rows / max(res.seconds, 1e-9):.0f} 行/秒"
                     f"{'（已中断）' if res.interrupted else ''}"
                 )
+            if nndrs_export is not None:
+                from cdcsync.synth.nndrs_export import planted_path, write_export
+
+                planted = write_export(conn, codes, org, nndrs_export, beijing_now().date(), seed=seed)
+                click.echo(f"已写入大疫情网导出 {nndrs_export}：{planted.summary()}；"
+                           f"答案见 {planted_path(nndrs_export)}")
     except LoadError as exc:
         raise click.ClickException(str(exc)) from None
     except psycopg.OperationalError as exc:

@@ -133,6 +133,10 @@ class Hospital:
 
     # ---- one encounter
 
+    def encounter_at(self, rng: random.Random, kind: str, t: dt.datetime, census: Census) -> Group:
+        """One new visit of ``kind`` starting at ``t`` (the live phase: see :mod:`cdcsync.synth.live`)."""
+        return self._encounter(rng, t.date(), kind, t, census)
+
     def _choose(self, rng: random.Random, kind: str) -> Condition:
         conds = [cd for cd in self.site.conditions if kind in cd.weight]
         return rng.choices(conds, weights=[cd.weight[kind] for cd in conds])[0]
