@@ -12,7 +12,8 @@ observer polls the case table the reminders API reads (every 20 ms) and records 
 signal's case became visible; the latency is measured from the writer's commit. Prints p50, p95,
 p99, max, the achieved row rate and the process's peak RSS.
 
-``--backlog N``: N diagnosis rows (2 % notifiable) are committed in transactions of 1,000 while
+``--backlog N``: N diagnosis rows (one in ``--notifiable-every``, default 50, notifiable) are
+committed in transactions of 1,000 while
 the consumer is not running; then pg_recvlogical reads them from its own slot, and the consumer
 (validation stage, rule engine, case transactions with its checkpoint) drains its slot; rows/s of
 both, the ratio and the peak RSS of this process (which only runs the consumer) are printed.
@@ -66,13 +67,14 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=30)
     ap.add_argument("--signal-every", type=int, default=5, help="one signal per N transactions")
     ap.add_argument("--backlog", type=int, default=0, help="drain a backlog of N rows instead")
+    ap.add_argument("--notifiable-every", type=int, default=50, help="backlog: one notifiable diagnosis per N rows")
     args = ap.parse_args()
     cluster = throwaway_cluster("cdcsync-bench-", "/var/tmp")
     base = cluster.datadir.parent
     try:
         dsn = cluster.create_database("surveil_bench")
         if args.backlog:
-            backlog(cluster, dsn, args.backlog)
+            backlog(cluster, dsn, args.backlog, args.notifiable_every)
         else:
             run(dsn, args)
     finally:
@@ -157,13 +159,13 @@ INSERT INTO emr.diagnosis (org_code, modify_flag, collect_time, update_time, dia
     visit_type_code, diagnosis_category_code, diagnosis_code, diagnosis_name, diagnosis_status_code, onset_date,
     diagnosis_time, dept_code, doctor_id, doctor_name)
 SELECT %(org)s, '1', t, t, 'BD' || g, 'BV' || g, 'BP' || g, 'MZ', 'MZZD',
-       CASE WHEN g %% 50 = 0 THEN 'A15.000' ELSE 'J18.900' END, '诊断', '3', DATE '2026-11-18',
+       CASE WHEN g %% %(every)s = 0 THEN 'A15.000' ELSE 'J18.900' END, '诊断', '3', DATE '2026-11-18',
        t + interval '10 minutes', '0302', 'D002', '李医生'
   FROM generate_series(%(a)s::bigint, %(b)s::bigint) g, (SELECT TIMESTAMP '2026-11-20 09:00' AS t) c
 """
 
 
-def backlog(cluster: Any, dsn: str, rows: int) -> None:
+def backlog(cluster: Any, dsn: str, rows: int, every: int) -> None:
     import subprocess
 
     from cdcsync.db.migrate import PUBLICATION
@@ -179,7 +181,7 @@ def backlog(cluster: Any, dsn: str, rows: int) -> None:
             conn.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (slot,))
         t0 = time.monotonic()
         for a in range(1, rows + 1, 1000):
-            conn.execute(BACKLOG_SQL, {"org": ORG, "a": a, "b": min(rows, a + 999)})
+            conn.execute(BACKLOG_SQL, {"org": ORG, "a": a, "b": min(rows, a + 999), "every": every})
         print(f"inserted {rows:,} rows: {time.monotonic() - t0:.1f}s", flush=True)
         row = conn.execute("SELECT pg_logical_emit_message(false, %s, 'bench end')", (HEARTBEAT_PREFIX,)).fetchone()
         endpos = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()
