@@ -74,7 +74,8 @@ def surveil_tables_present(conn: psycopg.Connection[Any]) -> bool:
 
 
 def surveil_enabled(settings: Settings) -> bool:
-    """``surveil.enabled``, or (unset) whether the mirror has the case tables."""
+    """``surveil.enabled``, or (unset) whether the mirror has the case tables. An unreachable database
+    (boot order) counts as yes: the consumer retries, and stops quietly if the tables turn out missing."""
     cfg = settings.surveil
     if cfg.enabled is not None:
         return cfg.enabled
@@ -82,8 +83,9 @@ def surveil_enabled(settings: Settings) -> bool:
         with psycopg.connect(settings.database.conninfo(), autocommit=True, connect_timeout=10) as conn:
             return surveil_tables_present(conn)
     except psycopg.Error as exc:
-        log.warning("surveillance consumer not started: database not reachable (%s)", type(exc).__name__)
-        return False
+        log.warning("surveil: database not reachable at start (%s); the rules consumer will retry",
+                    type(exc).__name__)
+        return True
 
 
 class RulesConsumer:
@@ -139,6 +141,10 @@ class RulesConsumer:
         repl: ReplicationConnection | None = None
         try:
             if not surveil_tables_present(conn):
+                if self.cfg.enabled is None:  # not asked for, and this mirror has no case tables: off
+                    log.info("surveil: the mirror has no case tables; rules consumer off")
+                    self.caught_up = True  # ends run_consumer_forever
+                    return
                 raise ConsumerError("镜像库缺少监测预警病例表（cdcsync.surveil_case），请先执行 cdcsync db init")
             conn.commit()
             state = self._load(conn)
