@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from cdcsync.api.settings import ApiSettings
 from cdcsync.config_error import ConfigError as ConfigError
+from cdcsync.control.settings import ControlSettings
 from cdcsync.db.settings import DatabaseSettings
 from cdcsync.ops.backup.settings import BackupSettings
 from cdcsync.ops.settings import OpsSettings
@@ -80,7 +81,10 @@ class LoggingSettings(_Model):
 class Settings(_Model):
     org_code: str = Field(pattern=r"^[0-9A-Z]{6,22}$")
     hospital: str = "example"
+    # National value domains shipped with the release (None: the release's own mappings/); the
+    # hospital's local tables live under <local_mappings_dir or mappings_dir>/local/<hospital>.
     mappings_dir: Path | None = None
+    local_mappings_dir: Path | None = None
     state_dir: Path = Path(".cdcsync")
     database: DatabaseSettings = DatabaseSettings()
     stream: StreamSettings = StreamSettings()
@@ -89,6 +93,7 @@ class Settings(_Model):
     api: ApiSettings = ApiSettings()
     backup: BackupSettings = BackupSettings()
     ops: OpsSettings = OpsSettings()
+    control: ControlSettings = ControlSettings()
     surveil: SurveilSettings = SurveilSettings()
 
     @field_validator("destinations")
