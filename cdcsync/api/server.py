@@ -32,8 +32,8 @@ from cdcsync.crypto.keys import check_private_key_permissions
 
 log = logging.getLogger("cdcsync.api")
 
-LISTENERS: tuple[str, ...] = ("data", "monitor", "web")
-_PURPOSE = {"data": "数据操作API", "monitor": "监控管理", "web": "PC端web服务"}
+LISTENERS: tuple[str, ...] = ("data", "control", "monitor", "web")
+_PURPOSE = {"data": "数据操作API", "control": "配置更新", "monitor": "监控管理", "web": "PC端web服务"}
 
 
 @dataclass
@@ -142,10 +142,11 @@ def build_apps(settings: Settings, api: ApiSettings | None = None, **deps: Any) 
     api = api_settings(settings, api)
     apps: dict[str, FastAPI] = {}
     rules = deps.get("rules")
-    if rules is None and (api.data.enabled or api.monitor.enabled or api.web.enabled):
+    if rules is None and (api.data.enabled or api.monitor.enabled or api.web.enabled or api.control.enabled):
+        from cdcsync.mapping.layers import MappingLayers
         from cdcsync.mapping.reload import RulesHolder
 
-        rules = RulesHolder.load(settings.mappings_dir, settings.hospital)
+        rules = RulesHolder.for_layers(MappingLayers.from_settings(settings))
     provider = deps.get("status_provider")
     if provider is None and (api.monitor.enabled or api.web.enabled):
         from cdcsync.api.monitor_app import status_provider_for
@@ -155,6 +156,10 @@ def build_apps(settings: Settings, api: ApiSettings | None = None, **deps: Any) 
         from cdcsync.api.data_app import create_data_app
 
         apps["data"] = create_data_app(settings, rules=rules, api=api)
+    if api.control.enabled:
+        from cdcsync.control.app import create_control_app
+
+        apps["control"] = create_control_app(settings, rules=rules)
     if api.monitor.enabled:
         from cdcsync.api.monitor_app import create_monitor_app
 

@@ -31,12 +31,13 @@ def snapshot_cmd(app: AppContext, destination: str, tables: tuple[str, ...]) -> 
     """全量快照：读取镜像表现有数据，经校验与代码映射后投递到目的地（首次为初始快照，之后为补发）。"""
     from cdcsync.engine.daemon import build_pipeline
     from cdcsync.engine.pipeline import SnapshotRefused
+    from cdcsync.mapping.layers import MappingLayers
     from cdcsync.mapping.reload import RulesHolder
 
     settings = app.settings
     dest = settings.destination(destination)
     # The same validation stage as the daemon's: rows that fail go to the quarantine.
-    pipe = build_pipeline(settings, dest, RulesHolder.load(settings.mappings_dir, settings.hospital))
+    pipe = build_pipeline(settings, dest, RulesHolder.for_layers(MappingLayers.from_settings(settings)))
     try:
         pipe.snapshot_once(list(tables) or None)
     except (SnapshotRefused, LookupError) as exc:

@@ -22,6 +22,7 @@ from cdcsync.crypto.sm2_backend import describe as sm2_describe
 from cdcsync.db.migrate import MirrorRefused, check_encoding, publication_problems
 from cdcsync.engine.pipeline import Pipeline, check_lost_slots, run_pipeline_forever
 from cdcsync.event import str_to_lsn
+from cdcsync.mapping.layers import MappingLayers
 from cdcsync.mapping.reload import MappingWatcher, RulesHolder
 from cdcsync.ops.loop import start_ops
 from cdcsync.sink import build_sink
@@ -142,7 +143,7 @@ def run(settings: Settings, install_signals: bool = True) -> int:
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
 
-    holder = RulesHolder.load(settings.mappings_dir, settings.hospital)
+    holder = RulesHolder.for_layers(MappingLayers.from_settings(settings))
     preflight(settings, holder.spec)
     started_at = time.time()
     servers = start_servers(settings, rules=holder, started_at=started_at)  # fails fast on a taken port
@@ -198,7 +199,7 @@ def drain(settings: Settings, timeout: float = 600.0) -> dict[str, int]:
         row = conn.execute("SELECT pg_logical_emit_message(false, %s, 'drain')", (HEARTBEAT_PREFIX,)).fetchone()
     target = str_to_lsn(str(row[0])) if row else 0
     stop = threading.Event()
-    holder = RulesHolder.load(settings.mappings_dir, settings.hospital)
+    holder = RulesHolder.for_layers(MappingLayers.from_settings(settings))
     preflight(settings, holder.spec)
     pipes = _pipelines(settings, holder, stop)
     for p in pipes:
