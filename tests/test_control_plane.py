@@ -1,0 +1,357 @@
+"""The control plane end to end (docs/control-plane.md): configuration packages signed by the
+reference platform, POSTed over HTTPS on loopback to the 8882 listener, real SM2/SM3, real
+PostgreSQL; the daemon streaming to the reference platform while a value-domain push switches the
+national code it emits, and a rollback switching it back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import psycopg
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from cdcsync.api.server import ServerHandle, start_servers
+from cdcsync.api.settings import ApiSettings
+from cdcsync.cli import main
+from cdcsync.config import Settings
+from cdcsync.control.package import Package, sign_package
+from cdcsync.crypto.keys import load_public_key, write_keypair
+from cdcsync.crypto.sm2 import SM2PrivateKey
+from cdcsync.crypto.tls import write_self_signed
+from cdcsync.mapping.domains import default_mappings_dir, load_national
+from cdcsync.mapping.layers import MappingLayers
+from cdcsync.mapping.reload import RulesHolder
+from cdcsync.upstream_sim.cli import prepare_data_dir
+from cdcsync.upstream_sim.push import PushResult, send
+from cdcsync.upstream_sim.runner import SimHandle, free_port, start_in_process
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cdc_util import cli_cmd  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+ORG = "12110000400000000X"
+NEW_MALE = "10"  # the successor of national code "1" in the pushed version of domain sex (not a GB/T 2261.1 code: a test value)
+
+
+def sex_payload(*, version_date: str = "2026-12-01", drop: str | None = None, block: bool = False) -> bytes:
+    """Domain sex, new version: code 1 retired in favour of 10 (or ``drop`` removed outright)."""
+    shipped = load_national(default_mappings_dir())["sex"]
+    gone = ("1",) if drop is None else (drop,)
+    codes = [{"code": c.code, "name": c.name} for c in shipped if c.code not in gone]
+    replaced = {}
+    if drop is None:
+        codes.append({"code": NEW_MALE, "name": "男性"})
+        replaced = {"1": NEW_MALE}
+    dom = {"id": "sex", "name": shipped.name, "standard": shipped.standard, "version_date": version_date,
+           "subset": False, "codes": codes, "replaced": replaced}
+    return orjson.dumps({"domains": [dom], "block_on_unmapped": block})
+
+
+def tree_digest(root: Path) -> str:
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*")):
+        if p.is_file():
+            h.update(str(p.relative_to(root)).encode() + p.read_bytes())
+    return h.hexdigest()
+
+
+class Front:
+    """Settings of one front end: http destination to a reference platform, 8882 with TLS."""
+
+    def __init__(self, tmp: Path, dsn: str, sim_dir: Path, sim_url: str, sim_ca: Path | None,
+                 control_port: int = 0, local_dir: Path | None = None) -> None:
+        self.tmp = tmp
+        self.hk, self.hp, _ = write_keypair(tmp / "keys", "hospital")
+        self.platform_key, _ = prepare_data_dir(sim_dir, tls=False)
+        self.tls = write_self_signed(tmp / "tls8882", ["127.0.0.1"])
+        self.data: dict[str, Any] = {
+            "org_code": ORG,
+            "state_dir": str(tmp / "state"),
+            "database": {"dsn": dsn},
+            "stream": {"status_interval_s": 1, "linger_ms": 50, "heartbeat_interval_s": 5},
+            "destinations": [{"name": "national", "kind": "http", "url": sim_url,
+                              "ca_bundle": str(sim_ca) if sim_ca else None, "hospital_key": str(self.hk),
+                              "platform_public_key": str(sim_dir / "platform.pub"), "batch_max_events": 50,
+                              "retry_initial_s": 0.1, "retry_max_s": 1.0, "timeout_s": 10}],
+            "api": {**{n: {"host": "127.0.0.1", "port": 0} for n in ("data", "monitor", "web")},
+                    "control": {"host": "127.0.0.1", "port": control_port, "tls_cert_file": str(self.tls.cert),
+                                "tls_key_file": str(self.tls.key)}},
+        }
+        if local_dir is not None:
+            self.data["local_mappings_dir"] = str(local_dir)
+        self.settings = Settings.model_validate(self.data)
+        self.cfg = tmp / "config.yaml"
+        self.cfg.write_text(yaml.safe_dump(json.loads(json.dumps(self.data))), encoding="utf-8")
+
+    def package(self, kind: str, payload: bytes, version: int, *, pid: str | None = None, org: str = ORG,
+                key: SM2PrivateKey | None = None) -> Package:
+        return sign_package(payload, platform_key=key or self.platform_key, package_id=pid or f"{kind}-v{version}",
+                            kind=kind, version=version, org_code=org)
+
+    def push(self, url: str, body: bytes, *, compressed: bool = False) -> PushResult:
+        return send(url, body, ca_bundle=self.tls.ca_cert, hospital_pub=load_public_key(self.hp),
+                    compressed=compressed)
+
+
+def control_only(front: Front) -> ApiSettings:
+    api = dict(front.data["api"])
+    for n in ("data", "monitor", "web"):
+        api[n] = {"enabled": False}
+    return ApiSettings.model_validate(api)
+
+
+@pytest.fixture
+def served(migrated_db: str, tmp_path: Path) -> Iterator[tuple[Front, ServerHandle, RulesHolder, str]]:
+    front = Front(tmp_path, migrated_db, tmp_path / "sim", "https://127.0.0.1:9", None)
+    holder = RulesHolder.for_layers(MappingLayers.from_settings(front.settings))
+    handle = start_servers(front.settings, rules=holder, api=control_only(front))
+    try:
+        yield front, handle, holder, f"https://127.0.0.1:{handle.ports['control']}"
+    finally:
+        handle.stop()
+
+
+def snapshot(front: Front, holder: RulesHolder) -> tuple[Any, ...]:
+    state = Path(front.settings.state_dir)
+    links = tuple(os.path.realpath(p) if p.exists() else None
+                  for p in (state / "mappings" / "current", *(state / "control" / k / "current"
+                                                               for k in ("upstream", "timeliness", "rules"))))
+    with psycopg.connect(front.settings.database.conninfo()) as conn:
+        row = conn.execute("SELECT count(*) FROM cdcsync.config_current").fetchone()
+    return links, row, holder.version
+
+
+def test_each_kind_applied_and_bad_packages_refused(served: tuple[Front, ServerHandle, RulesHolder, str]) -> None:
+    front, _, holder, url = served
+    shipped_before = tree_digest(default_mappings_dir())
+    v0 = holder.version
+    tables0 = MappingLayers.from_settings(front.settings).load()
+    assert tables0.map("sex", "M") == "1" and tables0.national["sex"].layer == "shipped"
+
+    # --- value_domains: applied, the mapping set in force changes at once, reply signed ------
+    r = front.push(url, front.package("value_domains", sex_payload(), 1).to_json(), compressed=True)
+    assert r.verified and r.http_status == 200, r.reply
+    assert r.reply["outcome"] == "acknowledged" and r.reply["state"] == "acknowledged"
+    assert r.reply["detail"]["mapping_version"] == holder.version != v0
+    tables1 = MappingLayers.from_settings(front.settings).load()
+    assert tables1.map("sex", "M") == NEW_MALE and tables1.national["sex"].layer == "pushed"
+    assert tables1.national["icd10"].layer == "shipped"
+
+    # --- the other kinds -------------------------------------------------------------------
+    upstream = orjson.dumps({"destinations": [{"name": "national", "url": "https://10.1.2.3:8888",
+                                               "batch_max_events": 500, "enabled": True}]})
+    timeliness = orjson.dumps({"tables": {"diagnosis": "realtime"}, "evaluation": {"good": 96.0}})
+    rules = orjson.dumps({"file_name": "pack.yaml", "content": "version: 1\nrules:\n  - {id: R1, when: x}\n"})
+    for kind, payload in (("upstream", upstream), ("timeliness", timeliness), ("rules", rules)):
+        r = front.push(url, front.package(kind, payload, 1).to_json())
+        assert r.verified and r.reply["outcome"] == "acknowledged", (kind, r.reply)
+        assert (Path(front.settings.state_dir) / "control" / kind / "current").is_dir()
+
+    # --- refusals: each with its reason, each changing nothing -------------------------------
+    before = snapshot(front, holder)
+    good = front.package("value_domains", sex_payload(version_date="2026-12-02"), 2)
+    tampered = orjson.loads(good.to_json())
+    tampered["payload"] = __import__("base64").b64encode(sex_payload(version_date="2026-12-03")).decode()
+    other_key = SM2PrivateKey.generate()
+    cases = [
+        ("bad_signature", 401, orjson.dumps(tampered)),
+        ("bad_signature", 401, front.package("value_domains", sex_payload(), 2, key=other_key).to_json()),
+        ("replay", 409, front.package("value_domains", sex_payload(), 1).to_json()),  # same package id
+        ("old_version", 409, front.package("value_domains", sex_payload(), 1, pid="fresh-id").to_json()),
+        ("wrong_org", 403, front.package("value_domains", sex_payload(), 2, org="99999999999999999X").to_json()),
+        ("check_failed", 422, front.package("value_domains", sex_payload(drop="2", block=True), 2).to_json()),
+        ("invalid_payload", 422, front.package("timeliness", b'{"tables": {"nope": "realtime"}}', 2).to_json()),
+        ("invalid_payload", 422, front.package("upstream", orjson.dumps(
+            {"destinations": [{"name": "national", "hospital_key": "/tmp/x"}]}), 2).to_json()),
+        ("malformed", 400, b"{not json"),
+    ]
+    for reason, status, body in cases:
+        r = front.push(url, body)
+        assert r.verified, reason  # refusals are signed too
+        assert (r.reply["outcome"], r.reply["reason"], r.http_status) == ("refused", reason, status), r.reply
+        assert r.reply["message"]
+        assert snapshot(front, holder) == before, reason
+    check = next(e for e in history(front) if (e["events"][-1].get("reason") == "check_failed"))
+    assert check["events"][-1]["detail"]["dangling_local_entries"] == [
+        {"domain": "sex", "local_code": "F", "national_code": "2"}]
+
+    # Not blocking: the same gap is reported and the version applied.
+    r = front.push(url, front.package("value_domains", sex_payload(drop="2"), 3).to_json())
+    assert r.reply["outcome"] == "acknowledged", r.reply
+    assert r.reply["detail"]["dangling_local_entries"][0]["local_code"] == "F"
+
+    # --- history and rollback (CLI) -----------------------------------------------------------
+    out = CliRunner().invoke(main, ["-c", str(front.cfg), "config", "history"])
+    assert out.exit_code == 0 and "已拒收（replay）" in out.output and "已确认" in out.output, out.output
+    out = CliRunner().invoke(main, ["-c", str(front.cfg), "config", "rollback", "value_domains-v1"])
+    assert out.exit_code == 2 and "不是 value_domains 当前生效的版本" in out.output, out.output
+    out = CliRunner().invoke(main, ["-c", str(front.cfg), "config", "rollback", "value_domains-v3"])
+    assert out.exit_code == 0, out.output
+    holder.reload_if_changed()
+    assert MappingLayers.from_settings(front.settings).load().map("sex", "M") == NEW_MALE  # v1 again
+    assert holder.current().mapper.map("sex", "F") == "2"
+    out = CliRunner().invoke(main, ["-c", str(front.cfg), "config", "rollback", "value_domains-v1"])
+    assert out.exit_code == 0, out.output
+    holder.reload_if_changed()
+    assert holder.version == v0  # back to the release's own tables, byte for byte the same version
+    states = [e["state"] for e in history(front, "value_domains")[-1]["events"]]  # v1, oldest
+    assert states == ["received", "verified", "staged", "checked", "applied", "acknowledged", "reapplied",
+                      "rolled_back"]
+    # A push never wrote the shipped tables (nor the hospital's local ones, which live there here).
+    assert tree_digest(default_mappings_dir()) == shipped_before
+
+
+def history(front: Front, kind: str | None = None) -> list[dict[str, Any]]:
+    from cdcsync.control import store
+
+    with psycopg.connect(front.settings.database.conninfo()) as conn:
+        return store.history(conn, 100, kind)
+
+
+def test_packages_are_append_only(served: tuple[Front, ServerHandle, RulesHolder, str]) -> None:
+    front, _, _, url = served
+    front.push(url, b"{}")
+    with psycopg.connect(front.settings.database.conninfo(), autocommit=True) as conn:
+        for stmt in ("UPDATE cdcsync.config_event SET state = 'applied'", "DELETE FROM cdcsync.config_package"):
+            with pytest.raises(psycopg.errors.RaiseException, match="只可追加"):
+                conn.execute(stmt)
+
+
+# ----------------------------------------------------------------------------- under load
+
+
+def wait_for(cond: Any, timeout: float, what: str, interval: float = 0.2) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+class StaffLoader:
+    """One transaction every 50 ms inserting 5 staff rows with local sex code M."""
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+        self.stop = threading.Event()
+        self.inserted = 0
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        try:
+            with psycopg.connect(self.dsn, autocommit=True) as conn:
+                while not self.stop.is_set():
+                    with conn.transaction():
+                        rows = [(ORG, f"S{self.inserted + i:06d}", f"医生{self.inserted + i}", "M", True, "1")
+                                for i in range(5)]
+                        conn.cursor().executemany(
+                            "INSERT INTO emr.staff (org_code, staff_id, staff_name, sex_code, active_flag,"
+                            " modify_flag, collect_time, update_time) VALUES (%s, %s, %s, %s, %s, %s, now(), now())",
+                            rows)
+                    self.inserted += 5
+                    self.stop.wait(0.05)
+        except BaseException as exc:
+            self.error = exc
+
+
+def staff_events(sim: SimHandle) -> list[dict[str, Any]]:
+    import sqlite3
+
+    db = sqlite3.connect(sim.data_dir / "received.sqlite")
+    try:
+        rows = [orjson.loads(p) for (p,) in db.execute("SELECT payload FROM events WHERE table_name = 'staff'")]
+    finally:
+        db.close()
+    return sorted(rows, key=lambda e: (int(e["id"].split(":")[-2], 16), int(e["id"].split(":")[-1])))
+
+
+def test_value_domain_push_switches_emission_between_transactions(migrated_db: str, tmp_path: Path) -> None:
+    hk_dir = tmp_path / "front"
+    hk_dir.mkdir()
+    # The hospital's local tables outside the release (layer 3): a copy it owns.
+    local_root = tmp_path / "site"
+    (local_root / "local").mkdir(parents=True)
+    import shutil
+
+    shutil.copytree(default_mappings_dir() / "local" / "example", local_root / "local" / "example")
+    local_before = tree_digest(local_root)
+    sim_dir = tmp_path / "sim"
+    prepare_data_dir(sim_dir, tls=True)
+    front_keys = write_keypair(tmp_path / "hk", "hospital")
+    sim = start_in_process(sim_dir, hospital_pubs=[front_keys[1]])
+    front = Front(hk_dir, migrated_db, sim_dir, sim.url, sim.ca_bundle, control_port=free_port(),
+                  local_dir=local_root)
+    (sim_dir / "trusted").mkdir(exist_ok=True)
+    shutil.copy(front.hp, sim_dir / "trusted" / "front.pub")
+    sim.state.trusted = type(sim.state.trusted)([front.hp], sim_dir / "trusted")  # type: ignore[union-attr]
+    url = f"https://127.0.0.1:{front.data['api']['control']['port']}"
+    log = tmp_path / "daemon.log"
+    with open(log, "ab") as fh:
+        proc = subprocess.Popen(cli_cmd(front.cfg, "run"), stdout=fh, stderr=subprocess.STDOUT, cwd=str(REPO),
+                                env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    loader = StaffLoader(migrated_db)
+    try:
+        with psycopg.connect(migrated_db, autocommit=True) as conn:
+            wait_for(lambda: conn.execute("SELECT count(*) FROM cdcsync.checkpoint WHERE snapshot_done")
+                     .fetchone()[0] == 1, 60, "the daemon to start streaming")  # type: ignore[index]
+        loader.thread.start()
+        wait_for(lambda: len(staff_events(sim)) >= 50, 60, "events before the push")
+        r = front.push(url, front.package("value_domains", sex_payload(), 1).to_json())
+        assert r.reply["outcome"] == "acknowledged", r.reply
+        v2 = r.reply["detail"]["mapping_version"]
+        wait_for(lambda: any(e["source"]["mapping_version"] == v2 for e in staff_events(sim)), 60,
+                 "events mapped with the pushed version")
+        n = len(staff_events(sim))
+        wait_for(lambda: len(staff_events(sim)) >= n + 50, 60, "more events after the push")
+        out = subprocess.run(cli_cmd(front.cfg, "config", "rollback", r.reply["package_id"]), capture_output=True,
+                             text=True, cwd=str(REPO), timeout=60)
+        assert out.returncode == 0, out.stderr
+        n = len(staff_events(sim))
+        wait_for(lambda: [e["source"]["mapping_version"] for e in staff_events(sim)][-1] != v2
+                 and len(staff_events(sim)) >= n + 50, 60, "events mapped with the release's tables again")
+        loader.stop.set()
+        loader.thread.join(10)
+        assert loader.error is None, loader.error
+        wait_for(lambda: len(staff_events(sim)) >= loader.inserted, 60, "every row delivered")
+    finally:
+        loader.stop.set()
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        sim.stop()
+    events = staff_events(sim)
+    assert loader.inserted > 150
+    # Nothing lost, nothing twice.
+    ids = [e["after"]["staff_id"] for e in events]
+    assert sorted(ids) == [f"S{i:06d}" for i in range(loader.inserted)], log.read_text()[-3000:]
+    assert sim.stats().get("duplicates", 0) == 0
+    # One mapping set per transaction, switching exactly twice: release → pushed → release.
+    by_tx: dict[str, set[str]] = {}
+    for e in events:
+        by_tx.setdefault(e["id"].split(":")[-2], set()).add(e["source"]["mapping_version"])
+    assert all(len(v) == 1 for v in by_tx.values())
+    seq = [e["source"]["mapping_version"] for e in events]
+    runs = [v for i, v in enumerate(seq) if i == 0 or seq[i - 1] != v]
+    assert len(runs) == 3 and runs[0] == runs[2] != runs[1] == v2, runs
+    for e in events:
+        want = NEW_MALE if e["source"]["mapping_version"] == v2 else "1"
+        assert (e["after"]["sex_code"], e["after"]["sex_code_local"]) == (want, "M")
+    assert tree_digest(local_root) == local_before  # the hospital's tables untouched
