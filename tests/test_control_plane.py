@@ -44,7 +44,8 @@ from cdc_util import cli_cmd  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 ORG = "12110000400000000X"
-NEW_MALE = "10"  # the successor of national code "1" in the pushed version of domain sex (not a GB/T 2261.1 code: a test value)
+# The successor of national code "1" in the pushed version of domain sex (a test value, not GB/T 2261.1).
+NEW_MALE = "10"
 
 
 def sex_payload(*, version_date: str = "2026-12-01", drop: str | None = None, block: bool = False) -> bytes:
