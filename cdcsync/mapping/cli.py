@@ -10,7 +10,7 @@ from typing import Any
 import click
 import orjson
 
-from cdcsync.cli_context import AppContext, connect_autocommit, conninfo, db_errors, mappings_location, pass_app
+from cdcsync.cli_context import AppContext, connect_autocommit, conninfo, db_errors, mapping_layers, pass_app
 from cdcsync.mapping.domains import (
     MappingError,
     default_mappings_dir,
@@ -193,11 +193,9 @@ def mappings_check(app: AppContext, as_json: bool, dsn: str | None, no_data: boo
     """检查值域代码有无缺漏：数据中未对照的本地代码（含行数）、没有本地对照表的值域、对照到无效国家代码的条目。
     有缺漏时退出码为 1。"""
     from cdcsync.mapping.coverage import check_coverage, format_text
-    from cdcsync.mapping.domains import load_code_tables
     from cdcsync.spec import load_spec
 
-    root, hosp = mappings_location(app, mappings_dir, hospital)
-    tables = load_code_tables(root, hosp, strict=False)
+    tables = mapping_layers(app, mappings_dir, hospital).load()
     spec = load_spec()
     if no_data:
         report = check_coverage(tables, spec, None)

@@ -47,6 +47,22 @@ class MappingLayers:
         local = Path(settings.local_mappings_dir) if settings.local_mappings_dir is not None else root
         return cls(root, pushed_dir(settings.state_dir), local, settings.hospital)
 
+    @classmethod
+    def resolve(cls, settings: Settings | None, mappings_dir: Path | None = None,
+                hospital: str | None = None) -> MappingLayers:
+        """The layers of ``settings`` (when there is a config file), with a command line's
+        ``--mappings-dir`` / ``--hospital`` taking precedence; without settings only the shipped
+        (or given) directory, as before layers existed."""
+        if settings is None:
+            root = Path(mappings_dir) if mappings_dir is not None else default_mappings_dir()
+            return cls(root, None, root, hospital or "example")
+        base = cls.from_settings(settings)
+        if mappings_dir is not None:
+            root = Path(mappings_dir)
+            local = Path(settings.local_mappings_dir) if settings.local_mappings_dir is not None else root
+            base = cls(root, base.pushed_dir, local, base.hospital)
+        return cls(base.mappings_dir, base.pushed_dir, base.local_dir, hospital or base.hospital)
+
     def load(self, *, strict: bool = False) -> CodeTables:
         return load_code_tables(self.mappings_dir, self.hospital, strict=strict, pushed_dir=self.pushed_dir,
                                 local_dir=self.local_dir)
