@@ -28,6 +28,7 @@ from cdcsync.api.server import ServerHandle, start_servers
 from cdcsync.api.settings import ApiSettings
 from cdcsync.cli import main
 from cdcsync.config import Settings
+from cdcsync.control.kinds import rules_pack_path
 from cdcsync.control.package import Package, sign_package
 from cdcsync.crypto.keys import load_public_key, write_keypair
 from cdcsync.crypto.sm2 import SM2PrivateKey
@@ -35,6 +36,7 @@ from cdcsync.crypto.tls import write_self_signed
 from cdcsync.mapping.domains import default_mappings_dir, load_national
 from cdcsync.mapping.layers import MappingLayers
 from cdcsync.mapping.reload import RulesHolder
+from cdcsync.surveil.pack import DEFAULT_PACK, load_pack
 from cdcsync.upstream_sim.cli import prepare_data_dir
 from cdcsync.upstream_sim.push import PushResult, send
 from cdcsync.upstream_sim.runner import SimHandle, free_port, start_in_process
@@ -156,11 +158,13 @@ def test_each_kind_applied_and_bad_packages_refused(served: tuple[Front, ServerH
     upstream = orjson.dumps({"destinations": [{"name": "national", "url": "https://10.1.2.3:8888",
                                                "batch_max_events": 500, "enabled": True}]})
     timeliness = orjson.dumps({"tables": {"diagnosis": "realtime"}, "evaluation": {"good": 96.0}})
-    rules = orjson.dumps({"file_name": "pack.yaml", "content": "version: 1\nrules:\n  - {id: R1, when: x}\n"})
+    rules = orjson.dumps({"file_name": "default.yaml", "content": DEFAULT_PACK.read_text(encoding="utf-8")})
     for kind, payload in (("upstream", upstream), ("timeliness", timeliness), ("rules", rules)):
         r = front.push(url, front.package(kind, payload, 1).to_json())
         assert r.verified and r.reply["outcome"] == "acknowledged", (kind, r.reply)
         assert (Path(front.settings.state_dir) / "control" / kind / "current").is_dir()
+    assert rules_pack_path(front.settings) == Path(front.settings.state_dir) / "control/rules/current/pack.yaml"
+    assert load_pack(rules_pack_path(front.settings)).name == load_pack(DEFAULT_PACK).name
 
     # --- refusals: each with its reason, each changing nothing -------------------------------
     before = snapshot(front, holder)
@@ -178,6 +182,8 @@ def test_each_kind_applied_and_bad_packages_refused(served: tuple[Front, ServerH
         ("invalid_payload", 422, front.package("timeliness", b'{"tables": {"nope": "realtime"}}', 2).to_json()),
         ("invalid_payload", 422, front.package("upstream", orjson.dumps(
             {"destinations": [{"name": "national", "hospital_key": "/tmp/x"}]}), 2).to_json()),
+        ("invalid_payload", 422, front.package("rules", orjson.dumps(
+            {"file_name": "p.yaml", "content": "format: 1\nname: x\nbogus: 1\n"}), 2).to_json()),
         ("malformed", 400, b"{not json"),
     ]
     for reason, status, body in cases:

@@ -38,6 +38,9 @@ from cdcsync.ops.settings import EvaluationSettings
 from cdcsync.sink.http_settings import HttpDestination
 from cdcsync.spec import Spec, load_spec
 from cdcsync.spec.model import TIMELINESS
+from cdcsync.surveil.pack import PackError, parse_pack
+
+RULES_FILE = "pack.yaml"
 
 
 @dataclass
@@ -140,29 +143,27 @@ def check_value_domains(settings: Settings, staged: Staged, spec: Spec, conn: ps
 
 
 def stage_rules(settings: Settings, pkg: Package, payload: Any) -> Staged:
-    """A surveillance rule pack: {"file_name": "x.yaml", "content": "<YAML>"}; checked structurally
-    (a mapping with a non-empty ``rules`` list whose items have a unique ``id``) until the rules
-    engine's loader (cdcsync.surveil.pack) exists, then with it."""
+    """A surveillance rule pack: {"file_name": "x.yaml", "content": "<YAML>"}, checked by the rules
+    engine's own loader (cdcsync.surveil.pack, what ``cdcsync rules check`` runs)."""
     if not isinstance(payload, dict) or not isinstance(payload.get("content"), str):
         raise _invalid("rules 配置内容应为 {\"file_name\": \"pack.yaml\", \"content\": \"<YAML 文本>\"}")
+    label = f"规则包 {str(payload.get('file_name') or 'pack.yaml')[:80]}"
     try:
-        doc = yaml.safe_load(payload["content"])
+        pack = parse_pack(yaml.safe_load(payload["content"]), label)
     except yaml.YAMLError as exc:
-        raise _invalid(f"规则包不是有效的 YAML：{exc}") from None
-    rules = doc.get("rules") if isinstance(doc, dict) else None
-    if not isinstance(rules, list) or not rules:
-        raise _invalid("规则包：应为含非空 rules 列表的映射")
-    seen: set[str] = set()
-    for i, r in enumerate(rules):
-        rid = r.get("id") if isinstance(r, dict) else None
-        if not isinstance(rid, str) or not rid:
-            raise _invalid(f"规则包 rules[{i}].id：缺少规则标识")
-        if rid in seen:
-            raise _invalid(f"规则包 rules[{i}].id：规则 {rid} 重复")
-        seen.add(rid)
+        raise _invalid(f"{label}：YAML 格式错误：{getattr(exc, 'problem', None) or exc}") from None
+    except PackError as exc:
+        raise _invalid(str(exc)) from None
     _, name, gen = _new_generation(settings, pkg)
-    (gen / "pack.yaml").write_text(payload["content"], encoding="utf-8")
-    return Staged(name, gen, {"rules": len(rules), "validated": "structural"})
+    (gen / RULES_FILE).write_text(payload["content"], encoding="utf-8")
+    return Staged(name, gen, {"pack": pack.name, "pack_version": pack.version})
+
+
+def rules_pack_path(settings: Settings) -> Path | None:
+    """The rule pack in force: the pushed one when there is one, else ``surveil.pack`` (None: the
+    shipped default pack). The rules consumer loads this path."""
+    pushed = generations_for(settings, "rules").link / RULES_FILE
+    return pushed if pushed.is_file() else settings.surveil.pack
 
 
 # --------------------------------------------------------------------------- upstream / timeliness
