@@ -27,7 +27,7 @@ from click.testing import CliRunner
 from cdcsync.api.server import ServerHandle, start_servers
 from cdcsync.api.settings import ApiSettings
 from cdcsync.cli import main
-from cdcsync.config import Settings
+from cdcsync.config import Settings, load_settings
 from cdcsync.control.kinds import rules_pack_path
 from cdcsync.control.package import Package, sign_package
 from cdcsync.crypto.keys import load_public_key, write_keypair
@@ -163,6 +163,11 @@ def test_each_kind_applied_and_bad_packages_refused(served: tuple[Front, ServerH
         r = front.push(url, front.package(kind, payload, 1).to_json())
         assert r.verified and r.reply["outcome"] == "acknowledged", (kind, r.reply)
         assert (Path(front.settings.state_dir) / "control" / kind / "current").is_dir()
+    # In force for every later load of the settings (the daemon's next start, status, doctor…).
+    eff = load_settings(front.cfg, environ={})
+    nat = eff.destination("national")
+    assert (nat.url, nat.batch_max_events, eff.ops.evaluation.good) == ("https://10.1.2.3:8888", 500, 96.0)  # type: ignore[union-attr]
+    assert front.settings.destination("national").batch_max_events == 50  # type: ignore[union-attr]
     assert rules_pack_path(front.settings) == Path(front.settings.state_dir) / "control/rules/current/pack.yaml"
     assert load_pack(rules_pack_path(front.settings)).name == load_pack(DEFAULT_PACK).name
 
@@ -215,6 +220,9 @@ def test_each_kind_applied_and_bad_packages_refused(served: tuple[Front, ServerH
     assert out.exit_code == 0, out.output
     holder.reload_if_changed()
     assert holder.version == v0  # back to the release's own tables, byte for byte the same version
+    out = CliRunner().invoke(main, ["-c", str(front.cfg), "config", "rollback", "upstream-v1"])
+    assert out.exit_code == 0, out.output
+    assert load_settings(front.cfg, environ={}).destination("national").url == "https://127.0.0.1:9"
     states = [e["state"] for e in history(front, "value_domains")[-1]["events"]]  # v1, oldest
     assert states == ["received", "verified", "staged", "checked", "applied", "acknowledged", "reapplied",
                       "rolled_back"]

@@ -171,7 +171,7 @@ def rules_pack_path(settings: Settings) -> Path | None:
 # What a push may change on a configured destination: addresses, switches and limits, the
 # platform's public certificates. Never the hospital's key or certificate (the hospital's secrets).
 UPSTREAM_KEYS = frozenset({"url", "enabled", "environment", "batch_max_events", "batch_max_bytes", "linger_ms",
-                           "timeout_s", "ca_bundle_pem", "platform_certificate_pem"})
+                           "timeout_s", "retry_initial_s", "retry_max_s"})
 
 
 def stage_upstream(settings: Settings, pkg: Package, payload: Any) -> Staged:
@@ -186,7 +186,7 @@ def stage_upstream(settings: Settings, pkg: Package, payload: Any) -> Staged:
         if extra:
             raise _invalid(f"destinations[{i}]：不允许下发的配置项 {', '.join(extra)}（医院密钥与证书只在本机配置）")
         base = configured[d["name"]].model_dump()
-        merged = {**base, **{k: v for k, v in d.items() if k in UPSTREAM_KEYS and not k.endswith("_pem")}}
+        merged = {**base, **{k: v for k, v in d.items() if k in UPSTREAM_KEYS}}
         try:
             HttpDestination.model_validate(merged)
         except ValidationError as exc:
