@@ -189,6 +189,15 @@ def _apply_pushed(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+def with_pushed(settings: Settings) -> Settings:
+    """``settings`` with the pushed configuration now in force overlaid (the running daemon, after
+    the national platform applied an ``upstream`` package on 8882)."""
+    try:
+        return Settings.model_validate(_apply_pushed(settings.model_dump(mode="json")))
+    except ValidationError as exc:
+        raise ConfigError(_format_error("国家平台下发的配置", exc)) from None
+
+
 def _format_error(source: str, exc: ValidationError) -> str:
     parts = []
     for err in exc.errors():

@@ -138,7 +138,8 @@ def _uvicorn_tls(cfg: ListenerSettings) -> dict[str, Any]:
 
 
 def build_apps(settings: Settings, api: ApiSettings | None = None, **deps: Any) -> dict[str, FastAPI]:
-    """The apps of the enabled listeners. ``deps``: rules (RulesHolder), status_provider, started_at."""
+    """The apps of the enabled listeners. ``deps``: rules (RulesHolder), status_provider, started_at,
+    on_config_applied."""
     api = api_settings(settings, api)
     apps: dict[str, FastAPI] = {}
     rules = deps.get("rules")
@@ -159,7 +160,7 @@ def build_apps(settings: Settings, api: ApiSettings | None = None, **deps: Any) 
     if api.control.enabled:
         from cdcsync.control.app import create_control_app
 
-        apps["control"] = create_control_app(settings, rules=rules)
+        apps["control"] = create_control_app(settings, rules=rules, on_applied=deps.get("on_config_applied"))
     if api.monitor.enabled:
         from cdcsync.api.monitor_app import create_monitor_app
 
@@ -174,16 +175,19 @@ def build_apps(settings: Settings, api: ApiSettings | None = None, **deps: Any) 
 def start_servers(settings: Settings, *, rules: Any = None,
                   status_provider: Callable[[], Mapping[str, Any]] | None = None, started_at: float | None = None,
                   apps: Mapping[str, FastAPI] | None = None, api: ApiSettings | None = None,
-                  startup_timeout: float = 15.0) -> ServerHandle:
+                  startup_timeout: float = 15.0,
+                  on_config_applied: Callable[[str], None] | None = None) -> ServerHandle:
     """Start the enabled listeners; raises ApiStartError (after stopping any started) on failure.
 
     ``rules``: the daemon's RulesHolder, so the API checks with the validators in force;
     ``status_provider``: returns the status dict (default: read from the database);
-    ``started_at``: epoch seconds the process started (uptime).
+    ``started_at``: epoch seconds the process started (uptime); ``on_config_applied``: called with
+    the kind of each configuration package applied on 8882 (the daemon reconfigures its pipelines).
     """
     api = api_settings(settings, api)
     if apps is None:
-        apps = build_apps(settings, api, rules=rules, status_provider=status_provider, started_at=started_at)
+        apps = build_apps(settings, api, rules=rules, status_provider=status_provider, started_at=started_at,
+                          on_config_applied=on_config_applied)
     refusals, warnings = plain_http_findings(api, only=apps)
     if refusals:
         raise ApiStartError("；".join(refusals))

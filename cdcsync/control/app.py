@@ -6,6 +6,7 @@ Every answer to a package, refusals included, is a JSON reply signed by the fron
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -19,8 +20,9 @@ from cdcsync.mapping.reload import RulesHolder
 log = logging.getLogger(__name__)
 
 
-def create_control_app(settings: Settings, *, rules: RulesHolder | None = None) -> FastAPI:
-    service = ControlService(settings, rules)
+def create_control_app(settings: Settings, *, rules: RulesHolder | None = None,
+                       on_applied: Callable[[str], None] | None = None) -> FastAPI:
+    service = ControlService(settings, rules, on_applied=on_applied)
     service.reconcile()
     app = FastAPI(title="cdcsync 配置更新", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.control = service

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -72,9 +73,11 @@ class Outcome:
 
 
 class ControlService:
-    def __init__(self, settings: Settings, rules: RulesHolder | None = None) -> None:
+    def __init__(self, settings: Settings, rules: RulesHolder | None = None,
+                 on_applied: Callable[[str], None] | None = None) -> None:
         self.settings = settings
         self.rules = rules
+        self.on_applied = on_applied  # the daemon: restart a pipeline whose destination changed
         dest = control_destination(settings)
         self.platform_keys = PlatformKeys(dest)
         self.reply_key: SM2PrivateKey = load_private_key(dest.hospital_key)
@@ -161,6 +164,11 @@ class ControlService:
             store.record_current(conn, pkg.kind, ref, staged.generation, "apply", ev)
             gens.switch(staged.generation)  # last: a failure before it rolls the rows back
         detail = self._after_switch(pkg.kind)
+        if self.on_applied is not None:
+            try:
+                self.on_applied(pkg.kind)
+            except Exception:  # the package is applied; a listener's failure is logged, not the platform's
+                log.exception("listener of applied %s package failed", pkg.kind)
         store.add_event(conn, ref, pkg.kind, "acknowledged", message="已生效并确认", detail=detail)
         reply = self._reply(pkg, "acknowledged", None, "配置包已生效", {**check.detail, **detail}, ref)
         return self._signed(200, reply, pkg.package_id, request_sm3)

@@ -18,9 +18,10 @@ from cdcsync.cli_context import AppContext, pass_app
 @pass_app
 def run_cmd(app: AppContext) -> None:
     """运行数据同步服务：为每个启用的目的地读取复制流并投递（Ctrl-C / SIGTERM 安全退出）。"""
+    from cdcsync.config import load_settings
     from cdcsync.engine.daemon import run
 
-    sys.exit(run(app.settings))
+    sys.exit(run(app.settings, reload_settings=lambda: load_settings(app.config_path)))
 
 
 @click.command("snapshot")
