@@ -435,3 +435,24 @@ def test_upstream_push_moves_a_destination_while_streaming(migrated_db: str, tmp
     assert sorted(by_id.values()) == [f"S{i:06d}" for i in range(loader.inserted)], log.read_text()[-3000:]
     text = log.read_text()
     assert text.count("destinations reconfigured by the national platform: national") == 2
+
+
+def test_upstream_sim_push_config_command(served: tuple[Front, ServerHandle, RulesHolder, str],
+                                          tmp_path: Path) -> None:
+    front, _, _, url = served
+    timeliness = tmp_path / "timeliness.json"
+    timeliness.write_text(json.dumps({"evaluation": {"fair": 85.0}}), encoding="utf-8")
+    base = ["upstream-sim", "push-config", "--to", url, "--data-dir", str(tmp_path / "sim"), "--org", ORG,
+            "--ca-bundle", str(front.tls.ca_cert), "--hospital-pub", str(front.hp)]
+
+    def push(kind: str, version: int, file: Path, *extra: str) -> tuple[int, dict[str, Any]]:
+        out = CliRunner().invoke(main, [*base, "--kind", kind, "--version", str(version), *extra, str(file)])
+        return out.exit_code, json.loads(out.output)
+
+    code, reply = push("timeliness", 1, timeliness, "--gzip")
+    assert code == 0 and reply["signature_verified"] and reply["outcome"] == "acknowledged", reply
+    code, reply = push("rules", 1, DEFAULT_PACK)  # a YAML pack is wrapped as {file_name, content}
+    assert code == 0 and reply["outcome"] == "acknowledged", reply
+    code, reply = push("timeliness", 1, timeliness)
+    assert code == 1 and (reply["reason"], reply["http_status"]) == ("old_version", 409), reply
+    assert load_settings(front.cfg, environ={}).ops.evaluation.fair == 85.0
