@@ -34,6 +34,7 @@ from cdcsync.control.package import Package, sign_package
 from cdcsync.crypto.keys import load_public_key, write_keypair
 from cdcsync.crypto.sm2 import SM2PrivateKey
 from cdcsync.crypto.tls import write_self_signed
+from cdcsync.engine.status import collect_status
 from cdcsync.mapping.domains import default_mappings_dir, load_national
 from cdcsync.mapping.layers import MappingLayers
 from cdcsync.mapping.reload import RulesHolder
@@ -168,6 +169,9 @@ def test_each_kind_applied_and_bad_packages_refused(served: tuple[Front, ServerH
         r = front.push(url, front.package(kind, payload, 1).to_json())
         assert r.verified and r.reply["outcome"] == "acknowledged", (kind, r.reply)
         assert (Path(front.settings.state_dir) / "control" / kind / "current").is_dir()
+    in_force = collect_status(front.settings)["configuration"]
+    assert {k: v["version"] for k, v in in_force.items()} == {"value_domains": 1, "upstream": 1, "timeliness": 1,
+                                                               "rules": 1}
     # In force for every later load of the settings (the daemon's next start, status, doctor…).
     eff = load_settings(front.cfg, environ={})
     nat = eff.destination("national")

@@ -88,7 +88,13 @@ class ControlService:
         between the switch and the commit of an apply must not leave an unrecorded version."""
         from cdcsync.control.package import KINDS
 
-        with self._connect() as conn:
+        try:
+            conn = self._connect()
+        except psycopg.Error as exc:  # not up yet (boot order): the links stay as they are
+            log.warning("generation links not checked, database unavailable: %s",
+                        (str(exc).strip().splitlines() or [type(exc).__name__])[0])
+            return
+        with conn:
             for kind in KINDS:
                 stack = store.applied_stack(conn, kind)
                 want = stack[-1].generation if stack else None
@@ -104,6 +110,19 @@ class ControlService:
     # ------------------------------------------------------------------ the flow
 
     def handle(self, body: bytes, source: str = "") -> Outcome:
+        """Process one request; always a signed outcome (503 when the database is unreachable:
+        nothing was recorded or changed, the platform retries)."""
+        try:
+            return self._handle(body, source)
+        except psycopg.Error as exc:
+            log.error("configuration package not processed, database unavailable: %s",
+                      (str(exc).strip().splitlines() or [type(exc).__name__])[0])
+            reply = {"format": 1, "org_code": self.settings.org_code, "package_id": "", "state": "received",
+                     "outcome": "refused", "reason": "unavailable", "record": None,
+                     "message": "前置机数据库暂不可用，配置包未处理，请稍后重试", "detail": {}}
+            return self._signed(503, reply, "", sm3(body))
+
+    def _handle(self, body: bytes, source: str) -> Outcome:
         request_sm3 = sm3(body)
         pkg: Package | None = None
         with self._lock, self._connect() as conn:

@@ -113,3 +113,23 @@ def history(conn: Conn, limit: int = 50, kind: str | None = None) -> list[dict[s
     for p in pkgs:
         p["events"] = by_ref.get(p["id"], [])
     return pkgs
+
+
+def in_force(conn: Conn) -> dict[str, dict[str, Any]]:
+    """Per kind with something pushed in force: its record, package id, version and since when
+    (for ``cdcsync status``); {} before migration 050."""
+    row = conn.execute("SELECT to_regclass('cdcsync.config_current') IS NOT NULL").fetchone()
+    if not row or not row[0]:
+        return {}
+    out: dict[str, dict[str, Any]] = {}
+    kinds = [k for (k,) in conn.execute("SELECT DISTINCT kind FROM cdcsync.config_current ORDER BY kind")]
+    for kind in kinds:
+        stack = applied_stack(conn, kind)
+        if not stack or stack[-1].package_ref is None:
+            continue
+        pkg = package_row(conn, stack[-1].package_ref)
+        since = conn.execute("SELECT max(at) FROM cdcsync.config_current WHERE kind = %s", (kind,)).fetchone()
+        if pkg is not None:
+            out[kind] = {"record": pkg["id"], "package_id": pkg["package_id"], "version": pkg["version"],
+                         "since": since[0].isoformat() if since and since[0] else None}
+    return out
