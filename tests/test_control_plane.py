@@ -460,3 +460,23 @@ def test_upstream_sim_push_config_command(served: tuple[Front, ServerHandle, Rul
     code, reply = push("timeliness", 1, timeliness)
     assert code == 1 and (reply["reason"], reply["http_status"]) == ("old_version", 409), reply
     assert load_settings(front.cfg, environ={}).ops.evaluation.fair == 85.0
+
+
+def test_a_link_the_database_does_not_know_is_switched_back(served: tuple[Front, ServerHandle, RulesHolder, str]
+                                                            ) -> None:
+    """A crash after the link switch but before the commit of an apply: at the next start the
+    database's version is in force again."""
+    from cdcsync.control.generations import Generations
+    from cdcsync.control.service import ControlService
+    from cdcsync.mapping.layers import pushed_root
+
+    front, _, _, url = served
+    r = front.push(url, front.package("value_domains", sex_payload(), 1).to_json())
+    assert r.reply["outcome"] == "acknowledged"
+    gens = Generations(pushed_root(front.settings.state_dir))
+    applied = gens.current()
+    name, path = gens.create("never-committed")
+    shutil.copytree(gens.path(applied) / "national", path / "national")  # type: ignore[arg-type]
+    gens.switch(name)
+    ControlService(front.settings).reconcile()
+    assert gens.current() == applied
