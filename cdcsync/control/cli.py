@@ -76,3 +76,70 @@ def rollback_cmd(app: AppContext, ident: str) -> None:
 
 
 COMMANDS = [config_group]
+
+
+@click.group("upgrade")
+def upgrade_group() -> None:
+    """版本管理：检查国家平台发布的新版本、下载并验证安装包（安装与回退尚未提供）。"""
+
+
+@upgrade_group.command("check")
+@pass_app
+def upgrade_check(app: AppContext) -> None:
+    """获取并验签版本清单：显示 当前版本 / 可用新版本 / 更新说明。有新版本时退出码为 0，已是最新为 3。"""
+    from cdcsync.control.release import ManifestError
+    from cdcsync.control.upgrade import UpgradeError, check
+
+    try:
+        r = check(app.settings)
+    except (UpgradeError, ManifestError) as exc:
+        fail(str(exc))
+    except psycopg.Error as exc:
+        fail(f"无法记录检查结果：{str(exc).strip().splitlines()[0]}")
+    click.echo(f"当前版本：{r.current}")
+    click.echo(f"可用新版本：{r.manifest.version if r.newer else '无（已是最新）'}"
+               f"（平台发布于 {r.manifest.published_at}）")
+    if r.newer:
+        if not r.supported:
+            click.echo(f"注意：当前版本低于可直接升级的最低版本 {r.manifest.min_supported_version}，须先升级到中间版本")
+        if r.manifest.irreversible_migrations:
+            click.echo("注意：此版本含不可回退的数据库迁移，升级前须有经过验证的备份")
+        click.echo("更新说明：")
+        for line in r.manifest.notes.splitlines():
+            click.echo(f"  {line}")
+    raise SystemExit(0 if r.newer else 3)
+
+
+@upgrade_group.command("download")
+@pass_app
+def upgrade_download(app: AppContext) -> None:
+    """下载最新版本的安装包，并在使用前核对大小、SM3 摘要与平台签名（不安装）。"""
+    from cdcsync.control.release import ManifestError
+    from cdcsync.control.upgrade import UpgradeError, download
+
+    try:
+        path = download(app.settings)
+    except (UpgradeError, ManifestError) as exc:
+        fail(str(exc))
+    except psycopg.Error as exc:
+        fail(f"无法记录下载结果：{str(exc).strip().splitlines()[0]}")
+    click.echo(f"已下载并验证：{path}")
+
+
+@upgrade_group.command("history")
+@click.option("--limit", type=click.IntRange(1, 10000), default=50, show_default=True)
+@pass_app
+def upgrade_history(app: AppContext, limit: int) -> None:
+    """版本检查与下载记录。"""
+    from cdcsync.control.upgrade import history
+
+    try:
+        rows = history(app.settings, limit)
+    except psycopg.Error as exc:
+        fail(f"无法读取版本管理记录：{str(exc).strip().splitlines()[0]}")
+    for r in rows:
+        click.echo(f"{r['at'].isoformat(timespec='seconds')}  {r['action']:<8} {r['outcome']:<11} "
+                   f"当前 {r['current_version']}  可用 {r['available_version'] or '-'}  {r['message']}")
+
+
+COMMANDS.append(upgrade_group)

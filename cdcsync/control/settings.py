@@ -5,6 +5,8 @@ Kept apart from ``cdcsync.config`` so that the control package and the config do
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -18,3 +20,8 @@ class ControlSettings(BaseModel):
     max_package_bytes: int = Field(64 * 1024 * 1024, ge=1024)
     # A package's created_at may lie at most this far in the future (clock skew).
     max_clock_skew_s: float = Field(600.0, gt=0)
+    # Where release manifests and wheels come from (cdcsync upgrade check/download): base URL of the
+    # national platform; None: the url of the destination above. TLS trust: update_ca_bundle, else
+    # that destination's ca_bundle.
+    update_url: str | None = None
+    update_ca_bundle: Path | None = None

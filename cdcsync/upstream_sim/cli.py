@@ -55,6 +55,10 @@ class DataDir:
     def ca_bundle(self) -> Path:
         return self.tls / "ca.pem"
 
+    @property
+    def releases(self) -> Path:
+        return self.root / "releases"
+
 
 def prepare_data_dir(
     root: Path, *, tls: bool = True, platform_key: Path | None = None
@@ -196,7 +200,8 @@ def upstream_sim_command(
         raise click.ClickException(str(exc)) from None
     st: Store = SqliteStore(DataDir(data_dir).received) if store == "sqlite" else CountingStore()
     state = SimState(platform_key=key, trusted=trusted, store=st, faults=faults, window_s=window_s, certs=certs,
-                     hospitals_path=DataDir(data_dir).hospitals, announced=_parse_announce(announce))
+                     hospitals_path=DataDir(data_dir).hospitals, announced=_parse_announce(announce),
+                     releases_dir=DataDir(data_dir).releases)
     certfile = keyfile = None
     if not insecure_http:
         certfile, keyfile = (tls_cert, tls_key) if tls_cert else (tls.cert, tls.key) if tls else (None, None)
@@ -253,3 +258,28 @@ def push_config_command(to_url: str, kind: str, data_dir: Path, org_code: str, v
     click.echo(json.dumps({"http_status": result.http_status, "signature_verified": result.verified,
                            **result.reply}, ensure_ascii=False, indent=1))
     sys.exit(0 if result.reply.get("outcome") == "acknowledged" else 1)
+
+
+@upstream_sim_command.command("publish-release")
+@click.option("--data-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="平台数据目录（用其中的 platform.key 签名；发布到 releases/）")
+@click.option("--notes", "notes_file", required=True, type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="更新说明（UTF-8 文本文件）")
+@click.option("--version", "version", help="版本号（默认取自 wheel 文件名）")
+@click.option("--min-supported", default="0.0.0", show_default=True, help="可直接升级到此版本的最低版本")
+@click.option("--irreversible", is_flag=True, help="此版本含不可回退的数据库迁移")
+@click.argument("wheel", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+def publish_release_command(data_dir: Path, notes_file: Path, version: str | None, min_supported: str,
+                            irreversible: bool, wheel: Path) -> None:
+    """发布新版本：签名版本清单（版本、大小、SM3 摘要、更新说明），运行中的参考平台随即提供下载。"""
+    from cdcsync.control.release import ManifestError
+    from cdcsync.upstream_sim.releases import publish_release
+
+    try:
+        key, _ = prepare_data_dir(data_dir, tls=False)
+        m = publish_release(DataDir(data_dir).releases, wheel, notes=notes_file.read_text(encoding="utf-8"),
+                            platform_key=key, version=version, min_supported_version=min_supported,
+                            irreversible_migrations=irreversible)
+    except (CryptoError, ManifestError, OSError, IndexError) as exc:
+        raise click.ClickException(f"{type(exc).__name__}: {exc}") from None
+    click.echo(f"已发布 {m.version}：{m.wheel}（{m.size} 字节，SM3 {m.sm3[:16]}…）")
