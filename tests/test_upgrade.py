@@ -6,6 +6,7 @@ wheel or manifest is refused. Real HTTPS on loopback, real SM2/SM3, real Postgre
 from __future__ import annotations
 
 import json
+import time
 import zipfile
 from pathlib import Path
 
@@ -13,8 +14,12 @@ import psycopg
 import yaml
 from click.testing import CliRunner
 
+from cdcsync import __version__
 from cdcsync.cli import main
+from cdcsync.config import Settings, load_settings
+from cdcsync.control.upgrade import UpdateChecker
 from cdcsync.crypto.keys import write_keypair
+from cdcsync.engine.status import collect_status
 from cdcsync.upstream_sim.runner import start_in_process
 
 ORG = "12110000400000000X"
@@ -53,6 +58,8 @@ def test_publish_check_download_and_tampering(migrated_db: str, tmp_path: Path) 
         out = run(main, ["-c", str(cfg), "upgrade", "check"])
         assert out.exit_code == 0, out.output
         assert "可用新版本：9.9.0" in out.output and "新增：配置更新（8882）" in out.output
+        sw = collect_status(load_settings(cfg, environ={}))["software"]
+        assert (sw["current"], sw["available"]) == (__version__, "9.9.0") and "修复" in sw["notes"]
 
         out = run(main, ["-c", str(cfg), "upgrade", "download"])
         assert out.exit_code == 0, out.output
@@ -88,3 +95,25 @@ def test_publish_check_download_and_tampering(migrated_db: str, tmp_path: Path) 
                     ("download", "refused"), ("check", "refused"), ("check", "up_to_date")]
     out = run(main, ["-c", str(cfg), "upgrade", "history"])
     assert out.exit_code == 0 and out.output.count("\n") == 6
+
+
+def test_the_daemon_checker_records_a_check(migrated_db: str, tmp_path: Path) -> None:
+    hk, hp, _ = write_keypair(tmp_path / "keys", "hospital")
+    sim = start_in_process(tmp_path / "sim", hospital_pubs=[hp])
+    settings = Settings.model_validate({
+        "org_code": ORG, "state_dir": str(tmp_path / "state"), "database": {"dsn": migrated_db},
+        "control": {"update_check_interval_h": 24, "update_check_jitter_s": 0},
+        "destinations": [{"name": "national", "kind": "http", "url": sim.url, "ca_bundle": str(sim.ca_bundle),
+                          "hospital_key": str(hk), "platform_public_key": str(sim.platform_pub)}]})
+    checker = UpdateChecker(settings).start()
+    try:
+        with psycopg.connect(migrated_db, autocommit=True) as conn:
+            deadline = time.monotonic() + 30
+            while conn.execute("SELECT count(*) FROM cdcsync.upgrade_event").fetchone() == (0,):
+                assert time.monotonic() < deadline, "no check recorded"
+                time.sleep(0.1)
+            assert conn.execute("SELECT action, outcome FROM cdcsync.upgrade_event").fetchall() == [
+                ("check", "error")]  # nothing published: recorded, the daemon goes on
+    finally:
+        checker.stop()
+        sim.stop()

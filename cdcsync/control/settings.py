@@ -25,3 +25,7 @@ class ControlSettings(BaseModel):
     # that destination's ca_bundle.
     update_url: str | None = None
     update_ca_bundle: Path | None = None
+    # The daemon checks for a new release this often (0: never), each time shifted by a random
+    # delay up to update_check_jitter_s so that hospitals do not all ask at once.
+    update_check_interval_h: float = Field(24.0, ge=0)
+    update_check_jitter_s: float = Field(3600.0, ge=0)

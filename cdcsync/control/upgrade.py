@@ -11,8 +11,11 @@ is not built yet.
 from __future__ import annotations
 
 import getpass
+import logging
 import os
+import random
 import ssl
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +39,8 @@ from cdcsync.control.release import (
 )
 from cdcsync.control.service import control_destination
 from cdcsync.sink.certs import PlatformKeys
+
+log = logging.getLogger(__name__)
 
 
 class UpgradeError(Exception):
@@ -155,3 +160,53 @@ def history(settings: Settings, limit: int = 50) -> list[dict[str, Any]]:
             conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
         return cur.execute("SELECT id, action, outcome, current_version, available_version, message, actor, at"
                            " FROM cdcsync.upgrade_event ORDER BY id DESC LIMIT %s", (limit,)).fetchall()
+
+
+def latest_check(conn: psycopg.Connection[Any]) -> dict[str, Any] | None:
+    """当前版本 / 可用新版本 / 更新说明 from the newest successful check (for ``status``, 8883)."""
+    row = conn.execute("SELECT to_regclass('cdcsync.upgrade_event') IS NOT NULL").fetchone()
+    if not row or not row[0]:
+        return None
+    row = conn.execute("SELECT outcome, available_version, manifest, at FROM cdcsync.upgrade_event"
+                       " WHERE action = 'check' AND outcome IN ('available', 'up_to_date') ORDER BY id DESC LIMIT 1"
+                       ).fetchone()
+    if row is None:
+        return {"current": __version__, "available": None, "notes": None, "checked_at": None}
+    outcome, available, manifest, at = row
+    newer = outcome == "available" and available is not None and version_key(available) > version_key(__version__)
+    return {"current": __version__, "available": available if newer else None,
+            "notes": (manifest or {}).get("notes") if newer else None, "checked_at": at.isoformat()}
+
+
+class UpdateChecker:
+    """The daemon's periodic check (``control.update_check_interval_h``, with jitter)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> UpdateChecker:
+        if self.settings.control.update_check_interval_h > 0:
+            self._thread = threading.Thread(target=self._run, name="cdcsync-update-check", daemon=True)
+            self._thread.start()
+        return self
+
+    def _delay(self) -> float:
+        return random.uniform(0, self.settings.control.update_check_jitter_s)  # noqa: S311 - not security
+
+    def _run(self) -> None:
+        wait = self._delay()
+        while not self._stop.wait(wait):
+            try:
+                r = check(self.settings)
+                if r.newer:
+                    log.info("a new release is available: %s (running %s)", r.manifest.version, r.current)
+            except Exception as exc:  # recorded by check(); the daemon goes on
+                log.warning("release check failed: %s", (str(exc).splitlines() or [type(exc).__name__])[0])
+            wait = self.settings.control.update_check_interval_h * 3600 + self._delay()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)

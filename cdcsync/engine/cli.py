@@ -128,6 +128,12 @@ def status_cmd(app: AppContext, as_json: bool) -> None:
     _print_minimal(st["minimum_necessary"])
     if st.get("sm2_backend"):  # detected in this process; the daemon started the same way picks the same
         click.echo(f"SM2 实现：{st['sm2_backend']['backend']}（{st['sm2_backend']['reason']}）")
+    sw = st.get("software")
+    if sw:
+        click.echo(f"当前版本 {sw['current']}；可用新版本 {sw['available'] or '无'}"
+                   + (f"（{sw['checked_at']} 检查）" if sw["checked_at"] else "（尚未检查，cdcsync upgrade check）"))
+        for line in (sw["notes"] or "").splitlines():
+            click.echo(f"  更新说明：{line}")
     for kind, c in st.get("configuration", {}).items():
         click.echo(f"国家平台下发的配置 {kind}：版本 {c['version'] if c['version'] is not None else '本机导入'}"
                    f"（记录 {c['record']}，{c['package_id']}，{c['since']} 起生效；cdcsync config history 查看）")

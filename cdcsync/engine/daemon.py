@@ -19,6 +19,7 @@ from types import FrameType
 
 from cdcsync.api.server import start_servers
 from cdcsync.config import PUSHED_UPSTREAM, ConfigError, DestinationSettings, Settings, with_pushed
+from cdcsync.control.upgrade import UpdateChecker
 from cdcsync.crypto.sm2_backend import describe as sm2_describe
 from cdcsync.db.migrate import MirrorRefused, check_encoding, publication_problems
 from cdcsync.engine.pipeline import Pipeline, check_lost_slots, run_pipeline_forever
@@ -227,6 +228,7 @@ def run(settings: Settings, install_signals: bool = True,
                             on_config_applied=on_config_applied)
     ops = start_ops(settings, started_at=started_at, rules=holder)  # heartbeats, faults, alerts (cdcsync.ops)
     watcher = MappingWatcher(holder, state_path=_rules_state_path(settings)).start()
+    updates = UpdateChecker(settings).start()  # new releases from the national platform (daily)
     pipeline_set = RunningPipelines(settings, holder, stop)
     running.append(pipeline_set)
     pipeline_set.start_all()
@@ -266,6 +268,7 @@ def run(settings: Settings, install_signals: bool = True,
 
     pipeline_set.stop_all()
     threads = pipeline_set.threads
+    updates.stop()
     watcher.stop()
     ops.stop()
     servers.stop()
