@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives import hashes
 from psycopg.types.json import Jsonb
 
 from cdcsync import __version__
-from cdcsync.config import Settings
+from cdcsync.config import ConfigError, Settings
 from cdcsync.control.release import (
     FILES_PATH,
     MANIFEST_PATH,
@@ -187,6 +187,10 @@ class UpdateChecker:
         self._thread: threading.Thread | None = None
 
     def start(self) -> UpdateChecker:
+        try:
+            control_destination(self.settings)
+        except ConfigError:
+            return self  # no national platform configured (kind http): nothing to ask
         if self.settings.control.update_check_interval_h > 0:
             self._thread = threading.Thread(target=self._run, name="cdcsync-update-check", daemon=True)
             self._thread.start()
