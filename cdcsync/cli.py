@@ -11,6 +11,7 @@ import click
 from cdcsync import __version__
 from cdcsync.api.cli import COMMANDS as API_COMMANDS
 from cdcsync.cli_context import AppContext, pass_app
+from cdcsync.control.cli import COMMANDS as CONTROL_COMMANDS
 from cdcsync.crypto.cli import keys
 from cdcsync.engine.cli import COMMANDS as STREAM_COMMANDS
 from cdcsync.extras import optional_command
@@ -20,6 +21,7 @@ from cdcsync.ops.doctor_cli import COMMANDS as DOCTOR_COMMANDS
 from cdcsync.ops.evaluate_cli import evaluate
 from cdcsync.quarantine.cli import COMMANDS as QUARANTINE_COMMANDS
 from cdcsync.recon.cli import COMMANDS as RECON_COMMANDS
+from cdcsync.surveil.cli import rules_group
 from cdcsync.synth.cli import gen
 from cdcsync.validate.cli import validate_cmd
 
@@ -141,7 +143,9 @@ for _command in [
     *API_COMMANDS,
     *BACKUP_COMMANDS,
     *DOCTOR_COMMANDS,
+    *CONTROL_COMMANDS,
     evaluate,
+    rules_group,
     *_optional_commands(),
 ]:
     main.add_command(_command)

@@ -46,13 +46,12 @@ def _connect(conninfo: str) -> psycopg.Connection:
 def _sync_codes(conn: psycopg.Connection, settings: Any | None, mappings_dir: Path | None,
                 hospital: str | None) -> Any | None:
     """Refresh recon.code_map & co. from the mapping files; on failure keep what the database has."""
-    from cdcsync.mapping.domains import MappingError, load_code_tables
+    from cdcsync.mapping.domains import MappingError
+    from cdcsync.mapping.layers import MappingLayers
     from cdcsync.recon.codemap import sync_reference
 
-    root = mappings_dir or (settings.mappings_dir if settings is not None else None)
-    name = hospital or (settings.hospital if settings is not None else "example")
     try:
-        tables = load_code_tables(root, name, strict=False)
+        tables = MappingLayers.resolve(settings, mappings_dir, hospital).load()
     except (MappingError, OSError) as exc:
         click.echo(f"警告：代码对照表未能加载，沿用数据库中已有的对照（{exc}）", err=True)
         return None

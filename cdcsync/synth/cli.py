@@ -89,6 +89,12 @@ def _app_type() -> type:
 )
 @click.option("--hospital", default=None, help="本地代码表（mappings/local/<hospital>；默认取配置，否则 example）")
 @click.option("--org-code", default=None, help="医疗机构代码（默认取配置 org_code）")
+@click.option(
+    "--truth",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="同时加入监测预警场景，并把正确的规则引擎应生成的病例写入此文件（每行一个 JSON）",
+)
 @click.pass_context
 def gen(
     ctx: click.Context,
@@ -104,6 +110,7 @@ def gen(
     nndrs_export: Path | None,
     hospital: str | None,
     org_code: str | None,
+    truth: Path | None,
 ) -> None:
     """生成模拟医院数据（门急诊、住院、诊断、检验、用药、病程、传染病报告卡等）写入 emr.* 镜像表。
 
@@ -129,11 +136,15 @@ def gen(
         org = next(iter(codes.tables.local["org"].map))  # the example hospital's own code
     if not org:
         raise click.UsageError("请用 --org-code 指定医疗机构代码")
+    if truth is not None and rate is not None:
+        raise click.UsageError("--truth 只用于批量生成，不能与 --rate 同时使用")
     now = beijing_now().replace(microsecond=0)  # the mirror records Beijing local time
     n_days = days if days is not None else (None if rate else 1)
     first = start.date() if start else now.date() - dt.timedelta(days=(n_days or 1) - 1)
     spec = load_spec()
-    hosp = Hospital(codes, org, first, seed=seed, patients=patients, invalid_ratio=invalid_ratio, now=now)
+    hosp = Hospital(codes, org, first, seed=seed, patients=patients, invalid_ratio=invalid_ratio, now=now,
+                    surveillance=truth is not None)
+    truth_rows: list[tuple[str, dict[str, Any]]] = []  # rule-relevant rows in the order they are written
     base = hosp.base_group(dt.datetime.combine(first, dt.time()) - dt.timedelta(days=30))
     counts: dict[str, int] = {}
     invalid = dict.fromkeys(INVALID_LABELS, 0)
@@ -156,6 +167,8 @@ def gen(
                             rows.setdefault(table, []).extend(batch)
                         updates.extend(g.updates)
                     load_bulk(conn, spec, rows, updates)
+                    if truth is not None:
+                        truth_rows.extend((t.name, r) for t in spec.tables for r in rows.get(t.name, ()))
                     for kind, keys in day.invalid.items():
                         invalid[kind] += len(keys)
                     click.echo(f"已写入 {day.date.isoformat()}：{sum(len(b) for b in rows.values())} 行", err=True)
@@ -226,6 +239,9 @@ def gen(
             f"无法连接镜像库：{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
         ) from None
 
+    if truth is not None:
+        n_truth = _write_truth(ctx, truth, truth_rows, org, mappings_dir, hospital or cfg_hospital or "example")
+        click.echo(f"真值：正确的规则引擎应生成 {n_truth} 个待处理病例，已写入 {truth}")
     click.echo(
         f"模拟医院数据（种子 {seed}，首日 {first.isoformat()}，每日 {patients} 人次，代码表 {codes.tables.hospital}）："
     )
@@ -235,3 +251,44 @@ def gen(
     click.echo("故意生成的不合规记录（仅计数）：")
     for kind, label in INVALID_LABELS.items():
         click.echo(f"  {label:<12} {invalid[kind]:>6} 条")
+
+
+def _write_truth(ctx: click.Context, path: Path, rows: list[tuple[str, dict[str, Any]]], org: str,
+                 mappings_dir: Any, hospital: str) -> int:
+    """The ground truth over ``rows``: each row through the stream's validation and mapping stage
+    (invalid rows drop out, as the stream quarantines them), then :mod:`cdcsync.synth.truth`."""
+    import datetime as dt
+
+    from cdcsync.event import Change, Event
+    from cdcsync.mapping.reload import RulesHolder
+    from cdcsync.surveil.pack import PackError, load_pack
+    from cdcsync.synth.truth import expected_cases, write_truth
+    from cdcsync.validate.stage import ValidationStage
+
+    app = ctx.find_object(_app_type())
+    pack_path = None
+    if app is not None:
+        from cdcsync.cli_context import optional_settings
+
+        settings = optional_settings(app)
+        pack_path = settings.surveil.pack if settings is not None else None
+    try:
+        pack = load_pack(pack_path)
+    except PackError as exc:
+        raise click.ClickException(str(exc)) from None
+    holder = RulesHolder.load(mappings_dir, hospital)
+    stage = ValidationStage(holder, org, "truth")
+    tables = holder.current().tables
+    now = dt.datetime.now(dt.UTC)
+    mapped: list[tuple[str, dict[str, Any]]] = []
+    for n, (table, row) in enumerate(rows):
+        if table not in ("diagnosis", "lab_result", "drug_order", "death_record", "report_card"):
+            continue
+        full = {name: row.get(name) for name in tables[table].table.field_names}
+        out = stage(Change("c", "emr", table, None, full, 1, 1, now, n))
+        if isinstance(out, Event) and out.after is not None:
+            mapped.append((table, out.after))
+    try:
+        return write_truth(path, expected_cases(pack, mapped))
+    except OSError as exc:
+        raise click.ClickException(f"{path}: 无法写入真值文件（{exc.strerror or type(exc).__name__}）") from None

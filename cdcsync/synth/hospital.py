@@ -34,6 +34,7 @@ from cdcsync.synth.model import INVALID_KINDS, Census, DayResult, Encounter, Gen
 from cdcsync.synth.orders import drug_orders
 from cdcsync.synth.patients import Patients
 from cdcsync.synth.site import Site, base_group, day_fraction
+from cdcsync.synth.surveil import scenario_groups
 from cdcsync.synth.visits import VISIT_PREFIX, Presentation, outpatient_record, symptoms, visit_row, vitals
 
 __all__ = [
@@ -69,8 +70,10 @@ class Hospital:
         invalid_ratio: float = 0.02,
         now: dt.datetime | None = None,
         catalog: Catalog | None = None,
+        surveillance: bool = False,
     ) -> None:
         self.seed = seed
+        self.surveillance = surveillance  # add the early-warning scenarios (cdcsync.synth.surveil) each day
         self.patients = patients  # visits a day
         self.ratio = invalid_ratio
         self.site = Site(codes, catalog or load_catalog(), org_code, start, seed=seed, now=now)
@@ -104,11 +107,13 @@ class Hospital:
         for kind in kinds:
             t = self.site.clock(day, day_fraction(kind, rng))
             groups.append(self._encounter(rng, day, kind, t, census))
+        scenarios = scenario_groups(self, rng, day, census) if self.surveillance else []
         census.in_hospital = len(self.stays)
         # Cards count on the day they were reported (a late-evening visit's card may fall on the next day).
         census.cards = self.site.cards.pop(day, 0)
         groups.sort(key=lambda g: g.time)
         invalid = spoil(self.site.codes, rng, groups, self.ratio)
+        groups.extend(scenarios)  # after the faults: a scenario is never spoiled
         groups.append(daily_stats(self.site, rng, day, census))
         return DayResult(day, groups, invalid, census)
 
@@ -136,6 +141,11 @@ class Hospital:
         conds = [cd for cd in self.site.conditions if kind in cd.weight]
         return rng.choices(conds, weights=[cd.weight[kind] for cd in conds])[0]
 
+    def encounter(self, rng: random.Random, day: dt.date, kind: str, t: dt.datetime, census: Census, *,
+                  cond: Condition, status: str | None = None) -> Group:
+        """One visit of a given condition (``status``: the main diagnosis' national status, forced)."""
+        return self._encounter(rng, day, kind, t, census, cond=cond, status=status)
+
     def _encounter(
         self,
         rng: random.Random,
@@ -145,10 +155,12 @@ class Hospital:
         census: Census,
         *,
         admitted_before: bool = False,
+        cond: Condition | None = None,
+        status: str | None = None,
     ) -> Group:
         """One visit and everything written with it; ``admitted_before``: a seeded inpatient, not counted."""
         site = self.site
-        cond = self._choose(rng, kind)
+        cond = cond or self._choose(rng, kind)
         g = Group(t)
         pat = self.register.for_visit(rng, g, cond, day=day if not admitted_before else t.date(), when=t)
         p = self._present(rng, cond, t, pat.person.birth_date)
@@ -168,7 +180,7 @@ class Hospital:
         positive = bool(cond.labs) and rng.random() < cond.positive
         lab_reports(site, rng, g, enc, positive=positive)
         exam_reports(site, rng, g, enc)
-        main = self._main_diagnosis(rng, g, enc, p, positive=positive)
+        main = self._main_diagnosis(rng, g, enc, p, positive=positive, status=status)
         drug_orders(site, rng, g, enc)
         card = report_card(site, rng, g, enc, main, positive=positive) if wants_card(enc, main.status) else None
         exposure_history(site, rng, g, enc, onset=p.onset)
@@ -187,12 +199,14 @@ class Hospital:
         return Presentation(fever, days, cond.complaint.format(d=days), max(onset, birth))
 
     def _main_diagnosis(
-        self, rng: random.Random, g: Group, enc: Encounter, p: Presentation, *, positive: bool
+        self, rng: random.Random, g: Group, enc: Encounter, p: Presentation, *, positive: bool,
+        status: str | None = None,
     ) -> Diagnosis:
         """The visit's diagnosis (written to ``g``), and hypertension as a second one for some older patients."""
         site, cond = self.site, enc.cond
         icd = rng.choice(site.codes.with_prefix("icd10", cond.icd))[0]
-        status = diagnosis_status(rng, cond, positive=positive)
+        drawn = diagnosis_status(rng, cond, positive=positive)
+        status = status or drawn  # draw anyway: a forced status leaves the random sequence as it was
         category = "2" if enc.kind == INPATIENT else "1"  # national diagnosis_category: admission / outpatient
         diag_t = enc.time + dt.timedelta(minutes=rng.randint(15, 180))
         main = Diagnosis(category, 1, icd, cond.diagnosis, status, p.onset, diag_t)
