@@ -268,3 +268,25 @@ def test_an_imported_nndrs_card_closes_the_case(migrated_db: str) -> None:
     by = {c.patient_id: c for c in m.cases()}
     assert (by["P1"].status, by["P1"].card_no) == (Status.REPORTED, "CN1")
     assert by["P2"].status == Status.TO_CONFIRM
+
+
+def test_an_event_the_rules_cannot_read_is_skipped_not_fatal(migrated_db: str, caplog: object) -> None:
+    import logging
+
+    from cdcsync.event import Event
+
+    m = Mirror(migrated_db)
+    m.visit("V1", "P1")
+    m.diagnosis("V1", "P1", "B26.9")
+    with psycopg.connect(migrated_db) as conn:
+        from cdcsync.surveil.mirror import mirror_events
+        from tests.surveil_rows import ORG, holder
+
+        good = list(mirror_events(conn, holder(), ORG, "emr"))
+        conn.rollback()
+        broken = Event("x:1:0", "c", None, {**good[0].after, "patient_id": None, "diagnosis_code": "A00.9"},  # type: ignore[dict-item]
+                       ORG, "emr", "emr", "diagnosis", 1, 1, good[0].commit_ts, False, 0)
+        with caplog.at_level(logging.ERROR), conn.transaction():  # type: ignore[attr-defined]
+            m.engine.apply(conn, [broken, *good])
+    assert m.engine.errors == 1 and "skipped" in caplog.text  # type: ignore[attr-defined]
+    assert [(c.patient_id, c.disease_code) for c in m.cases()] == [("P1", "302")]

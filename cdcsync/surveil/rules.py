@@ -119,6 +119,7 @@ class RuleEngine:
         self.pack = pack
         self._mapper = mapper
         self.actor = Actor(f"rules:{pack.version}", "rules")
+        self.errors = 0  # events skipped because a rule failed on them (logged)
 
     @property
     def version(self) -> str:
@@ -147,7 +148,18 @@ class RuleEngine:
                 continue
             if event.op not in ("c", "u", "r") or event.after is None:
                 continue
-            handler(run, event, event.after)
+            if not run.relevant(event.table, event.after):
+                continue  # no case can come of it: no savepoint, no query
+            try:
+                with conn.transaction():  # a savepoint: one failing event costs that event only
+                    handler(run, event, event.after)
+            except psycopg.OperationalError:
+                raise  # the connection is gone: the consumer reconnects and replays
+            except Exception as exc:
+                # A bug or a row the rules cannot read must not stop the stream (that would hold
+                # every later case back). Logged without values: table, event id, error type.
+                self.errors += 1
+                log.error("rules: %s event %s skipped (%s)", event.table, event.id, type(exc).__name__)
         return out
 
 
