@@ -128,9 +128,13 @@ def _close_cases(conn: psycopg.Connection[Any], settings: Any) -> int:
     from cdcsync.surveil.nndrs import close_by_nndrs
     from cdcsync.surveil.pack import PackError, load_pack
 
-    surveil = getattr(settings, "surveil", None)
+    path = None
+    if settings is not None:
+        from cdcsync.control.kinds import rules_pack_path
+
+        path = rules_pack_path(settings)
     try:
-        pack = load_pack(surveil.pack if surveil is not None else None)
+        pack = load_pack(path)
     except PackError as exc:
         click.echo(f"警告：规则包无法加载，未核对监测预警病例：{exc}", err=True)
         return 0
