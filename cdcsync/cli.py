@@ -11,6 +11,7 @@ import click
 from cdcsync import __version__
 from cdcsync.api.cli import COMMANDS as API_COMMANDS
 from cdcsync.cli_context import AppContext, pass_app
+from cdcsync.control.cli import COMMANDS as CONTROL_COMMANDS
 from cdcsync.crypto.cli import keys
 from cdcsync.engine.cli import COMMANDS as STREAM_COMMANDS
 from cdcsync.extras import optional_command
@@ -144,6 +145,7 @@ for _command in [
     *API_COMMANDS,
     *BACKUP_COMMANDS,
     *DOCTOR_COMMANDS,
+    *CONTROL_COMMANDS,
     evaluate,
     rules_group,
     *CASES_COMMANDS,

@@ -19,6 +19,7 @@ import click
 import psycopg
 
 from cdcsync.config import ConfigError, Settings, load_settings
+from cdcsync.mapping.layers import MappingLayers
 
 
 @dataclass
@@ -56,6 +57,12 @@ def optional_settings(app: AppContext) -> Settings | None:
         except ConfigError:
             return None
     return app.settings  # a named config file that is wrong is an error worth seeing
+
+
+def mapping_layers(app: AppContext, mappings_dir: str | None, hospital: str | None) -> MappingLayers:
+    """The mapping layers the daemon uses (shipped, pushed, local; cdcsync.mapping.layers), with
+    ``--mappings-dir`` / ``--hospital`` overriding the configuration."""
+    return MappingLayers.resolve(optional_settings(app), Path(mappings_dir) if mappings_dir else None, hospital)
 
 
 def mappings_location(app: AppContext, mappings_dir: str | None, hospital: str | None) -> tuple[Path | None, str]:

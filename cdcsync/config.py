@@ -7,6 +7,7 @@ their types. Errors are one line naming the file, the key and what was expected.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -16,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from cdcsync.api.settings import ApiSettings
 from cdcsync.config_error import ConfigError as ConfigError
+from cdcsync.control.settings import ControlSettings
 from cdcsync.db.settings import DatabaseSettings
 from cdcsync.ops.backup.settings import BackupSettings
 from cdcsync.ops.settings import OpsSettings
@@ -80,7 +82,10 @@ class LoggingSettings(_Model):
 class Settings(_Model):
     org_code: str = Field(pattern=r"^[0-9A-Z]{6,22}$")
     hospital: str = "example"
+    # National value domains shipped with the release (None: the release's own mappings/); the
+    # hospital's local tables live under <local_mappings_dir or mappings_dir>/local/<hospital>.
     mappings_dir: Path | None = None
+    local_mappings_dir: Path | None = None
     state_dir: Path = Path(".cdcsync")
     database: DatabaseSettings = DatabaseSettings()
     stream: StreamSettings = StreamSettings()
@@ -89,6 +94,7 @@ class Settings(_Model):
     api: ApiSettings = ApiSettings()
     backup: BackupSettings = BackupSettings()
     ops: OpsSettings = OpsSettings()
+    control: ControlSettings = ControlSettings()
     surveil: SurveilSettings = SurveilSettings()
 
     @field_validator("destinations")
@@ -149,6 +155,49 @@ def _apply_env(data: dict[str, Any], environ: dict[str, str]) -> dict[str, Any]:
     return data
 
 
+PUSHED_UPSTREAM = Path("control") / "upstream" / "current" / "upstream.json"
+PUSHED_TIMELINESS = Path("control") / "timeliness" / "current" / "timeliness.json"
+
+
+def _read_pushed(state_dir: Path, rel: Path) -> dict[str, Any] | None:
+    try:
+        doc = json.loads((state_dir / rel).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{state_dir / rel}: 无法读取国家平台下发的配置：{exc}") from None
+    return doc if isinstance(doc, dict) else None
+
+
+def _apply_pushed(data: dict[str, Any]) -> dict[str, Any]:
+    """Overlay what the national platform pushed on 8882 and is in force (docs/control-plane.md):
+    ``upstream`` (per destination: address, switch, limits) and ``timeliness`` (evaluation
+    thresholds). The file gives the hospital's own settings; the environment still overrides both."""
+    state_dir = Path(data.get("state_dir") or Settings.model_fields["state_dir"].default)
+    upstream = _read_pushed(state_dir, PUSHED_UPSTREAM)
+    if upstream and isinstance(data.get("destinations"), list):
+        pushed = {d.get("name"): d for d in upstream.get("destinations", []) if isinstance(d, dict)}
+        data["destinations"] = [
+            {**d, **{k: v for k, v in pushed[d["name"]].items() if k != "name"}}
+            if isinstance(d, dict) and d.get("name") in pushed else d
+            for d in data["destinations"]]
+    timeliness = _read_pushed(state_dir, PUSHED_TIMELINESS)
+    if timeliness and isinstance(timeliness.get("evaluation"), dict) and timeliness["evaluation"]:
+        ops = dict(data.get("ops") or {})
+        ops["evaluation"] = {**(ops.get("evaluation") or {}), **timeliness["evaluation"]}
+        data["ops"] = ops
+    return data
+
+
+def with_pushed(settings: Settings) -> Settings:
+    """``settings`` with the pushed configuration now in force overlaid (the running daemon, after
+    the national platform applied an ``upstream`` package on 8882)."""
+    try:
+        return Settings.model_validate(_apply_pushed(settings.model_dump(mode="json")))
+    except ValidationError as exc:
+        raise ConfigError(_format_error("国家平台下发的配置", exc)) from None
+
+
 def _format_error(source: str, exc: ValidationError) -> str:
     parts = []
     for err in exc.errors():
@@ -198,6 +247,7 @@ def load_settings(path: str | Path | None = None, environ: dict[str, str] | None
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: 顶层应为键值映射（mapping），实际为 {type(loaded).__name__}")
         data = loaded
+    data = _apply_pushed(data)
     data = _apply_env(data, environ)
     try:
         return Settings.model_validate(data)

@@ -55,6 +55,7 @@ from cdcsync.api.ratelimit import RateLimiter
 from cdcsync.api.reminders import add_reminder_routes
 from cdcsync.api.settings import ApiSettings, api_settings
 from cdcsync.config import Settings
+from cdcsync.mapping.layers import MappingLayers
 from cdcsync.mapping.reload import RulesHolder
 from cdcsync.spec import TIMELINESS, Field, Spec, Table, load_spec
 from cdcsync.validate import NOT_IN_DOMAIN, TYPE, UNMAPPED, Violation
@@ -411,7 +412,7 @@ def create_data_app(settings: Settings, *, rules: RulesHolder | None = None, spe
     """The 8881 app. ``settings``: cdcsync Settings; ``api`` overrides its ``api`` section."""
     api = api_settings(settings, api)
     spec = spec or (rules.spec if rules is not None else load_spec())
-    rules = rules or RulesHolder.load(settings.mappings_dir, settings.hospital, spec)
+    rules = rules or RulesHolder.for_layers(MappingLayers.from_settings(settings), spec)
     checker = ApiChecker(rules)
     pool = ConnPool(conninfo or (api.database or settings.database).conninfo)
     max_body, max_records = api.max_body_bytes, api.max_batch_records

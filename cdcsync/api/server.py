@@ -32,8 +32,8 @@ from cdcsync.crypto.keys import check_private_key_permissions
 
 log = logging.getLogger("cdcsync.api")
 
-LISTENERS: tuple[str, ...] = ("data", "monitor", "web")
-_PURPOSE = {"data": "数据操作API", "monitor": "监控管理", "web": "PC端web服务"}
+LISTENERS: tuple[str, ...] = ("data", "control", "monitor", "web")
+_PURPOSE = {"data": "数据操作API", "control": "配置更新", "monitor": "监控管理", "web": "PC端web服务"}
 
 
 @dataclass
@@ -138,14 +138,16 @@ def _uvicorn_tls(cfg: ListenerSettings) -> dict[str, Any]:
 
 
 def build_apps(settings: Settings, api: ApiSettings | None = None, **deps: Any) -> dict[str, FastAPI]:
-    """The apps of the enabled listeners. ``deps``: rules (RulesHolder), status_provider, started_at."""
+    """The apps of the enabled listeners. ``deps``: rules (RulesHolder), status_provider, started_at,
+    on_config_applied."""
     api = api_settings(settings, api)
     apps: dict[str, FastAPI] = {}
     rules = deps.get("rules")
-    if rules is None and (api.data.enabled or api.monitor.enabled or api.web.enabled):
+    if rules is None and (api.data.enabled or api.monitor.enabled or api.web.enabled or api.control.enabled):
+        from cdcsync.mapping.layers import MappingLayers
         from cdcsync.mapping.reload import RulesHolder
 
-        rules = RulesHolder.load(settings.mappings_dir, settings.hospital)
+        rules = RulesHolder.for_layers(MappingLayers.from_settings(settings))
     provider = deps.get("status_provider")
     if provider is None and (api.monitor.enabled or api.web.enabled):
         from cdcsync.api.monitor_app import status_provider_for
@@ -155,6 +157,10 @@ def build_apps(settings: Settings, api: ApiSettings | None = None, **deps: Any) 
         from cdcsync.api.data_app import create_data_app
 
         apps["data"] = create_data_app(settings, rules=rules, api=api)
+    if api.control.enabled:
+        from cdcsync.control.app import create_control_app
+
+        apps["control"] = create_control_app(settings, rules=rules, on_applied=deps.get("on_config_applied"))
     if api.monitor.enabled:
         from cdcsync.api.monitor_app import create_monitor_app
 
@@ -169,16 +175,19 @@ def build_apps(settings: Settings, api: ApiSettings | None = None, **deps: Any) 
 def start_servers(settings: Settings, *, rules: Any = None,
                   status_provider: Callable[[], Mapping[str, Any]] | None = None, started_at: float | None = None,
                   apps: Mapping[str, FastAPI] | None = None, api: ApiSettings | None = None,
-                  startup_timeout: float = 15.0) -> ServerHandle:
+                  startup_timeout: float = 15.0,
+                  on_config_applied: Callable[[str], None] | None = None) -> ServerHandle:
     """Start the enabled listeners; raises ApiStartError (after stopping any started) on failure.
 
     ``rules``: the daemon's RulesHolder, so the API checks with the validators in force;
     ``status_provider``: returns the status dict (default: read from the database);
-    ``started_at``: epoch seconds the process started (uptime).
+    ``started_at``: epoch seconds the process started (uptime); ``on_config_applied``: called with
+    the kind of each configuration package applied on 8882 (the daemon reconfigures its pipelines).
     """
     api = api_settings(settings, api)
     if apps is None:
-        apps = build_apps(settings, api, rules=rules, status_provider=status_provider, started_at=started_at)
+        apps = build_apps(settings, api, rules=rules, status_provider=status_provider, started_at=started_at,
+                          on_config_applied=on_config_applied)
     refusals, warnings = plain_http_findings(api, only=apps)
     if refusals:
         raise ApiStartError("；".join(refusals))

@@ -60,13 +60,16 @@ class DataListenerSettings(ListenerSettings):
     docs: bool = True
 
 
-DEFAULT_PORTS = {"data": 8881, "monitor": 8883, "web": 8884}
+DEFAULT_PORTS = {"data": 8881, "control": 8882, "monitor": 8883, "web": 8884}
 
 
 class ApiSettings(_Model):
     data: DataListenerSettings = DataListenerSettings(port=DEFAULT_PORTS["data"])
     monitor: ListenerSettings = ListenerSettings(port=DEFAULT_PORTS["monitor"])
     web: ListenerSettings = ListenerSettings(port=DEFAULT_PORTS["web"])
+    # 8882: configuration packages from the national platform (cdcsync.control). Off until
+    # configured: it needs TLS and an upstream destination whose platform key verifies packages.
+    control: ListenerSettings = ListenerSettings(port=DEFAULT_PORTS["control"], enabled=False)
     # Bearer token the national platform sends to /api/v1/status and /metrics (file mode 600).
     # Without it those two endpoints answer 503: the status is never served unprotected.
     monitor_token_file: Path | None = None
@@ -101,7 +104,7 @@ def api_settings(settings: Settings, override: ApiSettings | None = None) -> Api
 
 
 # Listeners that carry secrets or patient data: plain HTTP on the network needs explicit consent.
-PROTECTED_LISTENERS: dict[str, str] = {"data": "数据操作API", "monitor": "监控管理"}
+PROTECTED_LISTENERS: dict[str, str] = {"data": "数据操作API", "monitor": "监控管理", "control": "配置更新"}
 
 
 def plain_http_findings(api: ApiSettings, only: Iterable[str] | None = None) -> tuple[list[str], list[str]]:

@@ -18,9 +18,10 @@ from cdcsync.cli_context import AppContext, pass_app
 @pass_app
 def run_cmd(app: AppContext) -> None:
     """运行数据同步服务：为每个启用的目的地读取复制流并投递（Ctrl-C / SIGTERM 安全退出）。"""
+    from cdcsync.config import load_settings
     from cdcsync.engine.daemon import run
 
-    sys.exit(run(app.settings))
+    sys.exit(run(app.settings, reload_settings=lambda: load_settings(app.config_path)))
 
 
 @click.command("snapshot")
@@ -31,12 +32,13 @@ def snapshot_cmd(app: AppContext, destination: str, tables: tuple[str, ...]) -> 
     """全量快照：读取镜像表现有数据，经校验与代码映射后投递到目的地（首次为初始快照，之后为补发）。"""
     from cdcsync.engine.daemon import build_pipeline
     from cdcsync.engine.pipeline import SnapshotRefused
+    from cdcsync.mapping.layers import MappingLayers
     from cdcsync.mapping.reload import RulesHolder
 
     settings = app.settings
     dest = settings.destination(destination)
     # The same validation stage as the daemon's: rows that fail go to the quarantine.
-    pipe = build_pipeline(settings, dest, RulesHolder.load(settings.mappings_dir, settings.hospital))
+    pipe = build_pipeline(settings, dest, RulesHolder.for_layers(MappingLayers.from_settings(settings)))
     try:
         pipe.snapshot_once(list(tables) or None)
     except (SnapshotRefused, LookupError) as exc:
@@ -126,6 +128,15 @@ def status_cmd(app: AppContext, as_json: bool) -> None:
     _print_minimal(st["minimum_necessary"])
     if st.get("sm2_backend"):  # detected in this process; the daemon started the same way picks the same
         click.echo(f"SM2 实现：{st['sm2_backend']['backend']}（{st['sm2_backend']['reason']}）")
+    sw = st.get("software")
+    if sw:
+        click.echo(f"当前版本 {sw['current']}；可用新版本 {sw['available'] or '无'}"
+                   + (f"（{sw['checked_at']} 检查）" if sw["checked_at"] else "（尚未检查，cdcsync upgrade check）"))
+        for line in (sw["notes"] or "").splitlines():
+            click.echo(f"  更新说明：{line}")
+    for kind, c in st.get("configuration", {}).items():
+        click.echo(f"国家平台下发的配置 {kind}：版本 {c['version'] if c['version'] is not None else '本机导入'}"
+                   f"（记录 {c['record']}，{c['package_id']}，{c['since']} 起生效；cdcsync config history 查看）")
     if st.get("backup"):
         from cdcsync.ops.backup.health import backup_text
 

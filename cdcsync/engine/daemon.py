@@ -13,15 +13,18 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
 from cdcsync.api.server import start_servers
-from cdcsync.config import ConfigError, DestinationSettings, Settings
+from cdcsync.config import PUSHED_UPSTREAM, ConfigError, DestinationSettings, Settings, with_pushed
+from cdcsync.control.upgrade import UpdateChecker
 from cdcsync.crypto.sm2_backend import describe as sm2_describe
 from cdcsync.db.migrate import MirrorRefused, check_encoding, publication_problems
 from cdcsync.engine.pipeline import Pipeline, check_lost_slots, run_pipeline_forever
 from cdcsync.event import str_to_lsn
+from cdcsync.mapping.layers import MappingLayers
 from cdcsync.mapping.reload import MappingWatcher, RulesHolder
 from cdcsync.ops.loop import start_ops
 from cdcsync.sink import build_sink
@@ -90,6 +93,64 @@ def _pipelines(settings: Settings, holder: RulesHolder, stop: threading.Event) -
     return [build_pipeline(settings, d, holder, stop) for d in settings.enabled_destinations]
 
 
+class RunningPipelines:
+    """The daemon's pipelines, one thread each, each with its own stop event so that one can be
+    restarted when the national platform changes its destination on 8882 (``upstream``)."""
+
+    def __init__(self, settings: Settings, holder: RulesHolder, stop: threading.Event) -> None:
+        self.settings = settings
+        self.holder = holder
+        self.stop = stop  # the process is stopping: every pipeline stops
+        self._entries: dict[str, tuple[Pipeline, threading.Thread, threading.Event]] = {}
+        self._lock = threading.Lock()
+
+    def start(self, dest: DestinationSettings) -> None:
+        ev = threading.Event()
+        if self.stop.is_set():
+            ev.set()
+        pipe = build_pipeline(self.settings, dest, self.holder, ev)
+        thread = threading.Thread(target=_guarded, args=(pipe,), name=f"cdcsync-{pipe.name}", daemon=True)
+        self._entries[dest.name] = (pipe, thread, ev)
+        thread.start()
+
+    def start_all(self) -> None:
+        for dest in self.settings.enabled_destinations:
+            self.start(dest)
+
+    def stop_all(self) -> None:
+        for _, _, ev in list(self._entries.values()):
+            ev.set()
+
+    @property
+    def pipes(self) -> list[Pipeline]:
+        return [e[0] for e in self._entries.values()]
+
+    @property
+    def threads(self) -> list[threading.Thread]:
+        return [e[1] for e in self._entries.values()]
+
+    def reconfigure(self, new: Settings) -> list[str]:
+        """Restart (gracefully: in-flight batches delivered and acknowledged first) the pipelines
+        whose destination settings changed, stop the disabled ones, start the enabled ones."""
+        with self._lock:
+            old = {d.name: d for d in self.settings.enabled_destinations}
+            now = {d.name: d for d in new.enabled_destinations}
+            changed = sorted(n for n in old.keys() | now.keys() if old.get(n) != now.get(n))
+            for name in changed:
+                if name in now:
+                    build_sink(now[name]).close()  # a bad address or key: refuse before stopping anything
+            for name in changed:
+                entry = self._entries.pop(name, None)
+                if entry is not None:
+                    entry[2].set()
+                    entry[1].join(self.settings.stream.shutdown_timeout_s)
+            self.settings = new
+            for name in changed:
+                if name in now and not self.stop.is_set():
+                    self.start(now[name])
+            return changed
+
+
 def _check_slots(settings: Settings, pipes: list[Pipeline]) -> None:
     """Stop the destinations whose slot PostgreSQL invalidated, even while their delivery is
     blocked retrying a platform that is down (the stream thread cannot look then)."""
@@ -125,34 +186,54 @@ def preflight(settings: Settings, spec: Spec) -> None:
                 warn_once(table, column)
 
 
-def run(settings: Settings, install_signals: bool = True) -> int:
+def _upstream_in_force(settings: Settings) -> str:
+    """Where the pushed ``upstream`` configuration's link points ('' when none is in force)."""
+    link = Path(settings.state_dir) / PUSHED_UPSTREAM.parent
+    return os.path.realpath(link) if link.exists() else ""
+
+
+def run(settings: Settings, install_signals: bool = True,
+        reload_settings: Callable[[], Settings] | None = None) -> int:
+    """``reload_settings``: reads the config file again (with the pushed configuration in force);
+    used when the national platform changes or rolls back a destination (``upstream`` on 8882)."""
     dests = settings.enabled_destinations
     if not dests:
         raise ConfigError("配置中没有启用的目的地（destinations），无事可做")
     for dest in dests:  # unreadable keys or paths: one clear error now, not endless retries later
         build_sink(dest).close()
     stop = threading.Event()
+    running: list[RunningPipelines] = []
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         if not stop.is_set():
             log.info("received %s: finishing in-flight batches", signal.Signals(signum).name)
             sd_notify("STOPPING=1")
         stop.set()
+        for r in running:
+            r.stop_all()
 
     if install_signals:
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
 
-    holder = RulesHolder.load(settings.mappings_dir, settings.hospital)
+    holder = RulesHolder.for_layers(MappingLayers.from_settings(settings))
     preflight(settings, holder.spec)
     started_at = time.time()
-    servers = start_servers(settings, rules=holder, started_at=started_at)  # fails fast on a taken port
+    reconfigure = threading.Event()  # an upstream package was applied on 8882
+
+    def on_config_applied(kind: str) -> None:
+        if kind == "upstream":
+            reconfigure.set()
+
+    servers = start_servers(settings, rules=holder, started_at=started_at,  # fails fast on a taken port
+                            on_config_applied=on_config_applied)
     ops = start_ops(settings, started_at=started_at, rules=holder)  # heartbeats, faults, alerts (cdcsync.ops)
     watcher = MappingWatcher(holder, state_path=_rules_state_path(settings)).start()
-    pipes = _pipelines(settings, holder, stop)
-    threads = [threading.Thread(target=_guarded, args=(p,), name=f"cdcsync-{p.name}", daemon=True) for p in pipes]
-    for t in threads:
-        t.start()
+    updates = UpdateChecker(settings).start()  # new releases from the national platform (daily)
+    pipeline_set = RunningPipelines(settings, holder, stop)
+    running.append(pipeline_set)
+    pipeline_set.start_all()
+    pipes = pipeline_set.pipes
     surveil = start_consumer(settings, holder, stop)  # rules → cases (own slot, own checkpoint)
     log.info("cdcsync running: %s", ", ".join(p.name for p in pipes))
     log.info("%s", sm2_describe())
@@ -161,10 +242,23 @@ def run(settings: Settings, install_signals: bool = True) -> int:
     last_ping = 0.0
     slot_check_every = min(10.0, settings.stream.heartbeat_interval_s)
     next_slot_check = time.monotonic() + slot_check_every
+    upstream_seen = _upstream_in_force(settings)
     while not stop.is_set():
         stop.wait(min(watchdog or 1.0, 1.0))
+        now_upstream = _upstream_in_force(settings)
+        if (reconfigure.is_set() or now_upstream != upstream_seen) and not stop.is_set():
+            reconfigure.clear()
+            upstream_seen = now_upstream  # a push on 8882 or a `config rollback` from the CLI
+            try:
+                new = reload_settings() if reload_settings is not None else with_pushed(pipeline_set.settings)
+                changed = pipeline_set.reconfigure(new)
+                if changed:
+                    log.info("destinations reconfigured by the national platform: %s", ", ".join(changed))
+            except Exception as exc:  # keep streaming with what runs; the package stays applied
+                log.error("cannot apply the pushed upstream configuration: %s", str(exc).splitlines()[0])
+        threads = pipeline_set.threads
         if time.monotonic() >= next_slot_check:
-            _check_slots(settings, pipes)
+            _check_slots(settings, pipeline_set.pipes)
             next_slot_check = time.monotonic() + slot_check_every
         if watchdog and time.monotonic() - last_ping >= watchdog and all(t.is_alive() for t in threads):
             sd_notify("WATCHDOG=1")
@@ -174,6 +268,9 @@ def run(settings: Settings, install_signals: bool = True) -> int:
             ops.stop()
             return 1
 
+    pipeline_set.stop_all()
+    threads = pipeline_set.threads
+    updates.stop()
     watcher.stop()
     ops.stop()
     servers.stop()
@@ -200,7 +297,7 @@ def drain(settings: Settings, timeout: float = 600.0) -> dict[str, int]:
         row = conn.execute("SELECT pg_logical_emit_message(false, %s, 'drain')", (HEARTBEAT_PREFIX,)).fetchone()
     target = str_to_lsn(str(row[0])) if row else 0
     stop = threading.Event()
-    holder = RulesHolder.load(settings.mappings_dir, settings.hospital)
+    holder = RulesHolder.for_layers(MappingLayers.from_settings(settings))
     preflight(settings, holder.spec)
     pipes = _pipelines(settings, holder, stop)
     for p in pipes:

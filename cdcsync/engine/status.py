@@ -115,6 +115,8 @@ def collect_status(settings: Settings, conninfo: str | None = None) -> dict[str,
         wal = wal_overview(conn, settings.stream)
         minimal = _minimum_necessary(conn)
         evaluation = evaluation_today(conn)
+        configuration = _configuration(conn)
+        software = _software(conn)
         (now,) = conn.execute("SELECT now()").fetchone() or (None,)
     for d, cfg in zip(dests, settings.destinations, strict=True):
         d["enabled"] = cfg.enabled
@@ -124,7 +126,21 @@ def collect_status(settings: Settings, conninfo: str | None = None) -> dict[str,
             "listener_warnings": plain_http_warnings(settings), "wal": wal, "sm2_backend": sm2_backend(),
             "certificate_warnings": certificate_warnings(settings.destinations),
             "minimum_necessary": minimal, "backup": _backup(settings),
-            "evaluation_today": evaluation}
+            "evaluation_today": evaluation, "configuration": configuration, "software": software}
+
+
+def _software(conn: psycopg.Connection[Any]) -> dict[str, Any] | None:
+    """当前版本 / 可用新版本 / 更新说明 (cdcsync.control.upgrade)."""
+    from cdcsync.control.upgrade import latest_check
+
+    return latest_check(conn)
+
+
+def _configuration(conn: psycopg.Connection[Any]) -> dict[str, Any]:
+    """What the national platform pushed on 8882 and is in force, per kind (cdcsync.control)."""
+    from cdcsync.control.store import in_force
+
+    return in_force(conn)
 
 
 def _backup(settings: Settings) -> dict[str, Any]:

@@ -10,16 +10,21 @@ from typing import Any
 import click
 import orjson
 
-from cdcsync.cli_context import AppContext, connect_autocommit, conninfo, db_errors, mappings_location, pass_app
+from cdcsync.cli_context import AppContext, connect_autocommit, conninfo, db_errors, mapping_layers, pass_app
 from cdcsync.mapping.domains import (
+    LAYER_PUSHED,
+    LAYER_SHIPPED,
     MappingError,
+    ValueDomain,
     default_mappings_dir,
     display_path,
     load_local,
     load_national,
+    load_national_layers,
     standard_ref,
 )
 from cdcsync.mapping.importer import ENCODINGS, CodeImportError, import_csv
+from cdcsync.mapping.layers import MappingLayers
 
 
 def _fail(exc: MappingError) -> None:
@@ -66,6 +71,30 @@ def _dir(ctx: click.Context) -> Path:
     return _resolve_dir(ctx, ctx.meta.get("cdcsync.mappings_dir"))
 
 
+def _layered_settings(ctx: click.Context) -> Any:
+    """The settings when a config file is in use and no --mappings-dir overrides it (then the
+    national domains are layered: shipped + pushed/imported, cdcsync.mapping.layers)."""
+    if ctx.meta.get("cdcsync.mappings_dir") is not None:
+        return None
+    app: Any = ctx.find_root().obj
+    if app is None or not getattr(app, "config_path", None):
+        return None
+    return app.settings
+
+
+def _national(ctx: click.Context) -> dict[str, ValueDomain]:
+    settings = _layered_settings(ctx)
+    if settings is None:
+        return load_national(_dir(ctx))
+    layers = MappingLayers.from_settings(settings)
+    return load_national_layers(layers.mappings_dir, layers.pushed_dir)
+
+
+def _local_root(ctx: click.Context) -> Path:
+    settings = _layered_settings(ctx)
+    return MappingLayers.from_settings(settings).local_dir if settings is not None else _dir(ctx)
+
+
 @codes.command("list")
 @click.option("--hospital", help="同时显示该医院对照表的条目数（mappings/local/<hospital>/）")
 @click.pass_context
@@ -73,24 +102,28 @@ def list_cmd(ctx: click.Context, hospital: str | None) -> None:
     """列出全部国家值域：代码条数、是否子集、来源标准与版本日期。"""
     root = _dir(ctx)
     try:
-        national = load_national(root)
+        national = _national(ctx)
         hosp = _hospital(ctx, hospital)
-        local = load_local(root, hosp) if hosp else {}
+        local = load_local(_local_root(ctx), hosp) if hosp else {}
     except MappingError as exc:
         _fail(exc)
         return
-    head = f"{'值域':<20}{_pad('名称', 14)}{'条数':>4}  {_pad('子集', 4)}{_pad('版本日期', 12)}来源标准"
+    head = (f"{'值域':<20}{_pad('名称', 14)}{'条数':>4}  {_pad('子集', 4)}{_pad('版本日期', 12)}"
+            f"{_pad('来源', 10)}来源标准")
     if hosp:
         head += f"  [{hosp} 对照条数]"
     click.echo(head)
     for d in sorted(national.values(), key=lambda d: d.id):
         line = (f"{d.id:<22}{_pad(d.name, 14)}{len(d):>6}  {'是' if d.subset else '否':<4}"
-                f"{d.version_date.isoformat():<12}{standard_ref(d.standard)}")
+                f"{d.version_date.isoformat():<12}{_pad(_LAYER.get(d.layer, d.layer), 10)}{standard_ref(d.standard)}")
         if hosp:
             t = local.get(d.id)
             line += f"  [{len(t.map) if t else '无对照表'}{'+直通' if t and t.passthrough else ''}]"
         click.echo(line)
     click.echo(f"共 {len(national)} 个值域，目录 {display_path(root)}")
+
+
+_LAYER = {LAYER_SHIPPED: "随版本发布", LAYER_PUSHED: "下发/导入"}
 
 
 def _pad(text: str, width: int) -> str:
@@ -106,20 +139,20 @@ def _pad(text: str, width: int) -> str:
 @click.pass_context
 def show_cmd(ctx: click.Context, domain_id: str, hospital: str | None, limit: int) -> None:
     """显示一个值域的来源标准和全部代码。"""
-    root = _dir(ctx)
     try:
-        national = load_national(root)
+        national = _national(ctx)
         if domain_id not in national:
             raise MappingError(f"没有值域 {domain_id!r}；可用 `cdcsync codes list` 查看全部值域")
         d = national[domain_id]
-        table = load_local(root, hospital).get(domain_id) if hospital else None
+        table = load_local(_local_root(ctx), hospital).get(domain_id) if hospital else None
     except MappingError as exc:
         _fail(exc)
         return
     click.echo(f"值域：{d.id}（{d.name}）")
     click.echo(f"来源标准：{d.standard}")
     kind = "代表性子集" if d.subset else "完整代码表"
-    click.echo(f"版本日期：{d.version_date.isoformat()}    条数：{len(d)}    {kind}")
+    click.echo(f"版本日期：{d.version_date.isoformat()}    条数：{len(d)}    {kind}"
+               f"    来源：{_LAYER.get(d.layer, d.layer)}")
     if d.source_note:
         click.echo(f"说明：{d.source_note}")
     shown = list(d)[: limit or None]
@@ -135,7 +168,8 @@ def show_cmd(ctx: click.Context, domain_id: str, hospital: str | None, limit: in
             mode = "国家代码可直通" if table.passthrough else "不直通"
             click.echo(f"医院 {hospital} 对照（{len(table.map)} 条，{mode}）：")
             for k, v in table.map.items():
-                mark = "" if v in d else "  ← 国家代码不存在"
+                now = d.resolve(v)
+                mark = "" if now == v else f"  → 新版本代码 {now}" if now else "  ← 国家代码不存在"
                 click.echo(f"  {k} -> {v} {d.name_of(v) or ''}{mark}")
 
 
@@ -154,10 +188,18 @@ def import_cmd(ctx: click.Context, domain_id: str, csv_file: Path, code_column: 
                name_column: str | None, attrs: tuple[str, ...], encoding: str,
                version_date: dt.datetime | None, subset: bool) -> None:
     """用官方完整代码表（CSV）替换值域文件；任何一行有误都不写入。"""
+    options: dict[str, Any] = dict(code_column=code_column, name_column=name_column, attr_columns=attrs,
+                                   encoding=encoding, version_date=version_date.date() if version_date else None,
+                                   subset=subset)
+    settings = _layered_settings(ctx)
+    record: int | None = None
     try:
-        result = import_csv(_dir(ctx), domain_id, csv_file, code_column=code_column, name_column=name_column,
-                            attr_columns=attrs, encoding=encoding,
-                            version_date=version_date.date() if version_date else None, subset=subset)
+        if settings is not None:  # with a configuration: into the pushed/imported layer, recorded
+            from cdcsync.control.imports import import_into_layer
+
+            result, record = import_into_layer(settings, domain_id, csv_file, **options)
+        else:
+            result = import_csv(_dir(ctx), domain_id, csv_file, **options)
     except CodeImportError as exc:
         _fail(exc)
         return
@@ -167,6 +209,9 @@ def import_cmd(ctx: click.Context, domain_id: str, csv_file: Path, code_column: 
     d = result.domain
     click.echo(f"已导入值域 {d.id}（{d.name}）：{len(d)} 条（原 {result.previous_count} 条），"
                f"文件编码 {result.encoding.upper()}，已写入 {display_path(result.path)}")
+    if record is not None:
+        click.echo(f"已记入配置历史（记录号 {record}），运行中的服务数秒内自动加载；"
+                   f"如需撤销：cdcsync config rollback {record}")
     if result.dangling:
         click.echo(f"警告：{len(result.dangling)} 条本院对照指向的国家代码已不在新代码表中，请修正对照表：", err=True)
         for line in result.dangling[:20]:
@@ -193,11 +238,9 @@ def mappings_check(app: AppContext, as_json: bool, dsn: str | None, no_data: boo
     """检查值域代码有无缺漏：数据中未对照的本地代码（含行数）、没有本地对照表的值域、对照到无效国家代码的条目。
     有缺漏时退出码为 1。"""
     from cdcsync.mapping.coverage import check_coverage, format_text
-    from cdcsync.mapping.domains import load_code_tables
     from cdcsync.spec import load_spec
 
-    root, hosp = mappings_location(app, mappings_dir, hospital)
-    tables = load_code_tables(root, hosp, strict=False)
+    tables = mapping_layers(app, mappings_dir, hospital).load()
     spec = load_spec()
     if no_data:
         report = check_coverage(tables, spec, None)

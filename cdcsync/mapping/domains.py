@@ -23,7 +23,13 @@ from cdcsync.resources import shared_dir
 NATIONAL_DIR = "national"
 LOCAL_DIR = "local"
 _DOMAIN_ID = re.compile(r"^[a-z][a-z0-9_]*$")
-_NATIONAL_KEYS = {"id", "name", "standard", "version_date", "source_note", "subset", "codes"}
+_NATIONAL_KEYS = {"id", "name", "standard", "version_date", "source_note", "subset", "codes", "replaced"}
+# Layers of national value domains (docs/control-plane.md): shipped with the release
+# (``<mappings_dir>/national``) and pushed by the national platform or imported by an admin
+# (``<state_dir>/mappings/current/national``). Per domain the newer version date wins; on a tie
+# the pushed one. The hospital's local tables are a third layer no push or upgrade touches.
+LAYER_SHIPPED = "shipped"
+LAYER_PUSHED = "pushed"
 _LOCAL_KEYS = {"domain", "hospital", "version_date", "map", "passthrough", "note"}
 
 
@@ -50,6 +56,17 @@ class ValueDomain:
     codes: Mapping[str, Code]
     source_note: str | None = None
     path: Path | None = None
+    # Codes this version retired, with their successor in this version: a local entry still
+    # pointing at a retired code maps to the successor (the hospital's table stays untouched).
+    replaced: Mapping[str, str] = field(default_factory=dict)
+    layer: str = LAYER_SHIPPED
+
+    def resolve(self, code: str) -> str | None:
+        """``code`` when it is in the domain, else its successor when that is, else None."""
+        if code in self.codes:
+            return code
+        successor = self.replaced.get(code)
+        return successor if successor is not None and successor in self.codes else None
 
     def __contains__(self, code: object) -> bool:
         return code in self.codes
@@ -238,6 +255,18 @@ def parse_national(path: Path, data: Any = None) -> ValueDomain:
             raise MappingError(f"{where}: {key}.code: duplicate code {code!r} (already defined as {codes[code].name})")
         attrs = {str(k): v for k, v in entry.items() if k not in ("code", "name")}
         codes[code] = Code(code, name, attrs)
+    raw_replaced = data.get("replaced") or {}
+    if not isinstance(raw_replaced, dict):
+        raise MappingError(f"{where}: replaced: expected a mapping of retired code -> successor code")
+    replaced: dict[str, str] = {}
+    for old, new in raw_replaced.items():
+        old_code = _code_str(old, where, f"replaced key {old!r}")
+        new_code = _code_str(new, where, f"replaced.{old_code}")
+        if new_code not in codes:
+            raise MappingError(f"{where}: replaced.{old_code}: successor {new_code!r} is not a code of this domain")
+        if old_code in codes:
+            raise MappingError(f"{where}: replaced.{old_code}: a retired code must not also be listed in codes")
+        replaced[old_code] = new_code
     return ValueDomain(
         id=domain_id,
         name=_text(data["name"], where, "name"),
@@ -247,6 +276,7 @@ def parse_national(path: Path, data: Any = None) -> ValueDomain:
         codes=codes,
         source_note=note.strip() if isinstance(note, str) else None,
         path=path,
+        replaced=replaced,
     )
 
 
@@ -260,6 +290,30 @@ def load_national(mappings_dir: Path) -> dict[str, ValueDomain]:
     if not directory.is_dir():
         raise MappingError(f"{display_path(directory)}: directory of national value domains not found")
     return {d.id: d for d in map(parse_national, _yaml_files(directory))}
+
+
+def pushed_national_dir(pushed_dir: Path | None) -> Path | None:
+    """``<pushed_dir>/national`` when it exists (the layer is empty before the first push)."""
+    if pushed_dir is None:
+        return None
+    directory = Path(pushed_dir) / NATIONAL_DIR
+    return directory if directory.is_dir() else None
+
+
+def load_national_layers(mappings_dir: Path, pushed_dir: Path | None = None) -> dict[str, ValueDomain]:
+    """Shipped domains overlaid with the pushed/imported ones: per domain the newer version date
+    wins, a tie goes to the pushed layer. Each domain records the layer it came from."""
+    merged = load_national(mappings_dir)
+    directory = pushed_national_dir(pushed_dir)
+    if directory is None:
+        return merged
+    for path in _yaml_files(directory):
+        d = parse_national(path)
+        base = merged.get(d.id)
+        if base is None or d.version_date >= base.version_date:
+            merged[d.id] = ValueDomain(d.id, d.name, d.standard, d.version_date, d.subset, d.codes, d.source_note,
+                                       d.path, d.replaced, LAYER_PUSHED)
+    return merged
 
 
 def parse_local(path: Path, hospital: str | None = None) -> LocalTable:
@@ -318,7 +372,7 @@ def check_local(
                                        f"{where}: domain: {table.domain!r} is not a national value domain"))
             continue
         for local_code, national_code in table.map.items():
-            if national_code not in domain:
+            if domain.resolve(national_code) is None:
                 issues.append(MappingIssue(
                     where, table.domain, local_code, national_code,
                     f"{where}: map.{local_code}: national code \"{national_code}\" is not in domain "
@@ -379,7 +433,8 @@ class CodeTables:
             return None
         hit = table.map.get(local_code)
         if hit is not None:
-            return hit
+            dom = self.national.get(domain)
+            return dom.resolve(hit) if dom is not None else hit
         if table.passthrough:
             dom = self.national.get(domain)
             if dom is not None and local_code in dom:
@@ -391,17 +446,20 @@ MappingSet = CodeTables
 
 
 def load_code_tables(
-    mappings_dir: Path | None = None, hospital: str = "example", *, strict: bool = True
+    mappings_dir: Path | None = None, hospital: str = "example", *, strict: bool = True,
+    pushed_dir: Path | None = None, local_dir: Path | None = None,
 ) -> CodeTables:
     """Load national domains and the hospital's local tables.
 
     ``strict``: the first local entry pointing at a non-existent national code raises
     :class:`MappingError`; otherwise such entries are left out of the map and listed in ``issues``
-    (what ``cdcsync mappings check`` reports).
+    (what ``cdcsync mappings check`` reports). ``pushed_dir``: the pushed/imported layer
+    (:func:`load_national_layers`); ``local_dir``: where ``local/<hospital>/`` lives when not
+    under ``mappings_dir`` (the hospital's tables kept outside the installed release).
     """
     root = Path(mappings_dir) if mappings_dir is not None else default_mappings_dir()
-    national = load_national(root)
-    local = load_local(root, hospital)
+    national = load_national_layers(root, pushed_dir)
+    local = load_local(local_dir if local_dir is not None else root, hospital)
     issues = check_local(national, local)
     if issues and strict:
         raise MappingError(issues[0].message)
@@ -445,6 +503,9 @@ def dump_domain(domain: ValueDomain) -> str:
     if domain.source_note:
         lines.append(f"source_note: {_quote(domain.source_note)}")
     lines.append(f"subset: {'true' if domain.subset else 'false'}")
+    if domain.replaced:
+        lines.append("replaced:")
+        lines += [f"  {_quote(old)}: {_quote(new)}" for old, new in domain.replaced.items()]
     lines.append("codes:")
     for c in domain.codes.values():
         parts = [f"code: {_quote(c.code)}", f"name: {_quote(c.name)}"]

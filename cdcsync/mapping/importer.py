@@ -168,12 +168,23 @@ def import_csv(
     encoding: str = "auto",
     version_date: dt.date | None = None,
     subset: bool = False,
+    base: ValueDomain | None = None,
+    into: Path | None = None,
+    local_dir: Path | None = None,
 ) -> ImportResult:
-    """Replace ``mappings/national/<domain_id>.yaml`` with the codes of ``csv_path``."""
-    target = Path(mappings_dir) / NATIONAL_DIR / f"{domain_id}.yaml"
-    if not target.is_file():
-        raise MappingError(f"{display_path(target)}: 没有值域 {domain_id!r}（只能替换已有值域，表头信息取自原文件）")
-    existing = parse_national(target)
+    """Replace ``mappings/national/<domain_id>.yaml`` with the codes of ``csv_path``.
+
+    ``base`` + ``into``: the layered form (cdcsync.control.imports): the header comes from the
+    domain in force ``base``, the file is written as ``into/<domain_id>.yaml`` (a new generation of
+    the pushed layer) and the shipped file stays untouched; ``local_dir`` holds ``local/``."""
+    if base is not None and into is not None:
+        existing, target = base, Path(into) / f"{domain_id}.yaml"
+    else:
+        target = Path(mappings_dir) / NATIONAL_DIR / f"{domain_id}.yaml"
+        if not target.is_file():
+            raise MappingError(
+                f"{display_path(target)}: 没有值域 {domain_id!r}（只能替换已有值域，表头信息取自原文件）")
+        existing = parse_national(target)
     where = display_path(csv_path)
     try:
         raw = Path(csv_path).read_bytes()
@@ -197,17 +208,19 @@ def import_csv(
         codes=codes,
         source_note=f"{base_note} {stamp}".strip(),
         path=target,
+        replaced={k: v for k, v in existing.replaced.items() if v in codes},
     )
     out = dump_domain(new)
     parse_national(target, load_yaml_text(out, display_path(target)))  # never write what we cannot read
     _atomic_write(target, out)
 
     dangling: list[str] = []
-    local_root = Path(mappings_dir) / LOCAL_DIR
+    local_root = Path(local_dir or mappings_dir) / LOCAL_DIR
     if local_root.is_dir():
         for hospital_dir in sorted(p for p in local_root.iterdir() if p.is_dir()):
             table_path = hospital_dir / f"{domain_id}.yaml"
             if table_path.is_file():
                 table = parse_local(table_path, hospital_dir.name)
-                dangling += [f"{hospital_dir.name}: {k} -> {v}" for k, v in table.map.items() if v not in codes]
+                dangling += [f"{hospital_dir.name}: {k} -> {v}" for k, v in table.map.items()
+                             if new.resolve(v) is None]
     return ImportResult(new, target, len(existing.codes), used, dangling)

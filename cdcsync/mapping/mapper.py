@@ -86,7 +86,11 @@ class Mapper:
             if local is not None:
                 if local.passthrough:
                     table.update((code, code) for code in domain.codes)
-                table.update((k, v) for k, v in local.map.items() if v in domain)
+                # A target the new version retired maps to its successor (ValueDomain.replaced).
+                for k, v in local.map.items():
+                    target = domain.resolve(v)
+                    if target is not None:
+                        table[k] = target
             lookup[domain_id] = table
         stale: dict[str, dict[str, str]] = {}
         for issue in tables.issues:

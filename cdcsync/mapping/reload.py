@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cdcsync.mapping.domains import LOCAL_DIR, NATIONAL_DIR, MappingError, default_mappings_dir, load_code_tables
+from cdcsync.mapping.layers import MappingLayers
 from cdcsync.spec import Spec, SpecError, load_spec
 from cdcsync.validate.compiler import Validators, compile_spec
 
@@ -31,16 +32,23 @@ Fingerprint = tuple[tuple[str, int, int], ...]
 
 
 def build_validators(mappings_dir: Path | None = None, hospital: str = "example",
-                     spec: Spec | None = None) -> Validators:
+                     spec: Spec | None = None, *, pushed_dir: Path | None = None,
+                     local_dir: Path | None = None) -> Validators:
     """Load the mapping set (non-strict: stale entries become DOM001) and compile the spec."""
-    tables = load_code_tables(mappings_dir, hospital, strict=False)
+    tables = load_code_tables(mappings_dir, hospital, strict=False, pushed_dir=pushed_dir, local_dir=local_dir)
     return compile_spec(spec or load_spec(), tables)
 
 
-def fingerprint(mappings_dir: Path, hospital: str) -> Fingerprint:
-    """(path, mtime_ns, size) of every YAML file that makes up the mapping set."""
+def fingerprint(mappings_dir: Path, hospital: str, pushed_dir: Path | None = None,
+                local_dir: Path | None = None) -> Fingerprint:
+    """(path, mtime_ns, size) of every YAML file that makes up the mapping set (and where the
+    pushed layer's ``current`` link points: a switch changes the set even if files look alike)."""
     out: list[tuple[str, int, int]] = []
-    for sub in (Path(mappings_dir) / NATIONAL_DIR, Path(mappings_dir) / LOCAL_DIR / hospital):
+    subs = [Path(mappings_dir) / NATIONAL_DIR, Path(local_dir or mappings_dir) / LOCAL_DIR / hospital]
+    if pushed_dir is not None:
+        out.append((os.path.realpath(pushed_dir), 0, 0))
+        subs.append(Path(pushed_dir) / NATIONAL_DIR)
+    for sub in subs:
         if not sub.is_dir():
             continue
         for p in sorted(sub.iterdir()):
@@ -68,13 +76,15 @@ class RulesHolder:
     """The validators in force; swapped whole, read without a lock."""
 
     def __init__(self, validators: Validators, mappings_dir: Path | None = None, hospital: str = "example",
-                 spec: Spec | None = None) -> None:
+                 spec: Spec | None = None, *, pushed_dir: Path | None = None, local_dir: Path | None = None) -> None:
         self._current = validators
         self.mappings_dir = Path(mappings_dir) if mappings_dir is not None else default_mappings_dir()
         self.hospital = hospital
         self.spec = spec or load_spec()
+        self.pushed_dir = pushed_dir
+        self.local_dir = local_dir
         self.last_error: str | None = None
-        self._fingerprint: Fingerprint = fingerprint(self.mappings_dir, hospital)
+        self._fingerprint: Fingerprint = self._fp()
         self._lock = threading.Lock()  # serializes reloads, never taken by readers
         self.listeners: list[Callable[[Validators], None]] = []
 
@@ -84,6 +94,18 @@ class RulesHolder:
         spec = spec or load_spec()
         root = Path(mappings_dir) if mappings_dir is not None else default_mappings_dir()
         return cls(build_validators(root, hospital, spec), root, hospital, spec)
+
+    @classmethod
+    def for_layers(cls, layers: MappingLayers, spec: Spec | None = None) -> RulesHolder:
+        """The daemon's holder: shipped, pushed and local layers (cdcsync.mapping.layers)."""
+        spec = spec or load_spec()
+        v = build_validators(layers.mappings_dir, layers.hospital, spec, pushed_dir=layers.pushed_dir,
+                             local_dir=layers.local_dir)
+        return cls(v, layers.mappings_dir, layers.hospital, spec, pushed_dir=layers.pushed_dir,
+                   local_dir=layers.local_dir)
+
+    def _fp(self) -> Fingerprint:
+        return fingerprint(self.mappings_dir, self.hospital, self.pushed_dir, self.local_dir)
 
     def current(self) -> Validators:
         return self._current
@@ -107,11 +129,12 @@ class RulesHolder:
     def reload_if_changed(self) -> bool:
         """Rebuild and swap when the files changed; True when a new set was swapped in."""
         with self._lock:
-            fp = fingerprint(self.mappings_dir, self.hospital)
+            fp = self._fp()
             if fp == self._fingerprint:
                 return False
             try:
-                new = build_validators(self.mappings_dir, self.hospital, self.spec)
+                new = build_validators(self.mappings_dir, self.hospital, self.spec, pushed_dir=self.pushed_dir,
+                                       local_dir=self.local_dir)
             except (MappingError, SpecError, OSError) as exc:
                 message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                 if message != self.last_error:

@@ -253,12 +253,12 @@ def platform_checks(settings: Settings) -> Iterator[Finding]:
 
 def mapping_check(conn: psycopg.Connection[Any] | None, settings: Settings) -> Iterator[Finding]:
     from cdcsync.mapping.coverage import check_coverage
-    from cdcsync.mapping.domains import load_code_tables
+    from cdcsync.mapping.layers import MappingLayers
     from cdcsync.spec import load_spec
 
     f = _f("mappings", "代码对照覆盖（mappings check）", "数据中出现、但没有对照到国家值域的本地代码会被隔离，不会上报。")  # noqa: E501
     try:
-        tables = load_code_tables(settings.mappings_dir, settings.hospital, strict=False)
+        tables = MappingLayers.from_settings(settings).load()
         report = check_coverage(tables, load_spec(), conn)
     except Exception as exc:  # a broken code table is a finding
         yield f(FAILURE, f"代码表无法加载：{exc}", "修正代码表文件（cdcsync codes check）")

@@ -16,7 +16,7 @@ from cdcsync.cli_context import (
     conninfo,
     db_errors,
     dumps_text,
-    mappings_location,
+    mapping_layers,
     parse_since,
     pass_app,
 )
@@ -138,8 +138,8 @@ def quarantine_retry(app: AppContext, table: str | None, rule: str | None, since
 
     settings = app.settings
     dests = [settings.destination(destination)] if destination else list(settings.destinations)
-    root, hospital = mappings_location(app, mappings_dir, None)
-    stage = transform_for(settings, RulesHolder.load(root, hospital))  # the daemon's own stage
+    layers = mapping_layers(app, mappings_dir, None)
+    stage = transform_for(settings, RulesHolder.for_layers(layers))  # the daemon's own stage
     rules = stage.rules
     sinks = {d.name: build_sink(d) for d in dests}
     try:

@@ -138,6 +138,8 @@ class SimState:
     hospitals_path: Path | None = None
     # Latest versions the platform announces in heartbeat replies (software, mapping_version, …).
     announced: dict[str, str] = field(default_factory=dict)
+    # Published releases (cdcsync.upstream_sim.releases); None: no release channel.
+    releases_dir: Path | None = None
 
     def __post_init__(self) -> None:
         self.replay_cache = ReplayCache(self.window_s)
@@ -467,4 +469,7 @@ def create_app(state: SimState) -> FastAPI:
         kid = key_id(state.platform_key.public_key)
         return {"ok": True, "platform_key_id": kid, "trusted_keys": len(state.trusted)}
 
+    from cdcsync.upstream_sim.releases import add_release_routes
+
+    add_release_routes(app, state.releases_dir)
     return app

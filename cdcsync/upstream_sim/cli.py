@@ -55,6 +55,10 @@ class DataDir:
     def ca_bundle(self) -> Path:
         return self.tls / "ca.pem"
 
+    @property
+    def releases(self) -> Path:
+        return self.root / "releases"
+
 
 def prepare_data_dir(
     root: Path, *, tls: bool = True, platform_key: Path | None = None
@@ -121,9 +125,9 @@ def _parse_announce(values: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
-@click.command("upstream-sim")
+@click.group("upstream-sim", invoke_without_command=True)
 @click.option("--listen", default="127.0.0.1:8888", show_default=True, help="监听地址 主机:端口")
-@click.option("--data-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
               help="数据目录：平台密钥、TLS 证书、trusted/ 医院公钥、received.sqlite")
 @click.option("--insecure-http", is_flag=True, help="使用明文 HTTP（仅限本机回环地址，用于本地调试）")
 @click.option("--tls-cert", type=click.Path(dir_okay=False, exists=True, path_type=Path),
@@ -159,16 +163,23 @@ def _parse_announce(values: tuple[str, ...]) -> dict[str, str]:
               help="请求时间戳允许的偏差（秒）")
 @click.option("--announce", multiple=True, metavar="KEY=VALUE",
               help="在心跳应答中公布的最新版本，如 software=0.9.0、mapping_version=2026.11（可多次指定）")
+@click.pass_context
 def upstream_sim_command(
-    listen: str, data_dir: Path, insecure_http: bool, tls_cert: Path | None, tls_key: Path | None,
+    ctx: click.Context, listen: str, data_dir: Path | None, insecure_http: bool, tls_cert: Path | None,
+    tls_key: Path | None,
     platform_key: Path | None, hospital_pub: tuple[Path, ...], ca_cert: tuple[Path, ...], allow_bare_keys: bool,
     store: str, fail_rate: float, latency_ms: int,
     outage: str | None, reject_table: tuple[str, ...], reject_field: tuple[str, ...], refuse_event_id: tuple[str, ...],
     refuse_row: tuple[str, ...], refuse_status: str, tamper_replies: int, window_s: float,
     announce: tuple[str, ...] = (),
 ) -> None:
-    """参考平台（国家/省级平台模拟）：验签、解密、去重、存储并签名应答。"""
+    """参考平台（国家/省级平台模拟）：验签、解密、去重、存储并签名应答；push-config 下发配置包。"""
     import uvicorn
+
+    if ctx.invoked_subcommand is not None:
+        return
+    if data_dir is None:
+        raise click.UsageError("缺少 --data-dir（平台数据目录）")
 
     host, port = parse_listen(listen)
     if insecure_http and not is_loopback(host):
@@ -189,7 +200,8 @@ def upstream_sim_command(
         raise click.ClickException(str(exc)) from None
     st: Store = SqliteStore(DataDir(data_dir).received) if store == "sqlite" else CountingStore()
     state = SimState(platform_key=key, trusted=trusted, store=st, faults=faults, window_s=window_s, certs=certs,
-                     hospitals_path=DataDir(data_dir).hospitals, announced=_parse_announce(announce))
+                     hospitals_path=DataDir(data_dir).hospitals, announced=_parse_announce(announce),
+                     releases_dir=DataDir(data_dir).releases)
     certfile = keyfile = None
     if not insecure_http:
         certfile, keyfile = (tls_cert, tls_key) if tls_cert else (tls.cert, tls.key) if tls else (None, None)
@@ -209,3 +221,65 @@ def upstream_sim_command(
                     timeout_graceful_shutdown=5)
     finally:
         st.close()
+
+
+@upstream_sim_command.command("push-config")
+@click.option("--to", "to_url", required=True, help="前置机配置更新地址，如 https://前置机:8882")
+@click.option("--kind", required=True, type=click.Choice(["value_domains", "upstream", "timeliness", "rules"]))
+@click.option("--data-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="平台数据目录（用其中的 platform.key 签名）")
+@click.option("--org", "org_code", required=True, help="目标医疗机构代码")
+@click.option("--version", "version", required=True, type=click.IntRange(1), help="该类别配置的版本号（须递增）")
+@click.option("--package-id", help="配置包标识（默认随机生成）")
+@click.option("--ca-bundle", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="前置机 TLS 证书的 CA（PEM）")
+@click.option("--hospital-pub", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="医院 SM2 公钥：用于验证前置机的签名应答")
+@click.option("--gzip", "compressed", is_flag=True, help="gzip 压缩请求体")
+@click.argument("file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+def push_config_command(to_url: str, kind: str, data_dir: Path, org_code: str, version: int, package_id: str | None,
+                        ca_bundle: Path | None, hospital_pub: Path | None, compressed: bool, file: Path) -> None:
+    """签名并下发一个配置包；输出前置机的签名应答（已生效退出码 0，否则 1）。"""
+    import json
+    import sys
+
+    from cdcsync.crypto.keys import load_public_key
+    from cdcsync.upstream_sim.push import build_package, payload_from_file, send
+
+    try:
+        key, _ = prepare_data_dir(data_dir, tls=False)
+        payload = payload_from_file(kind, file)
+        pkg = build_package(payload, platform_key=key, kind=kind, version=version, org_code=org_code,
+                            package_id=package_id)
+        pub = load_public_key(hospital_pub) if hospital_pub else None
+        result = send(to_url, pkg.to_json(), ca_bundle=ca_bundle, hospital_pub=pub, compressed=compressed)
+    except (CryptoError, ValueError, OSError) as exc:
+        raise click.ClickException(f"{type(exc).__name__}: {exc}") from None
+    click.echo(json.dumps({"http_status": result.http_status, "signature_verified": result.verified,
+                           **result.reply}, ensure_ascii=False, indent=1))
+    sys.exit(0 if result.reply.get("outcome") == "acknowledged" else 1)
+
+
+@upstream_sim_command.command("publish-release")
+@click.option("--data-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="平台数据目录（用其中的 platform.key 签名；发布到 releases/）")
+@click.option("--notes", "notes_file", required=True, type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="更新说明（UTF-8 文本文件）")
+@click.option("--version", "version", help="版本号（默认取自 wheel 文件名）")
+@click.option("--min-supported", default="0.0.0", show_default=True, help="可直接升级到此版本的最低版本")
+@click.option("--irreversible", is_flag=True, help="此版本含不可回退的数据库迁移")
+@click.argument("wheel", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+def publish_release_command(data_dir: Path, notes_file: Path, version: str | None, min_supported: str,
+                            irreversible: bool, wheel: Path) -> None:
+    """发布新版本：签名版本清单（版本、大小、SM3 摘要、更新说明），运行中的参考平台随即提供下载。"""
+    from cdcsync.control.release import ManifestError
+    from cdcsync.upstream_sim.releases import publish_release
+
+    try:
+        key, _ = prepare_data_dir(data_dir, tls=False)
+        m = publish_release(DataDir(data_dir).releases, wheel, notes=notes_file.read_text(encoding="utf-8"),
+                            platform_key=key, version=version, min_supported_version=min_supported,
+                            irreversible_migrations=irreversible)
+    except (CryptoError, ManifestError, OSError, IndexError) as exc:
+        raise click.ClickException(f"{type(exc).__name__}: {exc}") from None
+    click.echo(f"已发布 {m.version}：{m.wheel}（{m.size} 字节，SM3 {m.sm3[:16]}…）")

@@ -172,7 +172,8 @@ def start_in_process(
     st: Store = SqliteStore(DataDir(data_dir).received) if store == "sqlite" else CountingStore()
     state = SimState(platform_key=key, trusted=TrustedKeys(hospital_pubs, DataDir(data_dir).trusted), store=st,
                      faults=faults or Faults(), window_s=window_s, certs=certs,
-                     hospitals_path=DataDir(data_dir).hospitals, announced=dict(announced or {}))
+                     hospitals_path=DataDir(data_dir).hospitals, announced=dict(announced or {}),
+                     releases_dir=DataDir(data_dir).releases)
     port = port or free_port()
     config = uvicorn.Config(
         create_app(state), host="127.0.0.1", port=port, access_log=False, log_level="warning",

@@ -12,7 +12,7 @@ from cdcsync.cli_context import (
     conninfo,
     db_errors,
     dumps_text,
-    mappings_location,
+    mapping_layers,
     pass_app,
 )
 
@@ -40,8 +40,9 @@ def validate_cmd(app: AppContext, tables: tuple[str, ...], limit: int | None, as
             raise click.BadParameter(f"数据集规范中没有表 {t!r}（可选：{', '.join(spec.table_names)}）",
                                      param_hint="--table")
     names = list(tables) or list(spec.table_names)
-    root, hosp = mappings_location(app, mappings_dir, None)
-    rules = build_validators(root, hosp, spec)
+    layers = mapping_layers(app, mappings_dir, None)
+    rules = build_validators(layers.mappings_dir, layers.hospital, spec, pushed_dir=layers.pushed_dir,
+                             local_dir=layers.local_dir)
     summaries = []
     with db_errors(), connect_autocommit(conninfo(app, dsn)) as conn:
         tty = sys.stderr.isatty() and not as_json

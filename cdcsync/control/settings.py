@@ -1,0 +1,31 @@
+"""Settings of the control plane (section ``control``; the 8882 listener is ``api.control``).
+
+Kept apart from ``cdcsync.config`` so that the control package and the config do not import each other.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ControlSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # The upstream destination (kind http) whose configured platform key or certificates verify
+    # packages (the same trust as for its replies) and whose hospital key signs our replies.
+    # None: the destination named "national", else the first http destination.
+    destination: str | None = Field(None, pattern=r"^[a-z][a-z0-9_]{0,30}$")
+    max_package_bytes: int = Field(64 * 1024 * 1024, ge=1024)
+    # A package's created_at may lie at most this far in the future (clock skew).
+    max_clock_skew_s: float = Field(600.0, gt=0)
+    # Where release manifests and wheels come from (cdcsync upgrade check/download): base URL of the
+    # national platform; None: the url of the destination above. TLS trust: update_ca_bundle, else
+    # that destination's ca_bundle.
+    update_url: str | None = None
+    update_ca_bundle: Path | None = None
+    # The daemon checks for a new release this often (0: never), each time shifted by a random
+    # delay up to update_check_jitter_s so that hospitals do not all ask at once.
+    update_check_interval_h: float = Field(24.0, ge=0)
+    update_check_jitter_s: float = Field(3600.0, ge=0)
