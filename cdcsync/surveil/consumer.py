@@ -379,7 +379,9 @@ def start_consumer(settings: Settings, holder: RulesHolder, stop: threading.Even
     if not surveil_enabled(settings):
         log.info("surveil: rules consumer disabled")
         return None
-    engines = EngineHolder.load(settings.surveil.pack, holder)
+    from cdcsync.control.kinds import rules_pack_path
+
+    engines = EngineHolder.load(settings.surveil.pack, holder, lambda: rules_pack_path(settings))
     consumer = RulesConsumer(settings, holder, engines, stop)
     thread = threading.Thread(target=run_consumer_forever, args=(consumer,), name="cdcsync-surveil", daemon=True)
     thread.start()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -46,26 +46,33 @@ def _fingerprint(path: Path | None) -> tuple[Any, ...]:
     if path is None:
         return ()
     try:
-        st = path.stat()
+        st = path.stat()  # follows a symlink: a new generation behind the same link is a change
     except OSError as exc:
-        return ("missing", exc.errno)
-    return (st.st_mtime_ns, st.st_size, st.st_ino)
+        return (str(path), "missing", exc.errno)
+    return (str(path), st.st_mtime_ns, st.st_size, st.st_ino)
 
 
 class EngineHolder:
     """The engine in force; swapped whole (one reference), read without a lock."""
 
-    def __init__(self, engine: Engine, pack_path: Path | None, holder: RulesHolder | None = None) -> None:
+    def __init__(self, engine: Engine, pack_path: Path | None, holder: RulesHolder | None = None,
+                 locate: Callable[[], Path | None] | None = None) -> None:
         self._current = engine
         self.pack_path = pack_path
         self.holder = holder
+        # Where the pack in force is, asked again at each check (a pack pushed by the national
+        # platform takes over from surveil.pack: cdcsync.control.kinds.rules_pack_path).
+        self.locate = locate
         self.last_error: str | None = None
         self._fp = _fingerprint(pack_path)
         self._lock = threading.Lock()
 
     @classmethod
-    def load(cls, pack_path: Path | None, holder: RulesHolder | None = None) -> EngineHolder:
-        return cls(build_engine(pack_path, holder), pack_path, holder)
+    def load(cls, pack_path: Path | None, holder: RulesHolder | None = None,
+             locate: Callable[[], Path | None] | None = None) -> EngineHolder:
+        if locate is not None:
+            pack_path = locate()
+        return cls(build_engine(pack_path, holder), pack_path, holder, locate)
 
     def current(self) -> Engine:
         return self._current
@@ -77,11 +84,12 @@ class EngineHolder:
     def reload_if_changed(self) -> bool:
         """Load the pack again when its file changed; True when a new engine was swapped in."""
         with self._lock:
-            fp = _fingerprint(self.pack_path)
+            path = self.locate() if self.locate is not None else self.pack_path
+            fp = _fingerprint(path)
             if fp == self._fp:
                 return False
             try:
-                engine = build_engine(self.pack_path, self.holder)
+                engine = build_engine(path, self.holder)
             except Exception as exc:  # PackError, OSError, YAML errors: keep the engine in force
                 message = (str(exc).splitlines() or [type(exc).__name__])[0]
                 if message != self.last_error:
@@ -89,6 +97,7 @@ class EngineHolder:
                 self.last_error = message
                 return False
             self._fp = fp
+            self.pack_path = path
             self.last_error = None
             old, self._current = self._current, engine
             if old.version != engine.version:

@@ -48,12 +48,14 @@ def _snapshot(conn: psycopg.Connection[Any]) -> dict[int, dict[str, Any]]:
 def replay(conninfo: str, settings: Any, since: dt.datetime, until: dt.datetime | None, apply: bool
            ) -> dict[str, Any]:
     """Run the rules over the period; returns what opened, changed and closed (and the counts)."""
+    from cdcsync.control.kinds import rules_pack_path
+    from cdcsync.mapping.layers import MappingLayers
     from cdcsync.mapping.reload import RulesHolder
     from cdcsync.surveil.engine import build_engine
     from cdcsync.surveil.mirror import mirror_events
 
-    holder = RulesHolder.load(settings.mappings_dir, settings.hospital)
-    engine = build_engine(settings.surveil.pack, holder)
+    holder = RulesHolder.for_layers(MappingLayers.from_settings(settings))  # the code tables in force
+    engine = build_engine(rules_pack_path(settings), holder)  # the pack in force
     fields = {t.name: t.business_time for t in holder.spec.tables}
     with psycopg.connect(conninfo) as conn:
         before = _snapshot(conn)
