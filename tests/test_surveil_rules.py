@@ -241,3 +241,52 @@ def test_a_revoked_diagnosis_corrects_the_case_it_alone_opened(migrated_db: str)
     by = {(c.patient_id, c.disease_code): c for c in m.cases()}
     assert by[("P1", "302")].status == Status.CORRECTED and by[("P1", "302")].close_reason
     assert by[("P2", "206")].status == Status.TO_CONFIRM  # the other record still stands
+
+
+def test_an_imported_nndrs_card_closes_the_case(migrated_db: str) -> None:
+    from cdcsync.surveil.nndrs import close_by_nndrs
+    from cdcsync.surveil.pack import load_pack
+
+    m = Mirror(migrated_db)
+    m.insert("patient", {"org_code": "12110000400000000X", "patient_id": "P1", "name": "赵六", "sex_code": "M",
+                         "birth_date": dt.date(1980, 1, 1), "id_type_code": "01", "id_no": "11010119800101001X",
+                         "modify_flag": "1", "collect_time": dt.datetime(2026, 11, 20),
+                         "update_time": dt.datetime(2026, 11, 20)})
+    m.visit("V1", "P1")
+    m.diagnosis("V1", "P1", "B26.9")  # mumps, by ID number on the NNDRS card
+    m.visit("V2", "P2")
+    m.diagnosis("V2", "P2", "B05.9")  # measles, the NNDRS card is for rubella: stays open
+    m.run()
+    with psycopg.connect(migrated_db) as conn:
+        for card_id, id_no, name, code in (("N1", "11010119800101001x", "流行性腮腺炎", "302"),
+                                           ("N2", None, "风疹", "303")):
+            conn.execute("INSERT INTO recon.nndrs_card (card_id, card_no, id_no, disease_name, disease_code,"
+                         " source_file, source_line) VALUES (%s, %s, %s, %s, %s, 'x.csv', 1)",
+                         (card_id, f"C{card_id}", id_no, name, code))
+        assert close_by_nndrs(conn, load_pack()) == 1
+        conn.commit()
+    by = {c.patient_id: c for c in m.cases()}
+    assert (by["P1"].status, by["P1"].card_no) == (Status.REPORTED, "CN1")
+    assert by["P2"].status == Status.TO_CONFIRM
+
+
+def test_an_event_the_rules_cannot_read_is_skipped_not_fatal(migrated_db: str, caplog: object) -> None:
+    import logging
+
+    from cdcsync.event import Event
+
+    m = Mirror(migrated_db)
+    m.visit("V1", "P1")
+    m.diagnosis("V1", "P1", "B26.9")
+    with psycopg.connect(migrated_db) as conn:
+        from cdcsync.surveil.mirror import mirror_events
+        from tests.surveil_rows import ORG, holder
+
+        good = list(mirror_events(conn, holder(), ORG, "emr"))
+        conn.rollback()
+        broken = Event("x:1:0", "c", None, {**good[0].after, "patient_id": None, "diagnosis_code": "A00.9"},  # type: ignore[dict-item]
+                       ORG, "emr", "emr", "diagnosis", 1, 1, good[0].commit_ts, False, 0)
+        with caplog.at_level(logging.ERROR), conn.transaction():  # type: ignore[attr-defined]
+            m.engine.apply(conn, [broken, *good])
+    assert m.engine.errors == 1 and "skipped" in caplog.text  # type: ignore[attr-defined]
+    assert [(c.patient_id, c.disease_code) for c in m.cases()] == [("P1", "302")]

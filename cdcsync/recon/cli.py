@@ -111,13 +111,38 @@ def nndrs_import(file: Path, columns_file: Path | None, dsn: str | None, mapping
             sys.exit(2)
         except psycopg.errors.UndefinedTable as exc:
             _missing_schema(exc)
+        covered = _close_cases(conn, settings)
     for problem in summary.errors:
         click.echo(f"{file.name} 第 {problem.line} 行：{problem.message}，已跳过", err=True)
     for problem in summary.warnings:
         click.echo(f"{file.name} 第 {problem.line} 行：{problem.message}", err=True)
     click.echo(summary.text())
+    if covered:
+        click.echo(f"监测预警：{covered} 个待处理病例已有大疫情网报告卡，已结案（已报卡）")
     if summary.errors:
         sys.exit(1)
+
+
+def _close_cases(conn: psycopg.Connection[Any], settings: Any) -> int:
+    """Open early-warning cases the imported cards cover → 已报卡 (cdcsync.surveil.nndrs)."""
+    from cdcsync.surveil.nndrs import close_by_nndrs
+    from cdcsync.surveil.pack import PackError, load_pack
+
+    path = None
+    if settings is not None:
+        from cdcsync.control.kinds import rules_pack_path
+
+        path = rules_pack_path(settings)
+    try:
+        pack = load_pack(path)
+    except PackError as exc:
+        click.echo(f"警告：规则包无法加载，未核对监测预警病例：{exc}", err=True)
+        return 0
+    try:
+        with conn.transaction():
+            return close_by_nndrs(conn, pack)
+    except psycopg.errors.UndefinedTable:
+        return 0  # a mirror without the case tables (migration 030)
 
 
 def _yesterday() -> dt.date:

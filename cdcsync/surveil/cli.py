@@ -20,8 +20,14 @@ from cdcsync.surveil.pack import CLASSES, PackError, RulePack, load_pack
 
 
 def configured_pack_path(app: AppContext) -> Path | None:
+    """The pack in force: one pushed by the national platform (control plane), else
+    ``surveil.pack``, else None (the shipped default pack)."""
     settings = optional_settings(app)
-    return settings.surveil.pack if settings is not None else None
+    if settings is None:
+        return None
+    from cdcsync.control.kinds import rules_pack_path
+
+    return rules_pack_path(settings)
 
 
 def _cls(c: str) -> str:

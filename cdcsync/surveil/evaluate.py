@@ -30,14 +30,25 @@ class TruthError(ValueError):
     """A truth file that cannot be read; the message names the file and the line."""
 
 
-def read_truth(path: Path) -> list[Key]:
+@dataclass(frozen=True)
+class TruthEntry:
+    key: Key
+    other_visits: frozenset[str] = frozenset()  # card_mismatch: the case may carry one of these visits
+
+    def matches(self, found: Key) -> bool:
+        if found[:4] != self.key[:4]:
+            return False
+        return found[4] == self.key[4] or (found[4] is not None and found[4] in self.other_visits)
+
+
+def read_truth(path: Path) -> list[TruthEntry]:
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
         raise TruthError(f"{path}: 真值文件不存在") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise TruthError(f"{path}: 无法读取真值文件（{type(exc).__name__}）") from None
-    out: list[Key] = []
+    out: list[TruthEntry] = []
     kinds = {k.value for k in Kind}
     for n, line in enumerate(lines, 1):
         if not line.strip():
@@ -58,7 +69,11 @@ def read_truth(path: Path) -> list[Key]:
                 raise TruthError(f"{path}: 第 {n} 行 {f} 应为非空文本")
         if obj["visit_id"] is not None and not isinstance(obj["visit_id"], str):
             raise TruthError(f"{path}: 第 {n} 行 visit_id 应为文本或 null")
-        out.append((obj["kind"], obj["status"], obj["disease"], obj["patient_id"], obj["visit_id"]))
+        others = obj.get("other_visits", [])
+        if not isinstance(others, list) or not all(isinstance(v, str) for v in others):
+            raise TruthError(f"{path}: 第 {n} 行 other_visits 应为文本列表")
+        out.append(TruthEntry((obj["kind"], obj["status"], obj["disease"], obj["patient_id"], obj["visit_id"]),
+                              frozenset(others)))
     return out
 
 
@@ -106,15 +121,27 @@ class Evaluation:
                 "extra": [dict(zip(_FIELDS, k, strict=True)) for k in self.extra]}
 
 
-def evaluate(truth: list[Key], found: list[Key]) -> Evaluation:
-    t, f = Counter(truth), Counter(found)
-    matched = t & f
-    scores = []
-    for kind in Kind:
-        k = kind.value
-        scores.append(KindScore(k, sum(n for key, n in t.items() if key[0] == k),
-                                sum(n for key, n in f.items() if key[0] == k),
-                                sum(n for key, n in matched.items() if key[0] == k)))
-    missing = sorted((t - f).elements(), key=str)
-    extra = sorted((f - t).elements(), key=str)
-    return Evaluation(scores, missing, extra)
+def evaluate(truth: list[TruthEntry] | list[Key], found: list[Key]) -> Evaluation:
+    entries = [t if isinstance(t, TruthEntry) else TruthEntry(t) for t in truth]
+    pool = Counter(found)
+    matched: Counter[str] = Counter()
+    missing: list[Key] = []
+    # exact visits first, then the alternatives: an alternative never takes another entry's exact match
+    pending = []
+    for entry in entries:
+        if pool[entry.key] > 0:
+            pool[entry.key] -= 1
+            matched[entry.key[0]] += 1
+        else:
+            pending.append(entry)
+    for entry in pending:
+        hit = next((k for k, n in pool.items() if n > 0 and entry.matches(k)), None)
+        if hit is None:
+            missing.append(entry.key)
+        else:
+            pool[hit] -= 1
+            matched[entry.key[0]] += 1
+    extra = sorted(pool.elements(), key=str)
+    scores = [KindScore(k.value, sum(1 for e in entries if e.key[0] == k.value),
+                        sum(1 for f in found if f[0] == k.value), matched[k.value]) for k in Kind]
+    return Evaluation(scores, sorted(missing, key=str), extra)

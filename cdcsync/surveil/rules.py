@@ -54,6 +54,7 @@ from cdcsync.surveil.pack import Disease, RulePack
 log = logging.getLogger(__name__)
 
 REVOKED = "3"  # national modify_flag 撤销
+CORRECTION = "2"  # national card_category 订正报告
 KEYS: Mapping[str, str] = {
     "diagnosis": "diagnosis_id",
     "lab_result": "lab_result_id",
@@ -99,6 +100,8 @@ class _Card:
     doctor_id: str | None
     doctor_name: str | None
     dept_code: str | None
+    reported: dt.datetime | None  # report_time (business time, Beijing local)
+    correction: bool  # 订正报告 (national card_category 2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +119,7 @@ class RuleEngine:
         self.pack = pack
         self._mapper = mapper
         self.actor = Actor(f"rules:{pack.version}", "rules")
+        self.errors = 0  # events skipped because a rule failed on them (logged)
 
     @property
     def version(self) -> str:
@@ -144,7 +148,18 @@ class RuleEngine:
                 continue
             if event.op not in ("c", "u", "r") or event.after is None:
                 continue
-            handler(run, event, event.after)
+            if not run.relevant(event.table, event.after):
+                continue  # no case can come of it: no savepoint, no query
+            try:
+                with conn.transaction():  # a savepoint: one failing event costs that event only
+                    handler(run, event, event.after)
+            except psycopg.OperationalError:
+                raise  # the connection is gone: the consumer reconnects and replays
+            except Exception as exc:
+                # A bug or a row the rules cannot read must not stop the stream (that would hold
+                # every later case back). Logged without values: table, event id, error type.
+                self.errors += 1
+                log.error("rules: %s event %s skipped (%s)", event.table, event.id, type(exc).__name__)
         return out
 
 
@@ -242,7 +257,8 @@ class _Run:
         return _Card(row["card_id"], row.get("card_no") or row["card_id"], row["patient_id"], row.get("visit_id"),
                      disease,
                      row.get("diagnosis_status_code"), row.get("onset_date"), row.get("death_date"),
-                     row.get("report_doctor_id"), row.get("report_doctor"), _local(row, "report_dept_code"))
+                     row.get("report_doctor_id"), row.get("report_doctor"), _local(row, "report_dept_code"),
+                     row.get("report_time"), row.get("card_category_code") == CORRECTION)
 
     def visit_diagnoses(self, org: str, patient: str, visit: str) -> list[_Dx]:
         """The visit's notifiable diagnoses (suspected or confirmed), in diagnosis order."""
@@ -306,7 +322,7 @@ class _Run:
         asked only when a case may be opened."""
         if not self.pack.enabled(kind):
             return None
-        if self.seen_closed(event.id, row["patient_id"], disease.code):
+        if self.seen_closed(event.id, rule_id, row["patient_id"], disease.code):
             return None
         doctor = who()
         sig = Signal(kind=kind, status=status, disease_code=disease.code, disease_name=disease.name,
@@ -319,13 +335,15 @@ class _Run:
         self.out.append(result)
         return result
 
-    def seen_closed(self, event_id: str, patient: str, disease: str) -> bool:
-        """The event is already evidence of a closed case of this patient and disease (a replay
-        after the case was reported or excluded): it must not open a new one."""
+    def seen_closed(self, event_id: str, rule_id: str, patient: str, disease: str) -> bool:
+        """This rule already took this event as evidence of a case of this patient and disease
+        that is closed now (a replay after the case was reported or excluded): it must not open a
+        new one. (The same event under another rule, e.g. a card that closes one case and shows a
+        mismatch, may.)"""
         with self.conn.cursor() as cur:
             cur.execute("SELECT 1 FROM cdcsync.surveil_case_evidence e JOIN cdcsync.surveil_case c USING (case_id)"
-                        " WHERE e.event_id = %s AND c.patient_id = %s AND c.disease_code = %s"
-                        " AND c.closed_at IS NOT NULL LIMIT 1", (event_id, patient, disease))
+                        " WHERE e.event_id = %s AND e.rule_id = %s AND c.patient_id = %s AND c.disease_code = %s"
+                        " AND c.closed_at IS NOT NULL LIMIT 1", (event_id, rule_id, patient, disease))
             return cur.fetchone() is not None
 
     def upgrade(self, case: Case, to: Status, evidence: Evidence, reason: str) -> None:
@@ -416,13 +434,16 @@ def _diagnosis_revoked(run: _Run, event: Event, row: Row) -> None:
 
 
 def _check_visit_cards(run: _Run, event: Event, row: Row, dx: _Dx) -> None:
-    """A diagnosis that arrives after the visit's card: check the card against it too."""
+    """A diagnosis made after the visit's card was reported (e.g. the discharge diagnosis): check
+    the card against it too. A card reported later is checked when it arrives; judging it here
+    would depend on whether the consumer already sees it in the mirror."""
     visit = row.get("visit_id")
     if not visit or not run.pack.enabled(Kind.CARD_MISMATCH):
         return
+    made = row.get("diagnosis_time")
     for card in run.cards(event.org_code, row["patient_id"]):
-        if card.visit_id == visit:
-            _card_consistency(run, event, row, card, "diagnosis.card_check")
+        if card.visit_id == visit and (made is None or card.reported is None or card.reported <= made):
+            _card_consistency(run, event, row, card, "diagnosis.card_check", made)
 
 
 def _lab_result(run: _Run, event: Event, row: Row) -> None:
@@ -525,7 +546,8 @@ def _report_card(run: _Run, event: Event, row: Row) -> None:
         if case.kind == Kind.DEATH and card.death_date is None:
             run.add_evidence(case, ev, f"报告卡 {card.card_no} 未填写死亡日期")
         elif case.kind == Kind.CARD_MISMATCH:
-            problems = _card_problems(run, org, card)
+            # only a corrected card (订正) corrects: a first report reaching the consumer late does not
+            problems = _card_problems_since(run, org, card) if card.correction else None
             if problems is not None and not problems:
                 new = run.store.close_corrected(case.case_id, f"报告卡 {card.card_no} 已与诊断一致",
                                                 run.engine.actor, ev)
@@ -534,14 +556,18 @@ def _report_card(run: _Run, event: Event, row: Row) -> None:
                 run.add_evidence(case, ev, f"报告卡 {card.card_no}")
         else:
             run.close_reported(case, card, ev)
-    _card_consistency(run, event, row, card, "card.mismatch")
+    _card_consistency(run, event, row, card, "card.mismatch", None)
 
 
-def _card_problems(run: _Run, org: str, card: _Card) -> list[str] | None:
-    """What disagrees between ``card`` and the EMR diagnoses of its visit; None: nothing to compare."""
+def _card_problems(run: _Run, org: str, card: _Card, as_of: dt.datetime | None) -> list[str] | None:
+    """What disagrees between ``card`` and the EMR diagnoses of its visit made up to ``as_of``
+    (business time: the card's report time when the card arrives, the diagnosis time when a later
+    diagnosis does), so the answer does not depend on how far the consumer lags behind the mirror.
+    None: nothing to compare."""
     if not card.visit_id:
         return None
-    dxs = run.visit_diagnoses(org, card.patient_id, card.visit_id)
+    dxs = [d for d in run.visit_diagnoses(org, card.patient_id, card.visit_id)
+           if as_of is None or d.time is None or d.time <= as_of]
     if not dxs:
         return None
     same = [d for d in dxs if d.disease.code == card.disease.code]
@@ -558,6 +584,22 @@ def _card_problems(run: _Run, org: str, card: _Card) -> list[str] | None:
     return problems
 
 
+def _card_problems_since(run: _Run, org: str, card: _Card) -> list[str] | None:
+    """The card checked when it was reported and again at each later diagnosis of its visit the
+    mirror already holds (a diagnosis committed before the card arrived does not check the card
+    itself): the first disagreement found, [] when it agrees throughout, None: nothing to compare."""
+    first = _card_problems(run, org, card, card.reported)
+    if first or card.reported is None or not card.visit_id:
+        return first
+    later = sorted({d.time for d in run.visit_diagnoses(org, card.patient_id, card.visit_id)
+                    if d.time is not None and d.time > card.reported})
+    for when in later:
+        problems = _card_problems(run, org, card, when)
+        if problems:
+            return problems
+    return first
+
+
 _STATUS_LABELS = {"1": "疑似病例", "2": "临床诊断病例", "3": "确诊病例", "4": "病原携带者", "5": "阳性检测结果"}
 
 
@@ -565,10 +607,13 @@ def _status_label(code: str) -> str:
     return _STATUS_LABELS.get(code, code)
 
 
-def _card_consistency(run: _Run, event: Event, row: Row, card: _Card, rule: str) -> None:
+def _card_consistency(run: _Run, event: Event, row: Row, card: _Card, rule: str,
+                      as_of: dt.datetime | None) -> None:
+    """``as_of`` None: the card arrives (checked since it was reported); else a diagnosis made then."""
     if not run.pack.enabled(Kind.CARD_MISMATCH):
         return
-    problems = _card_problems(run, event.org_code, card)
+    problems = (_card_problems_since(run, event.org_code, card) if as_of is None
+                else _card_problems(run, event.org_code, card, as_of))
     if not problems:
         return
     org = event.org_code

@@ -268,10 +268,9 @@ def _write_truth(ctx: click.Context, path: Path, rows: list[tuple[str, dict[str,
     app = ctx.find_object(_app_type())
     pack_path = None
     if app is not None:
-        from cdcsync.cli_context import optional_settings
+        from cdcsync.surveil.cli import configured_pack_path
 
-        settings = optional_settings(app)
-        pack_path = settings.surveil.pack if settings is not None else None
+        pack_path = configured_pack_path(app)
     try:
         pack = load_pack(pack_path)
     except PackError as exc:

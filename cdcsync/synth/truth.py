@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +32,17 @@ class TruthCase:
     disease: str
     patient_id: str
     visit_id: str | None
+    # card_mismatch: other visits of the patient whose cards of this disease disagree too. One open
+    # case per patient and disease takes the visit of whichever the engine meets first, which can
+    # depend on how far it lags behind the mirror.
+    other_visits: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "status": self.status, "disease": self.disease,
-                "patient_id": self.patient_id, "visit_id": self.visit_id}
+        out: dict[str, Any] = {"kind": self.kind, "status": self.status, "disease": self.disease,
+                               "patient_id": self.patient_id, "visit_id": self.visit_id}
+        if self.other_visits:
+            out["other_visits"] = sorted(self.other_visits)
+        return out
 
 
 class _Oracle:
@@ -65,17 +72,32 @@ class _Oracle:
         return any((d := self.card_disease(c)) is not None and d.code == disease
                    and (not with_death or c.get("death_date") is not None) for c in self.cards.get(patient, []))
 
-    def visit_dx(self, visit: str | None) -> list[tuple[Disease, str, Row]]:
+    def visit_dx(self, visit: str | None, as_of: Any = None) -> list[tuple[Disease, str, Row]]:
+        """The visit's notifiable diagnoses made up to ``as_of`` (all when None)."""
         out = []
         for r in self.dx.get(visit or "", []):
+            if as_of is not None and r.get("diagnosis_time") is not None and r["diagnosis_time"] > as_of:
+                continue
             d = self.pack.disease_for_icd(r.get("diagnosis_code"))
             s = r.get("diagnosis_status_code")
             if d is not None and (s in self.pack.suspected_statuses or s in self.pack.confirmed_statuses):
                 out.append((d, s, r))
         return out
 
-    def card_bad(self, card: Row, disease: Disease) -> bool:
-        dxs = self.visit_dx(card.get("visit_id")) if card.get("visit_id") else []
+    def card_bad_since(self, card: Row, disease: Disease) -> bool:
+        """Disagrees when reported, or at any later diagnosis of its visit."""
+        reported = card.get("report_time")
+        if self.card_bad(card, disease, reported):
+            return True
+        if reported is None:
+            return False
+        later = {r["diagnosis_time"] for r in self.dx.get(card.get("visit_id") or "", [])
+                 if r.get("diagnosis_time") is not None and r["diagnosis_time"] > reported}
+        return any(self.card_bad(card, disease, t) for t in sorted(later))
+
+    def card_bad(self, card: Row, disease: Disease, as_of: Any) -> bool:
+        """The card disagrees with its visit's diagnoses made up to ``as_of``."""
+        dxs = self.visit_dx(card.get("visit_id"), as_of) if card.get("visit_id") else []
         if not dxs:
             return False
         same = [(s, r) for d, s, r in dxs if d.code == disease.code]
@@ -102,9 +124,11 @@ class _Oracle:
         s = row.get("diagnosis_status_code")
         if d is None or (s not in self.pack.suspected_statuses and s not in self.pack.confirmed_statuses):
             return
+        made = row.get("diagnosis_time")
         for card in self.cards.get(row["patient_id"], []):
             cd = self.card_disease(card)
-            if cd is not None and card.get("visit_id") == row["visit_id"] and self.card_bad(card, cd):
+            before = made is None or card.get("report_time") is None or card["report_time"] <= made
+            if cd is not None and card.get("visit_id") == row["visit_id"] and before and self.card_bad(card, cd, made):
                 self.mismatch(card, cd)
         if self.carded(row["patient_id"], d.code):
             case = self.open.get((row["patient_id"], d.code))
@@ -175,17 +199,23 @@ class _Oracle:
             if case.kind == "death" and row.get("death_date") is None:
                 pass
             elif case.kind == "card_mismatch":
-                if row.get("visit_id") and self.visit_dx(row["visit_id"]) and not self.card_bad(row, d):
+                as_of = row.get("report_time")
+                correction = row.get("card_category_code") == "2"  # 订正报告
+                if (correction and row.get("visit_id") and self.visit_dx(row["visit_id"], as_of)
+                        and not self.card_bad_since(row, d)):
                     self.close(row["patient_id"], d.code)
             else:
                 self.close(row["patient_id"], d.code)
-        if self.card_bad(row, d):
+        if self.card_bad_since(row, d):
             self.mismatch(row, d)
 
     def mismatch(self, card: Row, d: Disease) -> None:
         case = self.open.get((card["patient_id"], d.code))
         if case is not None and case.kind != "card_mismatch":
             self.close(card["patient_id"], d.code)
+        elif (case is not None and card.get("visit_id") and card["visit_id"] != case.visit_id
+              and card["visit_id"] not in case.other_visits):
+            case.other_visits.append(card["visit_id"])
         self.open_case("card_mismatch", "待核查", d.code, card, card.get("visit_id"))
 
 
