@@ -1,0 +1,475 @@
+"""The workbench routes on the PC web listener (8884). docs/workbench.md.
+
+Server-rendered Jinja2, no script. Every request of a page with patient data needs a session that
+only a valid SSO ticket starts; every POST carries the session's CSRF token (403 without it);
+every response is ``no-store`` with a strict Content-Security-Policy (set by :func:`security_headers`).
+Database work runs in the thread pool on a short-lived autocommit connection per request.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hmac
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlencode
+
+import psycopg
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.concurrency import run_in_threadpool
+
+from cdcsync.config import Settings
+from cdcsync.mapping.domains import CodeTables, load_code_tables
+from cdcsync.surveil.cases import Action, Actor, Case, CaseError, CaseFilter, CaseStore, Status
+from cdcsync.workbench import card as cardmod
+from cdcsync.workbench import store
+from cdcsync.workbench.evidence import describe_evidence
+from cdcsync.workbench.sso import ROLE_LABELS, HisRegistry, TicketError, verify_ticket
+from cdcsync.workbench.store import Session
+
+log = logging.getLogger("cdcsync.workbench")
+
+HERE = Path(__file__).parent
+COOKIE = "cdcsync_wb"
+MAX_FORM_BYTES = 64 * 1024
+EXCLUDE_REASONS = ("诊断有误，已排除传染病", "非首诊，已由他院或他科报告", "同一病程已报告过", "诊断录入错误", "其他")
+BEIJING = dt.timezone(dt.timedelta(hours=8))
+
+
+class Refused(Exception):
+    """An HTTP refusal rendered as a Chinese page."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _env() -> Environment:
+    env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]))
+    env.filters["bj"] = lambda t: t.astimezone(BEIJING).strftime("%Y-%m-%d %H:%M") if t else "—"
+    return env
+
+
+def remaining_text(due: dt.datetime, now: dt.datetime) -> tuple[str, bool]:
+    """("剩余 1 小时 5 分" | "已超时 20 分", overdue)."""
+    secs = int((due - now).total_seconds())
+    minutes = abs(secs) // 60
+    text = f"{minutes // 60} 小时 {minutes % 60} 分" if minutes >= 60 else f"{minutes} 分"
+    return (f"已超时 {text}", True) if secs < 0 else (f"剩余 {text}", False)
+
+
+def can_see(sess: Session, dept_code: str | None, doctor_id: str | None) -> bool:
+    """A doctor sees the cases and cards of their department (and their own); the 防保科 all."""
+    if sess.sees_all:
+        return True
+    if sess.role != "doctor":
+        return False  # admin: no patient data
+    return dept_code == sess.dept_code or doctor_id == sess.staff_id
+
+
+class Workbench:
+    def __init__(self, settings: Settings, tables: CodeTables, conninfo: Callable[[], str]) -> None:
+        self.settings = settings
+        self.cfg = settings.workbench
+        self.tables = tables
+        self.conninfo = conninfo
+        self.registry = HisRegistry(self.cfg.secrets_dir(settings.state_dir))
+        self.env = _env()
+
+    @contextmanager
+    def conn(self) -> Iterator[psycopg.Connection[Any]]:
+        with psycopg.connect(self.conninfo(), autocommit=True, connect_timeout=10,
+                             application_name="cdcsync-workbench") as c:
+            yield c
+
+    def render(self, name: str, status: int = 200, **ctx: Any) -> HTMLResponse:
+        html = self.env.get_template(name).render(role_labels=ROLE_LABELS, **ctx)
+        return HTMLResponse(html, status_code=status)
+
+    # -- sessions ------------------------------------------------------------------------------
+
+    def session(self, c: psycopg.Connection[Any], request: Request) -> Session:
+        token = request.cookies.get(COOKIE, "")
+        sess = store.load_session(c, token, dt.timedelta(seconds=self.cfg.session_idle_s),
+                                  dt.timedelta(seconds=self.cfg.session_max_s)) if token else None
+        if sess is None:
+            raise Refused(401, "未登录或登录已超时：请从院内系统（HIS）重新打开本页面。")
+        return sess
+
+    @staticmethod
+    def check_csrf(sess: Session, form: dict[str, str]) -> None:
+        if not hmac.compare_digest(form.get("csrf", ""), sess.csrf):
+            raise Refused(403, "表单已失效（防伪令牌不符）：请刷新页面后重试。")
+
+    def actor(self, sess: Session) -> Actor:
+        return Actor(sess.staff_id, sess.role)
+
+    def visible_case(self, c: psycopg.Connection[Any], sess: Session, case_id: int, action: str) -> Case:
+        cs = CaseStore(c)
+        try:
+            case = cs.get(case_id)
+        except CaseError:
+            raise Refused(404, f"病例 {case_id} 不存在") from None
+        if not can_see(sess, case.dept_code, case.doctor_id):
+            store.audit(c, sess.staff_id, sess.role, action, his=sess.his, allowed=False, case_id=case_id,
+                        patient_id=case.patient_id, detail="非本科室病例")
+            raise Refused(403, "无权查看其他科室的病例。")
+        return case
+
+
+async def read_form(request: Request) -> dict[str, str]:
+    body = await request.body()
+    if len(body) > MAX_FORM_BYTES:
+        raise Refused(413, "提交的内容过大")
+    try:
+        parsed = parse_qs(body.decode("utf-8"), keep_blank_values=True, max_num_fields=200)
+    except (UnicodeDecodeError, ValueError):
+        raise Refused(400, "提交的表单无法解析") from None
+    return {k: v[0] for k, v in parsed.items()}
+
+
+def _int(value: str | None, what: str) -> int:
+    try:
+        return int(value or "")
+    except ValueError:
+        raise Refused(400, f"{what}应为数字") from None
+
+
+def install_workbench(app: FastAPI, settings: Settings, *, conninfo: Callable[[], str] | None = None,
+                      tables: CodeTables | None = None) -> Workbench:
+    wb = Workbench(settings, tables or load_code_tables(settings.mappings_dir, settings.hospital, strict=False),
+                   conninfo or settings.database.conninfo)
+    app.state.workbench = wb
+
+    @app.exception_handler(Refused)
+    async def refused(_request: Request, exc: Refused) -> HTMLResponse:
+        return wb.render("message.html", exc.status, title="无法继续", message=exc.message)
+
+    @app.get("/static/wb.css")
+    async def css() -> Response:
+        return Response((HERE / "static" / "wb.css").read_bytes(), media_type="text/css; charset=utf-8")
+
+    # -- SSO -----------------------------------------------------------------------------------
+
+    @app.get("/sso")
+    def sso(ticket: str = "") -> HTMLResponse:
+        now = dt.datetime.now(dt.UTC)
+        with wb.conn() as c:
+            try:
+                t = verify_ticket(ticket, wb.registry, now=now, ttl_s=wb.cfg.ticket_ttl_s, skew_s=wb.cfg.clock_skew_s)
+                store.use_nonce(c, t, dt.timedelta(seconds=2 * (wb.cfg.ticket_ttl_s + wb.cfg.clock_skew_s)))
+            except TicketError as exc:
+                store.audit(c, exc.claimed_by or "-", "-", "sso_refused", allowed=False, detail=exc.code)
+                raise Refused(403, str(exc)) from None
+            except store.ReplayedTicket as exc:
+                store.audit(c, t.staff_id, t.role, "sso_refused", his=t.his, allowed=False, detail="replayed")
+                raise Refused(403, str(exc)) from None
+            token, sess = store.start_session(c, t)
+            store.audit(c, t.staff_id, t.role, "sso_login", his=t.his, patient_id=t.patient_id)
+        target = "/ph" if sess.role == "public_health" and not sess.patient_id else (
+            "/status.html" if sess.role == "admin" else "/popup")
+        # A page of our own origin moves on (meta refresh, no script): a SameSite=Strict cookie is
+        # then sent, which a redirect straight out of the HIS's cross-site navigation would not get.
+        resp = wb.render("moving.html", target=target)
+        resp.set_cookie(COOKIE, token, httponly=True, samesite="strict", secure=wb.cfg.secure_cookie, path="/")
+        return resp
+
+    @app.post("/logout")
+    async def logout(request: Request) -> HTMLResponse:
+        form = await read_form(request)
+
+        def run() -> None:
+            with wb.conn() as c:
+                sess = wb.session(c, request)
+                wb.check_csrf(sess, form)
+                store.end_session(c, request.cookies.get(COOKIE, ""))
+                store.audit(c, sess.staff_id, sess.role, "logout", his=sess.his)
+
+        await run_in_threadpool(run)
+        resp = wb.render("message.html", title="已退出", message="已退出工作台。")
+        resp.delete_cookie(COOKIE, path="/")
+        return resp
+
+    # -- popup ---------------------------------------------------------------------------------
+
+    def popup_page(request: Request, case_param: str | None, notice: str | None = None,
+                   error: str | None = None, status: int = 200) -> HTMLResponse:
+        now = dt.datetime.now(dt.UTC)
+        with wb.conn() as c:
+            sess = wb.session(c, request)
+            cs = CaseStore(c)
+            patient_id: str | None
+            if case_param:
+                focus = wb.visible_case(c, sess, _int(case_param, "病例编号"), "view_popup")
+                patient_id, org = focus.patient_id, focus.org_code
+            else:
+                patient_id, org = sess.patient_id, wb.settings.org_code
+            cases: list[Case] = []
+            if patient_id:
+                cases = [k for k in cs.list(CaseFilter(patient_id=patient_id, open_only=True, limit=50))
+                         if can_see(sess, k.dept_code, k.doctor_id) and k.org_code == org]
+            elif sess.role == "doctor":
+                cases = cs.list(CaseFilter(doctor_id=sess.staff_id, open_only=True, limit=50))
+            items = []
+            for k in sorted(cases, key=lambda x: x.due_at):
+                left, overdue = remaining_text(k.due_at, now)
+                items.append({"case": k, "left": left, "overdue": overdue,
+                              "evidence": describe_evidence(c, cs.evidence(k.case_id))})
+            returned = store.list_cards(c, doctor_id=sess.staff_id, statuses=(store.CARD_RETURNED,),
+                                        patient_id=patient_id or None, limit=20)
+            store.audit(c, sess.staff_id, sess.role, "view_popup", his=sess.his, patient_id=patient_id,
+                        detail=f"{len(items)} 个病例")
+        return wb.render("popup.html", status, sess=sess, items=items, returned=returned, notice=notice,
+                         error=error, reasons=EXCLUDE_REASONS, snooze=wb.cfg.snooze_choices_min,
+                         case_param=case_param or "")
+
+    @app.get("/popup")
+    def popup(request: Request, case: str | None = None, notice: str | None = None) -> HTMLResponse:
+        return popup_page(request, case, notice=notice)
+
+    @app.post("/popup/action")
+    async def popup_action(request: Request) -> Response:
+        form = await read_form(request)
+
+        def run() -> Response:
+            with wb.conn() as c:
+                sess = wb.session(c, request)
+                wb.check_csrf(sess, form)
+                case = wb.visible_case(c, sess, _int(form.get("case_id"), "病例编号"), "case_action")
+                name = form.get("action", "")
+                if name == "exclude":
+                    label = form.get("reason", "")
+                    text = form.get("reason_text", "").strip()[:200]
+                    if label not in EXCLUDE_REASONS:
+                        return popup_page(request, form.get("back"), error="请选择排除原因", status=422)
+                    if label == "其他" and not text:
+                        return popup_page(request, form.get("back"), error="选择“其他”时请写明排除原因", status=422)
+                    action = Action("exclude", reason=f"{label}：{text}" if text else label)
+                    done = "已排除"
+                elif name == "snooze":
+                    minutes = _int(form.get("minutes"), "提醒间隔")
+                    if minutes not in wb.cfg.snooze_choices_min:
+                        return popup_page(request, form.get("back"), error="请选择稍后提醒的时间", status=422)
+                    action = Action("snooze", until=dt.datetime.now(dt.UTC) + dt.timedelta(minutes=minutes))
+                    done = f"将在 {minutes} 分钟后再次提醒"
+                else:
+                    raise Refused(400, "未知的操作")
+                try:
+                    CaseStore(c).apply_action(case.case_id, action, wb.actor(sess))
+                except CaseError as exc:
+                    store.audit(c, sess.staff_id, sess.role, name, his=sess.his, allowed=False,
+                                case_id=case.case_id, patient_id=case.patient_id, detail=type(exc).__name__)
+                    return popup_page(request, form.get("back"), error=str(exc), status=422)
+                store.audit(c, sess.staff_id, sess.role, name, his=sess.his, case_id=case.case_id,
+                            patient_id=case.patient_id)
+            back = form.get("back") or ""
+            return RedirectResponse("/popup?" + urlencode({"notice": f"病例 {case.case_id}：{done}",
+                                                           **({"case": back} if back else {})}), status_code=303)
+
+        return await run_in_threadpool(run)
+
+    # -- report card ---------------------------------------------------------------------------
+
+    def card_page(sess: Session, case: Case | None, values: dict[str, str], sup_values: dict[str, str],
+                  errors: dict[str, str], *, revise: store.CardRow | None = None, status: int = 200) -> HTMLResponse:
+        disease = values.get("disease_code") or (case.disease_code if case else "")
+        supplement = cardmod.supplement_for(disease)
+        fields = [{"f": f, "choices": cardmod.choices(f, wb.tables), "value": values.get(f.name, ""),
+                   "error": errors.get(f.name)} for f in cardmod.FIELDS]
+        sup_fields = [{"f": f, "choices": list(f.choices), "value": sup_values.get(f.name, ""),
+                       "error": errors.get(f"sup_{f.name}")} for f in supplement.fields] if supplement else []
+        return wb.render("card.html", status, sess=sess, case=case, fields=fields, supplement=supplement,
+                         sup_fields=sup_fields, errors=errors, revise=revise,
+                         today=cardmod.beijing_now().date().isoformat())
+
+    @app.get("/card")
+    def card_form(request: Request, case: str | None = None, revise: str | None = None) -> HTMLResponse:
+        with wb.conn() as c:
+            sess = wb.session(c, request)
+            if revise:
+                old = store.get_card(c, _int(revise, "报告卡"))
+                if old is None or not can_see(sess, old.dept_code, old.doctor_id):
+                    raise Refused(404, "报告卡不存在或无权查看")
+                kase = CaseStore(c).get(old.case_id) if old.case_id else None
+                store.audit(c, sess.staff_id, sess.role, "view_card_form", his=sess.his, case_id=old.case_id,
+                            card_id=old.card_id, patient_id=old.patient_id, detail=f"订正第 {old.version} 版")
+                return card_page(sess, kase, {k: str(v) for k, v in old.fields.items()},
+                                 {k: str(v) for k, v in (old.supplement or {}).items()}, {}, revise=old)
+            kase = wb.visible_case(c, sess, _int(case, "病例编号"), "view_card_form")
+            if not kase.is_open:
+                raise Refused(409, f"病例 {kase.case_id} 已结案（{kase.status}），无需再填报告卡。")
+            keys = [(e.table_name, e.row_key) for e in CaseStore(c).evidence(kase.case_id)]
+            values = cardmod.prefill(c, wb.tables, org_code=kase.org_code, patient_id=kase.patient_id,
+                                     visit_id=kase.visit_id, disease_code=kase.disease_code, evidence_keys=keys)
+            store.audit(c, sess.staff_id, sess.role, "view_card_form", his=sess.his, case_id=kase.case_id,
+                        patient_id=kase.patient_id)
+        return card_page(sess, kase, values, {}, {})
+
+    @app.post("/card")
+    async def card_save(request: Request) -> Response:
+        form = await read_form(request)
+
+        def run() -> Response:
+            with wb.conn() as c:
+                sess = wb.session(c, request)
+                wb.check_csrf(sess, form)
+                if sess.role != "doctor" and sess.role != "public_health":
+                    raise Refused(403, "只有医生与防保科可以填写报告卡")
+                values = {k: form.get(k, "").strip() for k in cardmod.FIELD_NAMES}
+                sup = cardmod.supplement_for(values["disease_code"])
+                sup_values = {f.name: form.get(f"sup_{f.name}", "").strip() for f in sup.fields} if sup else {}
+                old = store.get_card(c, _int(form["revise"], "报告卡")) if form.get("revise") else None
+                if old is not None:
+                    if not can_see(sess, old.dept_code, old.doctor_id):
+                        raise Refused(404, "报告卡不存在或无权查看")
+                    if old.status not in (store.CARD_RETURNED, store.CARD_PENDING, store.CARD_APPROVED):
+                        raise Refused(409, f"报告卡第 {old.version} 版已{old.status}，请订正最新版本")
+                    kase = CaseStore(c).get(old.case_id) if old.case_id else None
+                else:
+                    kase = wb.visible_case(c, sess, _int(form.get("case_id"), "病例编号"), "save_card")
+                    if not kase.is_open:
+                        raise Refused(409, f"病例 {kase.case_id} 已结案（{kase.status}），无需再填报告卡。")
+                errors = cardmod.check_card(values, wb.tables, cardmod.beijing_now())
+                if sup:
+                    errors |= cardmod.check_supplement(values["disease_code"], values, sup_values)
+                    for f in sup.fields:
+                        val = sup_values[f.name]
+                        if val and f.choices and val not in dict(f.choices):
+                            errors[f"sup_{f.name}"] = f"{f.label}：请从列表中选择"
+                if errors:
+                    store.audit(c, sess.staff_id, sess.role, "save_card", his=sess.his, allowed=False,
+                                case_id=kase.case_id if kase else None, patient_id=kase.patient_id if kase else None,
+                                detail=f"{len(errors)} 项未通过校验：{','.join(sorted(errors))}")
+                    return card_page(sess, kase, values, sup_values, errors, revise=old, status=422)
+                disease_name = wb.tables.domain("notifiable_disease").name_of(values["disease_code"]) or ""
+                fields = {**values, "report_doctor": sess.staff_name, "report_doctor_id": sess.staff_id,
+                          "report_dept_code": sess.dept_code, "report_dept_name": sess.dept_name or "",
+                          "report_date": cardmod.beijing_now().date().isoformat()}
+                with c.transaction():
+                    if old is not None:
+                        store.supersede(c, old.card_row_id)
+                    new = store.insert_card(
+                        c, card_id=old.card_id if old else store.new_card_id(c, wb.settings.org_code),
+                        version=old.version + 1 if old else 1, case_id=kase.case_id if kase else None,
+                        org_code=kase.org_code if kase else wb.settings.org_code,
+                        patient_id=kase.patient_id if kase else (old.patient_id if old else ""),
+                        visit_id=kase.visit_id if kase else None, disease_code=values["disease_code"],
+                        disease_name=disease_name, dept_code=sess.dept_code, doctor_id=sess.staff_id,
+                        doctor_name=sess.staff_name, fields=fields,
+                        supplement_kind=sup.kind if sup else None, supplement=sup_values if sup else None)
+                    if kase is not None and kase.is_open:
+                        CaseStore(c).close_reported(kase.case_id, new.card_id, wb.actor(sess),
+                                                    f"工作台填报报告卡 {new.card_id}")
+                    store.audit(c, sess.staff_id, sess.role, "save_card" if old is None else "revise_card",
+                                his=sess.his, case_id=new.case_id, card_id=new.card_id, patient_id=new.patient_id,
+                                detail=f"第 {new.version} 版")
+            return RedirectResponse("/popup?" + urlencode({"notice": f"报告卡 {new.card_id}（第 {new.version} 版）"
+                                                                     "已保存，等待防保科审核"}), status_code=303)
+
+        return await run_in_threadpool(run)
+
+    # -- 防保科 --------------------------------------------------------------------------------
+
+    def require_ph(sess: Session) -> None:
+        if sess.role != "public_health":
+            raise Refused(403, "此页面仅供防保科使用。")
+
+    @app.get("/ph")
+    def ph_list(request: Request, status: str = "", overdue: str = "", dept: str = "", doctor: str = "",
+                disease: str = "", since: str = "", until: str = "") -> HTMLResponse:
+        now = dt.datetime.now(dt.UTC)
+
+        def day(v: str) -> dt.date | None:
+            try:
+                return dt.date.fromisoformat(v) if v else None
+            except ValueError:
+                return None
+
+        with wb.conn() as c:
+            sess = wb.session(c, request)
+            require_ph(sess)
+            statuses = [s for s in Status if str(s) == status]
+            flt = CaseFilter(dept_code=dept or None, doctor_id=doctor or None, disease_code=disease or None,
+                             statuses=statuses, overdue_at=now if overdue else None, limit=500,
+                             since=dt.datetime.combine(d, dt.time(), BEIJING) if (d := day(since)) else None)
+            until_d = day(until)
+            cases = [k for k in CaseStore(c).list(flt)
+                     if until_d is None or k.created_at.astimezone(BEIJING).date() <= until_d]
+            card_statuses = (status,) if status in (store.CARD_PENDING, store.CARD_APPROVED, store.CARD_RETURNED,
+                                                     store.CARD_SUPERSEDED, store.CARD_DELETED) else ()
+            cards = store.list_cards(c, dept_code=dept or None, doctor_id=doctor or None,
+                                     disease_code=disease or None, statuses=card_statuses, since=day(since),
+                                     until=until_d)
+            store.audit(c, sess.staff_id, sess.role, "view_list", his=sess.his,
+                        detail=f"{len(cases)} 个病例，{len(cards)} 张报告卡")
+        rows = [{"case": k, "left": remaining_text(k.due_at, now)} for k in cases]
+        return wb.render("ph_list.html", sess=sess, cases=rows, cards=cards, now=now,
+                         f={"status": status, "overdue": overdue, "dept": dept, "doctor": doctor, "disease": disease,
+                            "since": since, "until": until},
+                         case_statuses=[str(s) for s in Status],
+                         card_statuses=[store.CARD_PENDING, store.CARD_APPROVED, store.CARD_RETURNED,
+                                        store.CARD_SUPERSEDED, store.CARD_DELETED])
+
+    def card_labels(card: store.CardRow) -> list[tuple[str, str]]:
+        out = []
+        for f in cardmod.FIELDS:
+            raw = str(card.fields.get(f.name, "") or "")
+            label = dict(cardmod.choices(f, wb.tables)).get(raw, raw) if f.kind == "select" and raw else raw
+            out.append((f.label, label))
+        sup = cardmod.supplement_for(card.disease_code)
+        if sup and card.supplement:
+            for f in sup.fields:
+                raw = str(card.supplement.get(f.name, "") or "")
+                out.append((f"{sup.title}·{f.label}", dict(f.choices).get(raw, raw)))
+        return out
+
+    @app.get("/ph/card/{row_id}")
+    def ph_card(request: Request, row_id: int, error: str | None = None) -> HTMLResponse:
+        with wb.conn() as c:
+            sess = wb.session(c, request)
+            card = store.get_card(c, row_id)
+            if card is None or not can_see(sess, card.dept_code, card.doctor_id):
+                raise Refused(404, "报告卡不存在或无权查看")
+            store.audit(c, sess.staff_id, sess.role, "view_card", his=sess.his, case_id=card.case_id,
+                        card_id=card.card_id, patient_id=card.patient_id, detail=f"第 {card.version} 版")
+        return wb.render("card_view.html", sess=sess, card=card, labels=card_labels(card), error=error)
+
+    @app.post("/ph/card/{row_id}/review")
+    async def ph_review(request: Request, row_id: int) -> Response:
+        form = await read_form(request)
+
+        def run() -> Response:
+            with wb.conn() as c:
+                sess = wb.session(c, request)
+                wb.check_csrf(sess, form)
+                require_ph(sess)
+                card = store.get_card(c, row_id)
+                if card is None:
+                    raise Refused(404, "报告卡不存在")
+                decision = form.get("decision", "")
+                reason = form.get("reason", "").strip()[:500]
+                target = {"approve": (store.CARD_APPROVED, "审核通过"), "return": (store.CARD_RETURNED, "退回"),
+                          "delete": (store.CARD_DELETED, "删除")}.get(decision)
+                if target is None:
+                    raise Refused(400, "未知的审核结果")
+                if card.status in (store.CARD_SUPERSEDED, store.CARD_DELETED):
+                    raise Refused(409, f"报告卡第 {card.version} 版已{card.status}，不能再审核")
+                if decision != "approve" and not reason:
+                    return RedirectResponse(f"/ph/card/{row_id}?" + urlencode({"error": "退回或删除须填写原因"}),
+                                            status_code=303)
+                with c.transaction():
+                    new = store.set_card_status(c, row_id, target[0], sess.staff_id, reason or None)
+                    store.write_back(c, new, target[1], reason or None)
+                    store.audit(c, sess.staff_id, sess.role, f"review_{decision}", his=sess.his, case_id=card.case_id,
+                                card_id=card.card_id, patient_id=card.patient_id, detail=f"第 {card.version} 版")
+            return RedirectResponse(f"/ph/card/{row_id}", status_code=303)
+
+        return await run_in_threadpool(run)
+
+    return wb

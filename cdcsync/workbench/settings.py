@@ -1,0 +1,28 @@
+"""Settings of the workbench (section ``workbench`` of the config file)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class WorkbenchSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = True
+    # Where `cdcsync sso add-his` keeps one secret file per HIS (mode 0600). Default: <state_dir>/sso.
+    sso_dir: Path | None = None
+    ticket_ttl_s: int = Field(60, ge=5, le=600)  # a ticket is valid this long after its iat
+    clock_skew_s: int = Field(30, ge=0, le=300)  # tolerated difference between the HIS's clock and ours
+    session_idle_s: int = Field(1800, ge=60, le=86400)  # a session unused this long ends
+    session_max_s: int = Field(12 * 3600, ge=300, le=7 * 86400)  # absolute session lifetime
+    # Origins allowed to frame the workbench (CSP frame-ancestors), e.g. "http://his.example:8080";
+    # none: only a popup window (or our own origin) may show it.
+    frame_ancestors: list[str] = Field(default_factory=list)
+    # Mark the session cookie Secure (set it when 8884 is served over TLS).
+    secure_cookie: bool = False
+    snooze_choices_min: list[int] = Field(default_factory=lambda: [15, 30, 60, 120])
+
+    def secrets_dir(self, state_dir: Path) -> Path:
+        return self.sso_dir if self.sso_dir is not None else state_dir / "sso"

@@ -1,0 +1,32 @@
+-- 工作台（8884）各表的最小权限（见 sql/200_roles.sql）：
+--   cdcsync_daemon  工作台服务：读写会话与随机数（可清理过期记录），追加报告卡、回传记录与审计日志，不可删除
+--   cdcsync_his     院内系统：只读回传表 writeback.report_card，只可填写 written_back_at 与 his_note
+--   任何角色都没有报告卡、回传表、审计日志的 DELETE、TRUNCATE 权限（另有触发器拒绝）。
+-- Developer note: cdcsync/db/roles.py runs every cdcsync.apply_*_grants() after apply_role_grants()
+-- (which grants cdcsync_daemon DELETE on every table of schema cdcsync), so the revocations follow it.
+
+CREATE OR REPLACE FUNCTION cdcsync.apply_workbench_grants() RETURNS void
+    LANGUAGE plpgsql
+    AS $fn$
+BEGIN
+    REVOKE ALL ON SCHEMA writeback FROM PUBLIC;
+    REVOKE DELETE, TRUNCATE ON cdcsync.wb_card, cdcsync.wb_audit, writeback.report_card FROM PUBLIC;
+    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'cdcsync_daemon') THEN
+        GRANT USAGE ON SCHEMA writeback TO cdcsync_daemon;
+        REVOKE ALL ON cdcsync.wb_card, cdcsync.wb_audit, writeback.report_card FROM cdcsync_daemon;
+        GRANT SELECT, INSERT, UPDATE ON cdcsync.wb_card TO cdcsync_daemon;
+        GRANT SELECT, INSERT ON cdcsync.wb_audit, writeback.report_card TO cdcsync_daemon;
+        GRANT SELECT, INSERT, UPDATE, DELETE ON cdcsync.wb_session, cdcsync.wb_sso_nonce TO cdcsync_daemon;
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'cdcsync_his') THEN
+        REVOKE ALL ON cdcsync.wb_card, cdcsync.wb_audit, cdcsync.wb_session, cdcsync.wb_sso_nonce FROM cdcsync_his;
+        GRANT USAGE ON SCHEMA writeback TO cdcsync_his;
+        GRANT SELECT ON writeback.report_card TO cdcsync_his;
+        GRANT UPDATE (written_back_at, his_note) ON writeback.report_card TO cdcsync_his;
+    END IF;
+END
+$fn$;
+COMMENT ON FUNCTION cdcsync.apply_workbench_grants() IS
+    '工作台授权：报告卡、回传表、审计日志只增不删；院内系统只读回传表并填写回传确认时间；cdcsync db init 每次执行';
+
+SELECT cdcsync.apply_workbench_grants();

@@ -1,0 +1,296 @@
+"""The workbench on 8884 over real HTTP and a real database: SSO tickets (expired, replayed, tampered,
+wrong HIS refused), sessions, CSRF, security headers, department isolation, the card form's checks,
+saving (case → 已报卡, card row, write-back row), review and return, correction, audit."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from cdcsync.db.cluster import LocalCluster
+from cdcsync.mapping.domains import load_code_tables
+from cdcsync.workbench.card import check_card
+from cdcsync.workbench.sso import HisRegistry
+from tests.api_helpers import REPO
+from tests.wb_helpers import Bench, case_status, open_case, running_bench, seed_patient
+
+CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+
+
+def login(b: Bench, ticket: str) -> httpx.Client:
+    client = httpx.Client(base_url=b.url, timeout=30)
+    r = client.get("/sso", params={"ticket": ticket})
+    assert r.status_code == 200, r.text
+    return client
+
+
+def csrf_of(page: str) -> str:
+    m = CSRF.search(page)
+    assert m, "every page of a session carries the CSRF token"
+    return m.group(1)
+
+
+def good_card(**over: str) -> dict[str, str]:
+    now = dt.datetime.now(dt.timezone(dt.timedelta(hours=8))).replace(tzinfo=None)
+    card = {
+        "patient_name": "张三", "parent_name": "", "id_type_code": "01", "id_no": "110101198001020016",
+        "sex_code": "1", "birth_date": "1980-01-02", "age_value": "", "age_unit": "", "work_unit": "",
+        "phone": "13800138000", "patient_belong_code": "1", "current_addr_region_code": "110101",
+        "current_addr_detail": "北京市东城区某街1号", "population_group_code": "09", "diagnosis_status_code": "3",
+        "case_type_code": "1", "onset_date": (now - dt.timedelta(days=3)).date().isoformat(),
+        "diagnosis_time": (now - dt.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M"), "death_date": "",
+        "disease_code": "20302", "other_disease_name": "", "remark": "",
+        "sup_hbsag_positive_since": "2", "sup_first_symptom_date": "", "sup_alt": "300", "sup_anti_hbc_igm": "1",
+        "sup_liver_biopsy": "3", "sup_hbsag_seroconversion": "3",
+    }
+    card.update(over)
+    return card
+
+
+# -- SSO -----------------------------------------------------------------------------------------
+
+
+def test_tickets_expired_replayed_tampered_or_from_the_wrong_his_are_refused(pg_cluster: LocalCluster,
+                                                                            tmp_path: Path) -> None:
+    with running_bench(pg_cluster, tmp_path, "wbsso", ticket_ttl_s=60, clock_skew_s=30) as b:
+        def refused(ticket: str, why: str) -> None:
+            r = httpx.get(f"{b.url}/sso", params={"ticket": ticket}, timeout=30)
+            assert r.status_code == 403, (why, r.status_code)
+            assert "set-cookie" not in r.headers, why
+            assert "<script" not in r.text
+
+        now = int(time.time())
+        refused(b.ticket(iat=now - 60 - 30 - 5), "expired beyond ttl + skew")
+        refused(b.ticket(iat=now + 30 + 20), "issued in the future beyond the skew")
+        ok = b.ticket(iat=now - 60 - 20)  # within ttl + skew: accepted
+        assert httpx.get(f"{b.url}/sso", params={"ticket": ok}, timeout=30).status_code == 200
+        refused(ok, "replayed")
+        payload, sig = b.ticket().split(".")
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        claims["role"] = "public_health"
+        forged = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
+        refused(f"{forged}.{sig}", "tampered payload")
+        refused(b.ticket(his="HIS1", key_of="HIS2"), "signed with another HIS's secret")
+        refused(b.ticket(his="NOSUCH", key_of="HIS1"), "unknown HIS")
+        refused("garbage", "malformed")
+        refused("", "missing")
+        b.registry.revoke("HIS2")
+        refused(b.ticket(his="HIS2", key_of="HIS1"), "revoked HIS")
+        audit = b.rows("SELECT action, allowed, detail FROM cdcsync.wb_audit ORDER BY audit_id")
+        assert [a for a in audit if a[0] == "sso_login"] == [("sso_login", True, None)]
+        details = [a[2] for a in audit if a[0] == "sso_refused"]
+        assert details == ["expired", "not_yet_valid", "replayed", "bad_signature", "bad_signature",
+                           "unknown_his", "malformed", "malformed", "unknown_his"]
+
+
+def test_session_cookie_headers_csrf_and_idle_timeout(pg_cluster: LocalCluster, tmp_path: Path) -> None:
+    with running_bench(pg_cluster, tmp_path, "wbsess", session_idle_s=60) as b:
+        seed_patient(b.dsn)
+        case = open_case(b.dsn)
+        assert httpx.get(f"{b.url}/popup", timeout=30).status_code == 401  # no ticket, no session
+        r = httpx.get(f"{b.url}/sso", params={"ticket": b.ticket()}, timeout=30)
+        cookie = r.headers["set-cookie"]
+        assert "HttpOnly" in cookie and "SameSite=strict" in cookie.replace("Strict", "strict")
+        assert 'http-equiv="refresh"' in r.text and "/popup" in r.text
+        client = httpx.Client(base_url=b.url, cookies=r.cookies, timeout=30)
+        page = client.get("/popup")
+        assert page.status_code == 200 and f'id="case-{case.case_id}"' in page.text
+        assert "急性乙型病毒性肝炎" in page.text  # the evidence, read from the mirror
+        for path in ("/popup", "/sso?ticket=x", "/static/wb.css", f"/card?case={case.case_id}", "/nope"):
+            h = client.get(path).headers
+            assert h["cache-control"] == "no-store", path
+            csp = h["content-security-policy"]
+            assert "default-src 'none'" in csp and "script-src" not in csp and "unsafe-inline" not in csp, path
+            assert "frame-ancestors 'self'" in csp and "form-action 'self'" in csp
+        assert "<script" not in page.text and "style=" not in page.text
+
+        form = {"case_id": str(case.case_id), "action": "snooze", "minutes": "30"}
+        assert client.post("/popup/action", data=form).status_code == 403  # no CSRF token
+        assert client.post("/popup/action", data={**form, "csrf": "wrong"}).status_code == 403
+        assert b.rows("SELECT snooze_until FROM cdcsync.surveil_case")[0][0] is None
+        r = client.post("/popup/action", data={**form, "csrf": csrf_of(page.text)})
+        assert r.status_code == 303
+        assert b.rows("SELECT snooze_until FROM cdcsync.surveil_case")[0][0] is not None
+        r = client.post("/popup/action", data={**form, "minutes": "600", "csrf": csrf_of(page.text)})
+        assert r.status_code == 422  # only the offered (bounded) choices
+
+        with pytest.raises(AssertionError):  # another session's token is not this one's
+            other = login(b, b.ticket())
+            assert csrf_of(other.get("/popup").text) == csrf_of(page.text)
+        # idle timeout: a session unused for longer than session_idle_s is gone
+        with __import__("psycopg").connect(b.dsn) as conn:
+            conn.execute("UPDATE cdcsync.wb_session SET last_seen_at = now() - interval '61 seconds'")
+        assert client.get("/popup").status_code == 401
+
+
+def test_a_doctor_cannot_see_another_departments_patients(pg_cluster: LocalCluster, tmp_path: Path) -> None:
+    with running_bench(pg_cluster, tmp_path, "wbdept") as b:
+        seed_patient(b.dsn)
+        case = open_case(b.dsn, dept="0301")
+        peds = login(b, b.ticket(sub="D900", name="李医生", dept="0401", patient="P1"))
+        page = peds.get("/popup")
+        assert page.status_code == 200 and f"case-{case.case_id}" not in page.text and "急性乙型" not in page.text
+        assert peds.get(f"/popup?case={case.case_id}").status_code == 403
+        assert peds.get(f"/card?case={case.case_id}").status_code == 403
+        r = peds.post("/popup/action", data={"case_id": str(case.case_id), "action": "exclude", "reason": "其他",
+                                             "reason_text": "x", "csrf": csrf_of(page.text)})
+        assert r.status_code == 403 and case_status(b.dsn, case.case_id) == "待确认"
+        assert peds.get("/ph").status_code == 403  # the 防保科 list is not a doctor's
+        ph = login(b, b.ticket(sub="F001", name="王防保", dept="0900", role="public_health", patient="P1"))
+        assert f"case-{case.case_id}" in ph.get(f"/popup?case={case.case_id}").text
+        assert f'data-case="{case.case_id}"' in ph.get("/ph").text
+        admin = login(b, b.ticket(sub="A001", name="信息科", dept="0800", role="admin", patient="P1"))
+        assert admin.get(f"/popup?case={case.case_id}").status_code == 403
+        denied = b.rows("SELECT actor, action FROM cdcsync.wb_audit WHERE NOT allowed ORDER BY audit_id")
+        assert ("D900", "view_popup") in denied and ("D900", "view_card_form") in denied
+        assert ("A001", "view_popup") in denied
+
+
+# -- the card ------------------------------------------------------------------------------------
+
+
+def test_card_checks_are_nndrs_like_and_in_chinese() -> None:
+    tables = load_code_tables(strict=False)
+    now = dt.datetime.now(dt.timezone(dt.timedelta(hours=8))).replace(tzinfo=None)
+    base = {k: v for k, v in good_card().items() if not k.startswith("sup_")}
+    assert check_card(base, tables, now) == {}
+    errs = check_card({**base, "id_no": "110101198001020017"}, tables, now)
+    assert errs == {"id_no": "身份证号码校验位错误"}
+    errs = check_card({**base, "onset_date": (now + dt.timedelta(days=2)).date().isoformat()}, tables, now)
+    assert errs["onset_date"] == "日期不能晚于今天"
+    errs = check_card({**base, "onset_date": now.date().isoformat(),
+                       "diagnosis_time": (now - dt.timedelta(days=1)).strftime("%Y-%m-%dT%H:%M")}, tables, now)
+    assert errs["onset_date"] == "发病日期不能晚于诊断日期"
+    errs = check_card({**base, "diagnosis_status_code": "1"}, tables, now)  # 乙肝 has no 疑似
+    assert errs["diagnosis_status_code"].startswith("该病种的病例分类只能是：临床诊断病例、确诊病例")
+    errs = check_card({**base, "patient_name": "", "patient_belong_code": "9"}, tables, now)
+    assert errs["patient_name"] == "请填写患者姓名" and "不在国家值域中" in errs["patient_belong_code"]
+    child = {**base, "id_type_code": "", "id_no": "", "birth_date": (now - dt.timedelta(days=400)).date().isoformat()}
+    assert check_card(child, tables, now)["parent_name"] == "14 岁及以下的患者须填写家长姓名"
+    assert check_card({**child, "parent_name": "张父"}, tables, now) == {}
+    no_birth = {**base, "id_type_code": "", "id_no": "", "birth_date": ""}
+    assert check_card(no_birth, tables, now)["birth_date"] == "出生日期不详时须填写年龄"
+    assert check_card({**no_birth, "age_value": "8", "age_unit": "月"}, tables, now)["parent_name"]
+    assert check_card({**base, "age_value": "30", "age_unit": "岁"}, tables, now)["age_value"].startswith(
+        "年龄与出生日期不符")
+    assert check_card({**base, "case_type_code": ""}, tables, now) == {"case_type_code": "该病种须填写急性或慢性"}
+    assert check_card({**base, "disease_code": "203"}, tables, now)["disease_code"].endswith("请从列表中选择")
+
+
+def test_card_saved_closes_case_writes_back_and_is_returned_corrected_approved(pg_cluster: LocalCluster,
+                                                                              tmp_path: Path) -> None:
+    with running_bench(pg_cluster, tmp_path, "wbcard") as b:
+        seed_patient(b.dsn)
+        case = open_case(b.dsn)
+        doc = login(b, b.ticket())
+        form_page = doc.get(f"/card?case={case.case_id}")
+        assert form_page.status_code == 200
+        # prefilled from the mirror, local codes mapped to national ones
+        assert 'value="张三"' in form_page.text and 'value="110101198001020016"' in form_page.text
+        assert '<option value="1" selected>男性</option>' in form_page.text
+        assert '<option value="3" selected>确诊病例</option>' in form_page.text
+        assert "乙型肝炎病例附卡" in form_page.text
+        csrf = csrf_of(form_page.text)
+        bad = {**good_card(id_no="110101198001020017", sup_anti_hbc_igm=""), "case_id": str(case.case_id),
+               "csrf": csrf}
+        r = doc.post("/card", data=bad)
+        assert r.status_code == 422
+        assert 'id="error-id_no">身份证号码校验位错误' in r.text
+        assert 'id="error-sup_anti_hbc_igm">乙肝附卡：请填写抗-HBc IgM 1:1000 检测结果' in r.text
+        assert case_status(b.dsn, case.case_id) == "待确认" and b.rows("SELECT * FROM cdcsync.wb_card") == []
+        assert doc.post("/card", data={**good_card(), "case_id": str(case.case_id)}).status_code == 403
+        r = doc.post("/card", data={**good_card(), "case_id": str(case.case_id), "csrf": csrf})
+        assert r.status_code == 303, r.text
+        assert case_status(b.dsn, case.case_id) == "已报卡"
+        (row_id, card_id, version, status, sup_kind), = b.rows(
+            "SELECT card_row_id, card_id, version, status, supplement_kind FROM cdcsync.wb_card")
+        assert (version, status, sup_kind) == (1, "待审核", "hepatitis_b")
+        assert b.rows("SELECT card_no FROM cdcsync.surveil_case")[0][0] == card_id
+        wb = b.rows("SELECT event, card_id, version, card->'fields'->>'id_no', written_back_at"
+                    " FROM writeback.report_card")
+        assert wb == [("新报卡", card_id, 1, "110101198001020016", None)]
+        # a closed case has no card form any more
+        assert doc.get(f"/card?case={case.case_id}").status_code == 409
+
+        ph = login(b, b.ticket(sub="F001", name="王防保", dept="0900", role="public_health", patient=None))
+        listing = ph.get("/ph", params={"status": "待审核"})
+        assert f'data-card="{card_id}"' in listing.text
+        view = ph.get(f"/ph/card/{row_id}")
+        assert "乙型肝炎病例附卡·HBsAg 阳性时间" in view.text and "≤6个月" in view.text
+        r = ph.post(f"/ph/card/{row_id}/review", data={"decision": "return", "reason": "", "csrf": csrf_of(view.text)})
+        assert r.status_code == 303 and "error=" in r.headers["location"]  # a return needs a reason
+        r = ph.post(f"/ph/card/{row_id}/review", data={"decision": "return", "reason": "现住址不详，请补充门牌号",
+                                                        "csrf": csrf_of(view.text)})
+        assert r.status_code == 303
+        popup = doc.get("/popup")
+        assert "现住址不详，请补充门牌号" in popup.text and f"/card?revise={row_id}" in popup.text
+        revise = doc.get(f"/card?revise={row_id}")
+        assert 'value="北京市东城区某街1号"' in revise.text
+        r = doc.post("/card", data={**good_card(current_addr_detail="北京市东城区某街1号3单元101"),
+                                    "revise": str(row_id), "csrf": csrf})
+        assert r.status_code == 303, r.text
+        versions = b.rows("SELECT version, status FROM cdcsync.wb_card WHERE card_id = %s ORDER BY version", card_id)
+        assert versions == [(1, "已订正"), (2, "待审核")]
+        (row2,), = b.rows("SELECT card_row_id FROM cdcsync.wb_card WHERE version = 2")
+        r = ph.post(f"/ph/card/{row2}/review", data={"decision": "approve", "csrf": csrf_of(view.text)})
+        assert r.status_code == 303
+        assert "现住址不详" not in doc.get("/popup").text  # nothing returned any more
+        events = b.rows("SELECT event, version, card_status, reason FROM writeback.report_card ORDER BY writeback_id")
+        assert events == [("新报卡", 1, "待审核", None), ("退回", 1, "已退回", "现住址不详，请补充门牌号"),
+                          ("订正", 2, "待审核", None), ("审核通过", 2, "已通过", None)]
+        # the audit names actions and ids, never the values typed in
+        actions = [a for a, in b.rows("SELECT action FROM cdcsync.wb_audit ORDER BY audit_id")]
+        for expected in ("view_card_form", "save_card", "view_list", "view_card", "review_return", "revise_card",
+                         "review_approve"):
+            assert expected in actions
+        dump = json.dumps([list(map(str, r)) for r in b.rows("SELECT * FROM cdcsync.wb_audit")], ensure_ascii=False)
+        assert "110101198001020016" not in dump and "张三" not in dump and "门牌号" not in dump
+        with pytest.raises(Exception, match="只增不删|不可"):
+            b.rows("DELETE FROM cdcsync.wb_card")
+
+
+def test_exclude_from_the_popup_with_a_reason(pg_cluster: LocalCluster, tmp_path: Path) -> None:
+    with running_bench(pg_cluster, tmp_path, "wbexcl") as b:
+        seed_patient(b.dsn)
+        case = open_case(b.dsn)
+        doc = login(b, b.ticket())
+        csrf = csrf_of(doc.get("/popup").text)
+        form = {"case_id": str(case.case_id), "action": "exclude", "csrf": csrf}
+        assert doc.post("/popup/action", data={**form, "reason": "其他"}).status_code == 422
+        r = doc.post("/popup/action", data={**form, "reason": "非首诊，已由他院或他科报告", "reason_text": "外院已报"})
+        assert r.status_code == 303
+        assert b.rows("SELECT status, close_reason FROM cdcsync.surveil_case") == [
+            ("已排除", "非首诊，已由他院或他科报告：外院已报")]
+        (actor, role), = b.rows("SELECT actor, actor_role FROM cdcsync.surveil_case_history WHERE action = 'exclude'")
+        assert (actor, role) == ("D001", "doctor")
+        assert "当前没有需要处理的传染病病例" in doc.get("/popup").text
+
+
+def test_sso_cli_add_list_revoke(tmp_path: Path) -> None:
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(f"org_code: 12110000400000000X\nstate_dir: {tmp_path / 'state'}\n", encoding="utf-8")
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["/work/main/.venv/bin/python", "-m", "cdcsync", "-c", str(cfg), "sso", *args],
+                              capture_output=True, text=True, cwd=str(REPO), timeout=60,
+                              env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+
+    out = cli("add-his", "HIS_A")
+    assert out.returncode == 0, out.stderr
+    key = tmp_path / "state" / "sso" / "HIS_A.key"
+    assert key.stat().st_mode & 0o777 == 0o600 and len(bytes.fromhex(key.read_text().strip())) == 32
+    assert key.read_text().strip() not in out.stdout  # the secret is never printed
+    assert cli("add-his", "HIS_A").returncode == 2
+    assert cli("add-his", "bad name").returncode == 2
+    assert "HIS_A" in cli("list").stdout
+    assert cli("revoke", "HIS_A").returncode == 0
+    assert HisRegistry(tmp_path / "state" / "sso").secret("HIS_A") is None
+    assert "HIS_A" not in cli("list").stdout
