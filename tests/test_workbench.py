@@ -294,3 +294,63 @@ def test_sso_cli_add_list_revoke(tmp_path: Path) -> None:
     assert cli("revoke", "HIS_A").returncode == 0
     assert HisRegistry(tmp_path / "state" / "sso").secret("HIS_A") is None
     assert "HIS_A" not in cli("list").stdout
+
+
+def test_the_documented_example_and_reference_signer_verify(tmp_path: Path) -> None:
+    from cdcsync.workbench.sso import TicketError, verify_ticket
+
+    doc = (REPO / "docs" / "sso.md").read_text(encoding="utf-8")
+    key_hex = re.search(r"key file contains\s+`([0-9a-f]{64})`", doc)
+    example = re.search(r"The ticket \(payload `\.` signature\) is:\s+```\s+(\S+)\s+```", doc)
+    signer = re.search(r"## Reference signer.*?```python\n(.*?)```", doc, re.S)
+    assert key_hex and example and signer
+    reg = HisRegistry(tmp_path / "sso")
+    reg.add("HIS1")
+    reg.path("HIS1").write_text(key_hex.group(1) + "\n")
+    at = dt.datetime.fromtimestamp(1764640800, dt.UTC)
+    t = verify_ticket(example.group(1), reg, now=at, ttl_s=60, skew_s=30)
+    assert (t.his, t.staff_id, t.staff_name, t.dept_code, t.role, t.patient_id) == (
+        "HIS1", "D001", "张医生", "0301", "doctor", "P1")
+    assert len(signer.group(1).strip().splitlines()) <= 22  # "a 20-line reference signer"
+    ns: dict[str, object] = {"__name__": "signer"}
+    exec(compile(signer.group(1), "docs/sso.md", "exec"), ns)  # noqa: S102 - our own documentation
+    ticket = ns["make_ticket"](key_hex.group(1), "HIS1", "D002", "李医生", "0401", patient="P9")  # type: ignore[operator]
+    t = verify_ticket(ticket, reg, now=dt.datetime.now(dt.UTC), ttl_s=60, skew_s=30)
+    assert (t.staff_id, t.dept_code, t.patient_id) == ("D002", "0401", "P9")
+    with pytest.raises(TicketError, match="已过期"):
+        verify_ticket(ticket, reg, now=dt.datetime.now(dt.UTC) + dt.timedelta(seconds=91), ttl_s=60, skew_s=30)
+
+
+def test_a_saved_card_reaches_both_platforms_through_the_normal_stream(pg_cluster: LocalCluster,
+                                                                      tmp_path: Path) -> None:
+    from tests.cdc_util import read_events
+    from tests.wb_helpers import drain
+
+    with running_bench(pg_cluster, tmp_path, "wbstream") as b:
+        for dest in ("national", "provincial"):
+            drain(b.settings, dest)  # the slots exist before the card is written
+        seed_patient(b.dsn)
+        case = open_case(b.dsn)
+        doc = login(b, b.ticket())
+        csrf = csrf_of(doc.get(f"/card?case={case.case_id}").text)
+        r = doc.post("/card", data={**good_card(), "case_id": str(case.case_id), "csrf": csrf})
+        assert r.status_code == 303, r.text
+        (row_id, card_id), = b.rows("SELECT card_row_id, card_id FROM cdcsync.wb_card")
+        ph = login(b, b.ticket(sub="F001", name="王防保", dept="0900", role="public_health", patient=None))
+        r = ph.post(f"/ph/card/{row_id}/review", data={"decision": "approve", "csrf": csrf})
+        assert r.status_code == 403  # the doctor's token is not the 防保科 session's
+        view = ph.get(f"/ph/card/{row_id}")
+        assert ph.post(f"/ph/card/{row_id}/review", data={"decision": "approve", "csrf": csrf_of(view.text)}
+                       ).status_code == 303
+        for dest in ("national", "provincial"):
+            drain(b.settings, dest)
+            events = [e for e in read_events(tmp_path / f"{dest}.jsonl")
+                      if e["source"]["table"] == "report_card_frontend"]
+            assert [(e["op"], e["after"]["card_id"], e["after"]["review_status"]) for e in events] == [
+                ("c", card_id, "待审核"), ("u", card_id, "已通过")], dest
+            after = events[0]["after"]
+            # national codes pass the pipeline unchanged (no local table for a table cdcsync writes)
+            assert (after["sex_code"], after["disease_code"], after["population_group_code"]) == ("1", "20302", "09")
+            assert after["supplement"]["anti_hbc_igm"] == "1" and after["card_category_code"] == "1"
+        held = b.rows("SELECT count(*) FROM cdcsync.quarantine WHERE table_name = 'report_card_frontend'")
+        assert held == [(0,)]

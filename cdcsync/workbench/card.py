@@ -330,8 +330,12 @@ def check_card(values: Mapping[str, str], tables: CodeTables, now: dt.datetime) 
     if disease in NEEDS_CASE_TYPE and not v["case_type_code"]:
         errors["case_type_code"] = "该病种须填写急性或慢性"
     region = v["current_addr_region_code"]
-    if region and "current_addr_region_code" not in errors and not (region.isdigit() and len(region) in (6, 9, 12)):
-        errors["current_addr_region_code"] = "现住址地区代码应为 6、9 或 12 位数字"
+    if region and "current_addr_region_code" not in errors:
+        if not (region.isdigit() and len(region) in (6, 9, 12)):
+            errors["current_addr_region_code"] = "现住址地区代码应为 6、9 或 12 位数字"
+        elif "region" in tables.national and region not in tables.domain("region"):
+            # the platforms check it against the same table (emr.report_card_frontend, domain region)
+            errors["current_addr_region_code"] = f"现住址地区代码 {region} 不在国家地区代码表中"
     if v["phone"] and not v["phone"].replace("-", "").isdigit():
         errors["phone"] = "联系电话只能包含数字和连字符"
     return errors

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
@@ -23,6 +24,7 @@ CARD_APPROVED = "已通过"
 CARD_RETURNED = "已退回"
 CARD_SUPERSEDED = "已订正"
 CARD_DELETED = "已删除"
+BEIJING = dt.timezone(dt.timedelta(hours=8))
 
 
 class ReplayedTicket(ValueError):
@@ -159,7 +161,58 @@ def insert_card(conn: psycopg.Connection[Any], *, card_id: str, version: int, ca
     assert row is not None
     card = CardRow(**row)
     write_back(conn, card, "新报卡" if version == 1 else "订正")
+    publish(conn, card)
     return card
+
+
+def _beijing_now() -> dt.datetime:
+    return dt.datetime.now(BEIJING).replace(tzinfo=None, microsecond=0)
+
+
+def _d(value: Any) -> dt.date | None:
+    return dt.date.fromisoformat(value) if value else None
+
+
+def publish(conn: psycopg.Connection[Any], card: CardRow) -> None:
+    """The card into ``emr.report_card_frontend`` (one row per card, its latest version and review
+    state): from there the normal stream takes it to both platforms, like any mirror row. The
+    HIS never writes that table (sql/220_workbench_grants.sql); codes in it are national."""
+    f = card.fields
+    now = _beijing_now()
+    values: dict[str, Any] = {
+        "org_code": card.org_code, "card_id": card.card_id, "card_version": card.version,
+        "card_category_code": "1" if card.version == 1 else "2",
+        "review_status": card.status, "case_id": card.case_id, "visit_id": card.visit_id,
+        "patient_id": card.patient_id, "patient_name": f.get("patient_name"),
+        "parent_name": f.get("parent_name") or None, "id_type_code": f.get("id_type_code") or None,
+        "id_no": f.get("id_no") or None, "sex_code": f.get("sex_code"), "birth_date": _d(f.get("birth_date")),
+        "age_value": int(f["age_value"]) if f.get("age_value") else None, "age_unit": f.get("age_unit") or None,
+        "work_unit": f.get("work_unit") or None, "phone": f.get("phone") or None,
+        "patient_belong_code": f.get("patient_belong_code"),
+        "current_addr_region_code": f.get("current_addr_region_code"),
+        "current_addr_detail": f.get("current_addr_detail") or None,
+        "population_group_code": f.get("population_group_code"), "disease_code": card.disease_code,
+        "other_disease_name": f.get("other_disease_name") or None,
+        "diagnosis_status_code": f.get("diagnosis_status_code"), "case_type_code": f.get("case_type_code") or None,
+        "onset_date": _d(f.get("onset_date")),
+        "diagnosis_time": dt.datetime.fromisoformat(f["diagnosis_time"]) if f.get("diagnosis_time") else None,
+        "death_date": _d(f.get("death_date")), "supplement_kind": card.supplement_kind,
+        "supplement": Jsonb(card.supplement) if card.supplement is not None else None,
+        "report_dept_code": card.dept_code, "report_doctor_id": card.doctor_id, "report_doctor": card.doctor_name,
+        "report_time": card.created_at.astimezone(BEIJING).replace(tzinfo=None, microsecond=0),
+        "remark": f.get("remark") or None,
+        "modify_flag": "3" if card.status == CARD_DELETED else ("1" if card.version == 1 and card.status == CARD_PENDING
+                                                              else "2"),
+        "collect_time": now, "update_time": now,
+    }
+    cols = list(values)
+    conn.execute(
+        sql.SQL("INSERT INTO emr.report_card_frontend ({}) VALUES ({}) ON CONFLICT (org_code, card_id)"
+                " DO UPDATE SET {}").format(
+            sql.SQL(", ").join(map(sql.Identifier, cols)), sql.SQL(", ").join(sql.Placeholder() * len(cols)),
+            sql.SQL(", ").join(sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c))
+                               for c in cols if c not in ("org_code", "card_id"))),
+        [values[c] for c in cols])
 
 
 def write_back(conn: psycopg.Connection[Any], card: CardRow, event: str, reason: str | None = None) -> None:
@@ -188,7 +241,9 @@ def set_card_status(conn: psycopg.Connection[Any], card_row_id: int, status: str
                     (status, by, reason, card_row_id))
         row = cur.fetchone()
     assert row is not None
-    return CardRow(**row)
+    card = CardRow(**row)
+    publish(conn, card)
+    return card
 
 
 def supersede(conn: psycopg.Connection[Any], card_row_id: int) -> None:
