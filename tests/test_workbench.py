@@ -354,3 +354,44 @@ def test_a_saved_card_reaches_both_platforms_through_the_normal_stream(pg_cluste
             assert after["supplement"]["anti_hbc_igm"] == "1" and after["card_category_code"] == "1"
         held = b.rows("SELECT count(*) FROM cdcsync.quarantine WHERE table_name = 'report_card_frontend'")
         assert held == [(0,)]
+
+
+def test_workload_per_department_and_doctor_with_csv_and_audit_page(pg_cluster: LocalCluster,
+                                                                   tmp_path: Path) -> None:
+    import psycopg
+
+    with running_bench(pg_cluster, tmp_path, "wbstats") as b:
+        seed_patient(b.dsn)
+        in_time = open_case(b.dsn, "P1")
+        late = open_case(b.dsn, "P2", disease="310", disease_name="其它感染性腹泻病")
+        excluded = open_case(b.dsn, "P3", doctor="D002", dept="0401")
+        overdue = open_case(b.dsn, "P4", doctor="=cmd|x", dept="0401", hours=0.01)
+        with psycopg.connect(b.dsn) as conn:
+            from cdcsync.surveil.cases import Actor, CaseStore
+
+            store_ = CaseStore(conn)
+            store_.close_reported(in_time.case_id, "C1", Actor("D001", "doctor"))
+            conn.execute("UPDATE cdcsync.surveil_case SET due_at = now() - interval '1 minute' WHERE case_id = %s",
+                         (late.case_id,))
+            store_.close_reported(late.case_id, "C2", Actor("D001", "doctor"))
+            store_.close_excluded(excluded.case_id, "诊断有误", Actor("D002", "doctor"))
+        with psycopg.connect(b.dsn) as conn:  # overdue is judged at request time
+            conn.execute("UPDATE cdcsync.surveil_case SET due_at = now() - interval '1 second' WHERE case_id = %s",
+                         (overdue.case_id,))
+        ph = login(b, b.ticket(sub="F001", name="王防保", dept="0900", role="public_health", patient=None))
+        page = ph.get("/ph/stats", params={"period": "month"})
+        assert page.status_code == 200
+        d001 = re.search(r'data-dept="0301" data-doctor="D001">(.*?)</tr>', page.text, re.S)
+        assert d001 and re.findall(r"<td>(\d+)</td>", d001.group(1))[1:] == ["2", "1", "1", "0", "0", "0"]
+        assert "50.0%" in d001.group(1)
+        csv_resp = ph.get("/ph/stats.csv", params={"period": "day"})
+        assert csv_resp.headers["content-type"].startswith("text/csv")
+        text = csv_resp.content.decode("utf-8-sig").splitlines()
+        assert text[0].startswith("科室,医生工号,医生姓名,应报病例,及时报告,迟报,已排除,超时未报")
+        assert "0301,D001,张医生,2,1,1,0,0,0,0,50.0%" in text
+        assert "0401,'=cmd|x,张医生,1,0,0,0,1,0,0,0.0%" in text  # no formula injection into Excel
+        assert "0401,D002,张医生,1,0,0,1,0,0,0,—" in text
+        doctor = login(b, b.ticket())
+        assert doctor.get("/ph/stats").status_code == 403 and doctor.get("/ph/audit").status_code == 403
+        audit = ph.get("/ph/audit", params={"actor": "F001"})
+        assert audit.status_code == 200 and "view_stats" in audit.text and "sso_login" in audit.text

@@ -27,6 +27,7 @@ from cdcsync.config import Settings
 from cdcsync.mapping.domains import CodeTables, load_code_tables
 from cdcsync.surveil.cases import Action, Actor, Case, CaseError, CaseFilter, CaseStore, Status
 from cdcsync.workbench import card as cardmod
+from cdcsync.workbench import stats as wbstats
 from cdcsync.workbench import store
 from cdcsync.workbench.evidence import describe_evidence
 from cdcsync.workbench.sso import ROLE_LABELS, HisRegistry, TicketError, verify_ticket
@@ -471,5 +472,41 @@ def install_workbench(app: FastAPI, settings: Settings, *, conninfo: Callable[[]
             return RedirectResponse(f"/ph/card/{row_id}", status_code=303)
 
         return await run_in_threadpool(run)
+
+    # -- workload, timeliness, audit (防保科) ------------------------------------------------------
+
+    def stats_rows(request: Request, kind: str, day: str) -> tuple[Any, list[dict[str, Any]], Session]:
+        try:
+            d = dt.date.fromisoformat(day) if day else dt.datetime.now(BEIJING).date()
+        except ValueError:
+            raise Refused(400, "日期格式应为 年-月-日") from None
+        p = wbstats.period("month" if kind == "month" else "day", d)
+        with wb.conn() as c:
+            sess = wb.session(c, request)
+            require_ph(sess)
+            rows = wbstats.workload(c, p, dt.datetime.now(dt.UTC))
+            store.audit(c, sess.staff_id, sess.role, "view_stats", his=sess.his, detail=p.label)
+        return p, rows, sess
+
+    @app.get("/ph/stats")
+    def ph_stats(request: Request, period: str = "day", date: str = "") -> HTMLResponse:
+        p, rows, sess = stats_rows(request, period, date)
+        return wb.render("ph_stats.html", sess=sess, p=p, rows=rows, kind=period, date=date)
+
+    @app.get("/ph/stats.csv")
+    def ph_stats_csv(request: Request, period: str = "day", date: str = "") -> Response:
+        p, rows, _sess = stats_rows(request, period, date)
+        name = f"workload-{p.start:%Y%m%d}-{period}.csv"
+        return Response(wbstats.to_csv(rows), media_type="text/csv; charset=utf-8",
+                        headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+    @app.get("/ph/audit")
+    def ph_audit(request: Request, actor: str = "", patient: str = "") -> HTMLResponse:
+        with wb.conn() as c:
+            sess = wb.session(c, request)
+            require_ph(sess)
+            rows = store.audit_lines(c, actor=actor or None, patient_id=patient or None)
+            store.audit(c, sess.staff_id, sess.role, "view_audit", his=sess.his, patient_id=patient or None)
+        return wb.render("ph_audit.html", sess=sess, rows=rows, actor=actor, patient=patient)
 
     return wb

@@ -103,6 +103,23 @@ def audit(conn: psycopg.Connection[Any], actor: str, role: str, action: str, *, 
                  (actor or "-", role or "-", his, action, allowed, case_id, card_id, patient_id, detail))
 
 
+def audit_lines(conn: psycopg.Connection[Any], *, actor: str | None = None, patient_id: str | None = None,
+                limit: int = 500) -> list[dict[str, Any]]:
+    where: list[str] = []
+    params: list[Any] = []
+    if actor:
+        where.append("actor = %s")
+        params.append(actor)
+    if patient_id:
+        where.append("patient_id = %s")
+        params.append(patient_id)
+    clause = f"WHERE {' AND '.join(where)}" if where else ""
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(f"SELECT audit_id, at, actor, role, his, action, allowed, case_id, card_id, patient_id, detail"
+                    f" FROM cdcsync.wb_audit {clause} ORDER BY audit_id DESC LIMIT %s", (*params, limit))
+        return cur.fetchall()
+
+
 # -- cards -------------------------------------------------------------------------------------
 
 
