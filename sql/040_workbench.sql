@@ -152,7 +152,10 @@ CREATE TABLE IF NOT EXISTS writeback.report_card (
     card            jsonb NOT NULL,
     created_at      timestamptz NOT NULL DEFAULT now(),
     written_back_at timestamptz,
-    his_note        text
+    his_note        text,
+    callback_attempts integer NOT NULL DEFAULT 0,
+    callback_next_at  timestamptz,
+    callback_error    text
 );
 CREATE INDEX IF NOT EXISTS writeback_report_card_pending_idx ON writeback.report_card (writeback_id)
     WHERE written_back_at IS NULL;
@@ -175,6 +178,9 @@ COMMENT ON COLUMN writeback.report_card.card IS '报告卡内容（含附卡）�
 COMMENT ON COLUMN writeback.report_card.created_at IS '生成时间';
 COMMENT ON COLUMN writeback.report_card.written_back_at IS '院内系统已接收的时间（由院内系统填写）';
 COMMENT ON COLUMN writeback.report_card.his_note IS '院内系统备注（由院内系统填写）';
+COMMENT ON COLUMN writeback.report_card.callback_attempts IS '回调院内系统接口的次数（配置了回调地址时）';
+COMMENT ON COLUMN writeback.report_card.callback_next_at IS '下次重试回调的时间';
+COMMENT ON COLUMN writeback.report_card.callback_error IS '最近一次回调失败的原因（不含患者信息）';
 
 CREATE TRIGGER writeback_report_card_no_delete BEFORE DELETE ON writeback.report_card
     FOR EACH ROW EXECUTE FUNCTION cdcsync.wb_refuse_change();

@@ -18,6 +18,9 @@ BEGIN
         REVOKE ALL ON cdcsync.wb_card, cdcsync.wb_audit, writeback.report_card FROM cdcsync_daemon;
         GRANT SELECT, INSERT, UPDATE ON cdcsync.wb_card TO cdcsync_daemon;
         GRANT SELECT, INSERT ON cdcsync.wb_audit, writeback.report_card TO cdcsync_daemon;
+        -- the HIS callback sender: its own columns, and written_back_at once the HIS answered 2xx
+        GRANT UPDATE (callback_attempts, callback_next_at, callback_error, written_back_at, his_note)
+            ON writeback.report_card TO cdcsync_daemon;
         GRANT SELECT, INSERT, UPDATE, DELETE ON cdcsync.wb_session, cdcsync.wb_sso_nonce TO cdcsync_daemon;
         -- the only emr table the front end writes: its own cards, into the normal stream
         GRANT SELECT, INSERT, UPDATE ON emr.report_card_frontend TO cdcsync_daemon;

@@ -395,3 +395,54 @@ def test_workload_per_department_and_doctor_with_csv_and_audit_page(pg_cluster: 
         assert doctor.get("/ph/stats").status_code == 403 and doctor.get("/ph/audit").status_code == 403
         audit = ph.get("/ph/audit", params={"actor": "F001"})
         assert audit.status_code == 200 and "view_stats" in audit.text and "sso_login" in audit.text
+
+
+def test_his_callback_posts_write_back_rows_in_order_and_retries_until_taken(pg_cluster: LocalCluster,
+                                                                           tmp_path: Path) -> None:
+    import base64 as b64
+
+    from cdcsync.crypto.sm3 import hmac_sm3
+    from tests.ops_receivers import WebhookReceiver
+
+    hook = WebhookReceiver()
+    hook.status = 503  # the HIS is down at first
+    try:
+        cfg = {"his_callback": {"url": hook.url, "his": "HIS1", "interval_s": 0.2, "max_backoff_s": 1}}
+        with running_bench(pg_cluster, tmp_path, "wbhook", **cfg) as b:
+            seed_patient(b.dsn)
+            case = open_case(b.dsn)
+            doc = login(b, b.ticket())
+            csrf = csrf_of(doc.get(f"/card?case={case.case_id}").text)
+            assert doc.post("/card", data={**good_card(), "case_id": str(case.case_id), "csrf": csrf}
+                            ).status_code == 303
+            (row_id,), = b.rows("SELECT card_row_id FROM cdcsync.wb_card")
+            ph = login(b, b.ticket(sub="F001", name="王防保", dept="0900", role="public_health", patient=None))
+            ph.post(f"/ph/card/{row_id}/review", data={"decision": "return", "reason": "请补充",
+                                                       "csrf": csrf_of(ph.get(f"/ph/card/{row_id}").text)})
+
+            def pending() -> list[tuple[object, ...]]:
+                return b.rows("SELECT writeback_id, callback_attempts, callback_error FROM writeback.report_card"
+                              " WHERE written_back_at IS NULL ORDER BY writeback_id")
+
+            deadline = time.monotonic() + 30
+            while not (pending() and int(pending()[0][1]) >= 2) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            rows = pending()
+            assert len(rows) == 2 and int(rows[0][1]) >= 2 and rows[0][2] == "HTTP 503"
+            assert int(rows[1][1]) == 0, "a later event never overtakes an earlier one"
+            hook.status = 200  # the HIS is back
+            while pending() and time.monotonic() < deadline + 30:
+                time.sleep(0.1)
+            assert pending() == []
+            taken = [(h, body) for h, body in hook.received if body]
+            events = [json.loads(body)["event"] for _, body in taken]
+            assert events[-2:] == ["新报卡", "退回"] and set(events) == {"新报卡", "退回"}
+            headers, body = taken[-1]
+            key = b.secret("HIS1")
+            ts = headers["X-Cdcsync-Timestamp"]
+            expected = b64.urlsafe_b64encode(hmac_sm3(key, ts.encode(), b".", body)).rstrip(b"=").decode()
+            assert headers["X-Cdcsync-Signature"] == expected and headers["X-Cdcsync-His"] == "HIS1"
+            assert json.loads(body)["reason"] == "请补充"
+            assert b.rows("SELECT his_note FROM writeback.report_card") == [("回调接口已接收",), ("回调接口已接收",)]
+    finally:
+        hook.close()

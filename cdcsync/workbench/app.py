@@ -147,6 +147,12 @@ def install_workbench(app: FastAPI, settings: Settings, *, conninfo: Callable[[]
     wb = Workbench(settings, tables or load_code_tables(settings.mappings_dir, settings.hospital, strict=False),
                    conninfo or settings.database.conninfo)
     app.state.workbench = wb
+    if wb.cfg.his_callback is not None:
+        from cdcsync.workbench.callback import CallbackSender
+
+        sender = CallbackSender(wb.cfg.his_callback, wb.registry, wb.conninfo)
+        sender.start()
+        app.state.closers = [*getattr(app.state, "closers", []), sender.stop]
 
     @app.exception_handler(Refused)
     async def refused(_request: Request, exc: Refused) -> HTMLResponse:

@@ -7,6 +7,18 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 
+class HisCallbackSettings(BaseModel):
+    """POST every write-back row to the HIS (院内传报卡数据回传), besides the table it can read."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str = Field(pattern=r"^https?://")
+    his: str  # the registered HIS whose SSO key signs the callbacks (cdcsync sso add-his)
+    timeout_s: float = Field(10.0, gt=0, le=120)
+    interval_s: float = Field(5.0, gt=0, le=600)  # how often pending rows are looked for
+    max_backoff_s: float = Field(600.0, ge=1, le=86400)  # retry delay cap after failures
+
+
 class WorkbenchSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -23,6 +35,7 @@ class WorkbenchSettings(BaseModel):
     # Mark the session cookie Secure (set it when 8884 is served over TLS).
     secure_cookie: bool = False
     snooze_choices_min: list[int] = Field(default_factory=lambda: [15, 30, 60, 120])
+    his_callback: HisCallbackSettings | None = None
 
     def secrets_dir(self, state_dir: Path) -> Path:
         return self.sso_dir if self.sso_dir is not None else state_dir / "sso"
