@@ -446,3 +446,51 @@ def test_his_callback_posts_write_back_rows_in_order_and_retries_until_taken(pg_
             assert b.rows("SELECT his_note FROM writeback.report_card") == [("回调接口已接收",), ("回调接口已接收",)]
     finally:
         hook.close()
+
+
+def test_admin_view_revokes_clients_and_the_quarantine_is_listed_masked_and_retried(pg_cluster: LocalCluster,
+                                                                                   tmp_path: Path) -> None:
+    from urllib.parse import unquote_plus
+
+    import psycopg
+
+    from cdcsync.api.auth import create_key
+    from tests.api_helpers import patient
+    from tests.wb_helpers import drain
+
+    with running_bench(pg_cluster, tmp_path, "wbadmin") as b:
+        with psycopg.connect(b.dsn) as conn:
+            create_key(conn, "lis", "检验系统")
+        drain(b.settings, "national")
+        bad = patient("QBAD", sex_code="ZZ")  # a local sex code with no mapping: quarantined
+        with psycopg.connect(b.dsn) as conn:
+            conn.execute(f"INSERT INTO emr.patient ({', '.join(bad)}) VALUES ({', '.join(['%s'] * len(bad))})",
+                         list(bad.values()))
+        drain(b.settings, "national")
+        assert b.rows("SELECT count(*) FROM cdcsync.quarantine WHERE status = 'held'") == [(1,)]
+
+        admin = login(b, b.ticket(sub="A001", name="信息科", dept="0800", role="admin", patient=None))
+        home = admin.get("/admin")
+        assert home.status_code == 200 and 'data-his="HIS2"' in home.text and 'data-key="lis"' in home.text
+        csrf = csrf_of(home.text)
+        assert admin.post("/admin/revoke", data={"kind": "api_key", "name": "lis"}).status_code == 403
+        assert admin.post("/admin/revoke", data={"kind": "api_key", "name": "lis", "csrf": csrf}).status_code == 303
+        assert b.rows("SELECT revoked_at IS NOT NULL FROM cdcsync.api_key WHERE name = 'lis'") == [(True,)]
+        assert admin.post("/admin/revoke", data={"kind": "sso", "name": "HIS2", "csrf": csrf}).status_code == 303
+        assert b.registry.secret("HIS2") is None
+        assert httpx.get(f"{b.url}/sso", params={"ticket": b.ticket(his="HIS2", key_of="HIS1")}).status_code == 403
+
+        q = admin.get("/admin/quarantine", params={"table": "patient"})
+        assert q.status_code == 200 and "QBAD" in q.text and "没有对照的国家代码" in q.text
+        assert "张三" not in q.text and "110101198001020016" not in q.text  # pii masked
+        with psycopg.connect(b.dsn) as conn:  # the HIS fixes its data
+            conn.execute("UPDATE emr.patient SET sex_code = 'M' WHERE patient_id = 'QBAD'")
+        r = admin.post("/admin/quarantine/retry", data={"table": "patient", "csrf": csrf})
+        assert r.status_code == 303 and "已重发 1 条" in unquote_plus(r.headers["location"])
+        assert b.rows("SELECT count(*) FROM cdcsync.quarantine WHERE status = 'held'") == [(0,)]
+        doctor = login(b, b.ticket())
+        assert doctor.get("/admin").status_code == 403 and doctor.get("/admin/quarantine").status_code == 403
+        ph = login(b, b.ticket(sub="F001", name="王防保", dept="0900", role="public_health", patient=None))
+        assert ph.get("/admin/quarantine").status_code == 200 and ph.get("/admin").status_code == 403
+        actions = {a for a, in b.rows("SELECT action FROM cdcsync.wb_audit WHERE actor = 'A001'")}
+        assert {"view_admin", "revoke_api_key", "revoke_sso", "view_quarantine", "quarantine_retry"} <= actions

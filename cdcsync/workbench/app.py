@@ -2,144 +2,44 @@
 
 Server-rendered Jinja2, no script. Every request of a page with patient data needs a session that
 only a valid SSO ticket starts; every POST carries the session's CSRF token (403 without it);
-every response is ``no-store`` with a strict Content-Security-Policy (set by :func:`security_headers`).
-Database work runs in the thread pool on a short-lived autocommit connection per request.
+every response is ``no-store`` with a strict Content-Security-Policy (set by the web app's
+``security_headers`` middleware). Database work runs in the thread pool on a short-lived
+autocommit connection per request.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hmac
-import logging
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import urlencode
 
-import psycopg
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
 
 from cdcsync.config import Settings
 from cdcsync.mapping.domains import CodeTables, load_code_tables
-from cdcsync.surveil.cases import Action, Actor, Case, CaseError, CaseFilter, CaseStore, Status
+from cdcsync.surveil.cases import Action, Case, CaseError, CaseFilter, CaseStore, Status
 from cdcsync.workbench import card as cardmod
 from cdcsync.workbench import stats as wbstats
 from cdcsync.workbench import store
+from cdcsync.workbench.admin import install_admin
 from cdcsync.workbench.evidence import describe_evidence
-from cdcsync.workbench.sso import ROLE_LABELS, HisRegistry, TicketError, verify_ticket
+from cdcsync.workbench.sso import TicketError, verify_ticket
 from cdcsync.workbench.store import Session
-
-log = logging.getLogger("cdcsync.workbench")
-
-HERE = Path(__file__).parent
-COOKIE = "cdcsync_wb"
-MAX_FORM_BYTES = 64 * 1024
-EXCLUDE_REASONS = ("诊断有误，已排除传染病", "非首诊，已由他院或他科报告", "同一病程已报告过", "诊断录入错误", "其他")
-BEIJING = dt.timezone(dt.timedelta(hours=8))
-
-
-class Refused(Exception):
-    """An HTTP refusal rendered as a Chinese page."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-def _env() -> Environment:
-    env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]))
-    env.filters["bj"] = lambda t: t.astimezone(BEIJING).strftime("%Y-%m-%d %H:%M") if t else "—"
-    return env
-
-
-def remaining_text(due: dt.datetime, now: dt.datetime) -> tuple[str, bool]:
-    """("剩余 1 小时 5 分" | "已超时 20 分", overdue)."""
-    secs = int((due - now).total_seconds())
-    minutes = abs(secs) // 60
-    text = f"{minutes // 60} 小时 {minutes % 60} 分" if minutes >= 60 else f"{minutes} 分"
-    return (f"已超时 {text}", True) if secs < 0 else (f"剩余 {text}", False)
-
-
-def can_see(sess: Session, dept_code: str | None, doctor_id: str | None) -> bool:
-    """A doctor sees the cases and cards of their department (and their own); the 防保科 all."""
-    if sess.sees_all:
-        return True
-    if sess.role != "doctor":
-        return False  # admin: no patient data
-    return dept_code == sess.dept_code or doctor_id == sess.staff_id
-
-
-class Workbench:
-    def __init__(self, settings: Settings, tables: CodeTables, conninfo: Callable[[], str]) -> None:
-        self.settings = settings
-        self.cfg = settings.workbench
-        self.tables = tables
-        self.conninfo = conninfo
-        self.registry = HisRegistry(self.cfg.secrets_dir(settings.state_dir))
-        self.env = _env()
-
-    @contextmanager
-    def conn(self) -> Iterator[psycopg.Connection[Any]]:
-        with psycopg.connect(self.conninfo(), autocommit=True, connect_timeout=10,
-                             application_name="cdcsync-workbench") as c:
-            yield c
-
-    def render(self, name: str, status: int = 200, **ctx: Any) -> HTMLResponse:
-        html = self.env.get_template(name).render(role_labels=ROLE_LABELS, **ctx)
-        return HTMLResponse(html, status_code=status)
-
-    # -- sessions ------------------------------------------------------------------------------
-
-    def session(self, c: psycopg.Connection[Any], request: Request) -> Session:
-        token = request.cookies.get(COOKIE, "")
-        sess = store.load_session(c, token, dt.timedelta(seconds=self.cfg.session_idle_s),
-                                  dt.timedelta(seconds=self.cfg.session_max_s)) if token else None
-        if sess is None:
-            raise Refused(401, "未登录或登录已超时：请从院内系统（HIS）重新打开本页面。")
-        return sess
-
-    @staticmethod
-    def check_csrf(sess: Session, form: dict[str, str]) -> None:
-        if not hmac.compare_digest(form.get("csrf", ""), sess.csrf):
-            raise Refused(403, "表单已失效（防伪令牌不符）：请刷新页面后重试。")
-
-    def actor(self, sess: Session) -> Actor:
-        return Actor(sess.staff_id, sess.role)
-
-    def visible_case(self, c: psycopg.Connection[Any], sess: Session, case_id: int, action: str) -> Case:
-        cs = CaseStore(c)
-        try:
-            case = cs.get(case_id)
-        except CaseError:
-            raise Refused(404, f"病例 {case_id} 不存在") from None
-        if not can_see(sess, case.dept_code, case.doctor_id):
-            store.audit(c, sess.staff_id, sess.role, action, his=sess.his, allowed=False, case_id=case_id,
-                        patient_id=case.patient_id, detail="非本科室病例")
-            raise Refused(403, "无权查看其他科室的病例。")
-        return case
-
-
-async def read_form(request: Request) -> dict[str, str]:
-    body = await request.body()
-    if len(body) > MAX_FORM_BYTES:
-        raise Refused(413, "提交的内容过大")
-    try:
-        parsed = parse_qs(body.decode("utf-8"), keep_blank_values=True, max_num_fields=200)
-    except (UnicodeDecodeError, ValueError):
-        raise Refused(400, "提交的表单无法解析") from None
-    return {k: v[0] for k, v in parsed.items()}
-
-
-def _int(value: str | None, what: str) -> int:
-    try:
-        return int(value or "")
-    except ValueError:
-        raise Refused(400, f"{what}应为数字") from None
+from cdcsync.workbench.web import (
+    BEIJING,
+    COOKIE,
+    EXCLUDE_REASONS,
+    HERE,
+    Refused,
+    Workbench,
+    can_see,
+    parse_int,
+    read_form,
+    remaining_text,
+)
 
 
 def install_workbench(app: FastAPI, settings: Settings, *, conninfo: Callable[[], str] | None = None,
@@ -180,7 +80,7 @@ def install_workbench(app: FastAPI, settings: Settings, *, conninfo: Callable[[]
             token, sess = store.start_session(c, t)
             store.audit(c, t.staff_id, t.role, "sso_login", his=t.his, patient_id=t.patient_id)
         target = "/ph" if sess.role == "public_health" and not sess.patient_id else (
-            "/status.html" if sess.role == "admin" else "/popup")
+            "/admin" if sess.role == "admin" else "/popup")
         # A page of our own origin moves on (meta refresh, no script): a SameSite=Strict cookie is
         # then sent, which a redirect straight out of the HIS's cross-site navigation would not get.
         resp = wb.render("moving.html", target=target)
@@ -213,7 +113,7 @@ def install_workbench(app: FastAPI, settings: Settings, *, conninfo: Callable[[]
             cs = CaseStore(c)
             patient_id: str | None
             if case_param:
-                focus = wb.visible_case(c, sess, _int(case_param, "病例编号"), "view_popup")
+                focus = wb.visible_case(c, sess, parse_int(case_param, "病例编号"), "view_popup")
                 patient_id, org = focus.patient_id, focus.org_code
             else:
                 patient_id, org = sess.patient_id, wb.settings.org_code
@@ -248,7 +148,7 @@ def install_workbench(app: FastAPI, settings: Settings, *, conninfo: Callable[[]
             with wb.conn() as c:
                 sess = wb.session(c, request)
                 wb.check_csrf(sess, form)
-                case = wb.visible_case(c, sess, _int(form.get("case_id"), "病例编号"), "case_action")
+                case = wb.visible_case(c, sess, parse_int(form.get("case_id"), "病例编号"), "case_action")
                 name = form.get("action", "")
                 if name == "exclude":
                     label = form.get("reason", "")
@@ -260,7 +160,7 @@ def install_workbench(app: FastAPI, settings: Settings, *, conninfo: Callable[[]
                     action = Action("exclude", reason=f"{label}：{text}" if text else label)
                     done = "已排除"
                 elif name == "snooze":
-                    minutes = _int(form.get("minutes"), "提醒间隔")
+                    minutes = parse_int(form.get("minutes"), "提醒间隔")
                     if minutes not in wb.cfg.snooze_choices_min:
                         return popup_page(request, form.get("back"), error="请选择稍后提醒的时间", status=422)
                     action = Action("snooze", until=dt.datetime.now(dt.UTC) + dt.timedelta(minutes=minutes))
@@ -300,7 +200,7 @@ def install_workbench(app: FastAPI, settings: Settings, *, conninfo: Callable[[]
         with wb.conn() as c:
             sess = wb.session(c, request)
             if revise:
-                old = store.get_card(c, _int(revise, "报告卡"))
+                old = store.get_card(c, parse_int(revise, "报告卡"))
                 if old is None or not can_see(sess, old.dept_code, old.doctor_id):
                     raise Refused(404, "报告卡不存在或无权查看")
                 kase = CaseStore(c).get(old.case_id) if old.case_id else None
@@ -308,7 +208,7 @@ def install_workbench(app: FastAPI, settings: Settings, *, conninfo: Callable[[]
                             card_id=old.card_id, patient_id=old.patient_id, detail=f"订正第 {old.version} 版")
                 return card_page(sess, kase, {k: str(v) for k, v in old.fields.items()},
                                  {k: str(v) for k, v in (old.supplement or {}).items()}, {}, revise=old)
-            kase = wb.visible_case(c, sess, _int(case, "病例编号"), "view_card_form")
+            kase = wb.visible_case(c, sess, parse_int(case, "病例编号"), "view_card_form")
             if not kase.is_open:
                 raise Refused(409, f"病例 {kase.case_id} 已结案（{kase.status}），无需再填报告卡。")
             keys = [(e.table_name, e.row_key) for e in CaseStore(c).evidence(kase.case_id)]
@@ -331,7 +231,7 @@ def install_workbench(app: FastAPI, settings: Settings, *, conninfo: Callable[[]
                 values = {k: form.get(k, "").strip() for k in cardmod.FIELD_NAMES}
                 sup = cardmod.supplement_for(values["disease_code"])
                 sup_values = {f.name: form.get(f"sup_{f.name}", "").strip() for f in sup.fields} if sup else {}
-                old = store.get_card(c, _int(form["revise"], "报告卡")) if form.get("revise") else None
+                old = store.get_card(c, parse_int(form["revise"], "报告卡")) if form.get("revise") else None
                 if old is not None:
                     if not can_see(sess, old.dept_code, old.doctor_id):
                         raise Refused(404, "报告卡不存在或无权查看")
@@ -339,7 +239,7 @@ def install_workbench(app: FastAPI, settings: Settings, *, conninfo: Callable[[]
                         raise Refused(409, f"报告卡第 {old.version} 版已{old.status}，请订正最新版本")
                     kase = CaseStore(c).get(old.case_id) if old.case_id else None
                 else:
-                    kase = wb.visible_case(c, sess, _int(form.get("case_id"), "病例编号"), "save_card")
+                    kase = wb.visible_case(c, sess, parse_int(form.get("case_id"), "病例编号"), "save_card")
                     if not kase.is_open:
                         raise Refused(409, f"病例 {kase.case_id} 已结案（{kase.status}），无需再填报告卡。")
                 errors = cardmod.check_card(values, wb.tables, cardmod.beijing_now())
@@ -478,6 +378,8 @@ def install_workbench(app: FastAPI, settings: Settings, *, conninfo: Callable[[]
             return RedirectResponse(f"/ph/card/{row_id}", status_code=303)
 
         return await run_in_threadpool(run)
+
+    install_admin(app, wb)
 
     # -- workload, timeliness, audit (防保科) ------------------------------------------------------
 
