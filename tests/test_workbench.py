@@ -22,6 +22,7 @@ from cdcsync.workbench.sso import HisRegistry
 from tests.api_helpers import REPO
 from tests.wb_helpers import Bench, case_status, open_case, running_bench, seed_patient
 
+HIS_HEPATITIS_B = "CR0302"  # the example hospital's local code of 乙型肝炎
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
 
@@ -494,3 +495,24 @@ def test_admin_view_revokes_clients_and_the_quarantine_is_listed_masked_and_retr
         assert ph.get("/admin/quarantine").status_code == 200 and ph.get("/admin").status_code == 403
         actions = {a for a, in b.rows("SELECT action FROM cdcsync.wb_audit WHERE actor = 'A001'")}
         assert {"view_admin", "revoke_api_key", "revoke_sso", "view_quarantine", "quarantine_retry"} <= actions
+
+
+def test_the_his_own_cards_appear_in_the_public_health_list(pg_cluster: LocalCluster, tmp_path: Path) -> None:
+    import psycopg
+
+    with running_bench(pg_cluster, tmp_path, "wbhiscard") as b:
+        now = dt.datetime.now().replace(microsecond=0)
+        with psycopg.connect(b.dsn) as conn:
+            conn.execute(
+                "INSERT INTO emr.report_card (org_code, card_id, card_no, card_category_code, patient_id, patient_name,"
+                " sex_code, patient_belong_code, current_addr_region_code, population_group_code, disease_code,"
+                " diagnosis_status_code, onset_date, diagnosis_time, report_dept_code, report_doctor_id,"
+                " report_doctor, report_time, modify_flag, collect_time, update_time) VALUES (%s, 'HC1', 'N001',"
+                " '1', 'P7', '赵六', 'M', '1', '110101', '09', %s, 'QZ', %s, %s, '0301', 'D001', '张医生', %s, 'I',"
+                " %s, %s)", (b.settings.org_code, HIS_HEPATITIS_B, now.date(), now, now, now, now))
+        ph = login(b, b.ticket(sub="F001", name="王防保", dept="0900", role="public_health", patient=None))
+        page = ph.get("/ph", params={"dept": "0301"}).text
+        row = re.search(r'data-his-card="HC1">(.*?)</tr>', page, re.S)
+        assert row and "乙型肝炎" in row.group(1) and "张医生" in row.group(1) and "赵六" not in page
+        assert 'data-his-card="HC1"' not in ph.get("/ph", params={"dept": "0401"}).text
+        assert 'data-his-card="HC1"' not in ph.get("/ph", params={"disease": "310"}).text

@@ -313,10 +313,19 @@ def install_workbench(app: FastAPI, settings: Settings, *, conninfo: Callable[[]
             cards = store.list_cards(c, dept_code=dept or None, doctor_id=doctor or None,
                                      disease_code=disease or None, statuses=card_statuses, since=day(since),
                                      until=until_d)
+            diseases = wb.tables.domain("notifiable_disease")
+            his_cards = []
+            for hc in store.his_cards(c, dept_code=dept or None, doctor_id=doctor or None, since=day(since),
+                                      until=until_d):
+                national = wb.tables.map("notifiable_disease", hc["disease_code"])
+                if disease and national != disease:
+                    continue
+                hc["disease_name"] = diseases.name_of(national) if national else f"未对照（{hc['disease_code']}）"
+                his_cards.append(hc)
             store.audit(c, sess.staff_id, sess.role, "view_list", his=sess.his,
-                        detail=f"{len(cases)} 个病例，{len(cards)} 张报告卡")
+                        detail=f"{len(cases)} 个病例，{len(cards)} 张报告卡，{len(his_cards)} 张院内报告卡")
         rows = [{"case": k, "left": remaining_text(k.due_at, now)} for k in cases]
-        return wb.render("ph_list.html", sess=sess, cases=rows, cards=cards, now=now,
+        return wb.render("ph_list.html", sess=sess, cases=rows, cards=cards, now=now, his_cards=his_cards,
                          f={"status": status, "overdue": overdue, "dept": dept, "doctor": doctor, "disease": disease,
                             "since": since, "until": until},
                          case_statuses=[str(s) for s in Status],

@@ -291,3 +291,26 @@ def list_cards(conn: psycopg.Connection[Any], *, patient_id: str | None = None, 
         cur.execute(f"SELECT {_CARD_COLUMNS} FROM cdcsync.wb_card {clause} ORDER BY card_row_id DESC LIMIT %s",
                     (*params, limit))
         return [CardRow(**r) for r in cur.fetchall()]
+
+
+def his_cards(conn: psycopg.Connection[Any], *, dept_code: str | None = None, doctor_id: str | None = None,
+              since: dt.date | None = None, until: dt.date | None = None, limit: int = 200) -> list[dict[str, Any]]:
+    """The HIS's own cards (``emr.report_card``, local codes) for the 防保科's list."""
+    where: list[str] = []
+    params: list[Any] = []
+    for col, value in (("report_dept_code", dept_code), ("report_doctor_id", doctor_id)):
+        if value:
+            where.append(f"{col} = %s")
+            params.append(value)
+    if since:
+        where.append("report_time >= %s::date")
+        params.append(since)
+    if until:
+        where.append("report_time < %s::date + 1")
+        params.append(until)
+    clause = f"WHERE {' AND '.join(where)}" if where else ""
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute("SELECT card_id, card_no, patient_id, disease_code, report_dept_code, report_doctor_id,"
+                    f" report_doctor, report_time, modify_flag FROM emr.report_card {clause}"
+                    " ORDER BY report_time DESC LIMIT %s", (*params, limit))
+        return cur.fetchall()
