@@ -215,7 +215,22 @@ COMMENT ON COLUMN cdcsync.wb_audit.card_id IS '报告卡编号';
 COMMENT ON COLUMN cdcsync.wb_audit.patient_id IS '患者唯一标识';
 COMMENT ON COLUMN cdcsync.wb_audit.detail IS '说明（拒绝原因、版本号等，不含患者信息）';
 
+-- 审计日志不可修改；只有保留期清理（cdcsync/workbench/store.py purge_audit，事务内设置 cdcsync.audit_purge）
+-- 可以删除 180 天以前的记录（保留期可配置，但不少于 180 天）。
+CREATE OR REPLACE FUNCTION cdcsync.wb_audit_guard() RETURNS trigger
+    LANGUAGE plpgsql AS $fn$
+BEGIN
+    IF TG_OP = 'DELETE' AND current_setting('cdcsync.audit_purge', true) = 'on'
+       AND OLD.at < now() - interval '180 days' THEN
+        RETURN OLD;
+    END IF;
+    RAISE EXCEPTION '审计日志不可%（只追加；仅保留期清理可删除 180 天以前的记录）', TG_OP
+        USING ERRCODE = 'insufficient_privilege';
+END
+$fn$;
+COMMENT ON FUNCTION cdcsync.wb_audit_guard() IS '审计日志只追加：拒绝修改；删除仅限保留期清理且记录早于 180 天';
+
 CREATE TRIGGER wb_audit_append_only BEFORE UPDATE OR DELETE ON cdcsync.wb_audit
-    FOR EACH ROW EXECUTE FUNCTION cdcsync.wb_refuse_change();
+    FOR EACH ROW EXECUTE FUNCTION cdcsync.wb_audit_guard();
 CREATE TRIGGER wb_audit_no_truncate BEFORE TRUNCATE ON cdcsync.wb_audit
     FOR EACH STATEMENT EXECUTE FUNCTION cdcsync.wb_refuse_change();

@@ -3,7 +3,8 @@
 --   cdcsync_his     院内系统：只读回传表 writeback.report_card，只可填写 written_back_at 与 his_note；
 --                   emr.report_card_frontend（前置软件填写的报告卡，随正常数据流上报）只读
 --   cdcsync_api     数据操作API：emr.report_card_frontend 只读（该表不是院内系统写入的表）
---   任何角色都没有报告卡、回传表、审计日志的 DELETE、TRUNCATE 权限（另有触发器拒绝）。
+--   任何角色都没有报告卡、回传表的 DELETE、TRUNCATE 权限（另有触发器拒绝）；审计日志只有保留期清理可删除
+--   180 天以前的记录（触发器检查）。
 -- Developer note: cdcsync/db/roles.py runs every cdcsync.apply_*_grants() after apply_role_grants()
 -- (which grants cdcsync_daemon DELETE on every table of schema cdcsync), so the revocations follow it.
 
@@ -18,6 +19,8 @@ BEGIN
         REVOKE ALL ON cdcsync.wb_card, cdcsync.wb_audit, writeback.report_card FROM cdcsync_daemon;
         GRANT SELECT, INSERT, UPDATE ON cdcsync.wb_card TO cdcsync_daemon;
         GRANT SELECT, INSERT ON cdcsync.wb_audit, writeback.report_card TO cdcsync_daemon;
+        -- the retention purge only (a trigger refuses any other delete, and rows younger than 180 days)
+        GRANT DELETE ON cdcsync.wb_audit TO cdcsync_daemon;
         -- the HIS callback sender: its own columns, and written_back_at once the HIS answered 2xx
         GRANT UPDATE (callback_attempts, callback_next_at, callback_error, written_back_at, his_note)
             ON writeback.report_card TO cdcsync_daemon;

@@ -516,3 +516,25 @@ def test_the_his_own_cards_appear_in_the_public_health_list(pg_cluster: LocalClu
         assert row and "乙型肝炎" in row.group(1) and "张医生" in row.group(1) and "赵六" not in page
         assert 'data-his-card="HC1"' not in ph.get("/ph", params={"dept": "0401"}).text
         assert 'data-his-card="HC1"' not in ph.get("/ph", params={"disease": "310"}).text
+
+
+def test_audit_is_append_only_except_the_retention_purge(migrated_db: str) -> None:
+    import psycopg
+
+    from cdcsync.workbench import store
+
+    with psycopg.connect(migrated_db, autocommit=True) as conn:
+        for days in (400, 200, 10):
+            conn.execute("INSERT INTO cdcsync.wb_audit (at, actor, role, action) VALUES"
+                         " (now() - make_interval(days => %s), 'D001', 'doctor', 'view_popup')", (days,))
+        for statement in ("UPDATE cdcsync.wb_audit SET actor = 'x'", "DELETE FROM cdcsync.wb_audit",
+                          "TRUNCATE cdcsync.wb_audit"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(statement)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege), conn.transaction():  # not younger than 180 days
+            conn.execute("SET LOCAL cdcsync.audit_purge = 'on'")
+            conn.execute("DELETE FROM cdcsync.wb_audit WHERE at > now() - interval '20 days'")
+        assert store.purge_audit(conn, 365) == 1
+        assert store.purge_audit(conn, 30) == 1  # a retention below 180 days is raised to 180
+        left = conn.execute("SELECT (now() - at) < interval '20 days' FROM cdcsync.wb_audit").fetchall()
+        assert left == [(True,)]

@@ -10,10 +10,13 @@ autocommit connection per request.
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import threading
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
@@ -41,12 +44,47 @@ from cdcsync.workbench.web import (
     remaining_text,
 )
 
+log = logging.getLogger("cdcsync.workbench")
+
+
+class Housekeeping:
+    """Hourly: purge the audit log past its retention and sessions that can never be used again."""
+
+    def __init__(self, wb: Workbench, interval_s: float = 3600.0) -> None:
+        self.wb = wb
+        self.interval_s = interval_s
+        self.stop_event = threading.Event()
+        self.thread = threading.Thread(target=self._loop, name="workbench-housekeeping", daemon=True)
+
+    def run_once(self) -> tuple[int, int]:
+        with self.wb.conn() as c:
+            return (store.purge_audit(c, self.wb.cfg.audit_retention_days),
+                    store.purge_sessions(c, dt.timedelta(seconds=self.wb.cfg.session_max_s)))
+
+    def _loop(self) -> None:
+        while not self.stop_event.is_set():
+            try:
+                self.run_once()
+            except psycopg.Error as exc:  # the database away for a moment: next hour
+                log.warning("workbench housekeeping: database error %s", type(exc).__name__)
+            self.stop_event.wait(self.interval_s)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.stop_event.set()
+        self.thread.join(timeout)
+
 
 def install_workbench(app: FastAPI, settings: Settings, *, conninfo: Callable[[], str] | None = None,
                       tables: CodeTables | None = None) -> Workbench:
     wb = Workbench(settings, tables or load_code_tables(settings.mappings_dir, settings.hospital, strict=False),
                    conninfo or settings.database.conninfo)
     app.state.workbench = wb
+    housekeeping = Housekeeping(wb)
+    housekeeping.start()
+    app.state.closers = [*getattr(app.state, "closers", []), housekeeping.stop]
     if wb.cfg.his_callback is not None:
         from cdcsync.workbench.callback import CallbackSender
 

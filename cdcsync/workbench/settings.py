@@ -36,6 +36,9 @@ class WorkbenchSettings(BaseModel):
     secure_cookie: bool = False
     snooze_choices_min: list[int] = Field(default_factory=lambda: [15, 30, 60, 120])
     his_callback: HisCallbackSettings | None = None
+    # Audit lines older than this are purged (hourly housekeeping); at least 180 days (the
+    # trigger refuses younger ones), as the 网络安全法 asks of logs.
+    audit_retention_days: int = Field(365, ge=180, le=36500)
 
     def secrets_dir(self, state_dir: Path) -> Path:
         return self.sso_dir if self.sso_dir is not None else state_dir / "sso"

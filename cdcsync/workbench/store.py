@@ -103,6 +103,22 @@ def audit(conn: psycopg.Connection[Any], actor: str, role: str, action: str, *, 
                  (actor or "-", role or "-", his, action, allowed, case_id, card_id, patient_id, detail))
 
 
+def purge_audit(conn: psycopg.Connection[Any], retention_days: int) -> int:
+    """Delete audit lines older than the retention (at least 180 days: the trigger checks it)."""
+    with conn.transaction():
+        conn.execute("SET LOCAL cdcsync.audit_purge = 'on'")
+        cur = conn.execute("DELETE FROM cdcsync.wb_audit WHERE at < now() - make_interval(days => %s)",
+                           (max(180, retention_days),))
+        return cur.rowcount
+
+
+def purge_sessions(conn: psycopg.Connection[Any], max_age: dt.timedelta) -> int:
+    """Forget sessions that ended or expired more than a day ago (they can never be used again)."""
+    cur = conn.execute("DELETE FROM cdcsync.wb_session WHERE coalesce(ended_at, last_seen_at) < now() - %s"
+                       " OR created_at < now() - %s", (dt.timedelta(days=1), max_age + dt.timedelta(days=1)))
+    return cur.rowcount
+
+
 def audit_lines(conn: psycopg.Connection[Any], *, actor: str | None = None, patient_id: str | None = None,
                 limit: int = 500) -> list[dict[str, Any]]:
     where: list[str] = []
