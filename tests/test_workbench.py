@@ -538,3 +538,37 @@ def test_audit_is_append_only_except_the_retention_purge(migrated_db: str) -> No
         assert store.purge_audit(conn, 30) == 1  # a retention below 180 days is raised to 180
         left = conn.execute("SELECT (now() - at) < interval '20 days' FROM cdcsync.wb_audit").fetchall()
         assert left == [(True,)]
+
+
+def test_sm2_signed_tickets(tmp_path: Path) -> None:
+    from cdcsync.crypto.keys import public_key_pem
+    from cdcsync.crypto.sm2 import SM2PrivateKey
+    from cdcsync.workbench.sso import TicketError, b64url, verify_ticket
+
+    his_key, other = SM2PrivateKey.generate(), SM2PrivateKey.generate()
+    pem = tmp_path / "his.pem"
+    pem.write_bytes(public_key_pem(his_key.public_key))
+    reg = HisRegistry(tmp_path / "sso")
+    reg.add_sm2("HISSM2", pem)
+    reg.add("HISHMAC")
+    now = dt.datetime.now(dt.UTC)
+
+    def ticket(signer: SM2PrivateKey, his: str = "HISSM2", **over: object) -> str:
+        claims = {"v": 1, "his": his, "alg": "SM2-SM3", "sub": "D001", "name": "张医生", "dept": "0301",
+                  "role": "doctor", "iat": int(now.timestamp()), "nonce": "n" * 16, **over}
+        payload = b64url(json.dumps(claims, ensure_ascii=False).encode())
+        return f"{payload}.{b64url(signer.sign(payload.encode('ascii')))}"
+
+    t = verify_ticket(ticket(his_key), reg, now=now, ttl_s=60, skew_s=30)
+    assert (t.his, t.staff_id) == ("HISSM2", "D001")
+    for bad, code in ((ticket(other), "bad_signature"), (ticket(his_key, his="HISHMAC"), "unknown_his"),
+                      (ticket(his_key, alg="RSA"), "bad_alg")):
+        with pytest.raises(TicketError) as err:
+            verify_ticket(bad, reg, now=now, ttl_s=60, skew_s=30)
+        assert err.value.code == code
+    assert [n for n, _ in reg.names()] == ["HISHMAC", "HISSM2"]
+    reg.revoke("HISSM2")
+    with pytest.raises(TicketError, match="未登记 SM2 公钥或已吊销"):
+        verify_ticket(ticket(his_key), reg, now=now, ttl_s=60, skew_s=30)
+    with pytest.raises(ValueError, match="不是有效的 SM2 公钥"):
+        reg.add_sm2("HISX", tmp_path / "sso" / "HISHMAC.key")

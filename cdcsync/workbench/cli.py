@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from cdcsync.cli_context import AppContext, fail, pass_app
@@ -20,13 +22,18 @@ def sso() -> None:
 
 @sso.command("add-his")
 @click.argument("name")
+@click.option("--sm2-public-key", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="院内系统以 SM2 签名票据时：其 SM2 公钥（PEM），不生成共享密钥")
 @pass_app
-def add_his(app: AppContext, name: str) -> None:
-    """为院内系统 NAME 生成 HMAC-SM3 签名密钥（文件权限 600），交给 HIS 厂商配置。"""
+def add_his(app: AppContext, name: str, sm2_public_key: Path | None) -> None:
+    """为院内系统 NAME 生成 HMAC-SM3 签名密钥（文件权限 600），或登记其 SM2 公钥。"""
     try:
-        path = _registry(app).add(name)
+        path = _registry(app).add_sm2(name, sm2_public_key) if sm2_public_key else _registry(app).add(name)
     except ValueError as exc:
         fail(str(exc))
+    if sm2_public_key:
+        click.echo(f"已登记院内系统 {name} 的 SM2 公钥：{path}。票据格式见 docs/sso.md（alg: SM2-SM3）。")
+        return
     click.echo(f"已为院内系统 {name} 生成单点登录密钥：{path}（权限 600）。")
     click.echo("请通过安全途径把该文件的内容交给 HIS 厂商；票据格式见 docs/sso.md。")
 

@@ -29,7 +29,9 @@ ROLE_LABELS = {"doctor": "医生", "public_health": "防保科", "admin": "管�
 HIS_NAME = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 MAX_TICKET_CHARS = 4096
 SECRET_SUFFIX = ".key"
+SM2_SUFFIX = ".sm2.pem"  # the HIS's SM2 public key (alg SM2-SM3): the front end holds no secret
 REVOKED_SUFFIX = ".revoked"
+ALGORITHMS = ("HMAC-SM3", "SM2-SM3")
 
 
 class TicketError(ValueError):
@@ -81,35 +83,72 @@ class HisRegistry:
     def path(self, name: str) -> Path:
         return self.directory / f"{name}{SECRET_SUFFIX}"
 
-    def add(self, name: str) -> Path:
+    def sm2_path(self, name: str) -> Path:
+        return self.directory / f"{name}{SM2_SUFFIX}"
+
+    def _check_new(self, name: str) -> None:
         if not HIS_NAME.match(name):
             raise ValueError(f"院内系统名称 {name!r} 无效：只允许字母、数字、下划线、连字符，最长 32 个字符")
+        for existing in (self.path(name), self.sm2_path(name)):
+            if existing.exists():
+                raise ValueError(f"院内系统 {name} 已登记（{existing}）；如需更换请先 cdcsync sso revoke {name}")
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        path = self.path(name)
+
+    def add_sm2(self, name: str, public_key_pem: Path) -> Path:
+        """Register a HIS that signs its tickets with SM2: keep a copy of its public key."""
+        from cdcsync.crypto import KeyFileError
+        from cdcsync.crypto.keys import load_public_key
+
+        self._check_new(name)
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            raise ValueError(f"院内系统 {name} 已有密钥（{path}）；如需更换请先 cdcsync sso revoke {name}") from None
+            load_public_key(public_key_pem)
+        except (KeyFileError, OSError, ValueError) as exc:
+            raise ValueError(f"{public_key_pem}: 不是有效的 SM2 公钥（PEM）：{exc}") from None
+        path = self.sm2_path(name)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(public_key_pem.read_bytes())
+        return path
+
+    def public_key(self, name: str) -> Any:
+        """The HIS's SM2 public key, or None when unknown or revoked."""
+        from cdcsync.crypto import KeyFileError
+        from cdcsync.crypto.keys import load_public_key
+
+        path = self.sm2_path(name)
+        if not HIS_NAME.match(name) or not path.exists():
+            return None
+        try:
+            return load_public_key(path)
+        except (KeyFileError, OSError, ValueError):
+            return None
+
+    def add(self, name: str) -> Path:
+        self._check_new(name)
+        path = self.path(name)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w", encoding="ascii") as fh:
             fh.write(secrets.token_bytes(32).hex() + "\n")
         return path
 
     def names(self) -> list[tuple[str, dt.datetime]]:
+        """(name, key date) of every registered HIS, HMAC-SM3 and SM2 alike."""
         if not self.directory.is_dir():
             return []
         out = []
-        for p in sorted(self.directory.glob(f"*{SECRET_SUFFIX}")):
-            out.append((p.name[: -len(SECRET_SUFFIX)], dt.datetime.fromtimestamp(p.stat().st_mtime, dt.UTC)))
-        return out
+        for suffix in (SECRET_SUFFIX, SM2_SUFFIX):
+            for p in self.directory.glob(f"*{suffix}"):
+                out.append((p.name[: -len(suffix)], dt.datetime.fromtimestamp(p.stat().st_mtime, dt.UTC)))
+        return sorted(out)
 
     def revoke(self, name: str) -> Path:
-        path = self.path(name)
-        if not HIS_NAME.match(name) or not path.exists():
-            raise ValueError(f"没有名为 {name} 的院内系统密钥")
-        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-        target = self.directory / f"{name}{REVOKED_SUFFIX}-{stamp}"
-        path.rename(target)
-        return target
+        for path, suffix in ((self.path(name), ""), (self.sm2_path(name), ".sm2")):
+            if HIS_NAME.match(name) and path.exists():
+                stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+                target = self.directory / f"{name}{suffix}{REVOKED_SUFFIX}-{stamp}"
+                path.rename(target)
+                return target
+        raise ValueError(f"没有名为 {name} 的院内系统密钥")
 
     def secret(self, name: str) -> bytes | None:
         """The HIS's key, or None when unknown or revoked. A file others can read is refused."""
@@ -154,14 +193,26 @@ def verify_ticket(ticket: str, registry: HisRegistry, *, now: dt.datetime, ttl_s
     his = claims.get("his")
     if not isinstance(his, str) or not HIS_NAME.match(his):
         raise TicketError("unknown_his", "单点登录票据未注明有效的院内系统（his）", claimed)
-    if claims.get("alg", "HMAC-SM3") != "HMAC-SM3":
-        raise TicketError("bad_alg", "不支持的签名算法（目前支持 HMAC-SM3）", claimed)
-    key = registry.secret(his)
-    if key is None:
-        raise TicketError("unknown_his", f"院内系统 {his} 未登记或密钥已吊销", claimed)
-    expected = hmac_sm3(key, payload.encode("ascii"))
-    if not std_hmac.compare_digest(expected, signature):
-        raise TicketError("bad_signature", "单点登录票据签名错误", claimed)
+    alg = claims.get("alg", "HMAC-SM3")
+    if alg not in ALGORITHMS:
+        raise TicketError("bad_alg", f"不支持的签名算法（支持 {'、'.join(ALGORITHMS)}）", claimed)
+    if alg == "SM2-SM3":
+        from cdcsync.crypto import SignatureError
+
+        pub = registry.public_key(his)
+        if pub is None:
+            raise TicketError("unknown_his", f"院内系统 {his} 未登记 SM2 公钥或已吊销", claimed)
+        try:
+            pub.verify(signature, payload.encode("ascii"))
+        except SignatureError:
+            raise TicketError("bad_signature", "单点登录票据签名错误", claimed) from None
+    else:
+        key = registry.secret(his)
+        if key is None:
+            raise TicketError("unknown_his", f"院内系统 {his} 未登记或密钥已吊销", claimed)
+        expected = hmac_sm3(key, payload.encode("ascii"))
+        if not std_hmac.compare_digest(expected, signature):
+            raise TicketError("bad_signature", "单点登录票据签名错误", claimed)
     # Only a signed ticket is read further: the fields are the HIS's word from here on.
     if claims.get("v", 1) != 1:
         raise TicketError("bad_field", "单点登录票据版本（v）应为 1", claimed)
