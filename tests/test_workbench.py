@@ -133,11 +133,12 @@ def test_session_cookie_headers_csrf_and_idle_timeout(pg_cluster: LocalCluster, 
 
 
 def test_a_doctor_cannot_see_another_departments_patients(pg_cluster: LocalCluster, tmp_path: Path) -> None:
-    with running_bench(pg_cluster, tmp_path, "wbdept") as b:
+    with running_bench(pg_cluster, tmp_path, "wbdept", frame_ancestors=["http://his.example:8080"]) as b:
         seed_patient(b.dsn)
         case = open_case(b.dsn, dept="0301")
         peds = login(b, b.ticket(sub="D900", name="李医生", dept="0401", patient="P1"))
         page = peds.get("/popup")
+        assert "frame-ancestors 'self' http://his.example:8080" in page.headers["content-security-policy"]
         assert page.status_code == 200 and f"case-{case.case_id}" not in page.text and "急性乙型" not in page.text
         assert peds.get(f"/popup?case={case.case_id}").status_code == 403
         assert peds.get(f"/card?case={case.case_id}").status_code == 403
@@ -240,6 +241,7 @@ def test_card_saved_closes_case_writes_back_and_is_returned_corrected_approved(p
         assert r.status_code == 303, r.text
         versions = b.rows("SELECT version, status FROM cdcsync.wb_card WHERE card_id = %s ORDER BY version", card_id)
         assert versions == [(1, "已订正"), (2, "待审核")]
+        assert doc.get(f"/card?revise={row_id}").status_code == 409  # only the latest version is corrected
         (row2,), = b.rows("SELECT card_row_id FROM cdcsync.wb_card WHERE version = 2")
         r = ph.post(f"/ph/card/{row2}/review", data={"decision": "approve", "csrf": csrf_of(view.text)})
         assert r.status_code == 303

@@ -241,6 +241,8 @@ def install_workbench(app: FastAPI, settings: Settings, *, conninfo: Callable[[]
                 old = store.get_card(c, parse_int(revise, "报告卡"))
                 if old is None or not can_see(sess, old.dept_code, old.doctor_id):
                     raise Refused(404, "报告卡不存在或无权查看")
+                if old.status in (store.CARD_SUPERSEDED, store.CARD_DELETED):
+                    raise Refused(409, f"报告卡第 {old.version} 版已{old.status}，请订正最新版本")
                 kase = CaseStore(c).get(old.case_id) if old.case_id else None
                 store.audit(c, sess.staff_id, sess.role, "view_card_form", his=sess.his, case_id=old.case_id,
                             card_id=old.card_id, patient_id=old.patient_id, detail=f"订正第 {old.version} 版")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -31,7 +32,8 @@ class WorkbenchSettings(BaseModel):
     session_max_s: int = Field(12 * 3600, ge=300, le=7 * 86400)  # absolute session lifetime
     # Origins allowed to frame the workbench (CSP frame-ancestors), e.g. "http://his.example:8080";
     # none: only a popup window (or our own origin) may show it.
-    frame_ancestors: list[str] = Field(default_factory=list)
+    frame_ancestors: list[Annotated[str, Field(pattern=r"^https?://[A-Za-z0-9.\-\[\]:]+(:[0-9]{1,5})?$")]] = Field(
+        default_factory=list)
     # Mark the session cookie Secure (set it when 8884 is served over TLS).
     secure_cookie: bool = False
     snooze_choices_min: list[int] = Field(default_factory=lambda: [15, 30, 60, 120])
