@@ -129,6 +129,13 @@ def _walk(b: Any, case_id: int, browser: Any, shots: Path) -> None:
     assert ph_page.inner_text("#card-status") == "已通过"
     assert b.rows("SELECT event, version FROM writeback.report_card ORDER BY writeback_id") == [
         ("新报卡", 1), ("退回", 1), ("订正", 2), ("审核通过", 2)]
+    ph_page.goto(f"{b.url}/ph")
+    assert ph_page.locator(f'tr[data-card="{card_id}"][data-version="2"] .status').inner_text() == "已通过"
+    ph_page.screenshot(path=str(shots / "ph_list.png"), full_page=True)
+    ph_page.goto(f"{b.url}/ph/stats?period=month")
+    assert ph_page.locator('tr[data-dept="0301"][data-doctor="D001"] .rate').inner_text() == "100.0%"
+    ph_page.screenshot(path=str(shots / "ph_stats.png"), full_page=True)
     assert violations == [] and ph_violations == [], "no page may break its own Content-Security-Policy"
-    for name in ("popup.png", "card_form_error.png", "popup_returned.png", "card_form_revise.png"):
+    for name in ("popup.png", "card_form_error.png", "popup_returned.png", "card_form_revise.png", "ph_list.png",
+                 "ph_stats.png"):
         assert (shots / name).stat().st_size > 5000

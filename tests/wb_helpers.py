@@ -21,6 +21,8 @@ from cdcsync.surveil.cases import Case, CaseStore, Evidence, Kind, Signal, Statu
 from cdcsync.workbench.sso import HisRegistry, sign_ticket
 from tests.api_helpers import ORG, drop_database, local_api, new_database, patient
 
+DEPT_NAMES = {"0301": "感染科", "0401": "儿科", "0800": "信息科", "0900": "防保科"}
+
 
 @dataclass
 class Bench:
@@ -39,7 +41,7 @@ class Bench:
                role: str = "doctor", patient: str | None = "P1", visit: str | None = "V1",
                iat: int | None = None, key_of: str | None = None, **extra: Any) -> str:
         claims: dict[str, Any] = {"v": 1, "his": his, "alg": "HMAC-SM3", "sub": sub, "name": name, "dept": dept,
-                                  "dept_name": "感染科" if dept == "0301" else "儿科", "role": role,
+                                  "dept_name": DEPT_NAMES.get(dept, "门诊"), "role": role,
                                   "iat": int(time.time()) if iat is None else iat,
                                   "nonce": secrets.token_urlsafe(16), **extra}
         if patient:
