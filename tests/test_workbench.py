@@ -130,6 +130,15 @@ def test_session_cookie_headers_csrf_and_idle_timeout(pg_cluster: LocalCluster, 
         with __import__("psycopg").connect(b.dsn) as conn:
             conn.execute("UPDATE cdcsync.wb_session SET last_seen_at = now() - interval '61 seconds'")
         assert client.get("/popup").status_code == 401
+        # housekeeping forgets sessions that can never be used again (here: idle for two days)
+        from cdcsync.workbench.app import Housekeeping
+
+        with __import__("psycopg").connect(b.dsn) as conn:
+            conn.execute("UPDATE cdcsync.wb_session SET last_seen_at = now() - interval '2 days'"
+                         " WHERE staff_id = 'D001'")
+        live = b.rows("SELECT count(*) FROM cdcsync.wb_session")[0][0]
+        assert Housekeeping(b.handle.app("web").state.workbench).run_once() == (0, live)
+        assert b.rows("SELECT count(*) FROM cdcsync.wb_session") == [(0,)]
 
 
 def test_a_doctor_cannot_see_another_departments_patients(pg_cluster: LocalCluster, tmp_path: Path) -> None:

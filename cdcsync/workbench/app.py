@@ -62,19 +62,21 @@ class Housekeeping:
                     store.purge_sessions(c, dt.timedelta(seconds=self.wb.cfg.session_max_s)))
 
     def _loop(self) -> None:
-        while not self.stop_event.is_set():
+        # First round a minute after start: a listener started and stopped at once does no work.
+        while not self.stop_event.wait(min(60.0, self.interval_s)):
             try:
                 self.run_once()
-            except psycopg.Error as exc:  # the database away for a moment: next hour
+            except psycopg.Error as exc:  # the database away for a moment: next round
                 log.warning("workbench housekeeping: database error %s", type(exc).__name__)
-            self.stop_event.wait(self.interval_s)
+            if self.stop_event.wait(max(0.0, self.interval_s - 60.0)):
+                return
 
     def start(self) -> None:
         self.thread.start()
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def stop(self, timeout: float = 2.0) -> None:
         self.stop_event.set()
-        self.thread.join(timeout)
+        self.thread.join(timeout)  # a daemon thread: never hold the listener's shutdown for long
 
 
 def install_workbench(app: FastAPI, settings: Settings, *, conninfo: Callable[[], str] | None = None,
