@@ -354,12 +354,22 @@ def test_a_saved_card_reaches_both_platforms_through_the_normal_stream(pg_cluste
         view = ph.get(f"/ph/card/{row_id}")
         assert ph.post(f"/ph/card/{row_id}/review", data={"decision": "approve", "csrf": csrf_of(view.text)}
                        ).status_code == 303
+        # 删除 is a card state with a reason: the row stays, the platforms get a 撤销 (modify_flag 3)
+        assert ph.post(f"/ph/card/{row_id}/review", data={"decision": "delete", "csrf": csrf_of(view.text)}
+                       ).status_code == 303  # without a reason: refused (redirect with the error)
+        assert b.rows("SELECT status FROM cdcsync.wb_card") == [("已通过",)]
+        assert ph.post(f"/ph/card/{row_id}/review", data={"decision": "delete", "reason": "重复报告",
+                                                          "csrf": csrf_of(view.text)}).status_code == 303
+        assert b.rows("SELECT status, review_reason FROM cdcsync.wb_card") == [("已删除", "重复报告")]
+        assert ph.post(f"/ph/card/{row_id}/review", data={"decision": "approve", "csrf": csrf_of(view.text)}
+                       ).status_code == 409
         for dest in ("national", "provincial"):
             drain(b.settings, dest)
             events = [e for e in read_events(tmp_path / f"{dest}.jsonl")
                       if e["source"]["table"] == "report_card_frontend"]
-            assert [(e["op"], e["after"]["card_id"], e["after"]["review_status"]) for e in events] == [
-                ("c", card_id, "待审核"), ("u", card_id, "已通过")], dest
+            assert [(e["op"], e["after"]["card_id"], e["after"]["review_status"], e["after"]["modify_flag"])
+                    for e in events] == [("c", card_id, "待审核", "1"), ("u", card_id, "已通过", "2"),
+                                         ("u", card_id, "已删除", "3")], dest
             after = events[0]["after"]
             # national codes pass the pipeline unchanged (no local table for a table cdcsync writes)
             assert (after["sex_code"], after["disease_code"], after["population_group_code"]) == ("1", "20302", "09")
