@@ -593,3 +593,31 @@ def test_sm2_signed_tickets(tmp_path: Path) -> None:
         verify_ticket(ticket(his_key), reg, now=now, ttl_s=60, skew_s=30)
     with pytest.raises(ValueError, match="不是有效的 SM2 公钥"):
         reg.add_sm2("HISX", tmp_path / "sso" / "HISHMAC.key")
+
+
+def test_a_workbench_card_keeps_the_rules_from_opening_the_case_again(migrated_db: str) -> None:
+    """The rules engine counts the workbench's cards (emr.report_card_frontend) like the HIS's own:
+    a diagnosis after the card opens no new case; a revoked (删除) card does not count."""
+    from tests.surveil_rows import ORG as RULES_ORG
+    from tests.surveil_rows import T0, Mirror
+
+    def frontend_card(m: Mirror, card_id: str, patient: str, disease: str, flag: str = "1") -> None:
+        m.insert("report_card_frontend", {
+            "org_code": RULES_ORG, "card_id": card_id, "card_version": 1, "card_category_code": "1",
+            "review_status": "待审核", "visit_id": "V1", "patient_id": patient, "patient_name": "张三", "sex_code": "1",
+            "birth_date": dt.date(1980, 1, 2), "patient_belong_code": "1", "current_addr_region_code": "110101",
+            "population_group_code": "09", "disease_code": disease, "diagnosis_status_code": "3",
+            "onset_date": dt.date(2026, 11, 18), "diagnosis_time": T0, "report_doctor_id": "D001",
+            "report_doctor": "张医生", "report_time": T0, "modify_flag": flag, "collect_time": T0, "update_time": T0})
+
+    m = Mirror(migrated_db)
+    m.visit("V1", "P1")
+    frontend_card(m, "WB1", "P1", "227")
+    m.diagnosis("V1", "P1", "U07.1")
+    m.run()
+    assert m.cases() == []
+    m.visit("V2", "P2")
+    frontend_card(m, "WB2", "P2", "227", flag="3")  # deleted by the 防保科: not a report
+    m.diagnosis("V2", "P2", "U07.1")
+    m.run()
+    assert [c.patient_id for c in m.cases()] == ["P2"]
