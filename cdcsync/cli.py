@@ -24,6 +24,7 @@ from cdcsync.recon.cli import COMMANDS as RECON_COMMANDS
 from cdcsync.surveil.cli import rules_group
 from cdcsync.synth.cli import gen
 from cdcsync.validate.cli import validate_cmd
+from cdcsync.workbench.cli import COMMANDS as WORKBENCH_COMMANDS
 
 
 class CdcsyncGroup(click.Group):
@@ -144,6 +145,7 @@ for _command in [
     *BACKUP_COMMANDS,
     *DOCTOR_COMMANDS,
     *CONTROL_COMMANDS,
+    *WORKBENCH_COMMANDS,
     evaluate,
     rules_group,
     *_optional_commands(),

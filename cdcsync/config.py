@@ -23,6 +23,7 @@ from cdcsync.ops.backup.settings import BackupSettings
 from cdcsync.ops.settings import OpsSettings
 from cdcsync.sink.http_settings import HttpDestination
 from cdcsync.surveil.settings import SurveilSettings
+from cdcsync.workbench.settings import WorkbenchSettings
 
 ENV_PREFIX = "CDCSYNC_"
 
@@ -96,6 +97,7 @@ class Settings(_Model):
     ops: OpsSettings = OpsSettings()
     control: ControlSettings = ControlSettings()
     surveil: SurveilSettings = SurveilSettings()
+    workbench: WorkbenchSettings = WorkbenchSettings()
 
     @field_validator("destinations")
     @classmethod

@@ -568,7 +568,8 @@ def create_data_app(settings: Settings, *, rules: RulesHolder | None = None, spe
         )
 
     for t in spec.tables:
-        add_routes(t)
+        if t.writer == "his":  # a table cdcsync writes itself (the workbench's cards) is not the HIS's to write
+            add_routes(t)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
