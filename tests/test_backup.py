@@ -8,14 +8,12 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
-from cdc_util import PROBE_DDL, prepare_db, settings_for
+from cdc_util import PROBE_DDL, NewCluster, prepare_db, settings_for
 
 from cdcsync.config import Settings
 from cdcsync.db.cluster import LocalCluster
@@ -69,16 +67,9 @@ def mirror(migrated_db: str) -> str:
 
 
 @pytest.fixture
-def fresh_cluster() -> Iterator[LocalCluster]:
-    base = Path(tempfile.mkdtemp(prefix="cdcsync-restore-"))
-    os.chmod(base, 0o755)
-    cluster = LocalCluster(base / "pg", fsync=False)
-    cluster.init()
-    try:
-        yield cluster
-    finally:
-        cluster.destroy()
-        shutil.rmtree(base, ignore_errors=True)
+def fresh_cluster(new_cluster: NewCluster) -> LocalCluster:
+    """An initialised, stopped cluster to restore into."""
+    return new_cluster(start=False)
 
 
 def counts(dsn: str) -> dict[str, int]:
