@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import subprocess
@@ -168,3 +169,17 @@ def lose_slot(conn: psycopg.Connection[Any], slot: str, keep_up: str | None = No
             wait_for(lambda lsn=before: conn.execute(
                 "SELECT restart_lsn >= %s::pg_lsn FROM pg_replication_slots WHERE slot_name = %s",
                 (lsn, keep_up)).fetchone() == (True,), 30, f"slot {keep_up} to keep up")
+
+
+def dpkg_dir(tmp: Path, end: dt.datetime, ages: dict[str, float]) -> Path:
+    """A dpkg info directory whose ``<package>.list`` files were last rewritten ``age`` days
+    before ``end`` (dpkg rewrites them on every upgrade)."""
+    d = tmp / "dpkg-info"
+    d.mkdir(exist_ok=True)
+    for name, age in ages.items():
+        f = d / name
+        f.write_text("/usr/lib/x\n")
+        t = (end - dt.timedelta(days=age)).timestamp()
+        os.utime(f, (t, t))
+    (d / "libssl-dev:amd64.list").write_text("")  # a -dev package is not the library: left out
+    return d

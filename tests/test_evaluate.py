@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 import psycopg
 import pytest
 from api_helpers import ARTIFACTS, CHROMIUM, chromium
+from cdc_util import dpkg_dir
 from click.testing import CliRunner
 
 from cdcsync import __version__
@@ -50,20 +50,6 @@ def build(conn: psycopg.Connection) -> None:  # type: ignore[type-arg]
                   _at(1, 0, D + dt.timedelta(days=1))))
     conn.execute("INSERT INTO cdcsync.stream_daily (destination, day, observed_s, healthy_s, backlog_max_bytes)"
                  " VALUES ('national', %s, %s, %s, 123456)", (D, 23.5 * 3600, 21.5 * 3600))
-
-
-def dpkg_dir(tmp: Path, end: dt.datetime, ages: dict[str, float]) -> Path:
-    """A dpkg info directory whose ``<package>.list`` files were last rewritten ``age`` days
-    before ``end`` (dpkg rewrites them on every upgrade)."""
-    d = tmp / "dpkg-info"
-    d.mkdir(exist_ok=True)
-    for name, age in ages.items():
-        f = d / name
-        f.write_text("/usr/lib/x\n")
-        t = (end - dt.timedelta(days=age)).timestamp()
-        os.utime(f, (t, t))
-    (d / "libssl-dev:amd64.list").write_text("")  # a -dev package is not the library: left out
-    return d
 
 
 def settings(dsn: str, tmp: Path | None = None, dpkg: Path | None = None) -> Settings:

@@ -92,8 +92,12 @@ def correctness(conn: psycopg.Connection[Any], day: dt.date, dest: str, cfg: Eva
     captured = passed + local
     cards = conn.execute("SELECT matched, with_differences, frontend_only, nndrs_only FROM recon.card_daily_summary"
                          " WHERE compare_date = %s", (day,)).fetchone()
-    card_value, card_detail = None, "当日无大疫情网报告卡导入，" + NOT_MEASURED
-    if cards is not None:
+    # Without an NNDRS export imported since the day began, every hospital card would count as
+    # "front-end only": the comparison says nothing yet, so it is left out rather than scored 0.
+    (imported,) = conn.execute("SELECT EXISTS (SELECT 1 FROM recon.nndrs_card WHERE imported_at >= %s)",
+                               (dt.datetime.combine(day, dt.time(), BEIJING),)).fetchone() or (False,)
+    card_value, card_detail = None, "尚未导入覆盖当日的大疫情网报告卡导出，" + NOT_MEASURED
+    if cards is not None and imported:
         matched, differ, fe_only, nn_only = (int(x) for x in cards)
         card_value = _share(matched - differ, matched + fe_only + nn_only)
         card_detail = f"一致 {matched - differ}，不一致 {differ}，仅前置 {fe_only}，仅大疫情网 {nn_only}"
