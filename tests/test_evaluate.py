@@ -24,6 +24,7 @@ from cdcsync.config import Settings
 from cdcsync.ops.backup_view import backup_state
 from cdcsync.ops.evaluate import daemon_uptime, evaluate_day, local_mapping_version, value_domains_component
 from cdcsync.recon.latency import LatencyRow, record_latency
+from cdcsync.surveil.pack import load_pack
 
 D = dt.date(2024, 5, 6)
 BJ = dt.timezone(dt.timedelta(hours=8))
@@ -90,20 +91,21 @@ def test_scores_match_hand_computed_values(migrated_db: str, tmp_path: Path) -> 
     assert adapt["os_packages"].detail == ("OpenSSL 更新于 2024-04-07（30 天前），"
                                            "PostgreSQL 更新于 2023-09-22（227 天前）")
     assert adapt["software"].value is None and adapt["value_domains"].value is None
-    assert adapt["rule_pack"].value is None
+    assert adapt["rule_pack"].value is None and f"本机 {load_pack().version}" in adapt["rule_pack"].detail
 
-    # The platform announces versions: ours is the latest software and code tables, a newer rule
-    # pack than the one our last case ran. (0.3 * 1 + 0.3 * 1 + 0.1 * 0 + 0.3 * 0.5) / 1.0
+    # The platform announces versions: ours is the latest software and code tables, a rule pack
+    # other than the one configured (the shipped default). (0.3 * 1 + 0.3 * 1 + 0.1 * 0 + 0.3 * 0.5) / 1.0
     mine = local_mapping_version(st)
     assert mine is not None
     with psycopg.connect(migrated_db, autocommit=True) as conn:
         conn.execute("INSERT INTO cdcsync.platform_notice (destination, announced) VALUES ('national', %s)",
                      (json.dumps({"software": __version__, "mapping_version": mine, "rule_pack_version": "rp-2"}),))
-        conn.execute("INSERT INTO cdcsync.surveil_case (status, kind, disease_code, disease_name, disease_class,"
-                     " org_code, patient_id, signal_at, due_at, pack_version) VALUES ('待确认', 'suspected', '0100',"
-                     " '测试病', '乙', 'TESTORG01', 'p1', now(), now(), 'rp-1')")
         (e,) = evaluate_day(conn, st, D, now=_at(12, 0, D + dt.timedelta(days=2)))
-    assert e.scores()["adaptability"] == 75.0
+        assert e.scores()["adaptability"] == 75.0
+        conn.execute("UPDATE cdcsync.platform_notice SET announced = announced || %s::jsonb",
+                     (json.dumps({"rule_pack_version": load_pack().version}),))
+        (e,) = evaluate_day(conn, st, D, now=_at(12, 0, D + dt.timedelta(days=2)))
+    assert e.scores()["adaptability"] == 85.0  # (0.3 + 0.3 + 0.1 + 0.3 * 0.5) / 1.0
     # Code tables older than the announced ones score 0, with the days behind.
     older = value_domains_component("abc@2024-01-01", "def@2024-03-01", 0.3)
     assert older.value == 0.0 and "落后 60 天" in older.detail

@@ -212,16 +212,25 @@ def value_domains_component(local: str | None, announced: str | None, weight: fl
     return Component("value_domains", label, 0.0, weight, f"本机 {local}，平台公布 {announced}{behind}")
 
 
-def rule_pack_component(conn: psycopg.Connection[Any], announced: str | None, weight: float) -> Component:
-    """The rule pack the early warning last ran (newest case) against the announced one."""
+def rule_pack_component(local: str | None, announced: str | None, weight: float) -> Component:
+    """The early-warning rule pack in use against the platform's announced ``rule_pack_version``."""
     label = "预警规则包为平台公布的最新版"
-    row = conn.execute("SELECT pack_version FROM cdcsync.surveil_case ORDER BY created_at DESC LIMIT 1").fetchone()
-    local = str(row[0]) if row else None
     if not local or not announced:
         return Component("rule_pack", label, None, weight,
-                         f"本机 {local or '（尚无预警病例）'}，平台公布 {announced or '（未公布）'}；" + NOT_MEASURED)
+                         f"本机 {local or '（未知）'}，平台公布 {announced or '（未公布）'}；" + NOT_MEASURED)
     return Component("rule_pack", label, 1.0 if local == announced else 0.0, weight,
                      f"本机 {local}，平台公布 {announced}")
+
+
+def local_rule_pack_version(conn: psycopg.Connection[Any], settings: Any) -> str | None:
+    """The configured rule pack's version; when it cannot be read, the pack the newest case ran."""
+    from cdcsync.surveil.pack import PackError, load_pack
+
+    try:
+        return load_pack(settings.surveil.pack).version
+    except (PackError, AttributeError):
+        row = conn.execute("SELECT pack_version FROM cdcsync.surveil_case ORDER BY created_at DESC LIMIT 1").fetchone()
+        return str(row[0]) if row else None
 
 
 # Package groups whose security updates matter: (label, dpkg .list file patterns).
@@ -262,7 +271,8 @@ def os_packages_component(info_dir: Path, end: dt.datetime, cfg: EvaluationSetti
 
 
 def adaptability(conn: psycopg.Connection[Any], dest: str, cfg: EvaluationSettings | None = None,
-                 mapping_version: str | None = None, end: dt.datetime | None = None) -> Dimension:
+                 mapping_version: str | None = None, end: dt.datetime | None = None,
+                 rule_pack: str | None = None) -> Dimension:
     cfg = cfg or EvaluationSettings()
     announced = _announced(conn, dest)
     latest = announced.get("software")
@@ -271,7 +281,7 @@ def adaptability(conn: psycopg.Connection[Any], dest: str, cfg: EvaluationSettin
         Component("software", "软件版本为平台公布的最新版", value, cfg.w_software,
                   f"本机 {__version__}，平台公布 {latest or '（未公布）'}"),
         value_domains_component(mapping_version, announced.get("mapping_version"), cfg.w_value_domains),
-        rule_pack_component(conn, announced.get("rule_pack_version"), cfg.w_rule_pack),
+        rule_pack_component(rule_pack, announced.get("rule_pack_version"), cfg.w_rule_pack),
         os_packages_component(cfg.dpkg_info_dir, end or dt.datetime.now(dt.UTC), cfg),
     ])
 
@@ -292,6 +302,7 @@ def evaluate_day(conn: psycopg.Connection[Any], settings: Any, day: dt.date,
     slack = settings.ops.heartbeat.interval_s
     backups = backup_state(settings)
     mapping_version = local_mapping_version(settings)
+    rule_pack = local_rule_pack_version(conn, settings)
     _, end = _day_window(day, now)
     out = []
     for d in settings.destinations:
@@ -299,7 +310,7 @@ def evaluate_day(conn: psycopg.Connection[Any], settings: Any, day: dt.date,
         out.append(DayEvaluation(day, d.name, env, [
             correctness(conn, day, d.name, cfg), timeliness(conn, day, d.name, now),
             stability(conn, day, d.name, cfg, now, slack, backups),
-            adaptability(conn, d.name, cfg, mapping_version, end)]))
+            adaptability(conn, d.name, cfg, mapping_version, end, rule_pack)]))
     return out
 
 
