@@ -26,6 +26,7 @@ from cdcsync.surveil.cli import rules_group
 from cdcsync.surveil.replay_cli import replay_cmd
 from cdcsync.synth.cli import gen
 from cdcsync.validate.cli import validate_cmd
+from cdcsync.workbench.cli import COMMANDS as WORKBENCH_COMMANDS
 
 
 class CdcsyncGroup(click.Group):
@@ -146,6 +147,7 @@ for _command in [
     *BACKUP_COMMANDS,
     *DOCTOR_COMMANDS,
     *CONTROL_COMMANDS,
+    *WORKBENCH_COMMANDS,
     evaluate,
     rules_group,
     *CASES_COMMANDS,

@@ -23,6 +23,7 @@ from cdcsync.ops.backup.settings import BackupSettings
 from cdcsync.ops.settings import OpsSettings
 from cdcsync.sink.http_settings import HttpDestination
 from cdcsync.surveil.settings import SurveilSettings
+from cdcsync.workbench.settings import WorkbenchSettings
 
 ENV_PREFIX = "CDCSYNC_"
 
@@ -96,6 +97,7 @@ class Settings(_Model):
     ops: OpsSettings = OpsSettings()
     control: ControlSettings = ControlSettings()
     surveil: SurveilSettings = SurveilSettings()
+    workbench: WorkbenchSettings = WorkbenchSettings()
 
     @field_validator("destinations")
     @classmethod
@@ -216,6 +218,8 @@ def _format_error(source: str, exc: ValidationError) -> str:
             msg = "缺少必填项"
         elif err["type"] == "union_tag_invalid":
             msg = f"kind 应为 jsonl、memory、http 之一，实际为 {err.get('input', {}).get('kind')!r}"
+        elif err["type"] == "value_error" and "error" in err.get("ctx", {}):
+            msg = str(err["ctx"]["error"])  # our own Chinese message: no "Value error, " prefix
         elif "input" in err and not isinstance(err["input"], dict | list):
             msg = f"{msg}（实际值：{err['input']!r}）"
         parts.append(f"{loc or '(根)'}: {msg}")

@@ -15,7 +15,9 @@ command -v pg_recvlogical >/dev/null || compgen -G "/usr/lib/postgresql/*/bin/pg
   || need+=(postgresql-client)
 command -v openssl >/dev/null || need+=(openssl)
 if [ "${CDCSYNC_WITH_BROWSER:-0}" = 1 ]; then
-  # For the tests (scripts/test.sh). Browser tests of the status page and the HTML report; CJK font so screenshots show Chinese.
+  # For the tests (scripts/test.sh). Browser tests of the status page, the HTML report and the workbench
+  # (tests/test_workbench_browser.py: Playwright from the test extra drives this chromium; nothing is
+  # downloaded, `playwright install` is never run); CJK font so screenshots show Chinese.
   command -v chromium >/dev/null || need+=(chromium)
   compgen -G "/usr/share/fonts/truetype/wqy/wqy-microhei.tt*" >/dev/null || need+=(fonts-wqy-microhei)
   # The unit tests check scripts/systemd/cdcsync.service with systemd-analyze (works without systemd running).

@@ -855,6 +855,92 @@ COMMENT ON COLUMN emr.report_card.update_time IS '数据更新时间';
 CREATE INDEX report_card_report_time_idx ON emr.report_card (report_time);
 CREATE INDEX report_card_patient_id_idx ON emr.report_card (patient_id);
 
+CREATE TABLE emr.report_card_frontend (
+    org_code                 varchar(22) NOT NULL,
+    card_id                  varchar(64) NOT NULL,
+    card_version             integer NOT NULL,
+    card_category_code       varchar(16) NOT NULL,
+    review_status            varchar(16) NOT NULL,
+    case_id                  bigint,
+    visit_id                 varchar(64),
+    patient_id               varchar(64) NOT NULL,
+    patient_name             varchar(50) NOT NULL,
+    parent_name              varchar(50),
+    id_type_code             varchar(16),
+    id_no                    varchar(32),
+    sex_code                 varchar(16) NOT NULL,
+    birth_date               date,
+    age_value                smallint,
+    age_unit                 varchar(2),
+    work_unit                varchar(100),
+    phone                    varchar(32),
+    patient_belong_code      varchar(16) NOT NULL,
+    current_addr_region_code varchar(12) NOT NULL,
+    current_addr_detail      varchar(200),
+    population_group_code    varchar(16) NOT NULL,
+    disease_code             varchar(16) NOT NULL,
+    other_disease_name       varchar(100),
+    diagnosis_status_code    varchar(16) NOT NULL,
+    case_type_code           varchar(16),
+    onset_date               date NOT NULL,
+    diagnosis_time           timestamp NOT NULL,
+    death_date               date,
+    supplement_kind          varchar(32),
+    supplement               jsonb,
+    report_dept_code         varchar(32),
+    report_doctor_id         varchar(64) NOT NULL,
+    report_doctor            varchar(50) NOT NULL,
+    report_time              timestamp NOT NULL,
+    remark                   varchar(500),
+    modify_flag              varchar(8) NOT NULL,
+    collect_time             timestamp NOT NULL,
+    update_time              timestamp NOT NULL,
+    CONSTRAINT report_card_frontend_pkey PRIMARY KEY (org_code, card_id)
+);
+ALTER TABLE emr.report_card_frontend REPLICA IDENTITY FULL;
+COMMENT ON TABLE emr.report_card_frontend IS '前置软件填写的传染病报告卡（上报时效：实时）';
+COMMENT ON COLUMN emr.report_card_frontend.org_code IS '医疗机构代码（报告单位）';
+COMMENT ON COLUMN emr.report_card_frontend.card_id IS '报告卡编号（前置软件生成）';
+COMMENT ON COLUMN emr.report_card_frontend.card_version IS '报告卡版本号（订正时递增）';
+COMMENT ON COLUMN emr.report_card_frontend.card_category_code IS '报告卡类别代码（初次报告、订正报告）（值域：报告卡类别）';
+COMMENT ON COLUMN emr.report_card_frontend.review_status IS '防保科审核状态（待审核、已通过、已退回、已删除）';
+COMMENT ON COLUMN emr.report_card_frontend.case_id IS '前置软件监测预警病例编号';
+COMMENT ON COLUMN emr.report_card_frontend.visit_id IS '就诊流水号';
+COMMENT ON COLUMN emr.report_card_frontend.patient_id IS '患者唯一标识';
+COMMENT ON COLUMN emr.report_card_frontend.patient_name IS '患者姓名';
+COMMENT ON COLUMN emr.report_card_frontend.parent_name IS '患儿家长姓名（14岁及以下填写）';
+COMMENT ON COLUMN emr.report_card_frontend.id_type_code IS '有效证件类别代码（值域：身份证件类别）';
+COMMENT ON COLUMN emr.report_card_frontend.id_no IS '有效证件号码';
+COMMENT ON COLUMN emr.report_card_frontend.sex_code IS '性别代码（值域：性别）';
+COMMENT ON COLUMN emr.report_card_frontend.birth_date IS '出生日期';
+COMMENT ON COLUMN emr.report_card_frontend.age_value IS '年龄（出生日期不详时填写）';
+COMMENT ON COLUMN emr.report_card_frontend.age_unit IS '年龄单位（岁、月、天）';
+COMMENT ON COLUMN emr.report_card_frontend.work_unit IS '工作单位（学校）名称';
+COMMENT ON COLUMN emr.report_card_frontend.phone IS '联系电话';
+COMMENT ON COLUMN emr.report_card_frontend.patient_belong_code IS '病人属于代码（值域：病人属于）';
+COMMENT ON COLUMN emr.report_card_frontend.current_addr_region_code IS '现住址国家疾控地区代码（值域：行政区划/国家疾控地区代码）';
+COMMENT ON COLUMN emr.report_card_frontend.current_addr_detail IS '现住详细地址';
+COMMENT ON COLUMN emr.report_card_frontend.population_group_code IS '人群分类代码（值域：人群分类）';
+COMMENT ON COLUMN emr.report_card_frontend.disease_code IS '传染病病种代码（值域：法定传染病病种）';
+COMMENT ON COLUMN emr.report_card_frontend.other_disease_name IS '其他法定管理以及重点监测传染病名称';
+COMMENT ON COLUMN emr.report_card_frontend.diagnosis_status_code IS '病例分类（诊断状态）代码（值域：诊断状态/病例分类）';
+COMMENT ON COLUMN emr.report_card_frontend.case_type_code IS '病例类型代码（急性、慢性）（值域：病例类型）';
+COMMENT ON COLUMN emr.report_card_frontend.onset_date IS '发病日期';
+COMMENT ON COLUMN emr.report_card_frontend.diagnosis_time IS '诊断日期时间';
+COMMENT ON COLUMN emr.report_card_frontend.death_date IS '死亡日期';
+COMMENT ON COLUMN emr.report_card_frontend.supplement_kind IS '附卡类别（如 hepatitis_b 乙肝附卡）';
+COMMENT ON COLUMN emr.report_card_frontend.supplement IS '附卡内容（代码为附卡选项代码）';
+COMMENT ON COLUMN emr.report_card_frontend.report_dept_code IS '报告科室代码（院内）';
+COMMENT ON COLUMN emr.report_card_frontend.report_doctor_id IS '报告医生工号';
+COMMENT ON COLUMN emr.report_card_frontend.report_doctor IS '报告医生姓名';
+COMMENT ON COLUMN emr.report_card_frontend.report_time IS '报告日期时间';
+COMMENT ON COLUMN emr.report_card_frontend.remark IS '备注';
+COMMENT ON COLUMN emr.report_card_frontend.modify_flag IS '修改标志（值域：修改标志）';
+COMMENT ON COLUMN emr.report_card_frontend.collect_time IS '数据采集时间';
+COMMENT ON COLUMN emr.report_card_frontend.update_time IS '数据更新时间';
+CREATE INDEX report_card_frontend_report_time_idx ON emr.report_card_frontend (report_time);
+CREATE INDEX report_card_frontend_patient_id_idx ON emr.report_card_frontend (patient_id);
+
 CREATE TABLE emr.exposure_history (
     org_code            varchar(22) NOT NULL,
     exposure_id         varchar(64) NOT NULL,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import os
+import shutil
+import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,6 +23,7 @@ from cdcsync.db.cluster import LocalCluster
 from cdcsync.db.migrate import apply_migrations
 
 REPO = Path(__file__).resolve().parents[1]
+ARTIFACTS = REPO / "tests" / "artifacts"  # screenshots kept for a look after the run
 ORG = "12110000400000000X"
 _counter = itertools.count()
 
@@ -196,3 +199,15 @@ def drop_database(cluster: LocalCluster, dsn: str) -> None:
             with contextlib.suppress(psycopg.Error):
                 conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
         conn.execute(psycopg.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(psycopg.sql.Identifier(name)))
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def chromium(url: str, tmp: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    """Headless Chromium on ``url`` (``--dump-dom``, ``--screenshot=FILE``), own profile in ``tmp``."""
+    assert CHROMIUM
+    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+           "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
+           f"--user-data-dir={tmp}", "--window-size=1200,1000", *extra, url]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=90)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +16,13 @@ import psycopg
 import yaml
 
 from cdcsync.config import Settings
+from cdcsync.db.cluster import LocalCluster
 from cdcsync.db.migrate import apply_migrations
 
 REPO = Path(__file__).resolve().parents[1]
+
+# The conftest fixture ``new_cluster``: new_cluster(conf=..., start=..., initdb_args=...).
+NewCluster = Callable[..., LocalCluster]
 
 PROBE_DDL = """
 CREATE TABLE emr.cdc_probe (
@@ -131,3 +138,51 @@ def start_daemon(cfg: Path, log_path: Path) -> subprocess.Popen[bytes]:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     fh = open(log_path, "ab")  # noqa: SIM115 - owned by the child
     return subprocess.Popen(cli_cmd(cfg, "run"), stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=str(REPO))
+
+
+def wait_for(cond: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
+    """Poll ``cond`` until it returns something truthy (returned); fail after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = cond()
+        if got:
+            return got
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def lose_slot(conn: psycopg.Connection[Any], slot: str, keep_up: str | None = None) -> None:
+    """On a small-WAL cluster (``--wal-segsize=1``, a small ``max_slot_wal_keep_size``): write WAL
+    (a table outside the publication) and checkpoint until ``slot`` is lost. The slot ``keep_up``
+    (a destination that keeps streaming) is let catch up after each checkpoint, so only the
+    stalled one crosses the limit."""
+    conn.execute("CREATE TABLE IF NOT EXISTS public.filler (b text)")
+    deadline = time.monotonic() + 120
+    while True:
+        (status,) = conn.execute("SELECT wal_status FROM pg_replication_slots WHERE slot_name = %s",
+                                 (slot,)).fetchone() or (None,)
+        if status == "lost":
+            return
+        assert time.monotonic() < deadline, f"slot {slot} still {status}"
+        conn.execute("INSERT INTO public.filler SELECT repeat('x', 1000) FROM generate_series(1, 400)")
+        conn.execute("SELECT pg_switch_wal()")
+        (before,) = conn.execute("SELECT pg_current_wal_lsn()").fetchone()  # type: ignore[misc]
+        conn.execute("CHECKPOINT")
+        if keep_up is not None:
+            wait_for(lambda lsn=before: conn.execute(
+                "SELECT restart_lsn >= %s::pg_lsn FROM pg_replication_slots WHERE slot_name = %s",
+                (lsn, keep_up)).fetchone() == (True,), 30, f"slot {keep_up} to keep up")
+
+
+def dpkg_dir(tmp: Path, end: dt.datetime, ages: dict[str, float]) -> Path:
+    """A dpkg info directory whose ``<package>.list`` files were last rewritten ``age`` days
+    before ``end`` (dpkg rewrites them on every upgrade)."""
+    d = tmp / "dpkg-info"
+    d.mkdir(exist_ok=True)
+    for name, age in ages.items():
+        f = d / name
+        f.write_text("/usr/lib/x\n")
+        t = (end - dt.timedelta(days=age)).timestamp()
+        os.utime(f, (t, t))
+    (d / "libssl-dev:amd64.list").write_text("")  # a -dev package is not the library: left out
+    return d

@@ -6,11 +6,13 @@ import contextlib
 import itertools
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
+from cdc_util import NewCluster
 
 from cdcsync.db.cluster import LocalCluster, throwaway_cluster
 from cdcsync.db.migrate import apply_migrations
@@ -42,6 +44,33 @@ def pg_cluster() -> Iterator[LocalCluster]:
     finally:
         cluster.stop("immediate")
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def new_cluster() -> Iterator[NewCluster]:
+    """Factory for extra private clusters (a restore target, a careless install...):
+    ``new_cluster(conf={"wal_level": "replica"}, start=False, initdb_args=(...))``. Each is
+    initialised with ``conf`` appended to postgresql.auto.conf, and destroyed after the test."""
+    made: list[LocalCluster] = []
+
+    def make(conf: dict[str, str] | None = None, start: bool = True,
+             initdb_args: tuple[str, ...] = ()) -> LocalCluster:
+        base = Path(tempfile.mkdtemp(prefix="cdcsync-extra-"))
+        os.chmod(base, 0o755)  # the run-as user must reach the data directory inside
+        cluster = LocalCluster(base / "pg", fsync=False, initdb_args=initdb_args)
+        made.append(cluster)
+        cluster.init()
+        if conf:
+            with open(cluster.datadir / "postgresql.auto.conf", "a", encoding="utf-8") as fh:
+                fh.write("".join(f"{k} = {v}\n" for k, v in conf.items()))
+        if start:
+            cluster.start()
+        return cluster
+
+    yield make
+    for cluster in made:
+        cluster.destroy()
+        shutil.rmtree(cluster.datadir.parent, ignore_errors=True)
 
 
 @pytest.fixture

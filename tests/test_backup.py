@@ -8,14 +8,12 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
-from cdc_util import PROBE_DDL, prepare_db, settings_for
+from cdc_util import PROBE_DDL, NewCluster, prepare_db, settings_for
 
 from cdcsync.config import Settings
 from cdcsync.db.cluster import LocalCluster
@@ -69,16 +67,9 @@ def mirror(migrated_db: str) -> str:
 
 
 @pytest.fixture
-def fresh_cluster() -> Iterator[LocalCluster]:
-    base = Path(tempfile.mkdtemp(prefix="cdcsync-restore-"))
-    os.chmod(base, 0o755)
-    cluster = LocalCluster(base / "pg", fsync=False)
-    cluster.init()
-    try:
-        yield cluster
-    finally:
-        cluster.destroy()
-        shutil.rmtree(base, ignore_errors=True)
+def fresh_cluster(new_cluster: NewCluster) -> LocalCluster:
+    """An initialised, stopped cluster to restore into."""
+    return new_cluster(start=False)
 
 
 def counts(dsn: str) -> dict[str, int]:
@@ -235,16 +226,18 @@ def test_backup_timer_passes_systemd_analyze_verify(tmp_path: Path) -> None:
     assert "backup run" in service and "Type=oneshot" in service
 
 
-def _run_pipe(settings: Settings, until: Any = None) -> tuple[Any, Any]:
+def _run_pipe(settings: Settings, until: Any = None, dest_name: str = "t",
+              passthrough: bool = True) -> tuple[Any, Any]:
     import threading
 
     from cdcsync.engine.daemon import build_pipeline
     from cdcsync.engine.pipeline import PassThroughTransform, run_pipeline_forever
     from cdcsync.mapping.reload import RulesHolder
 
-    dest = settings.destination("t")
+    dest = settings.destination(dest_name)
     pipe = build_pipeline(settings, dest, RulesHolder.load())
-    pipe._transform = PassThroughTransform.for_settings(settings)  # probe table: not in the spec
+    if passthrough:
+        pipe._transform = PassThroughTransform.for_settings(settings)  # probe table: not in the spec
     if until is not None:
         pipe.catch_up = until
     t = threading.Thread(target=run_pipeline_forever, args=(pipe,), daemon=True)
@@ -252,7 +245,7 @@ def _run_pipe(settings: Settings, until: Any = None) -> tuple[Any, Any]:
     return pipe, t
 
 
-def _drain(settings: Settings, dsn: str) -> None:
+def _drain(settings: Settings, dsn: str, dest_name: str = "t", passthrough: bool = True) -> None:
     from cdcsync.engine.pipeline import HEARTBEAT_PREFIX
 
     with psycopg.connect(dsn, autocommit=True) as conn:
@@ -260,7 +253,7 @@ def _drain(settings: Settings, dsn: str) -> None:
     from cdcsync.event import str_to_lsn
 
     target = str_to_lsn(str(row[0])) if row else 0
-    pipe, t = _run_pipe(settings, lambda _p, pos: pos >= target)
+    pipe, t = _run_pipe(settings, lambda _p, pos: pos >= target, dest_name, passthrough)
     t.join(60)
     assert not t.is_alive(), "pipeline did not catch up"
 
@@ -300,3 +293,111 @@ def test_restore_resumes_the_stream_without_resending_or_losing(
     assert sorted(e["after"]["id"] for e in after) == [1001, 1002]  # nothing re-sent, nothing lost
     ids = [e["id"] for e in read_events(events)]
     assert len(ids) == len(set(ids))  # no id the platform already holds
+
+
+def _platform_events(sim: Any) -> list[dict[str, Any]]:
+    """Every event the reference platform stored, in the order it received them."""
+    import json
+    import sqlite3
+
+    db = sqlite3.connect(sim.data_dir / "received.sqlite")
+    try:
+        return [json.loads(p) for (p,) in db.execute("SELECT payload FROM events ORDER BY rowid")]
+    finally:
+        db.close()
+
+
+def _fold(events: list[dict[str, Any]]) -> dict[str, str]:
+    """The platform's view of emr.patient: {patient_id: phone}, replaying its events in order."""
+    state: dict[str, str] = {}
+    for ev in events:
+        if ev["op"] == "d":
+            state.pop(ev["before"]["patient_id"], None)
+        else:
+            state[ev["after"]["patient_id"]] = ev["after"]["phone"]
+    return state
+
+
+def _phones(dsn: str) -> dict[str, str]:
+    with psycopg.connect(dsn) as conn:
+        return dict(conn.execute("SELECT patient_id, phone FROM emr.patient"))  # type: ignore[arg-type]
+
+
+def _insert_patients(dsn: str, ids: range) -> None:
+    from api_helpers import now_beijing, patient
+
+    now = now_beijing()
+    rows = [patient(f"P{i:05d}", phone=f"1380000{i:04d}", update_time=now, collect_time=now) for i in ids]
+    cols = list(rows[0])
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        marks = ", ".join(["%s"] * len(cols))
+        conn.cursor().executemany(f"INSERT INTO emr.patient ({', '.join(cols)}) VALUES ({marks})",
+                                  [[r[c] for c in cols] for r in rows])
+
+
+def test_restore_with_a_new_snapshot_resends_only_duplicates(
+        migrated_db: str, tmp_path: Path, fresh_cluster: LocalCluster) -> None:
+    """A destination not confirmed past the dump takes a new snapshot after the restore; rows the
+    platform already holds unchanged go out under the ids it holds them by: duplicates it drops."""
+    import yaml
+    from api_helpers import ORG
+
+    from cdcsync.crypto.keys import write_keypair
+    from cdcsync.upstream_sim.runner import start_in_process
+
+    prepare_db(migrated_db)
+    key, pub, _ = write_keypair(tmp_path / "hospital", "hospital")
+    sim = start_in_process(tmp_path / "sim", hospital_pubs=[pub], tls=False)
+    try:
+        base, cfg = backup_settings(migrated_db, tmp_path)
+        data = base.model_dump(mode="json") | {"org_code": ORG}
+        data["destinations"] = [{"name": "national", "kind": "http", "url": sim.url, "insecure_http": True,
+                                 "hospital_key": str(key), "platform_public_key": str(sim.platform_pub),
+                                 "retry_initial_s": 0.1, "retry_max_s": 0.5, "timeout_s": 5}]
+        cfg.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+        settings = Settings.model_validate(data)
+        _insert_patients(migrated_db, range(0, 200))
+        _drain(settings, migrated_db, "national", passthrough=False)  # the initial snapshot: 200 rows
+        with psycopg.connect(migrated_db, autocommit=True) as conn:  # then streamed changes
+            conn.execute("UPDATE emr.patient SET phone = '1390000' || substr(patient_id, 3)"
+                         " WHERE patient_id < 'P00020'")
+            conn.execute("DELETE FROM emr.patient WHERE patient_id BETWEEN 'P00190' AND 'P00194'")
+        _insert_patients(migrated_db, range(200, 210))
+        _drain(settings, migrated_db, "national", passthrough=False)
+        held = _platform_events(sim)
+        assert len(held) == 200 + 20 + 5 + 10
+        assert _fold(held) == _phones(migrated_db)
+
+        backup = take_backup(settings, "logical", cfg)  # no daemon running: not confirmed past the dump
+        assert backup.manifest.streams_caught_up == {"national": False}
+        fresh_cluster.start()
+        fresh_cluster.stop()
+        advance_wal(backup, bindir(settings), fresh_cluster.datadir)
+        fresh_cluster.start()
+        target = Account(fresh_cluster.dsn(backup.manifest.database))
+        done = restore_database(backup, target, bindir(settings), with_globals=True)
+        assert done["streams"] == {"national": "snapshot"}
+
+        # The documented path: start cdcsync on the restored database; it takes the new snapshot.
+        restored = Settings.model_validate(data | {"database": {"dsn": target.dsn}})
+        assert sim.state is not None
+        dupes = sim.state.counters["duplicates"]
+        _drain(restored, target.dsn, "national", passthrough=False)
+        rows = _phones(target.dsn)
+        assert len(rows) == 205
+        assert sim.state.counters["duplicates"] - dupes == 205  # every row re-sent as a duplicate
+        after = _platform_events(sim)
+        assert after == held  # nothing new stored
+        # Row by row: the platform holds each row's current version once, and it equals the mirror.
+        for pid, phone in rows.items():
+            versions = [e for e in after if e["op"] != "d" and e["after"]["patient_id"] == pid
+                        and e["after"]["phone"] == phone]
+            assert len(versions) == 1, (pid, versions)
+        assert _fold(after) == rows
+
+        # Streaming goes on from the restored database: a new row is a new event.
+        _insert_patients(target.dsn, range(300, 301))
+        _drain(restored, target.dsn, "national", passthrough=False)
+        assert [e["after"]["patient_id"] for e in _platform_events(sim)[len(held):]] == ["P00300"]
+    finally:
+        sim.stop()

@@ -54,6 +54,9 @@ def test_environment_overrides_nested_and_list_keys(tmp_path: Path) -> None:
             "org_code: '123456'\ndestinations: [{name: a, kind: jsonl, path: x}, {name: a, kind: jsonl, path: y}]\n",
             "目的地名称重复",
         ),
+        ("org_code: '123456'\nops: {alerts: {smtp: [{host: h, sender: a@b, recipients: ['x y@z']}]}}\n",
+         "ops.alerts.smtp[0].recipients[0]: 邮件地址格式不正确：'x y@z'"),
+        ("org_code: '123456'\nops: {evaluation: {w_software: -1}}\n", "ops.evaluation.w_software"),
     ],
 )
 def test_bad_config_is_one_clear_line(tmp_path: Path, text: str, expected: str) -> None:

@@ -26,7 +26,7 @@ from cdcsync.ops.alerts import H_SIGNATURE, H_TIMESTAMP, webhook_signature
 from cdcsync.upstream_sim.runner import SimHandle, start_in_process
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cdc_util import LOOPBACK_API, REPO, cli_cmd  # noqa: E402
+from cdc_util import LOOPBACK_API, REPO, cli_cmd, wait_for  # noqa: E402
 from ops_receivers import SmtpSink, WebhookReceiver  # noqa: E402
 
 ORG = "12110000400000000X"
@@ -35,16 +35,6 @@ CREATE TABLE emr.hb_case (id bigint PRIMARY KEY, note text);
 ALTER TABLE emr.hb_case REPLICA IDENTITY FULL;
 ALTER PUBLICATION cdcsync_emr ADD TABLE emr.hb_case;  -- not a spec table: published on purpose
 """
-
-
-def wait_for(cond: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = cond()
-        if got:
-            return got
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def _dest(name: str, sim: SimHandle, key: Path, **extra: Any) -> dict[str, Any]:

@@ -45,7 +45,7 @@ def test_installed_wheel_initialises_a_database(fresh_db: str, tmp_path: Path) -
     assert "002_emr_mirror.sql" in out
     with psycopg.connect(fresh_db) as conn:
         tables = conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'emr'").fetchone()
-    assert tables is not None and tables[0] == 19
+    assert tables is not None and tables[0] == 20
 
     codes = _run(cdcsync, "codes", "list", cwd=tmp_path).stdout
     assert "GB/T 2261.1" in codes

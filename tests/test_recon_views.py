@@ -330,5 +330,7 @@ def test_mirror_view_covers_every_spec_table() -> None:
     view = sql.split("CREATE VIEW recon.mirror_daily_rows AS", 1)[1].split(";", 1)[0]
     listed = dict(re.findall(r"SELECT '(\w+)'(?:::text AS table_name)?, (\w+)(?:::date)?", view))
     spec = load_spec()
-    assert listed == {t.name: t.business_date_field for t in spec.tables}, (
+    # The tables the HIS writes; report_card_frontend (writer cdcsync, the workbench's cards) is not
+    # reconciled yet (docs/workbench.md).
+    assert listed == {t.name: t.business_date_field for t in spec.tables if t.writer == "his"}, (
         "recon.mirror_daily_rows must list every table of the dataset spec with its business date field")

@@ -19,7 +19,7 @@ SPEC_FILE = REPO / "cdcsync" / "spec" / "dataset.yaml"
 EXPECTED_TABLES = {
     "patient", "visit", "diagnosis", "symptom", "vital_sign", "lab_report", "lab_result", "exam_report",
     "drug_order", "progress_note", "admission", "discharge", "medical_record_home", "death_record",
-    "report_card", "exposure_history", "dept", "staff", "daily_stats",
+    "report_card", "report_card_frontend", "exposure_history", "dept", "staff", "daily_stats",
 }
 
 

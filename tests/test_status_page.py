@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -17,9 +15,11 @@ from cdcsync.api.web_app import format_lag
 from cdcsync.db.cluster import LocalCluster
 from cdcsync.engine.pipeline import run_pipeline_forever
 from tests.api_helpers import (
-    REPO,
+    ARTIFACTS,
+    CHROMIUM,
     Scenario,
     build_scenario,
+    chromium,
     drain_national,
     drop_database,
     local_api,
@@ -27,20 +27,9 @@ from tests.api_helpers import (
     status_json,
 )
 
-ARTIFACTS = REPO / "tests" / "artifacts"
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-def _chromium(url: str, tmp: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    assert CHROMIUM
-    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-           "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-           f"--user-data-dir={tmp}", "--window-size=1200,1000", *extra, url]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=90)
-
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian package chromium not installed")
-def test_status_page_in_headless_chromium(pg_cluster: LocalCluster, tmp_path: Path) -> None:
+def test_status_page_in_headlesschromium(pg_cluster: LocalCluster, tmp_path: Path) -> None:
     sc = build_scenario(pg_cluster, tmp_path, "web")
     try:
         _check_page(sc, tmp_path)
@@ -68,8 +57,8 @@ def _check_page(sc: Scenario, tmp_path: Path) -> None:
         ARTIFACTS.mkdir(exist_ok=True)
         shot = ARTIFACTS / "status.png"
         shot.unlink(missing_ok=True)
-        dom = _chromium(url, tmp_path / "chrome", "--dump-dom").stdout
-        _chromium(url, tmp_path / "chrome2", f"--screenshot={shot}")
+        dom = chromium(url, tmp_path / "chrome", "--dump-dom").stdout
+        chromium(url, tmp_path / "chrome2", f"--screenshot={shot}")
         after = status_json(sc)
     finally:
         handle.stop()

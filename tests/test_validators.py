@@ -95,9 +95,9 @@ def test_postal_code() -> None:
 _TEXT = st.text(st.sampled_from("患者发热咳嗽头痛乏力检查ABCxyz0123𠮷-（）"), min_size=1, max_size=12)
 
 
-def _codes(f: Field) -> list[str]:
+def _codes(f: Field, national: bool = False) -> list[str]:
     assert f.domain
-    lookup = VALIDATORS.mapper.table_for(f.domain)
+    lookup = VALIDATORS.mapper.table_for(f.domain, national)
     return sorted(k for k in lookup if len(k) <= (f.length or 64))
 
 
@@ -122,7 +122,7 @@ def _ranges(table: Table) -> dict[str, tuple[Decimal | None, Decimal | None]]:
 
 def _value(f: Field, table: Table, ranges: dict[str, Any]) -> st.SearchStrategy[Any]:
     if f.domain:
-        codes = _codes(f)
+        codes = _codes(f, table.national_codes)  # a table cdcsync writes holds national codes
         return st.sampled_from(codes) if codes else st.none()
     if f.format == "org_code":
         return _org_codes()
@@ -172,7 +172,7 @@ def _temporal_order(table: Table) -> list[str]:
 def _national(table: Table, row: dict[str, Any], name: str) -> Any:
     f = table.field(name)
     if f.domain and isinstance(row.get(name), str):
-        return VALIDATORS.mapper.map(f.domain, row[name])
+        return row[name] if table.national_codes else VALIDATORS.mapper.map(f.domain, row[name])
     return row.get(name)
 
 

@@ -13,8 +13,7 @@ import json
 import shutil
 import sqlite3
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,19 +33,10 @@ from cdcsync.engine.checkpoint import LATEST_KEYS_CTE
 from cdcsync.engine.status import collect_status
 from cdcsync.upstream_sim.runner import SimHandle, start_subprocess
 from tests.api_helpers import ORG, local_api, now_beijing, patient
-from tests.cdc_util import LOOPBACK_API, cli_cmd, prepare_db, read_events, start_daemon
+from tests.cdc_util import LOOPBACK_API, cli_cmd, lose_slot, prepare_db, read_events, start_daemon, wait_for
 
 REPO = Path(__file__).resolve().parents[1]
 COLS = list(patient("x"))
-
-
-def wait_for(cond: Callable[[], Any], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def insert_patients(conn: psycopg.Connection[Any], ids: range) -> None:
@@ -156,27 +146,6 @@ def small_wal_cluster() -> Iterator[LocalCluster]:
         shutil.rmtree(cluster.datadir.parent, ignore_errors=True)
 
 
-def _lose_slot(conn: psycopg.Connection[Any], slot: str, keep_up: str) -> None:
-    """Write WAL (a table outside the publication) and checkpoint until ``slot`` is lost. The
-    slot ``keep_up`` (a destination that keeps streaming) is let catch up after each checkpoint,
-    so only the stalled one crosses the 2 MB limit."""
-    conn.execute("CREATE TABLE IF NOT EXISTS public.filler (b text)")
-    deadline = time.monotonic() + 120
-    while True:
-        (status,) = conn.execute("SELECT wal_status FROM pg_replication_slots WHERE slot_name = %s",
-                                 (slot,)).fetchone() or (None,)
-        if status == "lost":
-            return
-        assert time.monotonic() < deadline, f"slot {slot} still {status}"
-        conn.execute("INSERT INTO public.filler SELECT repeat('x', 1000) FROM generate_series(1, 400)")
-        conn.execute("SELECT pg_switch_wal()")
-        (before,) = conn.execute("SELECT pg_current_wal_lsn()").fetchone()  # type: ignore[misc]
-        conn.execute("CHECKPOINT")
-        wait_for(lambda lsn=before: conn.execute("SELECT restart_lsn >= %s::pg_lsn FROM pg_replication_slots"
-                                                 " WHERE slot_name = %s", (lsn, keep_up)).fetchone() == (True,),
-                 30, f"slot {keep_up} to keep up")
-
-
 def test_lost_slot_stops_one_destination_and_recovery_delivers_rows_and_deletes(
         small_wal_cluster: LocalCluster, tmp_path: Path) -> None:
     dsn = small_wal_cluster.create_database("walsafety")
@@ -224,7 +193,7 @@ def test_lost_slot_stops_one_destination_and_recovery_delivers_rows_and_deletes(
             insert_patients(conn, range(200, 230))
             conn.execute("DELETE FROM emr.patient WHERE patient_id IN ('P00200', 'P00201')")  # never delivered
             conn.execute("UPDATE emr.patient SET phone = '13900000002' WHERE patient_id = 'P00040'")
-            _lose_slot(conn, "cdcsync_national", keep_up="cdcsync_archive")
+            lose_slot(conn, "cdcsync_national", keep_up="cdcsync_archive")
 
             # One clear message, in the log and in status; the archive destination keeps running.
             wait_for(lambda: "cdcsync slots drop cdcsync_national" in log_path.read_text("utf-8"), 60,

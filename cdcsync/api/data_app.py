@@ -569,7 +569,8 @@ def create_data_app(settings: Settings, *, rules: RulesHolder | None = None, spe
         )
 
     for t in spec.tables:
-        add_routes(t)
+        if t.writer == "his":  # a table cdcsync writes itself (the workbench's cards) is not the HIS's to write
+            add_routes(t)
     add_reminder_routes(app, pool, client_of, limiter)  # reminders for the HIS's popups (issue 15)
 
     @app.get("/healthz", include_in_schema=False)

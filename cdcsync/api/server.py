@@ -75,6 +75,8 @@ class ServerHandle:
             pool = getattr(r.app.state, "pool", None)
             if pool is not None:
                 pool.close()
+            for close in getattr(r.app.state, "closers", []):  # background work of an app (HIS callback)
+                close()
         self.running.clear()
 
 

@@ -1,4 +1,5 @@
-"""PC web service (port 8884): ``/status.html``, the page every doctor's workstation can open.
+"""PC web service (port 8884): ``/status.html``, the page every doctor's workstation can open, and
+the workbench (cdcsync/workbench: SSO, popup, report cards, review; docs/workbench.md).
 
 Plain server-rendered HTML (``templates/status.html``, ``string.Template``) with a little inline
 CSS: no script, no CDN, auto-refresh by ``<meta http-equiv="refresh">``, so it works in the old
@@ -8,14 +9,17 @@ patient data — only counts, times, versions.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import hashlib
 import html
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from string import Template
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -275,12 +279,44 @@ def render_wal(st: Mapping[str, Any]) -> str:
         f"<tr><th>平台</th><th>wal_status</th><th>距离复制槽失效</th></tr>{slots}</table>")
 
 
+def _style_hash() -> str:
+    """CSP hash of status.html's one inline <style> (static text: no template variable in it)."""
+    m = re.search(r"<style>(.*?)</style>", TEMPLATE.read_text(encoding="utf-8"), re.S)
+    digest = hashlib.sha256(m.group(1).encode("utf-8")).digest() if m else b""
+    return f"'sha256-{base64.b64encode(digest).decode()}'"
+
+
+def content_security_policy(frame_ancestors: list[str]) -> str:
+    """No script at all, styles from our own file (and the status page's hashed block), forms only
+    to ourselves, framing only by ourselves and the configured HIS origins."""
+    ancestors = " ".join(["'self'", *frame_ancestors])
+    return (f"default-src 'none'; style-src 'self' {_style_hash()}; img-src 'self'; form-action 'self'; "
+            f"base-uri 'none'; frame-ancestors {ancestors}")
+
+
 def create_web_app(settings: Settings, *, api: ApiSettings | None = None, status_provider: StatusProvider | None = None,
                    started_at: float | None = None, rules: Any = None) -> FastAPI:
     provider = status_provider or status_provider_for(settings, started_at=started_at, rules=rules)
     spec = rules.spec if rules is not None else load_spec()
     app = FastAPI(title="cdcsync PC端web服务", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
     install_error_handlers(app, "web")
+    csp = content_security_policy(settings.workbench.frame_ancestors)
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next: Any) -> Response:
+        # Every page: never cached (patient data on shared ward PCs), strict CSP, no sniffing.
+        response: Response = await call_next(request)
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["Pragma"] = "no-cache"
+        response.headers["Content-Security-Policy"] = csp
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Referrer-Policy"] = "no-referrer"
+        return response
+
+    if settings.workbench.enabled:
+        from cdcsync.workbench.app import install_workbench
+
+        install_workbench(app, settings)
 
     @app.get("/status.html", response_class=HTMLResponse)
     async def status_page() -> HTMLResponse:

@@ -28,7 +28,7 @@ import psycopg
 
 from cdcsync.config import DestinationSettings, Settings
 from cdcsync.db.migrate import PUBLICATION
-from cdcsync.engine.checkpoint import Checkpointer, CheckpointState
+from cdcsync.engine.checkpoint import Checkpointer, CheckpointState, KnownIds
 from cdcsync.engine.delivery import DeliveryWindow
 from cdcsync.engine.health import record_error
 from cdcsync.event import (
@@ -358,12 +358,15 @@ class Pipeline:
                      lsn_to_str(created.consistent_point))
             assert created.snapshot_name is not None
             with _Batcher(self, sink, transform, ckpt, pks, None) as batcher:
+                # Rows the destination already holds unchanged (a restore, a lost slot) keep their ids.
+                batcher.known = known = KnownIds(self.conninfo, self.name, pks)
                 total = read_snapshot(self.conninfo, created.snapshot_name, created.consistent_point,
                                       batcher.add, pks, stop=self.stop, deletes_for=self.name)
                 if self.stop.is_set():
                     raise _Interrupted()
                 batcher.finish_snapshot(created.consistent_point)
-            log.info("destination %s: initial snapshot done, %d rows", self.name, total)
+            log.info("destination %s: initial snapshot done, %d rows (%d already held, re-sent under their ids)",
+                     self.name, total, known.reused)
             return repl
         except BaseException:
             repl.close()
@@ -549,6 +552,7 @@ class _Batcher:
         self.bdate = pipe.business_date
         self.bfields = self.bdate._fields  # table -> business time field (filled by bdate)
         self.window = DeliveryWindow(sink, pipe.stream.in_flight_batches)
+        self.known: KnownIds | None = None  # set for the initial snapshot only
 
     @property
     def idle(self) -> bool:
@@ -559,6 +563,8 @@ class _Batcher:
         out = self.transform(change)
         b = self.batch
         if type(out) is Event:
+            if self.known is not None:
+                self.known.reuse(out)
             events = b.events
             events.append(out)
             # BusinessDates inline for its common case: a spec table's datetime business field.

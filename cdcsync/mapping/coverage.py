@@ -105,7 +105,7 @@ def check_coverage(tables: CodeTables, spec: Spec, conn: psycopg.Connection[Any]
         for f in t.coded_fields:
             if not f.domain:
                 continue
-            lookup = mapper.table_for(f.domain)
+            lookup = mapper.table_for(f.domain, t.national_codes)
             query = sql.SQL("SELECT {f}::text, count(*) FROM {s}.{t} WHERE {f} IS NOT NULL AND {f}::text <> ''"
                             " GROUP BY 1 ORDER BY 2 DESC, 1").format(
                 f=sql.Identifier(f.name), s=sql.Identifier(schema), t=sql.Identifier(t.name))

@@ -73,6 +73,8 @@ class Mapper:
     lookup: Mapping[str, dict[str, str]]  # domain -> {local: national}
     stale: Mapping[str, dict[str, str]]  # domain -> {local: national code not in the domain}
     has_local: frozenset[str]  # domains with a local table
+    # domain -> {national: national}: the lookup of tables cdcsync writes (Table.national_codes)
+    identity: Mapping[str, dict[str, str]] = field(default_factory=dict)
     _field_cache: dict[str, tuple[tuple[str, str, dict[str, str], str, str], ...]] = field(
         default_factory=dict, repr=False, compare=False
     )
@@ -102,11 +104,13 @@ class Mapper:
             lookup=lookup,
             stale=stale,
             has_local=frozenset(tables.local),
+            identity={d: {c: c for c in dom.codes} for d, dom in tables.national.items()},
         )
 
-    def table_for(self, domain: str) -> dict[str, str]:
-        """The local→national dict of ``domain`` (empty when the domain has no local table)."""
-        return self.lookup.get(domain, {})
+    def table_for(self, domain: str, national: bool = False) -> dict[str, str]:
+        """The local→national dict of ``domain`` (empty when the domain has no local table);
+        ``national``: the identity of the national codes (a table cdcsync writes itself)."""
+        return (self.identity if national else self.lookup).get(domain, {})
 
     def map(self, domain: str, local_code: str) -> str | None:
         return self.lookup.get(domain, {}).get(local_code)
@@ -135,7 +139,8 @@ class Mapper:
         as for the before-image of a delete)."""
         coded = self._field_cache.get(table.name)
         if coded is None:
-            coded = tuple((f.name, f.comment, self.table_for(f.domain), *mapped_columns(table, f.name))
+            coded = tuple((f.name, f.comment, self.table_for(f.domain, table.national_codes),
+                           *mapped_columns(table, f.name))
                           for f in table.coded_fields if f.domain)
             self._field_cache[table.name] = coded
         out = dict(row)

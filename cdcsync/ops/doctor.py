@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 OK, WARNING, FAILURE, SKIPPED = "ok", "warning", "failure", "skipped"
 CLOCK_WARN_S, CLOCK_FAIL_S = 30.0, 300.0  # the envelope refuses requests 300 s off
+MIN_PG_VERSION, TESTED_PG_VERSION = 130000, 150000
 PORTS = {"data": 8881, "config": 8882, "monitor": 8883, "web": 8884}
 
 
@@ -55,12 +56,17 @@ def _setting(conn: psycopg.Connection[Any], name: str) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)  # bytes in a SQL_ASCII database
 
 
+def version_finding(ver: int) -> Finding:
+    """The server's ``server_version_num`` against what the stream needs (13: the slots' WAL
+    status) and what is tested (15)."""
+    f = _f("pg_version", "PostgreSQL 版本", "需要 PostgreSQL 13 及以上（复制槽 WAL 状态），推荐 15。")
+    return f(FAILURE if ver < MIN_PG_VERSION else WARNING if ver < TESTED_PG_VERSION else OK,
+             f"server_version_num = {ver}", "升级 PostgreSQL 到 15 或更高版本")
+
+
 def database_checks(conn: psycopg.Connection[Any], settings: Settings) -> Iterator[Finding]:
     n_dest = max(1, len(settings.enabled_destinations))
-    ver = int(_setting(conn, "server_version_num") or 0)
-    f = _f("pg_version", "PostgreSQL 版本", "需要 PostgreSQL 13 及以上（复制槽 WAL 状态），推荐 15。")
-    yield f(FAILURE if ver < 130000 else WARNING if ver < 150000 else OK, f"server_version_num = {ver}",
-            "升级 PostgreSQL 到 15 或更高版本")
+    yield version_finding(int(_setting(conn, "server_version_num") or 0))
     wal = _setting(conn, "wal_level")
     f = _f("wal_level", "wal_level", "逻辑复制要求 wal_level = logical，否则无法创建复制槽、无法同步。")
     yield f(OK if wal == "logical" else FAILURE, f"wal_level = {wal}",
@@ -265,9 +271,12 @@ def mapping_check(conn: psycopg.Connection[Any] | None, settings: Settings) -> I
         return
     if report.invalid_mappings:
         yield f(FAILURE, f"{len(report.invalid_mappings)} 条对照指向不存在的国家代码", "执行 cdcsync mappings check 查看并修正")  # noqa: E501
-    elif report.unmapped:
-        yield f(WARNING, f"{len(report.unmapped)} 个本地代码未对照（共 {sum(u.rows for u in report.unmapped)} 行）",
-                "执行 cdcsync mappings check 查看并补充本地对照表")
+    elif report.unmapped or report.domains_without_local_table:
+        gaps = [f"{len(report.unmapped)} 个本地代码未对照（共 {sum(u.rows for u in report.unmapped)} 行）"] \
+            if report.unmapped else []
+        if report.domains_without_local_table:
+            gaps.append("没有本地对照表的值域：" + "、".join(m.domain for m in report.domains_without_local_table))
+        yield f(WARNING, "；".join(gaps), "执行 cdcsync mappings check 查看并补充本地对照表")
     else:
         yield f(OK, f"已检查 {len(report.tables_checked)} 张表，本地代码均有对照")
 

@@ -16,8 +16,10 @@ _MARK = {"ok": "正常", "warning": "警告", "failure": "失败", "skipped": "�
 @click.option("--json", "json_out", is_flag=True, help="以 JSON 输出")
 @pass_app
 def doctor_cmd(app: AppContext, json_out: bool) -> None:
-    """上线前与排障时的全面检查：数据库设置、账号权限、发布、复制槽、磁盘、端口、密钥与证书、平台连通与时钟、代码对照、备份。
-    退出码：0 全部正常，1 有警告，2 有失败。"""
+    """上线前与排障时的全面检查（退出码 0 正常 / 1 警告 / 2 失败）。
+
+    检查数据库设置、账号权限、发布、复制槽、磁盘、端口、密钥与证书、平台连通与时钟、代码对照、备份。
+    """
     from cdcsync.ops.doctor import as_json, exit_code, run_doctor
 
     findings = run_doctor(app.settings)

@@ -1,10 +1,10 @@
-"""The daily dynamic evaluation (issue 18 section 3), first part: 正确性, 及时性 and 稳定性 per
-Beijing day and destination from what the project records; 适应性 only as far as the platform's
-announced software version allows. Formulas in docs/evaluation.md. Scores are kept in
+"""The daily dynamic evaluation (issue 18 section 3): 正确性, 及时性, 稳定性 and 适应性 per
+Beijing day and destination from what the project records (delivery statistics, quarantine,
+latency, daemon runs, stream health, the backup catalogue, the platform's announcements, the
+package manager's records). Formulas in docs/evaluation.md. Scores are kept in
 ``cdcsync.evaluation_daily``.
 
-Not yet: the HTML report with charts, the month view, OS package freshness, pending-case
-timeliness (until cdcsync.surveil has cases: "尚未测量").
+A component without data that day is left out of its dimension and shown as "尚未测量".
 """
 
 from __future__ import annotations
@@ -12,12 +12,15 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from fnmatch import fnmatch
+from pathlib import Path
 from typing import Any
 
 import orjson
 import psycopg
 
 from cdcsync import __version__
+from cdcsync.ops.backup_view import BackupState, backup_state
 from cdcsync.ops.settings import EvaluationSettings
 
 BEIJING = dt.timezone(dt.timedelta(hours=8))
@@ -89,8 +92,12 @@ def correctness(conn: psycopg.Connection[Any], day: dt.date, dest: str, cfg: Eva
     captured = passed + local
     cards = conn.execute("SELECT matched, with_differences, frontend_only, nndrs_only FROM recon.card_daily_summary"
                          " WHERE compare_date = %s", (day,)).fetchone()
-    card_value, card_detail = None, "当日无大疫情网报告卡导入，" + NOT_MEASURED
-    if cards is not None:
+    # Without an NNDRS export imported since the day began, every hospital card would count as
+    # "front-end only": the comparison says nothing yet, so it is left out rather than scored 0.
+    (imported,) = conn.execute("SELECT EXISTS (SELECT 1 FROM recon.nndrs_card WHERE imported_at >= %s)",
+                               (dt.datetime.combine(day, dt.time(), BEIJING),)).fetchone() or (False,)
+    card_value, card_detail = None, "尚未导入覆盖当日的大疫情网报告卡导出，" + NOT_MEASURED
+    if cards is not None and imported:
         matched, differ, fe_only, nn_only = (int(x) for x in cards)
         card_value = _share(matched - differ, matched + fe_only + nn_only)
         card_detail = f"一致 {matched - differ}，不一致 {differ}，仅前置 {fe_only}，仅大疫情网 {nn_only}"
@@ -104,13 +111,21 @@ def correctness(conn: psycopg.Connection[Any], day: dt.date, dest: str, cfg: Eva
     ])
 
 
-def timeliness(conn: psycopg.Connection[Any], day: dt.date, dest: str) -> Dimension:
+def timeliness(conn: psycopg.Connection[Any], day: dt.date, dest: str,
+               now: dt.datetime | None = None) -> Dimension:
     row = conn.execute("SELECT coalesce(sum(events), 0), coalesce(sum(within_limit), 0) FROM cdcsync.delivery_latency"
                        " WHERE destination = %s AND business_date = %s", (dest, day)).fetchone() or (0, 0)
     events, within = int(row[0]), int(row[1])
+    start, end = _day_window(day, now or dt.datetime.now(dt.UTC))
+    # Early-warning cases due in the window (报告时限): handled when closed (reported, excluded,
+    # corrected) by their due time; one still open after it is late.
+    due, handled = conn.execute(
+        "SELECT count(*), count(*) FILTER (WHERE closed_at IS NOT NULL AND closed_at <= due_at)"
+        " FROM cdcsync.surveil_case WHERE due_at >= %s AND due_at < %s", (start, end)).fetchone() or (0, 0)
     return Dimension("timeliness", "及时性", [
         Component("events", "时限内送达", _share(within, events), 0.8, f"时限内 {within} / {events}"),
-        Component("cases", "待处理病例按时处理", None, 0.2, NOT_MEASURED + "（预警病例功能上线后计入）"),
+        Component("cases", "待处理病例按时处理", _share(int(handled), int(due)), 0.2,
+                  f"按时处理 {handled} / 到期 {due}" if due else "当日无到期的预警病例；" + NOT_MEASURED),
     ])
 
 
@@ -140,8 +155,15 @@ def daemon_uptime(runs: Sequence[tuple[dt.datetime, dt.datetime]], first_start: 
     return up / (end - start).total_seconds(), longest, restarts
 
 
+def backup_component(backup: BackupState | None, end: dt.datetime, weight: float) -> Component:
+    if backup is None:
+        return Component("backup", "备份并验证", None, weight, NOT_MEASURED)
+    value, detail = backup.covers(end)
+    return Component("backup", "备份并验证", value, weight, detail)
+
+
 def stability(conn: psycopg.Connection[Any], day: dt.date, dest: str, cfg: EvaluationSettings,
-              now: dt.datetime, slack_s: float) -> Dimension:
+              now: dt.datetime, slack_s: float, backup: BackupState | None = None) -> Dimension:
     start, end = _day_window(day, now)
     rows = conn.execute("SELECT started_at, coalesce(stopped_at, last_seen_at + make_interval(secs => %s))"
                         " FROM cdcsync.daemon_run WHERE started_at < %s ORDER BY started_at",
@@ -157,21 +179,120 @@ def stability(conn: psycopg.Connection[Any], day: dt.date, dest: str, cfg: Evalu
                   f"最长中断 {longest / 60:.1f} 分钟，重启 {restarts} 次"),
         Component("stream_uptime", "数据流正常", stream, cfg.w_stream_uptime,
                   "无记录" if st is None else f"积压高水位 {int(st[1])} 字节，最大滞后 {float(st[2]):.0f} 秒"),
-        Component("backup", "备份并验证", None, cfg.w_backup, NOT_MEASURED + "（备份功能上线后计入）"),
+        # Before the software first ran there was nothing to back up: not scored.
+        backup_component(backup if first is not None and first < end else None, end, cfg.w_backup),
     ])
     dim.penalty = min(cfg.restart_penalty_max, cfg.restart_penalty * restarts)
     return dim
 
 
-def adaptability(conn: psycopg.Connection[Any], dest: str) -> Dimension:
-    row = conn.execute("SELECT announced->>'software' FROM cdcsync.platform_notice WHERE destination = %s",
-                       (dest,)).fetchone()
-    latest = row[0] if row else None
+def _announced(conn: psycopg.Connection[Any], dest: str) -> dict[str, Any]:
+    row = conn.execute("SELECT announced FROM cdcsync.platform_notice WHERE destination = %s", (dest,)).fetchone()
+    return row[0] if row and isinstance(row[0], dict) else {}
+
+
+def _version_date(version: str) -> dt.date | None:
+    """The date of a code-table version ("<hash>@YYYY-MM-DD", or a bare date)."""
+    try:
+        return dt.date.fromisoformat(version.rpartition("@")[2][:10])
+    except ValueError:
+        return None
+
+
+def value_domains_component(local: str | None, announced: str | None, weight: float) -> Component:
+    """Code tables against the platform's announced ``mapping_version``: 1 when the same or newer."""
+    label = "值域（代码表）为平台公布的最新版"
+    if not local or not announced:
+        return Component("value_domains", label, None, weight,
+                         f"本机 {local or '（未知）'}，平台公布 {announced or '（未公布）'}；" + NOT_MEASURED)
+    mine, theirs = _version_date(local), _version_date(announced)
+    if local == announced or (mine is not None and theirs is not None and mine >= theirs):
+        return Component("value_domains", label, 1.0, weight, f"本机 {local}，平台公布 {announced}")
+    behind = f"，落后 {(theirs - mine).days} 天" if mine and theirs else ""
+    return Component("value_domains", label, 0.0, weight, f"本机 {local}，平台公布 {announced}{behind}")
+
+
+def rule_pack_component(local: str | None, announced: str | None, weight: float) -> Component:
+    """The early-warning rule pack in use against the platform's announced ``rule_pack_version``."""
+    label = "预警规则包为平台公布的最新版"
+    if not local or not announced:
+        return Component("rule_pack", label, None, weight,
+                         f"本机 {local or '（未知）'}，平台公布 {announced or '（未公布）'}；" + NOT_MEASURED)
+    return Component("rule_pack", label, 1.0 if local == announced else 0.0, weight,
+                     f"本机 {local}，平台公布 {announced}")
+
+
+def local_rule_pack_version(conn: psycopg.Connection[Any], settings: Any) -> str | None:
+    """The configured rule pack's version; when it cannot be read, the pack the newest case ran."""
+    from cdcsync.surveil.pack import PackError, load_pack
+
+    try:
+        return load_pack(settings.surveil.pack).version
+    except (PackError, AttributeError):
+        row = conn.execute("SELECT pack_version FROM cdcsync.surveil_case ORDER BY created_at DESC LIMIT 1").fetchone()
+        return str(row[0]) if row else None
+
+
+# Package groups whose security updates matter: (label, dpkg .list file patterns).
+OS_PACKAGES = (("OpenSSL", ("openssl.list", "libssl[0-9]*.list")),
+               ("PostgreSQL", ("postgresql-[0-9]*.list", "libpq[0-9]*.list")))
+
+
+def package_updates(info_dir: Path) -> dict[str, dt.datetime]:
+    """Per package group, when dpkg last installed or upgraded one of its packages (the mtime of
+    its ``.list`` file, rewritten on every unpack). Groups not installed are absent."""
+    lists = [(p.name.removesuffix(".list").split(":")[0] + ".list", p) for p in info_dir.glob("*.list")]
+    out: dict[str, dt.datetime] = {}
+    for label, patterns in OS_PACKAGES:
+        times = [p.stat().st_mtime for name, p in lists if any(fnmatch(name, pat) for pat in patterns)]
+        if times:
+            out[label] = dt.datetime.fromtimestamp(max(times), dt.UTC)
+    return out
+
+
+def os_packages_component(info_dir: Path, end: dt.datetime, cfg: EvaluationSettings) -> Component:
+    label = "操作系统安全更新（OpenSSL、PostgreSQL）"
+    updated = package_updates(info_dir) if info_dir.is_dir() else {}
+    if not updated:
+        return Component("os_packages", label, None, cfg.w_os_packages,
+                         f"包管理器记录不可用（{info_dir}）；" + NOT_MEASURED)
+    fresh, stale = cfg.package_fresh_days, max(cfg.package_stale_days, cfg.package_fresh_days + 1)
+    parts, values = [], []
+    for name, at in updated.items():
+        if at > end:  # upgraded since: what was installed on that day is no longer on record
+            continue
+        age = (end - at).total_seconds() / 86400
+        values.append(1.0 if age <= fresh else max(0.0, (stale - age) / (stale - fresh)))
+        parts.append(f"{name} 更新于 {at.astimezone(BEIJING):%Y-%m-%d}（{int(age)} 天前）")
+    if not values:
+        return Component("os_packages", label, None, cfg.w_os_packages,
+                         "该日之后已更新，当日状态无记录；" + NOT_MEASURED)
+    return Component("os_packages", label, min(values), cfg.w_os_packages, "，".join(parts))
+
+
+def adaptability(conn: psycopg.Connection[Any], dest: str, cfg: EvaluationSettings | None = None,
+                 mapping_version: str | None = None, end: dt.datetime | None = None,
+                 rule_pack: str | None = None) -> Dimension:
+    cfg = cfg or EvaluationSettings()
+    announced = _announced(conn, dest)
+    latest = announced.get("software")
     value = None if not latest else (1.0 if latest == __version__ else 0.0)
     return Dimension("adaptability", "适应性", [
-        Component("software", "软件版本为平台公布的最新版", value, 1.0,
+        Component("software", "软件版本为平台公布的最新版", value, cfg.w_software,
                   f"本机 {__version__}，平台公布 {latest or '（未公布）'}"),
+        value_domains_component(mapping_version, announced.get("mapping_version"), cfg.w_value_domains),
+        rule_pack_component(rule_pack, announced.get("rule_pack_version"), cfg.w_rule_pack),
+        os_packages_component(cfg.dpkg_info_dir, end or dt.datetime.now(dt.UTC), cfg),
     ])
+
+
+def local_mapping_version(settings: Any) -> str | None:
+    from cdcsync.mapping.domains import load_code_tables
+
+    try:
+        return str(load_code_tables(settings.mappings_dir, settings.hospital, strict=False).version)
+    except Exception:  # noqa: BLE001 - unreadable code tables: the component is not measured
+        return None
 
 
 def evaluate_day(conn: psycopg.Connection[Any], settings: Any, day: dt.date,
@@ -179,12 +300,17 @@ def evaluate_day(conn: psycopg.Connection[Any], settings: Any, day: dt.date,
     now = now or dt.datetime.now(dt.UTC)
     cfg: EvaluationSettings = settings.ops.evaluation
     slack = settings.ops.heartbeat.interval_s
+    backups = backup_state(settings)
+    mapping_version = local_mapping_version(settings)
+    rule_pack = local_rule_pack_version(conn, settings)
+    _, end = _day_window(day, now)
     out = []
     for d in settings.destinations:
         env = getattr(d, "environment", "production")
         out.append(DayEvaluation(day, d.name, env, [
-            correctness(conn, day, d.name, cfg), timeliness(conn, day, d.name),
-            stability(conn, day, d.name, cfg, now, slack), adaptability(conn, d.name)]))
+            correctness(conn, day, d.name, cfg), timeliness(conn, day, d.name, now),
+            stability(conn, day, d.name, cfg, now, slack, backups),
+            adaptability(conn, d.name, cfg, mapping_version, end, rule_pack)]))
     return out
 
 

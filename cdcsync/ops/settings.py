@@ -9,80 +9,79 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field
+
+from cdcsync.settings_base import Email, NetTimeout, StrictModel, Weight
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class HeartbeatSettings(_Model):
+class HeartbeatSettings(StrictModel):
     enabled: bool = True
     # How often each platform hears from the hospital; the platform calls the hospital offline
     # after missing about three of them (docs/upstream-protocol.md section 7).
     interval_s: float = Field(60.0, ge=0.05, le=3600)
-    timeout_s: float = Field(10.0, gt=0, le=120)
+    timeout_s: NetTimeout = 10.0
 
 
-class FaultSettings(_Model):
+class FaultSettings(StrictModel):
     # A destination that has not acknowledged anything for this long while its sends fail (or
     # whose stream is not running) is a fault (DEST_STOPPED).
     destination_stopped_after_s: float = Field(300.0, gt=0)
 
 
-class SmtpChannel(_Model):
+class SmtpChannel(StrictModel):
     host: str
     port: int = Field(25, ge=1, le=65535)
     starttls: bool = False
     username: str | None = None
     password_file: Path | None = None  # mode 0600
-    sender: str = Field(pattern=r"^[^@\s]+@[^@\s]+$")
-    recipients: list[str] = Field(min_length=1)
-    timeout_s: float = Field(10.0, gt=0, le=120)
-
-    @field_validator("recipients")
-    @classmethod
-    def _addresses(cls, value: list[str]) -> list[str]:
-        bad = [a for a in value if "@" not in a or any(c.isspace() for c in a)]
-        if bad:
-            raise ValueError(f"收件人地址格式不正确：{', '.join(bad)}")
-        return value
+    sender: Email
+    recipients: list[Email] = Field(min_length=1)
+    timeout_s: NetTimeout = 10.0
 
 
-class WebhookChannel(_Model):
+class WebhookChannel(StrictModel):
     url: str = Field(pattern=r"^https?://\S+$")
     # The HMAC-SM3 key (mode 0600): the receiver checks X-Cdcsync-Signature with it.
     secret_file: Path
-    timeout_s: float = Field(10.0, gt=0, le=120)
+    timeout_s: NetTimeout = 10.0
     ca_bundle: Path | None = None
 
 
-class AlertSettings(_Model):
+class AlertSettings(StrictModel):
     smtp: list[SmtpChannel] = Field(default_factory=list)
     webhooks: list[WebhookChannel] = Field(default_factory=list)
     # A channel that failed is tried again on the next ops tick, at most this often.
     retry_s: float = Field(60.0, ge=0)
 
 
-class EvaluationSettings(_Model):
+class EvaluationSettings(StrictModel):
     """Thresholds and weights of the four scores (docs/evaluation.md)."""
 
     # 正确性 weights: validation/mapping pass, platform acceptance, required-field completeness,
     # agreement of report cards with NNDRS (a component without data that day is left out).
-    w_validation: float = Field(0.4, ge=0)
-    w_platform: float = Field(0.3, ge=0)
-    w_completeness: float = Field(0.1, ge=0)
-    w_cards: float = Field(0.2, ge=0)
+    w_validation: Weight = 0.4
+    w_platform: Weight = 0.3
+    w_completeness: Weight = 0.1
+    w_cards: Weight = 0.2
     # 稳定性: weights of daemon uptime, stream uptime, backups; points off per restart (capped).
-    w_daemon_uptime: float = Field(0.4, ge=0)
-    w_stream_uptime: float = Field(0.4, ge=0)
-    w_backup: float = Field(0.2, ge=0)
+    w_daemon_uptime: Weight = 0.4
+    w_stream_uptime: Weight = 0.4
+    w_backup: Weight = 0.2
     restart_penalty: float = Field(5.0, ge=0)
     restart_penalty_max: float = Field(20.0, ge=0)
-    # 适应性: an OS package (OpenSSL, PostgreSQL) updated within fresh_days scores 1, linearly
-    # down to 0 at stale_days; a mapping older than the platform's announced one scores 0.
+    # 适应性 weights: software, value domains (code tables) and rule pack against what the
+    # platform announced, OS security updates. An OS package group (OpenSSL, PostgreSQL) updated
+    # within fresh_days scores 1, linearly down to 0 at stale_days; code tables older than the
+    # platform's announced ones score 0.
+    w_software: Weight = 0.3
+    w_value_domains: Weight = 0.3
+    w_rule_pack: Weight = 0.1
+    w_os_packages: Weight = 0.3
     package_fresh_days: int = Field(90, ge=1)
     package_stale_days: int = Field(365, ge=2)
+    # Where dpkg keeps one ``<package>.list`` per installed package (rewritten on every upgrade:
+    # its mtime is the package's last update). Absent (not Debian/Ubuntu): not measured.
+    dpkg_info_dir: Path = Path("/var/lib/dpkg/info")
     # Levels for the words shown next to a score.
     good: float = Field(95.0, ge=0, le=100)
     fair: float = Field(80.0, ge=0, le=100)
@@ -90,7 +89,7 @@ class EvaluationSettings(_Model):
     refresh_s: float = Field(300.0, ge=1)
 
 
-class OpsSettings(_Model):
+class OpsSettings(StrictModel):
     heartbeat: HeartbeatSettings = HeartbeatSettings()
     faults: FaultSettings = FaultSettings()
     alerts: AlertSettings = AlertSettings()

@@ -82,6 +82,9 @@ def table_doc(table: Table) -> str:
     ]
     if table.business_date:
         lines.append(f"- 业务日期 Business date: `{table.business_date}`")
+    if table.national_codes:
+        lines.append("- 写入方 Writer: 前置软件（cdcsync）自身写入，院内系统不写；代码字段为国家值域代码"
+                     " (written by cdcsync only; coded fields hold national codes)")
     lines += [
         "",
         "| # | 字段 Field | 说明 Description | 类型 Type | 必填 Required | 主键 PK"

@@ -150,6 +150,12 @@ class Table:
     fields: tuple[Field, ...]
     rules: tuple[Rule, ...] = ()
     business_date: str | None = None
+    writer: str = "his"  # see WRITERS
+
+    @property
+    def national_codes(self) -> bool:
+        """Coded fields hold national codes (a table cdcsync writes): no local mapping."""
+        return self.writer == "cdcsync"
 
     @cached_property
     def _by_name(self) -> Mapping[str, Field]:
@@ -286,7 +292,11 @@ def _show(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-_TABLE_KEYS = ("comment", "timeliness", "primary_key", "business_time", "business_date", "fields", "rules")
+_TABLE_KEYS = ("comment", "timeliness", "primary_key", "business_time", "business_date", "fields", "rules",
+               "writer")
+# Who writes a table: the HIS (coded fields hold its LOCAL codes, mapped by the pipeline) or cdcsync
+# itself (e.g. the workbench's report cards: coded fields already hold NATIONAL codes).
+WRITERS = ("his", "cdcsync")
 _FIELD_KEYS = ("name", "type", "length", "precision", "scale", "required", "domain", "format",
                "comment", "unit", "pii")
 _WHEN_OPS = ("in", "not_in", "present")
@@ -421,10 +431,14 @@ class _Builder:
             for i, raw in enumerate(self.list_of(m["rules"], f"{key}.rules")):
                 rules.append(self.rule(raw, f"{key}.rules[{i}]", by_name))
 
+        writer = "his"
+        if m.get("writer") is not None:
+            writer = self.choice(m["writer"], f"{key}.writer", WRITERS)
+
         return Table(
             name=tname, comment=comment, timeliness=timeliness, primary_key=tuple(pk),
             business_time=bt.name, business_date=bd.name if bd else None,
-            fields=tuple(fields), rules=tuple(rules),
+            fields=tuple(fields), rules=tuple(rules), writer=writer,
         )
 
     def field(self, raw: Any, key: str) -> Field:

@@ -55,6 +55,7 @@ log = logging.getLogger(__name__)
 
 REVOKED = "3"  # national modify_flag 撤销
 CORRECTION = "2"  # national card_category 订正报告
+CARD_TABLES = ("report_card", "report_card_frontend")  # the HIS's cards and the workbench's
 KEYS: Mapping[str, str] = {
     "diagnosis": "diagnosis_id",
     "lab_result": "lab_result_id",
@@ -193,9 +194,8 @@ class _Run:
             for p in ids:
                 self._cards[(org, p)] = []
                 self._dx_of_patient.add((org, p))
-            for raw in self._rows("SELECT * FROM emr.report_card WHERE patient_id = ANY(%s) AND org_code = %s"
-                                  " ORDER BY report_time, card_id", (ids, org)):
-                mapped = self.engine._map("report_card", raw)
+            for table, raw in self._card_rows("patient_id = ANY(%s) AND org_code = %s", (ids, org)):
+                mapped = self.engine._map(table, raw)
                 card = self.card_of(mapped) if mapped is not None else None
                 if card is not None:
                     self._cards[(org, card.patient_id)].append(card)
@@ -220,6 +220,14 @@ class _Run:
             cur.execute(query, params)
             return cur.fetchall()
 
+    def _card_rows(self, where: str, params: tuple[Any, ...]) -> list[tuple[str, Row]]:
+        """The HIS's cards (emr.report_card) and the workbench's (emr.report_card_frontend, national
+        codes, docs/workbench.md): either one means the hospital reported. Oldest first."""
+        rows = [(t, raw) for t in CARD_TABLES
+                for raw in self._rows(f"SELECT * FROM emr.{t} WHERE {where}", params)]
+        rows.sort(key=lambda tr: (tr[1].get("report_time") or dt.datetime.min, tr[1].get("card_id") or ""))
+        return rows
+
     def relevant(self, table: str, row: Row) -> bool:
         """Whether a row of a rule table can matter at all (most lab results and orders cannot)."""
         pack = self.pack
@@ -237,9 +245,8 @@ class _Run:
         if cached is not None:
             return cached
         out = []
-        for raw in self._rows("SELECT * FROM emr.report_card WHERE patient_id = %s AND org_code = %s"
-                              " ORDER BY report_time, card_id", (patient, org)):
-            mapped = self.engine._map("report_card", raw)
+        for table, raw in self._card_rows("patient_id = %s AND org_code = %s", (patient, org)):
+            mapped = self.engine._map(table, raw)
             card = self.card_of(mapped) if mapped is not None else None
             if card is not None:
                 out.append(card)

@@ -360,7 +360,7 @@ class _Gen:
                     self.emit(2, f"if not {fn}({x}):")
                     self.emit(3, f"v.append({fv})")
             if f.domain:
-                m = self.const(f"MAP_{i}", self.mapper.table_for(f.domain))
+                m = self.const(f"MAP_{i}", self.mapper.table_for(f.domain, self.table.national_codes))
                 self.emit(2, f"n{i} = {m}.get({x})")
                 self.emit(2, f"if n{i} is None:")
                 self.emit(3, f"v.append(_mapper.miss({f.domain!r}, {f.name!r}, {f.comment!r}, {x}))")
@@ -449,7 +449,7 @@ class _Gen:
             self.emit(1, f"if not ({ok}):" if f.required else f"if {x} is not None and not ({ok}):")
             self.emit(2, full)
             return
-        table = self.mapper.table_for(f.domain) if f.domain else None
+        table = self.mapper.table_for(f.domain, self.table.national_codes) if f.domain else None
         m = self.const(f"MAP_{i}", table) if table is not None else ""
         # A hit in a code table whose keys are all non-empty and short enough proves both.
         safe = table is not None and "" not in table and (
@@ -707,7 +707,7 @@ class _Gen:
     def map_codes(self) -> None:
         for i, f in enumerate(self.table.fields):
             if f.domain:
-                m = self.const(f"MAP_{i}", self.mapper.table_for(f.domain))
+                m = self.const(f"MAP_{i}", self.mapper.table_for(f.domain, self.table.national_codes))
                 self.emit(1, f"n{i} = {m}.get(x{i}) if type(x{i}) is str else None")
 
 

@@ -16,7 +16,9 @@ The stream after a restore (docs/operations.md, "Restore and the stream"):
   everything before the dump's instant (``streams_caught_up`` in the manifest), a new slot is
   created and its position recorded: it already holds every restored row, nothing is sent again.
   Any other destination is set to take a new initial snapshot (every row as op ``r``, plus
-  deletes for keys it holds that the dump has not), which the platform folds by key.
+  deletes for keys it holds that the dump has not). A row it holds unchanged is re-sent under
+  the id it was delivered by (``KnownIds``, cdcsync/engine/checkpoint.py): a duplicate the
+  platform drops, not a new event.
 """
 
 from __future__ import annotations

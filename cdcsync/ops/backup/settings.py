@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from cdcsync.settings_base import StrictModel
 
 
-class BackupSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class BackupSettings(StrictModel):
 
     # Where backups are written, one directory per backup; None: ``<state_dir>/backups``.
     # Put it on another disk than the database (or mount a network share there).
