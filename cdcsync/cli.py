@@ -21,7 +21,9 @@ from cdcsync.ops.doctor_cli import COMMANDS as DOCTOR_COMMANDS
 from cdcsync.ops.evaluate_cli import evaluate
 from cdcsync.quarantine.cli import COMMANDS as QUARANTINE_COMMANDS
 from cdcsync.recon.cli import COMMANDS as RECON_COMMANDS
+from cdcsync.surveil.cases_cli import COMMANDS as CASES_COMMANDS
 from cdcsync.surveil.cli import rules_group
+from cdcsync.surveil.replay_cli import replay_cmd
 from cdcsync.synth.cli import gen
 from cdcsync.validate.cli import validate_cmd
 from cdcsync.workbench.cli import COMMANDS as WORKBENCH_COMMANDS
@@ -148,6 +150,8 @@ for _command in [
     *WORKBENCH_COMMANDS,
     evaluate,
     rules_group,
+    *CASES_COMMANDS,
     *_optional_commands(),
 ]:
     main.add_command(_command)
+rules_group.add_command(replay_cmd)  # `rules replay` lives beside the rules consumer

@@ -169,6 +169,22 @@ def save_status_page(settings: Settings, target: Path) -> None:
         servers.stop()
 
 
+def _surveil_cases(settings: Settings) -> None:
+    """The day was generated before the rules consumer's slot existed: run the rules over it once
+    (``rules replay --apply``; a second demo run opens nothing twice); ``--serve`` streams on."""
+    import datetime as dt
+
+    from cdcsync.surveil.replay_cli import replay
+
+    res = replay(settings.database.conninfo(), settings, dt.datetime(2000, 1, 1, tzinfo=dt.UTC), None, True)
+    with psycopg.connect(settings.database.conninfo(), autocommit=True) as conn:
+        row = conn.execute("SELECT count(*) FILTER (WHERE status IN ('待确认', '待确诊', '待核查')), count(*)"
+                           " FROM cdcsync.surveil_case").fetchone()
+    n_open, total = (int(row[0]), int(row[1])) if row else (0, 0)
+    click.echo(f"    监测预警：规则包 {res['pack_version']}，本次生成病例 {len(res['opened'])} 例；"
+               f"共 {total} 例，未结 {n_open} 例（见 cases list）")
+
+
 def _has_rows(dsn: str) -> bool:
     with psycopg.connect(dsn) as conn:
         return conn.execute("SELECT EXISTS (SELECT 1 FROM emr.visit)").fetchone() == (True,)
@@ -283,6 +299,7 @@ def demo(ctx: click.Context, data_dir: Path, patients: int, seed: int, serve: bo
             click.echo(f"    导入：{imported.text().splitlines()[0]}")
         elif export.exists() and planted_path(export).exists():
             planted = read_planted(export)
+        _surveil_cases(settings)
         save_status_page(settings, layout.base / "status.html")
         report = reconciliation(dsn, settings, today)
         explanations = explain(report, planted)
@@ -300,6 +317,7 @@ def demo(ctx: click.Context, data_dir: Path, patients: int, seed: int, serve: bo
         click.echo(f"  状态页快照   {layout.base}/status.html")
         click.echo(f"  运行状态     {cli} status")
         click.echo(f"  隔离区       {cli} quarantine list")
+        click.echo(f"  监测预警病例 {cli} cases list   （提醒接口见 docs/api.md）")
         click.echo(f"  每日对账     {cli} reconcile --date {today.isoformat()}   （HTML：{html_report}）")
         click.echo(f"  持续运行     cdcsync demo --serve   （状态页 http://127.0.0.1:{web_port}/status.html）")
         click.echo(f"  停止集群     {stop_hint}")

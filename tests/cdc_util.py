@@ -69,6 +69,9 @@ def settings_for(dsn: str, tmp: Path, **stream: Any) -> tuple[Settings, Path]:
         "stream": {"status_interval_s": 1, "linger_ms": 50, "heartbeat_interval_s": 5, **stream},
         "destinations": [{"name": "t", "kind": "jsonl", "path": str(tmp / "events.jsonl")}],
         "api": LOOPBACK_API,
+        # The engine tests count "replication started" lines of the destination's stream; the rules
+        # consumer (its own slot) is tested in tests/test_surveil_consumer.py.
+        "surveil": {"enabled": False},
     }
     cfg = tmp / "config.yaml"
     cfg.write_text(yaml.safe_dump(data), encoding="utf-8")

@@ -55,9 +55,15 @@ def test_demo_tells_a_true_story(tmp_path: Path) -> None:
         if CHROMIUM:
             _check_in_chromium(base / "reconcile.html", report, tmp_path)
 
+        settings = yaml.safe_load((base / "demo.yaml").read_text(encoding="utf-8"))
+        with psycopg.connect(settings["database"]["dsn"]) as conn:  # the rules ran over the day: cases
+            cases = conn.execute("SELECT count(*) FROM cdcsync.surveil_case").fetchone()[0]  # type: ignore[index]
+        assert cases > 0 and f"共 {cases} 例" in out and "cases list" in out
+
         again = _cdcsync("demo", "--data-dir", str(base), "--patients", "40")
         assert again.returncode == 0, again.stderr[-2000:]
         assert "跳过生成" in again.stdout and "对账结论" in again.stdout
+        assert "本次生成病例 0 例" in again.stdout  # nothing opened twice
     finally:
         stopped = _cdcsync("demo", "--stop", "--data-dir", str(base))
         assert stopped.returncode == 0

@@ -45,8 +45,11 @@ _DUMMY_HASH = bytes(32)
 _SELECT = (
     "SELECT name, salt, key_hash, revoked_at, expires_on < (now() AT TIME ZONE 'Asia/Shanghai')::date,"
     " last_used_at < now() - interval '1 minute' OR last_used_at IS NULL,"
-    " scope_tables, scope_ops, scope_org_codes FROM cdcsync.api_key WHERE key_id = %s"
+    " scope_tables, scope_ops, scope_org_codes, scope_apis, scope_doctors, scope_depts"
+    " FROM cdcsync.api_key WHERE key_id = %s"
 )
+APIS: tuple[str, ...] = ("data", "reminders")
+API_TEXT = {"data": "推送EMR数据（data）", "reminders": "监测预警提醒（reminders）"}
 
 
 class ApiKeyError(ValueError):
@@ -60,6 +63,9 @@ class KeyScope:
     tables: tuple[str, ...] = (ALL_TABLES,)
     ops: tuple[str, ...] = OPS
     org_codes: tuple[str, ...] | None = None
+    apis: tuple[str, ...] = ("data",)  # data: /api/v1/data/*; reminders: /api/v1/reminders, case actions
+    doctors: tuple[str, ...] | None = None  # reminders: the doctors it may read and act for (None: any)
+    depts: tuple[str, ...] | None = None  # reminders: the departments (None: any)
 
     def allows_table(self, table: str) -> bool:
         return ALL_TABLES in self.tables or table in self.tables
@@ -74,6 +80,9 @@ class KeyScope:
             "tables": "全部表（*）" if ALL_TABLES in self.tables else "、".join(self.tables),
             "ops": "、".join(f"{OP_TEXT[o]}（{o}）" for o in self.ops),
             "org_codes": "、".join(self.org_codes) if self.org_codes is not None else own,
+            "apis": "、".join(API_TEXT[a] for a in self.apis),
+            "doctors": "、".join(self.doctors) if self.doctors is not None else "全部医生",
+            "depts": "、".join(self.depts) if self.depts is not None else "全部科室",
         }
 
 
@@ -118,7 +127,8 @@ def _split(values: Iterable[str]) -> list[str]:
 
 
 def make_scope(tables: Iterable[str], ops: Iterable[str], org_codes: Iterable[str] | None = None,
-               known_tables: Sequence[str] | None = None) -> KeyScope:
+               known_tables: Sequence[str] | None = None, apis: Iterable[str] = ("data",),
+               doctors: Iterable[str] | None = None, depts: Iterable[str] | None = None) -> KeyScope:
     """A validated scope from the admin's words (comma lists allowed); ApiKeyError otherwise."""
     t = _split(tables)
     if not t:
@@ -142,7 +152,15 @@ def make_scope(tables: Iterable[str], ops: Iterable[str], org_codes: Iterable[st
             raise ApiKeyError(f"医疗机构代码格式不正确：{'、'.join(bad)}（应为 6–22 位大写字母或数字）")
         if not orgs:
             orgs = None
-    return KeyScope(tuple(t), tuple(x for x in OPS if x in o), tuple(orgs) if orgs is not None else None)
+    a = _split(apis)
+    bad_apis = [x for x in a if x not in APIS]
+    if not a or bad_apis:
+        raise ApiKeyError(f"--apis 应为 data（推送EMR数据）、reminders（监测预警提醒）之一或两者（逗号分隔）"
+                          f"{'，不认识：' + '、'.join(bad_apis) if bad_apis else ''}")
+    docs = _split(doctors) if doctors is not None else None
+    deps = _split(depts) if depts is not None else None
+    return KeyScope(tuple(t), tuple(x for x in OPS if x in o), tuple(orgs) if orgs is not None else None,
+                    tuple(x for x in APIS if x in a), tuple(docs) if docs else None, tuple(deps) if deps else None)
 
 
 def _check_expiry(expires_on: dt.date | None) -> None:
@@ -175,9 +193,11 @@ def create_key(conn: psycopg.Connection, name: str, note: str | None = None, sco
             raise ApiKeyError(f"客户端 {name!r} 已有密钥（{state}）；请换一个名称，或先吊销后以新名称创建")
         conn.execute(
             "INSERT INTO cdcsync.api_key (name, key_id, salt, key_hash, note, scope_tables, scope_ops,"
-            " scope_org_codes, expires_on) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            " scope_org_codes, expires_on, scope_apis, scope_doctors, scope_depts)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
             (name, key_id, salt, _hash(salt, secret), note, list(scope.tables), list(scope.ops),
-             list(scope.org_codes) if scope.org_codes is not None else None, expires_on),
+             list(scope.org_codes) if scope.org_codes is not None else None, expires_on, list(scope.apis),
+             _opt(scope.doctors), _opt(scope.depts)),
         )
     return f"{KEY_PREFIX}_{key_id}_{secret}"
 
@@ -185,15 +205,23 @@ def create_key(conn: psycopg.Connection, name: str, note: str | None = None, sco
 def list_keys(conn: psycopg.Connection, name: str | None = None) -> list[ApiKeyInfo]:
     rows = conn.execute(
         "SELECT name, key_id, note, created_at, revoked_at, last_used_at, scope_tables, scope_ops,"
-        " scope_org_codes, expires_on, expires_on < (now() AT TIME ZONE 'Asia/Shanghai')::date"
+        " scope_org_codes, expires_on, expires_on < (now() AT TIME ZONE 'Asia/Shanghai')::date,"
+        " scope_apis, scope_doctors, scope_depts"
         " FROM cdcsync.api_key WHERE %(name)s::text IS NULL OR name = %(name)s ORDER BY name", {"name": name},
     ).fetchall()
-    return [ApiKeyInfo(r[0], r[1], r[2], r[3], r[4], r[5], _scope(r[6], r[7], r[8]), r[9], bool(r[10]))
-            for r in rows]
+    return [ApiKeyInfo(r[0], r[1], r[2], r[3], r[4], r[5], _scope(r[6], r[7], r[8], r[11], r[12], r[13]), r[9],
+                       bool(r[10])) for r in rows]
 
 
-def _scope(tables: list[str], ops: list[str], org_codes: list[str] | None) -> KeyScope:
-    return KeyScope(tuple(tables), tuple(ops), tuple(org_codes) if org_codes is not None else None)
+def _opt(values: tuple[str, ...] | None) -> list[str] | None:
+    return list(values) if values is not None else None
+
+
+def _scope(tables: list[str], ops: list[str], org_codes: list[str] | None, apis: list[str] | None = None,
+           doctors: list[str] | None = None, depts: list[str] | None = None) -> KeyScope:
+    return KeyScope(tuple(tables), tuple(ops), tuple(org_codes) if org_codes is not None else None,
+                    tuple(apis) if apis else ("data",), tuple(doctors) if doctors is not None else None,
+                    tuple(depts) if depts is not None else None)
 
 
 _KEEP: object = object()
@@ -207,8 +235,10 @@ def update_key(conn: psycopg.Connection, name: str, scope: KeyScope,
     with conn.transaction():
         done = conn.execute(
             "UPDATE cdcsync.api_key SET scope_tables = %s, scope_ops = %s, scope_org_codes = %s,"
+            " scope_apis = %s, scope_doctors = %s, scope_depts = %s,"
             " expires_on = CASE WHEN %s THEN expires_on ELSE %s::date END WHERE name = %s",
             (list(scope.tables), list(scope.ops), list(scope.org_codes) if scope.org_codes is not None else None,
+             list(scope.apis), _opt(scope.doctors), _opt(scope.depts),
              expires_on is _KEEP, None if expires_on is _KEEP else expires_on, name),
         )
         if done.rowcount != 1:
@@ -256,7 +286,7 @@ def authenticate(conn: psycopg.Connection, key: str) -> Client:
     if row is None or not matches:
         conn.rollback()
         raise ApiError(401, "AUTH_INVALID", "API 密钥无效", headers=_WWW)
-    name, _salt, _stored, revoked_at, expired, stale, tables, ops, org_codes = row
+    name, _salt, _stored, revoked_at, expired, stale, tables, ops, org_codes, apis, doctors, depts = row
     if revoked_at is not None:
         conn.rollback()
         raise ApiError(403, "AUTH_REVOKED", "该 API 密钥已被吊销，请联系前置机管理员")
@@ -266,11 +296,21 @@ def authenticate(conn: psycopg.Connection, key: str) -> Client:
     if stale:  # at most one write a minute per client, for `api-keys list`
         conn.execute("UPDATE cdcsync.api_key SET last_used_at = now() WHERE key_id = %s", (key_id,))
     conn.commit()
-    return Client(str(name), _scope(tables, ops, org_codes))
+    return Client(str(name), _scope(tables, ops, org_codes, apis, doctors, depts))
+
+
+def require_api(client: Client, api: str) -> None:
+    """403 ``SCOPE_API`` when the key is not for ``api`` (``data`` or ``reminders``)."""
+    if api not in client.scope.apis:
+        raise ApiError(403, "SCOPE_API",
+                       f"该 API 密钥（{client.name}）无权使用{API_TEXT[api]}接口；"
+                       f"允许：{client.scope.describe()['apis']}",
+                       {"refused": {"api": api}})
 
 
 def require_scope(client: Client, table: str, op: str) -> None:
-    """403 when the key may not do ``op`` on ``table``."""
+    """403 when the key may not do ``op`` on ``table`` (or is not a data key)."""
+    require_api(client, "data")
     words = client.scope.describe()
     if op not in client.scope.ops:
         raise ApiError(403, "SCOPE_OPERATION",

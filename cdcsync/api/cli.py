@@ -99,15 +99,20 @@ def _show(k: ApiKeyInfo, own_org_code: str) -> None:
     click.echo(f"  允许的表    {words['tables']}")
     click.echo(f"  允许的操作  {words['ops']}")
     click.echo(f"  医疗机构    {words['org_codes']}")
+    click.echo(f"  用途        {words['apis']}")
+    if "reminders" in k.scope.apis:
+        click.echo(f"  提醒范围    医生：{words['doctors']}；科室：{words['depts']}")
     click.echo(f"  有效期至    {k.expires_on.isoformat() + '（含当日）' if k.expires_on else '长期'}")
     click.echo(f"  创建 {t(k.created_at)}  最近使用 {t(k.last_used_at)}" + (f"  备注 {k.note}" if k.note else ""))
 
 
-def _scope_from(tables: Sequence[str], ops: Sequence[str], org_codes: Sequence[str] | None) -> KeyScope:
+def _scope_from(tables: Sequence[str], ops: Sequence[str], org_codes: Sequence[str] | None,
+                apis: Sequence[str] = ("data",), doctors: Sequence[str] | None = None,
+                depts: Sequence[str] | None = None) -> KeyScope:
     from cdcsync.api.auth import ApiKeyError, make_scope
 
     try:
-        return make_scope(tables, ops, org_codes, _table_names())
+        return make_scope(tables, ops, org_codes, _table_names(), apis, doctors, depts)
     except ApiKeyError as exc:
         fail(str(exc))
 
@@ -115,22 +120,32 @@ def _scope_from(tables: Sequence[str], ops: Sequence[str], org_codes: Sequence[s
 _TABLES_HELP = "允许写入的表，逗号分隔（如 visit,diagnosis），* 表示全部表"
 _OPS_HELP = "允许的操作：upsert（新增/更新）、delete（删除），逗号分隔"
 _ORG_HELP = "允许写入的医疗机构代码（可重复）；不指定则仅本机构（配置项 org_code）"
+_APIS_HELP = "密钥用途：data（推送EMR数据）、reminders（监测预警提醒与处理回写），逗号分隔；默认 data"
+_DOCTOR_HELP = "reminders 用途允许的医生工号（可重复）；不指定则本机构全部医生"
+_DEPT_HELP = "reminders 用途允许的科室代码（可重复）；不指定则本机构全部科室"
 
 
 @api_keys.command("add")
 @click.argument("name")
-@click.option("--tables", required=True, help=_TABLES_HELP)
-@click.option("--ops", required=True, help=_OPS_HELP)
+@click.option("--tables", help=_TABLES_HELP + "（data 用途必填）")
+@click.option("--ops", help=_OPS_HELP + "（data 用途必填）")
 @click.option("--org-code", "org_codes", multiple=True, help=_ORG_HELP)
+@click.option("--apis", default="data", show_default=True, help=_APIS_HELP)
+@click.option("--doctor", "doctors", multiple=True, help=_DOCTOR_HELP)
+@click.option("--dept", "depts", multiple=True, help=_DEPT_HELP)
 @click.option("--expires", help="有效期截止日 YYYY-MM-DD（北京时间当日 24 时失效）；不指定则长期有效")
 @click.option("--note", help="备注（如厂商名称、联系人）")
 @pass_app
-def keys_add(app: AppContext, name: str, tables: str, ops: str, org_codes: tuple[str, ...],
-             expires: str | None, note: str | None) -> None:
-    """为客户端 NAME 生成密钥（只显示这一次，请妥善转交厂商），并限定其可写的表、操作与医疗机构。"""
+def keys_add(app: AppContext, name: str, tables: str | None, ops: str | None, org_codes: tuple[str, ...],
+             apis: str, doctors: tuple[str, ...], depts: tuple[str, ...], expires: str | None,
+             note: str | None) -> None:
+    """为客户端 NAME 生成密钥（只显示这一次，请妥善转交厂商），并限定其用途、可写的表、操作与医疗机构。"""
     from cdcsync.api.auth import ApiKeyError, create_key, list_keys
 
-    scope = _scope_from([tables], [ops], org_codes or None)
+    if "data" in [a.strip() for a in apis.split(",")] and not (tables and ops):
+        fail("data 用途的密钥必须用 --tables 与 --ops 指定允许写入的表与操作")
+    scope = _scope_from([tables or "*"], [ops or "upsert,delete"], org_codes or None, [apis],
+                        doctors or None, depts or None)
     expires_on = _expiry(expires)
     with _connect(app) as conn:
         try:
@@ -199,7 +214,8 @@ def keys_scope(app: AppContext, name: str, tables: str | None, ops: str | None, 
                 orgs = org_codes
             elif own_org:
                 orgs = None
-            scope = _scope_from([tables] if tables else old.tables, [ops] if ops else old.ops, orgs)
+            scope = _scope_from([tables] if tables else old.tables, [ops] if ops else old.ops, orgs,
+                                old.apis, old.doctors, old.depts)
             change: dict[str, Any] = {}
             if expires or no_expiry:
                 change["expires_on"] = _expiry(expires)

@@ -52,6 +52,7 @@ from cdcsync import __version__
 from cdcsync.api.auth import Client, authenticate, presented_key, require_org_codes, require_scope
 from cdcsync.api.errors import ApiError, install_error_handlers, record_error
 from cdcsync.api.ratelimit import RateLimiter
+from cdcsync.api.reminders import add_reminder_routes
 from cdcsync.api.settings import ApiSettings, api_settings
 from cdcsync.config import Settings
 from cdcsync.mapping.layers import MappingLayers
@@ -570,6 +571,7 @@ def create_data_app(settings: Settings, *, rules: RulesHolder | None = None, spe
     for t in spec.tables:
         if t.writer == "his":  # a table cdcsync writes itself (the workbench's cards) is not the HIS's to write
             add_routes(t)
+    add_reminder_routes(app, pool, client_of, limiter)  # reminders for the HIS's popups (issue 15)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

@@ -137,6 +137,7 @@ def build_status(settings: Settings, *, started_at: float | None = None, rules: 
         with psycopg.connect(ci, autocommit=True, connect_timeout=5) as conn:
             out["disk"] = _disk(settings, conn)
             out["timeliness_today"] = _timeliness_today(conn)
+            out["surveil"] = surveil_status(conn)
     except psycopg.Error:
         out["disk"] = _disk(settings, None)
     return out
@@ -163,6 +164,30 @@ def _timeliness_today(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
             "frontend_share", "frontend_avg_s")
     return [{k: (float(v) if k.endswith("share") and v is not None else v) for k, v in zip(keys, r, strict=True)}
             for r in rows]
+
+
+def surveil_status(conn: psycopg.Connection[Any]) -> dict[str, Any] | None:
+    """Open and overdue case counts and the rules consumer's position (None before migration 030)."""
+    try:
+        row = conn.execute(
+            "SELECT count(*) FILTER (WHERE status IN ('待确认', '待确诊', '待核查')),"
+            " count(*) FILTER (WHERE status IN ('待确认', '待确诊', '待核查') AND due_at < now())"
+            " FROM cdcsync.surveil_case").fetchone()
+        ck = conn.execute(
+            "SELECT c.applied_lsn::text, c.pack_version, c.last_commit_at, c.updated_at,"
+            " pg_wal_lsn_diff(pg_current_wal_lsn(), c.applied_lsn)::bigint, s.active"
+            " FROM cdcsync.surveil_checkpoint c LEFT JOIN pg_replication_slots s ON s.slot_name = c.slot_name"
+            " WHERE c.consumer = 'surveil'").fetchone()
+    except psycopg.Error:
+        return None
+    out: dict[str, Any] = {"open": int(row[0]) if row else 0, "overdue": int(row[1]) if row else 0,
+                           "consumer": None}
+    if ck is not None:
+        out["consumer"] = {"applied_lsn": ck[0], "pack_version": ck[1],
+                           "last_commit_at": ck[2].isoformat() if ck[2] else None,
+                           "updated_at": ck[3].isoformat() if ck[3] else None, "lag_bytes": ck[4],
+                           "active": bool(ck[5])}
+    return out
 
 
 class CachedStatus:
@@ -250,6 +275,16 @@ class StatusCollector(Collector):
             yield _disk_family(disk)
         yield from _wal_families(st)
         yield from backup_families(st.get("backup"))
+        sv = st.get("surveil")
+        if sv:
+            yield GaugeMetricFamily("cdcsync_surveil_cases_open", "未结监测预警病例数（待确认、待确诊、待核查）",
+                                    value=float(sv["open"]))
+            yield GaugeMetricFamily("cdcsync_surveil_cases_overdue", "已超过报告时限的未结监测预警病例数",
+                                    value=float(sv["overdue"]))
+            consumer = sv.get("consumer") or {}
+            if consumer.get("lag_bytes") is not None:
+                yield GaugeMetricFamily("cdcsync_surveil_lag_bytes", "监测预警规则引擎未处理的 WAL 字节数",
+                                        value=float(consumer["lag_bytes"]))
         errs = GaugeMetricFamily("cdcsync_component_error", "该组件最近有错误为 1", labels=["component"])
         for comp in st.get("last_errors", {}):
             errs.add_metric([comp], 1.0)

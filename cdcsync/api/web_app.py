@@ -199,6 +199,7 @@ def render_status(st: Mapping[str, Any], spec: Spec) -> str:
         "volume_head": head,
         "volume_rows": "\n".join(vrows),
         "quarantine_text": quarantine,
+        "surveil_text": surveil_text(st.get("surveil")),
         "platform_refused_text": refused_text,
         "wal_section": render_wal(st),
         "backup_text": _e(backup_text(st.get("backup")) or BACKUP_PLACEHOLDER),
@@ -212,6 +213,18 @@ def render_status(st: Mapping[str, Any], spec: Spec) -> str:
                                      for w in st.get("listener_warnings") or []),
     }
     return Template(TEMPLATE.read_text(encoding="utf-8")).substitute(values)
+
+
+def surveil_text(sv: Mapping[str, Any] | None) -> str:
+    """Counts only (no patient data on a page anyone on the LAN may open)."""
+    if not sv or sv.get("open") is None:
+        return '<span class="muted">未启用</span>'
+    n_open, overdue = int(sv["open"]), int(sv.get("overdue") or 0)
+    if not n_open:
+        return "没有待处理的监测预警病例。"
+    late = f'，<span class="attention">其中 {overdue} 例已超过报告时限</span>' if overdue else ""
+    return (f'未结病例（待确认、待确诊、待核查）<span class="num" data-open="{n_open}">{n_open}</span> 例{late}。'
+            "请相关医生及时处理，防保科跟踪。")
 
 
 def render_timeliness(st: Mapping[str, Any]) -> str:

@@ -29,6 +29,7 @@ from cdcsync.mapping.reload import MappingWatcher, RulesHolder
 from cdcsync.ops.loop import start_ops
 from cdcsync.sink import build_sink
 from cdcsync.spec import Spec
+from cdcsync.surveil.consumer import start_consumer
 from cdcsync.validate.minimal import flush_all, not_sent, warn_once
 from cdcsync.validate.stage import transform_for
 
@@ -233,6 +234,7 @@ def run(settings: Settings, install_signals: bool = True,
     running.append(pipeline_set)
     pipeline_set.start_all()
     pipes = pipeline_set.pipes
+    surveil = start_consumer(settings, holder, stop)  # rules → cases (own slot, own checkpoint)
     log.info("cdcsync running: %s", ", ".join(p.name for p in pipes))
     log.info("%s", sm2_describe())
     sd_notify("READY=1\nSTATUS=running " + ", ".join(p.name for p in pipes))
@@ -273,10 +275,10 @@ def run(settings: Settings, install_signals: bool = True,
     ops.stop()
     servers.stop()
     deadline = time.monotonic() + settings.stream.shutdown_timeout_s
-    for t in threads:
+    for t in [*threads, *([surveil] if surveil is not None else [])]:
         t.join(max(0.0, deadline - time.monotonic()))
     flush_all(settings.database.conninfo())
-    late = [t.name for t in threads if t.is_alive()]
+    late = [t.name for t in [*threads, *([surveil] if surveil is not None else [])] if t.is_alive()]
     if late:
         log.error("shutdown timed out after %.0fs: %s", settings.stream.shutdown_timeout_s, ", ".join(late))
         return 1

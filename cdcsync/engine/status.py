@@ -109,7 +109,8 @@ def certificate_warnings(destinations: Any) -> list[dict[str, Any]]:
 def collect_status(settings: Settings, conninfo: str | None = None) -> dict[str, Any]:
     with psycopg.connect(conninfo or settings.database.conninfo(), autocommit=True) as conn:
         dests = [destination_status(conn, settings, d.name) for d in settings.destinations]
-        configured = {slot_name(d.name) for d in settings.destinations}
+        # the rules consumer's slot is ours too (cdcsync/surveil/consumer.py), not an orphan
+        configured = {slot_name(d.name) for d in settings.destinations} | {settings.surveil.slot}
         orphans = [s.as_dict() for s in list_slots(conn, SLOT_PREFIX) if s.name not in configured]
         wal = wal_overview(conn, settings.stream)
         minimal = _minimum_necessary(conn)
