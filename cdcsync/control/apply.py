@@ -146,6 +146,7 @@ def apply(settings: Settings, config_path: str | None, version: str | None = Non
         except InstallError as exc:
             step("error", m.version, str(exc), m)
             raise
+        prev_before = layout.previous()
         old = layout.switch(m.version)
         step("switched", m.version, f"当前版本链接已切换：{old or '（无）'} → {m.version}")
         try:
@@ -162,15 +163,21 @@ def apply(settings: Settings, config_path: str | None, version: str | None = Non
             msg = f"{m.version} 未能正常运行，且没有上一版本可自动回退：{reason}"
             step("error", m.version, msg)
             return Outcome(False, None, msg)
-        return _back(settings, layout, "apply", old, step, f"自动回退到 {old}")
+        return _back(settings, layout, "apply", old, step, f"自动回退到 {old}", previous=prev_before)
 
 
 def _back(settings: Settings, layout: Layout, action: str, to: str,
-          step: Callable[[str, str | None, str], None], what: str) -> Outcome:
+          step: Callable[[str, str | None, str], None], what: str, previous: str | None = None) -> Outcome:
+    """``current`` -> ``to``; ``previous`` -> the release left (rollback) or back to what it was
+    before the failed apply (so that ``upgrade rollback`` still goes one release back)."""
     left = layout.current()
     layout.link("current", to)
-    if left is not None and action == "rollback":
+    if action == "rollback" and left is not None:
         layout.link("previous", left)
+    elif previous is not None:
+        layout.link("previous", previous)
+    elif action == "apply":
+        (layout.root / "previous").unlink(missing_ok=True)
     try:
         _restart(settings)
         reason = wait_healthy(settings, to)
