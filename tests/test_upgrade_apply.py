@@ -39,28 +39,23 @@ from cdcsync.cli import main
 from cdcsync.crypto.keys import write_keypair
 from cdcsync.upstream_sim.runner import start_in_process
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cdc_util import table_as_events  # noqa: E402
-
 REPO = Path(__file__).resolve().parents[1]
 ORG = "12110000400000000X"
 BROKEN = '\nimport sys as _sys\nif _sys.argv[-1:] == ["run"]:  # deliberately broken release (test)\n' \
          '    raise SystemExit("this release cannot run")\n'
-DDL = """
-CREATE TABLE emr.u7_case (id bigint PRIMARY KEY, diag_code varchar(20), seen_at timestamptz NOT NULL DEFAULT now());
-ALTER TABLE emr.u7_case REPLICA IDENTITY FULL;
-ALTER PUBLICATION cdcsync_emr ADD TABLE emr.u7_case;  -- not a spec table: published on purpose
-"""
+# A spec table (``db init`` of each release narrows the publication to the spec's tables): the
+# hospital's department dictionary, local codes that map (mappings/local/example).
+DEPTS = {"0301": "03.01", "0302": "03.02", "SJNK": "03.03", "XXGNK": "03.04", "SNK": "03.06", "NFMK": "03.07"}
 
 
 @pytest.fixture(scope="session")
 def release_wheels(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Wheels 9.0.0, 9.1.0 and the broken 9.2.0, 9.3.0, built in parallel from copies of the repository."""
+    """Wheels 9.0.0, 9.1.0 and the broken 9.2.0, built in parallel from copies of the repository."""
     base = tmp_path_factory.mktemp("wheels")
     ignore = shutil.ignore_patterns(".git", ".venv", "__pycache__", "*.so", "build", "*.egg-info", ".mypy_cache",
                                     ".ruff_cache", ".pytest_cache", "tests", "bench", "docs")
     procs: list[tuple[str, subprocess.Popen[bytes]]] = []
-    for version in ("9.0.0", "9.1.0", "9.2.0", "9.3.0"):
+    for version in ("9.0.0", "9.1.0", "9.2.0"):
         src = base / f"src-{version}"
         shutil.copytree(REPO, src, ignore=ignore)
         pp = src / "pyproject.toml"
@@ -94,30 +89,43 @@ def wait_for(cond: Any, timeout: float, what: str) -> None:
 
 
 class Loader:
-    """One transaction of 5 new cases every 50 ms until stopped."""
+    """The departments inserted, then one committed bed-count change every 30 ms until stopped;
+    ``committed`` is every value each department had, in commit order."""
 
     def __init__(self, dsn: str) -> None:
-        self.dsn, self.stop, self.rows, self.error = dsn, threading.Event(), 0, None
+        self.dsn, self.stop, self.error = dsn, threading.Event(), None
+        self.committed: dict[str, list[int]] = {local: [0] for local in DEPTS}
+        self.changes = len(DEPTS)
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         try:
             with psycopg.connect(self.dsn, autocommit=True) as conn:
-                while not self.stop.wait(0.05):
-                    with conn.transaction():
-                        conn.cursor().executemany("INSERT INTO emr.u7_case (id, diag_code) VALUES (%s, 'A01.0')",
-                                                  [(self.rows + i,) for i in range(1, 6)])
-                    self.rows += 5
+                conn.cursor().executemany(
+                    "INSERT INTO emr.dept (org_code, dept_code, dept_name, bed_count, active_flag, modify_flag,"
+                    " collect_time, update_time) VALUES (%s, %s, %s, 0, true, '1', now(), now())",
+                    [(ORG, local, f"科室{local}") for local in DEPTS])
+                codes, k = list(DEPTS), 0
+                while not self.stop.wait(0.03):
+                    k += 1
+                    local = codes[k % len(codes)]
+                    conn.execute("UPDATE emr.dept SET bed_count = %s, update_time = now() WHERE dept_code = %s",
+                                 (k, local))
+                    self.committed[local].append(k)
+                    self.changes += 1
         except BaseException as exc:  # surfaced by the test
             self.error = exc  # type: ignore[assignment]
 
 
-def received(sim_dir: Path) -> list[dict[str, Any]]:
+def received(sim_dir: Path, table: str) -> list[dict[str, Any]]:
+    """The platform's events of one table in commit order ((commit LSN, ordinal) from the id)."""
     db = sqlite3.connect(sim_dir / "received.sqlite")
     try:
-        return [orjson.loads(p) for (p,) in db.execute("SELECT payload FROM events")]
+        rows = [orjson.loads(p) for (p,) in db.execute("SELECT payload FROM events")]
     finally:
         db.close()
+    rows = [e for e in rows if e["source"]["table"] == table]
+    return sorted(rows, key=lambda e: (int(e["id"].split(":")[-2], 16), int(e["id"].split(":")[-1])))
 
 
 def running_version(port: int) -> str | None:
@@ -142,8 +150,6 @@ def service(tmp_path: Path) -> Iterator[dict[str, Any]]:
 
 def test_apply_switch_broken_release_rolled_back_tampered_refused(
         migrated_db: str, tmp_path: Path, release_wheels: dict[str, Path], service: dict[str, Any]) -> None:
-    with psycopg.connect(migrated_db, autocommit=True) as conn:
-        conn.execute(DDL)
     hk, hp, _ = write_keypair(tmp_path / "keys", "hospital")
     sim_dir = tmp_path / "sim"
     sim = start_in_process(sim_dir, hospital_pubs=[hp])
@@ -152,10 +158,11 @@ def test_apply_switch_broken_release_rolled_back_tampered_refused(
     cfg = tmp_path / "config.yaml"
     cfg.write_text(yaml.safe_dump({
         "org_code": ORG, "state_dir": str(tmp_path / "state"), "database": {"dsn": migrated_db},
+        "mappings_dir": str(REPO / "mappings"),
         "stream": {"status_interval_s": 1, "linger_ms": 50, "heartbeat_interval_s": 5},
         "api": {n: {"host": "127.0.0.1", "port": p} for n, p in ports.items()},
         "control": {"releases_root": str(root), "dependency_site": site.getsitepackages()[0],
-                    "python": sys.executable, "health_timeout_s": 25, "health_settle_s": 2,
+                    "python": sys.executable, "health_timeout_s": 15, "health_settle_s": 2,
                     "restart_command": ["kill", "-HUP", "{pid}"]},
         "destinations": [{"name": "national", "kind": "http", "url": sim.url, "ca_bundle": str(sim.ca_bundle),
                           "hospital_key": str(hk), "platform_public_key": str(sim.platform_pub),
@@ -224,7 +231,8 @@ def test_apply_switch_broken_release_rolled_back_tampered_refused(
         assert running_version(ports["monitor"]) == "9.0.0"
 
         # --- irreversible migrations without a verified backup: refused, nothing installed ------------
-        publish("9.3.0", "--irreversible")
+        # (refused before anything is unpacked: any wheel will do)
+        publish("9.0.0", "--version", "9.3.0", "--irreversible")
         out = cli("apply")
         assert out.exit_code == 2 and "不可回退" in out.output and "备份" in out.output, out.output
         assert not (root / "9.3.0").exists()
@@ -233,13 +241,15 @@ def test_apply_switch_broken_release_rolled_back_tampered_refused(
         loader.stop.set()
         loader.thread.join(10)
         assert loader.error is None, loader.error
-        assert loader.rows > 50
-        wait_for(lambda: sim.stats()["tables"].get("u7_case", 0) >= loader.rows, 60, "the platform to catch up")
+        assert loader.changes > 100
+        wait_for(lambda: sim.stats()["tables"].get("dept", 0) >= loader.changes, 60, "the platform to catch up")
         time.sleep(1.0)  # anything extra would arrive now
-        events = [e for e in received(sim_dir) if e["source"]["table"] == "u7_case"]
-        assert len(events) == loader.rows == len({e["id"] for e in events})
-        want = table_as_events(migrated_db, "u7_case")
-        assert {e["after"]["id"]: e["after"] for e in events} == want
+        events = received(sim_dir, "dept")
+        assert len(events) == loader.changes == len({e["id"] for e in events})
+        got: dict[str, list[int]] = {}
+        for e in events:
+            got.setdefault(e["after"]["dept_code"], []).append(e["after"]["bed_count"])
+        assert got == loader.committed
     finally:
         loader.stop.set()
         sim.stop()

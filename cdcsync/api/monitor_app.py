@@ -132,6 +132,7 @@ def build_status(settings: Settings, *, started_at: float | None = None, rules: 
     out["wal"] = base.get("wal")
     out["minimum_necessary"] = base["minimum_necessary"]
     out["evaluation_today"] = base.get("evaluation_today", [])
+    out["software"] = base.get("software")  # 当前版本 / 可用新版本 / 更新说明 (status page)
     for dest in base["destinations"]:
         out["destinations"].append({**dest, "today": _day_counts(dest)})
     try:

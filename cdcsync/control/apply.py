@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from cdcsync.sink.certs import PlatformKeys
 
 log = logging.getLogger(__name__)
 Say = Callable[[str], None]
+_VERSION_RE = re.compile(r"\d+(?:\.\d+){0,3}")
 
 
 @dataclass(frozen=True)
@@ -45,16 +47,21 @@ def _quiet(_: str) -> None:
     pass
 
 
+def downloaded_version(settings: Settings) -> str | None:
+    """The newest downloaded release."""
+    base = releases_dir(settings)
+    found = sorted((p.name for p in base.glob("*") if (p / "manifest.json").is_file()
+                    and _VERSION_RE.fullmatch(p.name)), key=version_key) if base.is_dir() else []
+    return found[-1] if found else None
+
+
 def verified_download(settings: Settings, version: str | None) -> tuple[Manifest, Path]:
     """The downloaded release (newest when ``version`` is None), its manifest signature and its
     wheel's size and SM3 checked again now, before it is installed."""
     base = releases_dir(settings)
+    version = version or downloaded_version(settings)
     if version is None:
-        found = sorted((p.name for p in base.glob("*") if (p / "manifest.json").is_file()),
-                       key=version_key) if base.is_dir() else []
-        if not found:
-            raise UpgradeError("没有已下载的版本：请先执行 cdcsync upgrade download")
-        version = found[-1]
+        raise UpgradeError("没有已下载的版本：请先执行 cdcsync upgrade download")
     version_key(version)
     mpath = base / version / "manifest.json"
     if not mpath.is_file():
@@ -122,6 +129,7 @@ def apply(settings: Settings, config_path: str | None, version: str | None = Non
         record(settings, "apply", outcome, target, m, message, current=running)
 
     try:
+        version = version or downloaded_version(settings)
         m, wheel = verified_download(settings, version)
     except (UpgradeError, ManifestError) as exc:
         step("refused", version, str(exc))
