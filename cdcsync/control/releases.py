@@ -148,6 +148,9 @@ def build(settings: Settings, layout: Layout, manifest: Manifest, wheel: Path) -
     cmd: list[str | Path] = [py, "-m", "pip", "--python", target / "bin" / "python", "install", "-q",
                              "--no-index", "--no-cache-dir", "--disable-pip-version-check",
                              "--find-links", wheel.parent]
+    bundle = wheel.parent / "wheelhouse"  # the platform's dependency bundle, unpacked beside the wheel
+    if bundle.is_dir():
+        cmd += ["--find-links", bundle]
     if c.wheelhouse is not None:
         cmd += ["--find-links", c.wheelhouse]
     if c.dependency_site is not None:
