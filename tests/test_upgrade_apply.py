@@ -162,7 +162,7 @@ def test_apply_switch_broken_release_rolled_back_tampered_refused(
         "stream": {"status_interval_s": 1, "linger_ms": 50, "heartbeat_interval_s": 5},
         "api": {n: {"host": "127.0.0.1", "port": p} for n, p in ports.items()},
         "control": {"releases_root": str(root), "dependency_site": site.getsitepackages()[0],
-                    "python": sys.executable, "health_timeout_s": 15, "health_settle_s": 2,
+                    "health_timeout_s": 15, "health_settle_s": 2,
                     "restart_command": ["kill", "-HUP", "{pid}"]},
         "destinations": [{"name": "national", "kind": "http", "url": sim.url, "ca_bundle": str(sim.ca_bundle),
                           "hospital_key": str(hk), "platform_public_key": str(sim.platform_pub),

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import fcntl
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -131,6 +132,23 @@ def _run(cmd: list[str | Path], what: str, timeout: float = 600) -> str:
     return done.stdout
 
 
+def pip_python(settings: Settings) -> str:
+    """An interpreter with pip (>= 22.3 for ``--python``): ``control.python``, else this one, else
+    its base interpreter. Release venvs are made without pip, so the running release usually has none."""
+    if settings.control.python is not None:
+        return str(settings.control.python)
+    if importlib.util.find_spec("pip") is not None:
+        return sys.executable
+    base = getattr(sys, "_base_executable", None)
+    if base and base != sys.executable:
+        done = subprocess.run([base, "-c", "import pip"], capture_output=True, timeout=60,  # noqa: S603
+                              env=release_env())
+        if done.returncode == 0:
+            return str(base)
+    raise InstallError("找不到带 pip 的 Python 来安装新版本：请在配置 control.python 中指定"
+                       "（例如 /usr/bin/python3，需安装 python3-pip）")
+
+
 def build(settings: Settings, layout: Layout, manifest: Manifest, wheel: Path) -> Installed:
     """A fresh venv at ``<root>/<version>`` with the wheel installed offline; checked by running
     its ``cdcsync --version``. Venvs are not relocatable, so it is built in place; the marker
@@ -139,7 +157,7 @@ def build(settings: Settings, layout: Layout, manifest: Manifest, wheel: Path) -
     target = layout.version_dir(manifest.version)
     if target.exists():
         shutil.rmtree(target)
-    py = str(c.python or sys.executable)
+    py = pip_python(settings)
     _run([py, "-m", "venv", "--without-pip", target], "创建独立运行环境")
     if c.dependency_site is not None:
         site = next((target / "lib").glob("python3*/site-packages"))

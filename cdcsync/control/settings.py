@@ -40,7 +40,8 @@ class ControlSettings(BaseModel):
     # (e.g. of a base environment), made visible in each release venv by a .pth path entry;
     # the release wheel is then installed without dependencies.
     dependency_site: Path | None = None
-    # The interpreter that creates release venvs (None: the one running this command).
+    # The interpreter (with pip >= 22.3) that creates release venvs and installs into them
+    # (None: the one running this command if it has pip, else its base interpreter).
     python: Path | None = None
     # How the service is restarted after the switch (argv, no shell).
     restart_command: list[str] = Field(default_factory=lambda: ["systemctl", "restart", "cdcsync"], min_length=1)
