@@ -10,6 +10,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from cdcsync import __version__
 from cdcsync.api.server import start_servers
 from cdcsync.db.cluster import LocalCluster
 from tests.api_helpers import Scenario, build_scenario, drain_national, drop_database, local_api, status_json
@@ -47,7 +48,7 @@ def test_status_requires_the_token(monitor: str, scenario: Scenario) -> None:
         assert httpx.get(monitor + path).status_code == 401
         assert httpx.get(monitor + path, headers={"Authorization": "Bearer wrong"}).json()["code"] == "AUTH_INVALID"
         assert httpx.get(monitor + path, headers={"Authorization": f"Bearer {scenario.token}"}).status_code == 200
-    assert httpx.get(monitor + "/healthz").json() == {"status": "ok", "database": True}
+    assert httpx.get(monitor + "/healthz").json() == {"status": "ok", "database": True, "version": __version__}
 
 
 def test_status_without_configured_token_is_not_served(scenario: Scenario) -> None:

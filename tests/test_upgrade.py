@@ -6,6 +6,7 @@ wheel or manifest is refused. Real HTTPS on loopback, real SM2/SM3, real Postgre
 from __future__ import annotations
 
 import json
+import re
 import time
 import zipfile
 from pathlib import Path
@@ -15,11 +16,14 @@ import yaml
 from click.testing import CliRunner
 
 from cdcsync import __version__
+from cdcsync.api.monitor_app import build_status
+from cdcsync.api.web_app import render_status
 from cdcsync.cli import main
 from cdcsync.config import Settings, load_settings
 from cdcsync.control.upgrade import UpdateChecker
 from cdcsync.crypto.keys import write_keypair
 from cdcsync.engine.status import collect_status
+from cdcsync.spec import load_spec
 from cdcsync.upstream_sim.runner import start_in_process
 
 ORG = "12110000400000000X"
@@ -60,6 +64,11 @@ def test_publish_check_download_and_tampering(migrated_db: str, tmp_path: Path) 
         assert "可用新版本：9.9.0" in out.output and "新增：配置更新（8882）" in out.output
         sw = collect_status(load_settings(cfg, environ={}))["software"]
         assert (sw["current"], sw["available"]) == (__version__, "9.9.0") and "修复" in sw["notes"]
+        # 8883 serves it, and the 8884 status page shows 当前版本 / 可用新版本 / 更新说明.
+        st = build_status(load_settings(cfg, environ={}))
+        assert st["software"]["available"] == "9.9.0"
+        page = render_status(st, load_spec())
+        assert re.search(r'id="available-version">9\.9\.0', page) and "新增：配置更新（8882）<br>修复" in page
 
         out = run(main, ["-c", str(cfg), "upgrade", "download"])
         assert out.exit_code == 0, out.output

@@ -11,7 +11,8 @@
   good, quarantined under a ``PLT…`` rule and still held (count and the latest one).
 * ``GET /metrics``: the same figures in Prometheus text format (same token);
   ``cdcsync_platform_refused_held`` is that alert.
-* ``GET /healthz``: 200 while the process serves; 503 when the mirror database is unreachable.
+* ``GET /healthz``: 200 while the process serves; 503 when the mirror database is unreachable;
+  carries the running version (``upgrade apply`` waits for the new one).
 
 The per-destination figures are :func:`cdcsync.engine.status.collect_status`'s — the very dict behind
 ``cdcsync status --json`` — so the three always agree.
@@ -131,6 +132,7 @@ def build_status(settings: Settings, *, started_at: float | None = None, rules: 
     out["wal"] = base.get("wal")
     out["minimum_necessary"] = base["minimum_necessary"]
     out["evaluation_today"] = base.get("evaluation_today", [])
+    out["software"] = base.get("software")  # 当前版本 / 可用新版本 / 更新说明 (status page)
     for dest in base["destinations"]:
         out["destinations"].append({**dest, "today": _day_counts(dest)})
     try:
@@ -401,6 +403,8 @@ def create_monitor_app(settings: Settings, *, api: ApiSettings | None = None,
     async def healthz() -> JSONResponse:
         st = await run_in_threadpool(provider)
         ok = bool(st["database"]["reachable"])
-        return JSONResponse({"status": "ok" if ok else "degraded", "database": ok}, status_code=200 if ok else 503)
+        # The version tells `upgrade apply` that the restarted process is the new release.
+        return JSONResponse({"status": "ok" if ok else "degraded", "database": ok, "version": __version__},
+                            status_code=200 if ok else 503)
 
     return app

@@ -114,6 +114,17 @@ def _evaluation_text(rows: list[Mapping[str, Any]]) -> str:
                     f"稳定性 {f(r.get('stability'))}、适应性 {f(r.get('adaptability'))}" for r in rows)
 
 
+def _software_values(sw: Mapping[str, Any] | None) -> dict[str, str]:
+    """可用新版本 / 更新说明 from the newest release check (cdcsync.control.upgrade.latest_check)."""
+    if not sw or not sw.get("checked_at"):
+        return {"available_version": "尚未检查", "release_notes": "—"}
+    if not sw.get("available"):
+        return {"available_version": f"无（已是最新，检查于 {_time(sw['checked_at'])}）", "release_notes": "—"}
+    notes = "<br>".join(_e(line) for line in str(sw.get("notes") or "").splitlines()) or "—"
+    return {"available_version": _e(sw["available"]) + "（由管理员执行 cdcsync upgrade apply 安装）",
+            "release_notes": notes}
+
+
 def render_status(st: Mapping[str, Any], spec: Spec) -> str:
     dests = list(st.get("destinations") or [])
     enabled = [d for d in dests if d.get("enabled", True)]
@@ -206,6 +217,7 @@ def render_status(st: Mapping[str, Any], spec: Spec) -> str:
         "evaluation_text": _e(_evaluation_text(st.get("evaluation_today") or [])),
         "timeliness_section": render_timeliness(st),
         "version": _e(st.get("version") or __version__),
+        **_software_values(st.get("software")),
         "spec_version": _e(st.get("spec_version") or spec.version),
         "mapping_version": _e(st.get("mapping_version") or "—"),
         "uptime": _e(format_lag(uptime) if uptime is not None else "—"),

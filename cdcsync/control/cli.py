@@ -80,7 +80,7 @@ COMMANDS = [config_group]
 
 @click.group("upgrade")
 def upgrade_group() -> None:
-    """版本管理：检查国家平台发布的新版本、下载并验证安装包（安装与回退尚未提供）。"""
+    """版本管理：检查国家平台发布的新版本、下载并验证安装包、安装新版本与回退。"""
 
 
 @upgrade_group.command("check")
@@ -126,11 +126,50 @@ def upgrade_download(app: AppContext) -> None:
     click.echo(f"已下载并验证：{path}")
 
 
+@upgrade_group.command("apply")
+@click.option("--version", "version", help="要安装的已下载版本（默认：已下载的最新版本）")
+@pass_app
+def upgrade_apply(app: AppContext, version: str | None) -> None:
+    """安装已下载的新版本：再次核对安装包，离线安装到独立环境，执行数据库迁移，切换当前版本，
+    重启服务并等待健康检查；未能正常运行时自动回退到原版本。成功退出码 0，已自动回退为 1。"""
+    from cdcsync.control.apply import apply
+    from cdcsync.control.release import ManifestError
+    from cdcsync.control.releases import InstallError
+    from cdcsync.control.upgrade import UpgradeError
+
+    try:
+        out = apply(app.settings, app.config_path, version, say=click.echo)
+    except (UpgradeError, ManifestError, InstallError) as exc:
+        fail(str(exc))
+    except psycopg.Error as exc:
+        fail(f"无法记录升级过程：{str(exc).strip().splitlines()[0]}")
+    click.echo(out.message)
+    raise SystemExit(0 if out.ok else 1)
+
+
+@upgrade_group.command("rollback")
+@pass_app
+def upgrade_rollback(app: AppContext) -> None:
+    """回退到上一版本：切换当前版本链接，重启服务并等待健康检查。含不可回退迁移的版本须有升级前的已验证备份。"""
+    from cdcsync.control.apply import rollback
+    from cdcsync.control.releases import InstallError
+    from cdcsync.control.upgrade import UpgradeError
+
+    try:
+        out = rollback(app.settings, say=click.echo)
+    except (UpgradeError, InstallError) as exc:
+        fail(str(exc))
+    except psycopg.Error as exc:
+        fail(f"无法记录回退过程：{str(exc).strip().splitlines()[0]}")
+    click.echo(out.message)
+    raise SystemExit(0 if out.ok else 1)
+
+
 @upgrade_group.command("history")
 @click.option("--limit", type=click.IntRange(1, 10000), default=50, show_default=True)
 @pass_app
 def upgrade_history(app: AppContext, limit: int) -> None:
-    """版本检查与下载记录。"""
+    """版本检查、下载、安装与回退记录。"""
     from cdcsync.control.upgrade import history
 
     try:

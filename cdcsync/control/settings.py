@@ -29,3 +29,26 @@ class ControlSettings(BaseModel):
     # delay up to update_check_jitter_s so that hospitals do not all ask at once.
     update_check_interval_h: float = Field(24.0, ge=0)
     update_check_jitter_s: float = Field(3600.0, ge=0)
+    # ``cdcsync upgrade apply | rollback`` (docs/control-plane.md, "Upgrades"): each release is a
+    # venv in <releases_root>/<version>/; <releases_root>/current is the link the service runs.
+    releases_root: Path = Path("/opt/cdcsync/releases")
+    # Dependencies are installed offline: pip --no-index --find-links <the release's download
+    # directory> [--find-links wheelhouse]. A bundle of dependency wheels from the platform is
+    # unpacked into the wheelhouse.
+    wheelhouse: Path | None = None
+    # Instead of a wheelhouse: a site-packages directory that already holds the dependencies
+    # (e.g. of a base environment), made visible in each release venv by a .pth path entry;
+    # the release wheel is then installed without dependencies.
+    dependency_site: Path | None = None
+    # The interpreter (with pip >= 22.3) that creates release venvs and installs into them
+    # (None: the one running this command if it has pip, else its base interpreter).
+    python: Path | None = None
+    # How the service is restarted after the switch (argv, no shell).
+    restart_command: list[str] = Field(default_factory=lambda: ["systemctl", "restart", "cdcsync"], min_length=1)
+    # After a restart the new release must report healthy within this time, and stay healthy for
+    # health_settle_s (a release that dies right after start is caught), else it is rolled back.
+    health_timeout_s: float = Field(120.0, gt=0)
+    health_settle_s: float = Field(5.0, ge=0)
+    # A release flagged with irreversible migrations is installed (and rolled back from) only
+    # when a verified backup finished within this many hours exists.
+    upgrade_backup_max_age_h: float = Field(24.0, gt=0)

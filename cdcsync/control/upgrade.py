@@ -5,7 +5,7 @@
 and SM3 digest against the verified manifest before the file gets its final name — nothing is
 unpacked or installed here. Every result is a row in ``cdcsync.upgrade_event``.
 Installing (side-by-side environment, migrations, switch, health check, automatic rollback)
-is not built yet.
+is cdcsync.control.apply.
 """
 
 from __future__ import annotations
@@ -67,13 +67,13 @@ def _client(settings: Settings) -> tuple[httpx.Client, str]:
     return httpx.Client(base_url=url, verify=verify, timeout=60.0), url
 
 
-def _record(settings: Settings, action: str, outcome: str, available: str | None, manifest: Manifest | None,
-            message: str) -> None:
+def record(settings: Settings, action: str, outcome: str, available: str | None, manifest: Manifest | None,
+           message: str, *, current: str = __version__) -> None:
     with psycopg.connect(settings.database.conninfo(), autocommit=True, connect_timeout=10) as conn:
         conn.execute(
             "INSERT INTO cdcsync.upgrade_event (action, outcome, current_version, available_version, manifest,"
             " message, actor) VALUES (%s, %s, %s, %s, %s, %s, %s)",
-            (action, outcome, __version__, available, Jsonb(manifest.as_dict()) if manifest else None, message,
+            (action, outcome, current, available, Jsonb(manifest.as_dict()) if manifest else None, message,
              f"local:{getpass.getuser()}"))
 
 
@@ -97,12 +97,12 @@ def check(settings: Settings) -> CheckResult:
     try:
         m = fetch_manifest(settings)
     except (UpgradeError, ManifestError) as exc:
-        _record(settings, "check", "refused" if isinstance(exc, ManifestError) else "error", None, None, str(exc))
+        record(settings, "check", "refused" if isinstance(exc, ManifestError) else "error", None, None, str(exc))
         raise
     result = CheckResult(__version__, m, version_key(m.version) > version_key(__version__),
                          version_key(__version__) >= version_key(m.min_supported_version))
     msg = f"可用新版本 {m.version}" if result.newer else f"已是最新版本（平台发布 {m.version}）"
-    _record(settings, "check", result.outcome, m.version, m, msg)
+    record(settings, "check", result.outcome, m.version, m, msg)
     return result
 
 
@@ -116,9 +116,9 @@ def download(settings: Settings) -> Path:
         m = fetch_manifest(settings)
         path = _download(settings, m)
     except (UpgradeError, ManifestError) as exc:
-        _record(settings, "download", "refused", None, None, str(exc))
+        record(settings, "download", "refused", None, None, str(exc))
         raise
-    _record(settings, "download", "downloaded", m.version, m, f"已下载并验证 {m.wheel}（{m.size} 字节）")
+    record(settings, "download", "downloaded", m.version, m, f"已下载并验证 {m.wheel}（{m.size} 字节）")
     return path
 
 
