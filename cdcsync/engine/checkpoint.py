@@ -13,7 +13,6 @@ import datetime as dt
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable
 from dataclasses import dataclass
 from hashlib import blake2b
 from typing import Any
@@ -21,13 +20,14 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+from cdcsync.engine.calendar import BusinessCalendar
 from cdcsync.event import Ack, Batch, Event, Rejected, dumps, lsn_to_str, str_to_lsn
 from cdcsync.recon.latency import BEIJING, DelayHistogram, merge, write_aggregates
+from cdcsync.source.catalog import PkLookup
 
 log = logging.getLogger(__name__)
 
 _EVERYTHING = 1 << 64
-PkLookup = Callable[[str, str], tuple[str, ...]]
 
 
 @dataclass(slots=True)
@@ -46,11 +46,14 @@ class Checkpointer:
     """Per destination; owns a normal (non-replication) connection to the mirror database."""
 
     def __init__(self, conn: psycopg.Connection[Any], destination: str, slot: str,
-                 pk_lookup: PkLookup | None = None, interval_s: float = 0.0) -> None:
+                 pk_lookup: PkLookup | None = None, interval_s: float = 0.0,
+                 calendar: BusinessCalendar | None = None) -> None:
+        """``calendar``: the business fields and timeliness classes of the delay histograms
+        (the pipeline passes its own; None: the packaged spec's)."""
         self.conn = conn
         self.destination = destination
         self.slot = slot
-        self.pk_lookup = pk_lookup or (lambda schema, table: ())
+        self.calendar = calendar or BusinessCalendar.packaged()
         self.acked_lsn = 0
         # commit LSN -> (table, business date) -> [delivered, quarantined]
         self._stats: dict[int, dict[tuple[str, dt.date], list[int]]] = defaultdict(
@@ -59,14 +62,13 @@ class Checkpointer:
         self._last_event: dict[int, dt.datetime] = {}
         # commit LSN -> delivery-delay histograms per (table, business date), measured at ack time
         self._latency: dict[int, dict[tuple[str, dt.date], DelayHistogram]] = defaultdict(dict)
-        self._business_time_field: dict[str, str | None] = {}
         # Acknowledged transactions are written at most every ``interval_s`` (one transaction for
         # many batches). Until then they are not confirmed to PostgreSQL: a crash replays them,
         # and the deterministic ids make that harmless.
         self.interval_s = interval_s
         self.due_at = 0.0  # time.monotonic() of the next write
         self._pending: tuple[int, int] | None = None  # (commit_through, flush_lsn) acked, unwritten
-        self.keys = DeliveredKeys(destination, self.pk_lookup)
+        self.keys = DeliveredKeys(destination, pk_lookup or (lambda schema, table: ()))
 
     # -- state ------------------------------------------------------------------------------
 
@@ -145,8 +147,8 @@ class Checkpointer:
             hists = self._latency[lsn]
             hist = hists.get((table, day))
             if hist is None:
-                hist = hists[(table, day)] = DelayHistogram.for_table(table)
-            name = self._business_time_field_of(table)
+                hist = hists[(table, day)] = DelayHistogram(self.calendar.timeliness(table))
+            name = self.calendar.business_time_field(table)
             values = [ev.after.get(name) if ev.after else None for ev in events] if name else [None] * len(events)
             hist.add_many(values, acked_local, (acked_at - commit_ts).total_seconds())
         for rej in [*batch.rejections, *(sink_rejections or [])]:
@@ -181,18 +183,6 @@ class Checkpointer:
         self._write(through, flush_lsn, snapshot_done=None)
         self.due_at = time.monotonic() + self.interval_s
         return flush_lsn
-
-    def _business_time_field_of(self, table: str) -> str | None:
-        """The field holding a table's business time, as the spec names it (None: not in the spec)."""
-        try:
-            return self._business_time_field[table]
-        except KeyError:
-            from cdcsync.spec import load_spec
-
-            spec = load_spec()
-            name = spec.table(table).business_time if spec.has_table(table) else None
-            self._business_time_field[table] = name
-            return name
 
     def _write(self, through: int, flush_lsn: int, snapshot_done: bool | None, position: bool = True) -> None:
         done = [lsn for lsn in self._stats if lsn <= through] + [
