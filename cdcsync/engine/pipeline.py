@@ -26,18 +26,18 @@ import psycopg
 
 from cdcsync.config import DestinationSettings, Settings
 from cdcsync.db.migrate import PUBLICATION
+from cdcsync.engine.accounting import TransmissionLog
 from cdcsync.engine.batcher import Batcher, Counters, Limits
 from cdcsync.engine.calendar import BusinessCalendar
 from cdcsync.engine.checkpoint import Checkpointer, CheckpointState, KnownIds
 from cdcsync.engine.health import record_error
 from cdcsync.engine.passthrough import PassThroughTransform
 from cdcsync.event import Change, EventIds, Transform, event_id, lsn_to_str, str_to_lsn
-from cdcsync.recon.latency import TransmissionLog
 from cdcsync.sink import Sink, build_sink
 from cdcsync.source.catalog import PrimaryKeys
 from cdcsync.source.pgoutput import Begin, Commit, LogicalMessage, PgOutputDecoder, Truncate
 from cdcsync.source.protocol import Keepalive, ReplicationConnection, with_session_options
-from cdcsync.source.slots import SlotInfo, drop_slot, get_slot, list_slots, slot_name
+from cdcsync.source.slots import SlotInfo, create_slot, drop_slot, get_slot, list_slots, slot_name
 from cdcsync.source.walsafety import LOST, lost_message
 
 log = logging.getLogger(__name__)
@@ -146,6 +146,7 @@ class Pipeline:
             self._active_sink = None
             if self._sink is None:
                 sink.close()
+            self.transmission.close()  # its connection reopens on the next session's first send
             conn.close()
 
     def _check_database(self, conn: psycopg.Connection[Any]) -> None:
@@ -175,9 +176,7 @@ class Pipeline:
                 else:
                     with conn.transaction():
                         if slot is None:
-                            conn.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')",
-                                         (self.slot,))
-                            log.info("replication slot created: %s", self.slot)
+                            create_slot(conn, self.slot)
                         slot = get_slot(conn, self.slot)
                     assert slot is not None and slot.confirmed_flush_lsn is not None
                     s.ckpt.mark_streaming(str_to_lsn(slot.confirmed_flush_lsn))

@@ -30,6 +30,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from cdcsync.engine.calendar import BusinessCalendar, business_day
+from cdcsync.engine.checkpoint import note_acks
 from cdcsync.event import (
     SINK_REJECTED_RULE,
     Batch,
@@ -340,9 +341,7 @@ def _record(conn: psycopg.Connection[Any], held: list[tuple[Any, ...]], discards
                 " last_ack_at = now()",
                 [(d, t, day, n) for (d, t, day), n in stats.items()])
         if released:
-            cur.executemany(
-                "UPDATE cdcsync.checkpoint SET last_ack_at = now(), updated_at = now() WHERE destination = %s",
-                [(d,) for d in sorted({d for d, _, _ in released})])
+            note_acks(cur, sorted({d for d, _, _ in released}))
 
 
 __all__ = [
