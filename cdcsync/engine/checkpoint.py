@@ -19,7 +19,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from cdcsync.engine.accounting import BEIJING, PendingAccounts, write_aggregates
+from cdcsync.engine.accounting import BEIJING, PendingAccounts, Totals, write_aggregates
 from cdcsync.engine.calendar import BusinessCalendar
 from cdcsync.event import Ack, Batch, Event, Rejected, dumps, lsn_to_str, str_to_lsn
 from cdcsync.source.catalog import PkLookup
@@ -144,7 +144,18 @@ class Checkpointer:
         return flush_lsn
 
     def _write(self, through: int, flush_lsn: int, snapshot_done: bool | None, position: bool = True) -> None:
+        """Write every transaction committed at or below ``through`` and, with ``position``, the
+        position ``flush_lsn``: one database transaction."""
         t = self.accounts.take(through)
+        self._store(t, flush_lsn, snapshot_done, position)
+        if position:
+            self.acked_lsn = max(self.acked_lsn, flush_lsn)
+        if t.rejections:
+            log.warning("destination %s: %d change(s) quarantined", self.destination, len(t.rejections))
+        log.debug("checkpoint %s at %s", self.destination, lsn_to_str(flush_lsn))
+
+    def _store(self, t: Totals, flush_lsn: int, snapshot_done: bool | None, position: bool) -> None:
+        """The SQL of :meth:`_write` (database-free tests of the accounting replace this alone)."""
         rejections, last_event = t.rejections, t.last_event
         stats = [(self.destination, table, day, d, q) for (table, day), (d, q) in t.counts.items()]
         with self.conn.transaction():
@@ -184,11 +195,6 @@ class Checkpointer:
             self.keys.write(self.conn)  # COPY: outside pipeline mode, same transaction
             if snapshot_done:  # rare: rewrite the log to the keys the destination holds now
                 self.keys.compact(self.conn)
-        if position:
-            self.acked_lsn = max(self.acked_lsn, flush_lsn)
-        if rejections:
-            log.warning("destination %s: %d change(s) quarantined", self.destination, len(rejections))
-        log.debug("checkpoint %s at %s", self.destination, lsn_to_str(flush_lsn))
 
 
 # -- the checkpoint table for everything else (CLI, status, quarantine retry, backup/restore) --------

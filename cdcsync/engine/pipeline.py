@@ -30,13 +30,13 @@ from cdcsync.engine.accounting import TransmissionLog
 from cdcsync.engine.batcher import Batcher, Counters, Limits
 from cdcsync.engine.calendar import BusinessCalendar
 from cdcsync.engine.checkpoint import Checkpointer, CheckpointState, KnownIds
+from cdcsync.engine.feed import Feed
 from cdcsync.engine.health import record_error
 from cdcsync.engine.passthrough import PassThroughTransform
 from cdcsync.event import Change, EventIds, Transform, event_id, lsn_to_str, str_to_lsn
 from cdcsync.sink import Sink, build_sink
 from cdcsync.source.catalog import PrimaryKeys
-from cdcsync.source.pgoutput import Begin, Commit, LogicalMessage, PgOutputDecoder, Truncate
-from cdcsync.source.protocol import Keepalive, ReplicationConnection, with_session_options
+from cdcsync.source.protocol import ReplicationConnection, with_session_options
 from cdcsync.source.slots import SlotInfo, create_slot, drop_slot, get_slot, list_slots, slot_name
 from cdcsync.source.walsafety import LOST, lost_message
 
@@ -253,23 +253,17 @@ class Pipeline:
         st = self.stream
         conn, ckpt = s.conn, s.ckpt
         repl.start(self.slot, ckpt.acked_lsn, PUBLICATION)
-        decoder = PgOutputDecoder()
         with self._batcher(s, repl) as batcher:
             batcher.flush_pos = ckpt.acked_lsn
             self.healthy = True
             if self.on_ready is not None:
                 self.on_ready()
-            skip = False
-            acked = ckpt.acked_lsn
+            feed = Feed(batcher, repl.read_message, repl, ckpt.acked_lsn, self.stop)
             next_heartbeat = time.monotonic() + st.heartbeat_interval_s
             status_interval = st.status_interval_s
-            decode = decoder.decode
-            add = batcher.add
             window = batcher.window
             stop = self.stop
-            read = repl.read_message
             quiet = False  # the last read brought no row data: the stream has caught up for now
-            marker = 0  # LSN of the latest non-transactional logical message received
             while not stop.is_set():
                 now = time.monotonic()
                 if window.oldest_done():
@@ -283,8 +277,8 @@ class Pipeline:
                     next_heartbeat = now + st.heartbeat_interval_s
                 if repl.status_due(status_interval):
                     repl.send_status(batcher.flush_pos)
-                if marker > batcher.flush_pos and batcher.idle:
-                    batcher.flush_pos = marker  # everything received before the message is acknowledged
+                if feed.marker > batcher.flush_pos and batcher.idle:
+                    batcher.flush_pos = feed.marker  # everything received before the message is acknowledged
                 if self.catch_up is not None and batcher.idle and self.catch_up(self, batcher.flush_pos):
                     self.caught_up = True
                     break
@@ -293,44 +287,7 @@ class Pipeline:
                     wait = max(0.0, min(wait, ckpt.due_at - now))
                 if window:  # a delivery may finish meanwhile: look again soon to checkpoint it
                     wait = min(wait, 0.01)
-                msg = read(wait)
-                quiet = True  # no row data in this read: keepalives say the walsender caught up
-                # Drain what is already here without touching the timers (they are checked every
-                # few hundred messages: the batcher's size limits act inside add()).
-                budget = 500
-                while msg is not None:
-                    if type(msg) is tuple:  # (end LSN, pgoutput payload)
-                        quiet = False
-                        m = decode(msg[1])
-                        if type(m) is Change:
-                            if not skip:
-                                add(m)
-                        elif type(m) is Begin:
-                            # A transaction whose commit precedes the acknowledged position was
-                            # delivered before a crash; PostgreSQL may send it again.
-                            skip = m.final_lsn < acked
-                            batcher.in_tx = not skip
-                        elif type(m) is Commit:
-                            if not skip:
-                                batcher.commit(m.commit_lsn, m.end_lsn)
-                            batcher.in_tx = False
-                            skip = False
-                        elif type(m) is Truncate:
-                            if not skip:
-                                for ch in m.changes:
-                                    add(ch)
-                        elif type(m) is LogicalMessage and not m.transactional and m.lsn > marker:
-                            marker = m.lsn  # a heartbeat or drain target: confirmed once idle
-                    else:  # primary keepalive
-                        assert isinstance(msg, Keepalive)
-                        if batcher.idle and msg.wal_end > batcher.flush_pos:
-                            batcher.flush_pos = msg.wal_end  # everything sent before it is acknowledged
-                        if msg.reply:
-                            repl.send_status(batcher.flush_pos)
-                    budget -= 1
-                    if budget == 0 or (budget & 31 == 0 and stop.is_set()):
-                        break
-                    msg = read(0)
+                quiet = feed.pump(wait)
             # Shutdown: deliver and acknowledge what is in flight, tell PostgreSQL, CopyDone.
             batcher.drain()
             batcher.checkpoint()
