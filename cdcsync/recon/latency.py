@@ -12,9 +12,10 @@ from cdcsync.engine.accounting import (
     DelayHistogram,
     TransmissionLog,
     bucket,
+    merge,
     record_transmission,
     write_aggregates,
 )
 
 __all__ = ["BEIJING", "LATENCY_BOUNDS", "N_BUCKETS", "TIMELINESS_LIMITS", "DelayHistogram", "TransmissionLog",
-           "bucket", "record_transmission", "write_aggregates"]
+           "bucket", "merge", "record_transmission", "write_aggregates"]
