@@ -1,12 +1,16 @@
-"""pgoutput protocol-1 messages built byte by byte (the layout of
-https://www.postgresql.org/docs/15/protocol-logicalrep-message-formats.html), for the
-database-free tests of the engine: what the replication connection hands the stream loop."""
+"""For the database-free tests of the engine: pgoutput protocol-1 messages built byte by byte
+(the layout of https://www.postgresql.org/docs/15/protocol-logicalrep-message-formats.html), what
+the replication connection hands the stream loop (:class:`Wire`), and the real checkpointer with
+its SQL replaced by a list (:class:`MemoryCheckpointer`)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import struct
 
+from cdcsync.engine.accounting import Totals
+from cdcsync.engine.calendar import BusinessCalendar
+from cdcsync.engine.checkpoint import Checkpointer
 from cdcsync.source.pgoutput import PG_EPOCH
 from cdcsync.source.protocol import Keepalive
 
@@ -70,3 +74,16 @@ class Wire:
 
     def send_status(self, flush_lsn: int, reply: bool = False) -> None:
         self.status.append(flush_lsn)
+
+
+class MemoryCheckpointer(Checkpointer):
+    """The real Checkpointer; its writes are collected instead of sent to PostgreSQL."""
+
+    def __init__(self, interval_s: float = 0.0, calendar: BusinessCalendar | None = None) -> None:
+        super().__init__(None, "d1", "cdcsync_d1", lambda schema, table: ("id",), interval_s,  # type: ignore[arg-type]
+                         calendar=calendar or BusinessCalendar(None))
+        self.writes: list[tuple[int, Totals, bool | None]] = []
+
+    def _store(self, t: Totals, flush_lsn: int, snapshot_done: bool | None, position: bool) -> None:
+        self.keys.clear()  # what the COPY would have written
+        self.writes.append((flush_lsn, t, snapshot_done))

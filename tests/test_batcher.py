@@ -11,33 +11,19 @@ import datetime as dt
 import threading
 from typing import Any
 
-from cdcsync.engine.accounting import Totals
 from cdcsync.engine.batcher import Batcher, Counters, Limits
 from cdcsync.engine.calendar import BusinessCalendar
-from cdcsync.engine.checkpoint import Checkpointer
 from cdcsync.engine.feed import Feed
 from cdcsync.engine.passthrough import PassThroughTransform
 from cdcsync.event import Change, Event, Rejection
 from cdcsync.sink.memory import MemorySink
 from tests import engine_wire as w
+from tests.engine_wire import MemoryCheckpointer
 
 UTC = dt.UTC
 T0 = dt.datetime(2024, 5, 6, 2, 0, tzinfo=UTC)  # 10:00 in Beijing
 COLUMNS = [("id", w.INT8_OID), ("note", w.TEXT_OID)]
 RELID = 16400
-
-
-class MemoryCheckpointer(Checkpointer):
-    """The real Checkpointer; its writes are collected instead of sent to PostgreSQL."""
-
-    def __init__(self, interval_s: float = 0.0, calendar: BusinessCalendar | None = None) -> None:
-        super().__init__(None, "d1", "cdcsync_d1", lambda schema, table: ("id",), interval_s,  # type: ignore[arg-type]
-                         calendar=calendar or BusinessCalendar(None))
-        self.writes: list[tuple[int, Totals, bool | None]] = []
-
-    def _store(self, t: Totals, flush_lsn: int, snapshot_done: bool | None, position: bool) -> None:
-        self.keys.clear()  # what the COPY would have written
-        self.writes.append((flush_lsn, t, snapshot_done))
 
 
 class Setup:

@@ -16,7 +16,7 @@ from cdcsync.event import Change, dumps
 from cdcsync.quarantine.store import _business_date
 from cdcsync.sink.memory import MemorySink
 from cdcsync.spec import load_spec
-from tests.test_batcher import MemoryCheckpointer
+from tests.engine_wire import MemoryCheckpointer
 
 SHANGHAI = dt.timezone(dt.timedelta(hours=8))
 COMMIT = dt.datetime(2024, 5, 6, 17, 30, tzinfo=dt.UTC)  # 01:30 the next day in Beijing
