@@ -56,8 +56,8 @@ def message(lsn: int, prefix: str, content: bytes = b"", transactional: bool = F
 
 
 class Wire:
-    """What :meth:`cdcsync.source.protocol.ReplicationConnection.read_messages` returns, from a
-    list: runs of ``(end LSN, payload)`` and Keepalives, then nothing (nothing more arrived)."""
+    """What :meth:`cdcsync.source.protocol.ReplicationConnection.read_message` returns, from a
+    list: ``(end LSN, payload)`` or a Keepalive, then None (nothing more arrived)."""
 
     def __init__(self) -> None:
         self.queue: list[tuple[int, bytes] | Keepalive] = []
@@ -69,9 +69,8 @@ class Wire:
     def keepalive(self, wal_end: int, reply: bool = False) -> None:
         self.queue.append(Keepalive(wal_end, reply))
 
-    def read_messages(self, timeout: float, limit: int) -> list[tuple[int, bytes] | Keepalive]:
-        out, self.queue = self.queue[:limit], self.queue[limit:]
-        return out
+    def read_message(self, timeout: float) -> tuple[int, bytes] | Keepalive | None:
+        return self.queue.pop(0) if self.queue else None
 
     def send_status(self, flush_lsn: int, reply: bool = False) -> None:
         self.status.append(flush_lsn)

@@ -38,7 +38,7 @@ class Setup:
                                self.ckpt.keys.pk_lookup, self.wire, Limits(max_events, 1 << 30, 0.0, 4),
                                self.counters, BusinessCalendar(None, UTC))
         self.batcher.flush_pos = acked
-        self.feed = Feed(self.batcher, self.wire.read_messages, self.wire, acked, threading.Event())
+        self.feed = Feed(self.batcher, self.wire.read_message, self.wire, acked, threading.Event())
         self.wire.xlog(0, w.relation(RELID, "emr", "note", COLUMNS))
 
     def transaction(self, final_lsn: int, end_lsn: int, ids: range, xid: int = 700) -> None:

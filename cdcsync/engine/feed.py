@@ -1,7 +1,7 @@
 """The stream's messages into the batcher: decode, skip what was delivered before, mark commits,
 confirm keepalives when idle.
 
-The replication connection hands over runs of ``(end LSN, pgoutput payload)`` and
+The replication connection hands over ``(end LSN, pgoutput payload)`` or a
 :class:`~cdcsync.source.protocol.Keepalive` (it owns ``received_lsn`` and the wire format); the
 stream loop of :class:`~cdcsync.engine.pipeline.Pipeline` calls :meth:`Feed.pump` between its
 timers. Replay after a crash: PostgreSQL may send again a transaction whose commit precedes the
@@ -18,7 +18,7 @@ from cdcsync.event import Change
 from cdcsync.source.pgoutput import Begin, Commit, LogicalMessage, PgOutputDecoder, Truncate
 from cdcsync.source.protocol import Keepalive
 
-Read = Callable[[float, int], "list[tuple[int, bytes] | Keepalive]"]
+Read = Callable[[float], "tuple[int, bytes] | Keepalive | None"]
 BUDGET = 500  # messages per pump: the loop's timers are looked at between pumps
 
 
@@ -38,9 +38,11 @@ class Feed:
         self.marker = 0  # LSN of the latest non-transactional logical message received
 
     def pump(self, timeout: float) -> bool:
-        """Take what arrives within ``timeout`` seconds and what is already buffered (at most
-        :data:`BUDGET` messages, without touching the timers: the batcher's size limits act inside
-        ``add``). True when no row data came: keepalives say the walsender caught up."""
+        """Take what arrives within ``timeout`` seconds and then what is already buffered (at
+        most :data:`BUDGET` messages, without touching the timers: the batcher's size limits act
+        inside ``add``). True when no row data came: keepalives say the walsender caught up."""
+        read = self.read
+        msg = read(timeout)
         quiet = True
         batcher = self.batcher
         decode = self.decoder.decode
@@ -49,7 +51,8 @@ class Feed:
         skip = self.skip
         marker = self.marker
         acked = self.acked
-        for n, msg in enumerate(self.read(timeout, BUDGET), 1):
+        budget = BUDGET
+        while msg is not None:
             if type(msg) is tuple:  # (end LSN, pgoutput payload)
                 quiet = False
                 m = decode(msg[1])
@@ -78,8 +81,10 @@ class Feed:
                     batcher.flush_pos = msg.wal_end  # everything sent before it is acknowledged
                 if msg.reply:
                     self.status.send_status(batcher.flush_pos)
-            if n & 31 == 0 and stop.is_set():
-                break  # the rest is not acknowledged: PostgreSQL sends it again next time
+            budget -= 1
+            if budget == 0 or (budget & 31 == 0 and stop.is_set()):
+                break
+            msg = read(0)
         self.skip = skip
         self.marker = marker
         return quiet

@@ -258,7 +258,7 @@ class Pipeline:
             self.healthy = True
             if self.on_ready is not None:
                 self.on_ready()
-            feed = Feed(batcher, repl.read_messages, repl, ckpt.acked_lsn, self.stop)
+            feed = Feed(batcher, repl.read_message, repl, ckpt.acked_lsn, self.stop)
             next_heartbeat = time.monotonic() + st.heartbeat_interval_s
             status_interval = st.status_interval_s
             window = batcher.window

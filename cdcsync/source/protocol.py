@@ -82,9 +82,8 @@ class ReplicationConnection:
             self.pg.finish()
             raise ReplicationError(f"复制连接失败：{msg}")
         self.streaming = False
-        self.received_lsn = 0  # highest WAL end seen in XLogData/keepalive (set by read_messages only)
+        self.received_lsn = 0  # highest WAL end seen in XLogData/keepalive (set by read_message only)
         self._last_status = 0.0
-        self._ended = 0  # get_copy_data's end code, raised by the next read_messages
 
     # -- commands ---------------------------------------------------------------------------
 
@@ -132,57 +131,41 @@ class ReplicationConnection:
         self.received_lsn = max(self.received_lsn, lsn)
         log.info("replication started: slot=%s from=%s", slot, lsn_to_str(lsn))
 
-    def read_messages(self, timeout: float, limit: int) -> list[tuple[int, bytes] | Keepalive]:
-        """The CopyData messages that arrive within ``timeout`` seconds (0: only what is already
-        here), at most ``limit``, in order: ``(end LSN, pgoutput payload)`` for XLogData, a
-        :class:`Keepalive` for a primary keepalive. Keeps :attr:`received_lsn` up to date. Hot
-        path: one call per buffered run of messages, no select while libpq has data. When the
-        server ends the stream after some messages, they come first and the next call raises."""
-        if self._ended:
-            self.streaming = False
-            self._raise_end(self._ended)
+    def read_message(self, timeout: float) -> tuple[int, bytes] | Keepalive | None:
+        """The next CopyData message: ``(end LSN, pgoutput payload)`` for XLogData, a
+        :class:`Keepalive`, or None when nothing arrived within ``timeout`` seconds (0: only what
+        is already here). Keeps :attr:`received_lsn` up to date. Hot path: a message libpq has
+        already buffered costs no select and no object but the tuple."""
         pg = self.pg
-        get = pg.get_copy_data
-        out: list[tuple[int, bytes] | Keepalive] = []
-        append = out.append
-        received = self.received_lsn
-        n, data = get(1)
-        if n == 0:
-            if timeout > 0:
-                r, _, _ = select.select([pg.socket], [], [], timeout)
-                if not r:
-                    return out
-            pg.consume_input()
-            n, data = get(1)
-        while n > 0:
-            kind = data[0]
-            if kind == 0x77:  # w: XLogData
-                end = _xlog_end(data, 9)[0]
-                if end > received:
-                    received = end
-                append((end, bytes(data[_XLOG_DATA_AT:])))
-            elif kind == 0x6B:  # k: primary keepalive
-                wal_end, _clock, reply = _keepalive(data, 1)
-                if wal_end > received:
-                    received = wal_end
-                append(Keepalive(wal_end, reply))
-            else:
-                self.received_lsn = received
-                raise ReplicationError(f"unexpected CopyData message {chr(kind)!r}")
-            if len(out) >= limit:
-                break
-            n, data = get(1)
+        n, data = pg.get_copy_data(1)
+        if n <= 0:
             if n == 0:
+                if timeout > 0:
+                    r, _, _ = select.select([pg.socket], [], [], timeout)
+                    if not r:
+                        return None
                 pg.consume_input()
-                n, data = get(1)
-        self.received_lsn = received
-        if n < 0:
-            if out:
-                self._ended = n  # hand over what came before the end first
-            else:
+                n, data = pg.get_copy_data(1)
+                if n == 0:
+                    return None
+            if n < 0:
                 self.streaming = False
                 self._raise_end(n)
-        return out
+        kind = data[0]
+        if kind == 0x77:  # w: XLogData
+            end = _xlog_end(data, 9)[0]
+            if end > self.received_lsn:
+                self.received_lsn = end
+            return end, bytes(data[_XLOG_DATA_AT:])
+        if kind == 0x6B:  # k: primary keepalive
+            return self.keepalive(data)
+        raise ReplicationError(f"unexpected CopyData message {chr(kind)!r}")
+
+    def keepalive(self, buf: bytes | memoryview) -> Keepalive:
+        wal_end, _clock, reply = _keepalive(buf, 1)
+        if wal_end > self.received_lsn:
+            self.received_lsn = wal_end
+        return Keepalive(wal_end, reply)
 
     def _raise_end(self, n: int) -> None:
         msg = self.pg.get_error_message()
