@@ -33,8 +33,9 @@ sys.path.insert(0, str(REPO))
 from cdcsync.config import Settings  # noqa: E402
 from cdcsync.db.cluster import LocalCluster, throwaway_cluster  # noqa: E402
 from cdcsync.db.migrate import PUBLICATION  # noqa: E402
+from cdcsync.engine.batcher import Batcher  # noqa: E402
 from cdcsync.engine.checkpoint import Checkpointer  # noqa: E402
-from cdcsync.engine.pipeline import HEARTBEAT_PREFIX, PassThroughTransform, Pipeline, _Batcher, run_pipeline_forever  # noqa: E402
+from cdcsync.engine.pipeline import HEARTBEAT_PREFIX, PassThroughTransform, Pipeline, run_pipeline_forever  # noqa: E402
 from cdcsync.event import Change, str_to_lsn  # noqa: E402
 from cdcsync.sink.memory import MemorySink  # noqa: E402
 
@@ -101,20 +102,20 @@ def run_recvlogical(cluster: LocalCluster, dbname: str, slot: str, endpos: str) 
 
 
 class _Timers:
-    """Wall time the stream's thread spends on acknowledged batches (``_Batcher._record``:
+    """Wall time the stream's thread spends on acknowledged batches (``Batcher._record``:
     quarantine of sink rejections, checkpoint accounting, status update), and the part of it in
     ``Checkpointer.record`` (its per-event accounting and the SQL). The sink itself runs on the
     delivery thread."""
 
     def __init__(self) -> None:
         self.acks = self.record = 0.0
-        self.orig_acks = _Batcher._record
+        self.orig_acks = Batcher._record
         self.orig_record = Checkpointer.record
 
     def __enter__(self) -> _Timers:
         orig_acks, orig_record = self.orig_acks, self.orig_record
 
-        def acks(batcher: _Batcher, *args: Any) -> None:
+        def acks(batcher: Batcher, *args: Any) -> None:
             t0 = time.monotonic()
             try:
                 orig_acks(batcher, *args)
@@ -128,12 +129,12 @@ class _Timers:
             finally:
                 self.record += time.monotonic() - t0
 
-        _Batcher._record = acks  # type: ignore[method-assign]
+        Batcher._record = acks  # type: ignore[method-assign]
         Checkpointer.record = record  # type: ignore[method-assign]
         return self
 
     def __exit__(self, *exc: object) -> None:
-        _Batcher._record = self.orig_acks  # type: ignore[method-assign]
+        Batcher._record = self.orig_acks  # type: ignore[method-assign]
         Checkpointer.record = self.orig_record  # type: ignore[method-assign]
 
 

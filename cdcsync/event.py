@@ -25,7 +25,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import orjson
 
@@ -217,11 +217,52 @@ class Batch:
     def __len__(self) -> int:
         return len(self.events) + len(self.rejections)
 
+
+
+class EventIds:
+    """The event-id scheme of the module docstring: the one place ids are formatted. The
+    ``{origin}:{commit_lsn}:`` part of a streamed change is formatted once per transaction and
+    kept in :attr:`prefix` (hot paths may use ``prefix + str(ordinal)`` while ``lsn`` matches)."""
+
+    __slots__ = ("origin", "lsn", "prefix")
+
+    def __init__(self, origin: str) -> None:
+        self.origin = origin
+        self.lsn = -1  # the transaction ``prefix`` belongs to
+        self.prefix = ""
+
+    def __call__(self, change: Change) -> str:
+        if change.snapshot:
+            return f"{self.origin}:r{change.lsn:016X}:{change.schema}.{change.table}:{change.key or change.ordinal}"
+        if change.lsn != self.lsn:
+            self.lsn = change.lsn
+            self.prefix = f"{self.origin}:{change.lsn:016X}:"
+        return self.prefix + str(change.ordinal)
+
+
+def event_id(origin: str, change: Change) -> str:
+    """The id of one change (see :class:`EventIds` for a stream of them)."""
+    return EventIds(origin)(change)
+
+
+def is_snapshot_id(event_id: str) -> bool:
+    """A snapshot read's id: ``{origin}:r{lsn}:…`` (a streamed change's: ``{origin}:{lsn}:…``)."""
+    return event_id.partition(":")[2].startswith("r")
+
+
+class Transform(Protocol):
+    """Validation/mapping stage: a Change becomes an Event, or a Rejection for quarantine.
+
+    For a real destination this is always the validation stage built by
+    :func:`cdcsync.validate.stage.transform_for`; :class:`cdcsync.engine.passthrough.PassThroughTransform`
+    is for tests and benchmarks of the engine alone."""
+
     @property
-    def highest_lsn(self) -> int | None:
-        """Highest commit LSN any event in the batch belongs to."""
-        lsns = [e.lsn for e in self.events] + [r.lsn for r in self.rejections]
-        return max(lsns) if lsns else None
+    def origin(self) -> str:
+        """``{org_code}.{database}``: the first part of every event id (also of quarantined ones)."""
+        ...
+
+    def __call__(self, change: Change) -> Event | Rejection: ...
 
 
 SINK_REJECTED_RULE = "sink.rejected"  # quarantine rule of an event a destination rejected in its Ack

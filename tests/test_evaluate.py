@@ -23,8 +23,8 @@ from cdcsync.cli import main
 from cdcsync.config import Settings
 from cdcsync.ops.backup_view import backup_state
 from cdcsync.ops.evaluate import daemon_uptime, evaluate_day, local_mapping_version, value_domains_component
-from cdcsync.recon.latency import LatencyRow, record_latency
 from cdcsync.surveil.pack import load_pack
+from tests.latency_seed import seed_latency
 
 D = dt.date(2024, 5, 6)
 BJ = dt.timezone(dt.timedelta(hours=8))
@@ -42,9 +42,9 @@ def build(conn: psycopg.Connection) -> None:  # type: ignore[type-arg]
                      " message, first_seen) VALUES (%s, 'national', 'visit', '{}', '0/1', %s, 'x', %s)",
                      (f"e{i}", rule, _at(9)))
     acked = dt.datetime(2024, 5, 6, 12, 0, tzinfo=dt.UTC)
-    rows = [LatencyRow("visit", D, dt.datetime(2024, 5, 6, 19, 59), acked - dt.timedelta(seconds=2))] * 9
-    rows.append(LatencyRow("visit", D, dt.datetime(2024, 5, 6, 18, 0), acked - dt.timedelta(seconds=3)))
-    record_latency(conn, "national", rows, acked_at=acked)
+    rows = [(dt.datetime(2024, 5, 6, 19, 59), acked - dt.timedelta(seconds=2))] * 9
+    rows.append((dt.datetime(2024, 5, 6, 18, 0), acked - dt.timedelta(seconds=3)))
+    seed_latency(conn, "national", "visit", D, rows, acked)
     conn.execute("INSERT INTO cdcsync.daemon_run (run_id, started_at, last_seen_at, stopped_at, version) VALUES"
                  " ('r1', %s, %s, %s, 't'), ('r2', %s, %s, %s, 't')",
                  (_at(0), _at(10), _at(10), _at(10, 30), _at(1, 0, D + dt.timedelta(days=1)),

@@ -18,7 +18,7 @@ from test_recon_views import D, build_day
 from cdcsync.mapping.domains import load_code_tables
 from cdcsync.recon.cli import COMMANDS
 from cdcsync.recon.codemap import sync_reference
-from cdcsync.recon.latency import LatencyRow, record_latency
+from tests.latency_seed import seed_latency
 
 REPO = Path(__file__).resolve().parents[1]
 RECONCILE = next(c for c in COMMANDS if c.name == "reconcile")
@@ -31,9 +31,9 @@ def demo_day(migrated_db: str) -> str:
         sync_reference(conn, load_code_tables(REPO / "mappings", "example"))
         build_day(conn)
         acked = dt.datetime(2024, 5, 6, 12, 0, tzinfo=dt.UTC)
-        rows = [LatencyRow("visit", D, dt.datetime(2024, 5, 6, 19, 59), acked - dt.timedelta(seconds=2))] * 9
-        rows.append(LatencyRow("visit", D, dt.datetime(2024, 5, 6, 18, 0), acked - dt.timedelta(seconds=3)))
-        record_latency(conn, "national", rows, acked_at=acked)
+        rows = [(dt.datetime(2024, 5, 6, 19, 59), acked - dt.timedelta(seconds=2))] * 9
+        rows.append((dt.datetime(2024, 5, 6, 18, 0), acked - dt.timedelta(seconds=3)))
+        seed_latency(conn, "national", "visit", D, rows, acked)
     return migrated_db
 
 

@@ -12,8 +12,9 @@ import pytest
 
 from cdcsync.mapping.domains import load_code_tables
 from cdcsync.recon.codemap import sync_reference
-from cdcsync.recon.latency import LATENCY_BOUNDS, TIMELINESS_LIMITS, LatencyRow, record_latency, record_transmission
+from cdcsync.recon.latency import LATENCY_BOUNDS, TIMELINESS_LIMITS, record_transmission
 from cdcsync.spec import load_spec
+from tests.latency_seed import seed_latency
 
 REPO = Path(__file__).resolve().parents[1]
 D = dt.date(2024, 5, 6)
@@ -276,11 +277,11 @@ def test_correction_without_card_number_replaces_initial_card_of_the_visit(db: p
 def test_timeliness_daily(db: psycopg.Connection) -> None:
     acked = dt.datetime(2024, 5, 6, 12, 0, tzinfo=dt.UTC)  # 20:00 Beijing
     delays = [10, 20, 30, 40, 50, 60, 100, 200, 1000, 4000]
-    rows = [LatencyRow("visit", D, (acked - dt.timedelta(seconds=s)).astimezone(dt.timezone(dt.timedelta(hours=8)))
-                       .replace(tzinfo=None), acked - dt.timedelta(seconds=1)) for s in delays]
-    assert record_latency(db, "national", rows[:6], acked_at=acked) == 1
-    record_latency(db, "national", rows[6:], acked_at=acked)  # second batch adds to the same key
-    record_latency(db, "national", [LatencyRow("discharge", D, ts(D, 1), acked)], acked_at=acked)  # 24h: 19 h late
+    rows = [((acked - dt.timedelta(seconds=s)).astimezone(dt.timezone(dt.timedelta(hours=8))).replace(tzinfo=None),
+             acked - dt.timedelta(seconds=1)) for s in delays]
+    assert seed_latency(db, "national", "visit", D, rows[:6], acked) == 1
+    seed_latency(db, "national", "visit", D, rows[6:], acked)  # second batch adds to the same key
+    seed_latency(db, "national", "discharge", D, [(ts(D, 1), acked)], acked)  # 24h: 19 h late
     got = {r["timeliness"]: r for r in all_rows(db, "SELECT * FROM recon.timeliness_daily WHERE business_date = %s", D)}
     rt = got["realtime"]
     assert (rt["events"], rt["within_limit"], float(rt["within_share"])) == (10, 8, 0.8)

@@ -12,8 +12,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections import defaultdict
-from collections.abc import Callable
 from dataclasses import dataclass
 from hashlib import blake2b
 from typing import Any
@@ -21,13 +19,14 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+from cdcsync.engine.accounting import BEIJING, PendingAccounts, Totals, write_aggregates
+from cdcsync.engine.calendar import BusinessCalendar
 from cdcsync.event import Ack, Batch, Event, Rejected, dumps, lsn_to_str, str_to_lsn
-from cdcsync.recon.latency import BEIJING, DelayHistogram, merge, write_aggregates
+from cdcsync.source.catalog import PkLookup
 
 log = logging.getLogger(__name__)
 
 _EVERYTHING = 1 << 64
-PkLookup = Callable[[str, str], tuple[str, ...]]
 
 
 @dataclass(slots=True)
@@ -46,27 +45,23 @@ class Checkpointer:
     """Per destination; owns a normal (non-replication) connection to the mirror database."""
 
     def __init__(self, conn: psycopg.Connection[Any], destination: str, slot: str,
-                 pk_lookup: PkLookup | None = None, interval_s: float = 0.0) -> None:
+                 pk_lookup: PkLookup | None = None, interval_s: float = 0.0,
+                 calendar: BusinessCalendar | None = None) -> None:
+        """``calendar``: the business fields and timeliness classes of the delay histograms
+        (the pipeline passes its own; None: the packaged spec's)."""
         self.conn = conn
         self.destination = destination
         self.slot = slot
-        self.pk_lookup = pk_lookup or (lambda schema, table: ())
+        self.calendar = calendar or BusinessCalendar.packaged()
         self.acked_lsn = 0
-        # commit LSN -> (table, business date) -> [delivered, quarantined]
-        self._stats: dict[int, dict[tuple[str, dt.date], list[int]]] = defaultdict(
-            lambda: defaultdict(lambda: [0, 0]))
-        self._quarantine: dict[int, list[Rejected]] = defaultdict(list)
-        self._last_event: dict[int, dt.datetime] = {}
-        # commit LSN -> delivery-delay histograms per (table, business date), measured at ack time
-        self._latency: dict[int, dict[tuple[str, dt.date], DelayHistogram]] = defaultdict(dict)
-        self._business_time_field: dict[str, str | None] = {}
+        self.accounts = PendingAccounts(self.calendar)  # per transaction, until written
         # Acknowledged transactions are written at most every ``interval_s`` (one transaction for
         # many batches). Until then they are not confirmed to PostgreSQL: a crash replays them,
         # and the deterministic ids make that harmless.
         self.interval_s = interval_s
         self.due_at = 0.0  # time.monotonic() of the next write
         self._pending: tuple[int, int] | None = None  # (commit_through, flush_lsn) acked, unwritten
-        self.keys = DeliveredKeys(destination, self.pk_lookup)
+        self.keys = DeliveredKeys(destination, pk_lookup or (lambda schema, table: ()))
 
     # -- state ------------------------------------------------------------------------------
 
@@ -85,10 +80,7 @@ class Checkpointer:
     def reset_pending(self) -> None:
         """Forget unacknowledged partial transactions (they will be replayed after a reconnect)."""
         self.keys.clear()
-        self._stats.clear()
-        self._quarantine.clear()
-        self._last_event.clear()
-        self._latency.clear()
+        self.accounts.clear()
         self._pending = None
 
     def start_snapshot(self) -> None:
@@ -120,39 +112,8 @@ class Checkpointer:
         """Account for an acknowledged batch; returns the LSN now safe to flush, or None when
         the batch did not complete any transaction. ``position=False`` (an ad-hoc re-snapshot
         outside the stream): statistics and quarantine only, the position is not touched."""
-        # One pass groups the accepted events by (transaction, table, business date); the
-        # counting and delay histograms then work per group (hot path: keep per-event work small).
-        rejected_ids = ack.rejected
-        groups: dict[tuple[int, str, dt.date], list[Event]] = {}
-        for ev, day in zip(batch.events, batch.business_dates, strict=True):
-            if rejected_ids and ev.id in rejected_ids:
-                continue
-            key = (ev.lsn, ev.table, day)
-            group = groups.get(key)
-            if group is None:
-                groups[key] = [ev]
-            else:
-                group.append(ev)
-        self.keys.track(batch.events, rejected_ids)
-        acked_at = dt.datetime.now(BEIJING)
-        acked_local = acked_at.replace(tzinfo=None)  # business times are naive Beijing time
-        for (lsn, table, day), events in groups.items():
-            self._stats[lsn][(table, day)][0] += len(events)
-            commit_ts = max(ev.commit_ts for ev in events) if len(events) > 1 else events[0].commit_ts
-            prev = self._last_event.get(lsn)
-            if prev is None or commit_ts > prev:
-                self._last_event[lsn] = commit_ts
-            hists = self._latency[lsn]
-            hist = hists.get((table, day))
-            if hist is None:
-                hist = hists[(table, day)] = DelayHistogram.for_table(table)
-            name = self._business_time_field_of(table)
-            values = [ev.after.get(name) if ev.after else None for ev in events] if name else [None] * len(events)
-            hist.add_many(values, acked_local, (acked_at - commit_ts).total_seconds())
-        for rej in [*batch.rejections, *(sink_rejections or [])]:
-            self._stats[rej.lsn][(rej.table, rej.business_date)][1] += 1
-            self._quarantine[rej.lsn].append(rej)
-
+        self.keys.track(batch.events, ack.rejected)
+        self.accounts.add(batch, ack.rejected, sink_rejections or (), dt.datetime.now(BEIJING))
         if self.keys.full:  # a long snapshot writes no checkpoint until its end
             with self.conn.transaction():
                 self.keys.write(self.conn)
@@ -182,35 +143,21 @@ class Checkpointer:
         self.due_at = time.monotonic() + self.interval_s
         return flush_lsn
 
-    def _business_time_field_of(self, table: str) -> str | None:
-        """The field holding a table's business time, as the spec names it (None: not in the spec)."""
-        try:
-            return self._business_time_field[table]
-        except KeyError:
-            from cdcsync.spec import load_spec
-
-            spec = load_spec()
-            name = spec.table(table).business_time if spec.has_table(table) else None
-            self._business_time_field[table] = name
-            return name
-
     def _write(self, through: int, flush_lsn: int, snapshot_done: bool | None, position: bool = True) -> None:
-        done = [lsn for lsn in self._stats if lsn <= through] + [
-            lsn for lsn in self._quarantine if lsn <= through and lsn not in self._stats]
-        totals: dict[tuple[str, dt.date], list[int]] = defaultdict(lambda: [0, 0])
-        rejections: list[Rejected] = []
-        latency: dict[tuple[str, dt.date], DelayHistogram] = {}
-        last_event: dt.datetime | None = None
-        for lsn in done:
-            for key, (d, q) in self._stats.pop(lsn, {}).items():
-                totals[key][0] += d
-                totals[key][1] += q
-            rejections.extend(self._quarantine.pop(lsn, []))
-            ts = self._last_event.pop(lsn, None)
-            if ts is not None and (last_event is None or ts > last_event):
-                last_event = ts
-            merge(latency, self._latency.pop(lsn, {}))
-        stats = [(self.destination, table, day, d, q) for (table, day), (d, q) in totals.items()]
+        """Write every transaction committed at or below ``through`` and, with ``position``, the
+        position ``flush_lsn``: one database transaction."""
+        t = self.accounts.take(through)
+        self._store(t, flush_lsn, snapshot_done, position)
+        if position:
+            self.acked_lsn = max(self.acked_lsn, flush_lsn)
+        if t.rejections:
+            log.warning("destination %s: %d change(s) quarantined", self.destination, len(t.rejections))
+        log.debug("checkpoint %s at %s", self.destination, lsn_to_str(flush_lsn))
+
+    def _store(self, t: Totals, flush_lsn: int, snapshot_done: bool | None, position: bool) -> None:
+        """The SQL of :meth:`_write` (database-free tests of the accounting replace this alone)."""
+        rejections, last_event = t.rejections, t.last_event
+        stats = [(self.destination, table, day, d, q) for (table, day), (d, q) in t.counts.items()]
         with self.conn.transaction():
             with self.conn.pipeline():  # one round trip for the figures
                 cur = self.conn.cursor()
@@ -233,7 +180,7 @@ class Checkpointer:
                         " quarantined = s.quarantined + EXCLUDED.quarantined,"
                         " batches = s.batches + 1, last_ack_at = now()",
                         stats)
-                write_aggregates(self.conn, self.destination, latency)
+                write_aggregates(self.conn, self.destination, t.latency)
                 if rejections:
                     cur.executemany(
                         "INSERT INTO cdcsync.quarantine AS q (event_id, destination, table_name, primary_key, lsn,"
@@ -248,11 +195,56 @@ class Checkpointer:
             self.keys.write(self.conn)  # COPY: outside pipeline mode, same transaction
             if snapshot_done:  # rare: rewrite the log to the keys the destination holds now
                 self.keys.compact(self.conn)
-        if position:
-            self.acked_lsn = max(self.acked_lsn, flush_lsn)
-        if rejections:
-            log.warning("destination %s: %d change(s) quarantined", self.destination, len(rejections))
-        log.debug("checkpoint %s at %s", self.destination, lsn_to_str(flush_lsn))
+
+
+# -- the checkpoint table for everything else (CLI, status, quarantine retry, backup/restore) --------
+
+
+def checkpoint_exists(conn: psycopg.Connection[Any]) -> bool:
+    """The table exists (a database restored from a backup may predate it)."""
+    row = conn.execute("SELECT to_regclass('cdcsync.checkpoint') IS NOT NULL").fetchone()
+    return bool(row and row[0])
+
+
+def positions(conn: psycopg.Connection[Any]) -> dict[str, str]:
+    """destination -> acknowledged LSN (text); empty without the table."""
+    if not checkpoint_exists(conn):
+        return {}
+    return {str(d): str(lsn) for d, lsn in conn.execute(
+        "SELECT destination, acked_lsn::text FROM cdcsync.checkpoint ORDER BY 1").fetchall()}
+
+
+def destination_slots(conn: psycopg.Connection[Any]) -> list[tuple[str, str]]:
+    """(destination, slot name) of every checkpoint, by destination; empty without the table."""
+    if not checkpoint_exists(conn):
+        return []
+    return [(str(d), str(s)) for d, s in conn.execute(
+        "SELECT destination, slot_name FROM cdcsync.checkpoint ORDER BY 1").fetchall()]
+
+
+def read_checkpoint(conn: psycopg.Connection[Any], destination: str) -> tuple[Any, ...] | None:
+    """(acked LSN text, last_event_at, last_ack_at, snapshot_done) of one destination, or None."""
+    return conn.execute(
+        "SELECT acked_lsn::text, last_event_at, last_ack_at, snapshot_done FROM cdcsync.checkpoint"
+        " WHERE destination = %s", (destination,)).fetchone()
+
+
+def reset_to_snapshot(conn: psycopg.Connection[Any], destination: str) -> None:
+    """The destination's slot is gone: position back to zero, a new initial snapshot next run."""
+    conn.execute("UPDATE cdcsync.checkpoint SET snapshot_done = false, acked_lsn = '0/0', updated_at = now()"
+                 " WHERE destination = %s", (destination,))
+
+
+def resume_at(conn: psycopg.Connection[Any], destination: str, lsn: str) -> None:
+    """A new slot at ``lsn`` (text) for a destination that had acknowledged everything before it."""
+    conn.execute("UPDATE cdcsync.checkpoint SET acked_lsn = %s::pg_lsn, snapshot_done = true,"
+                 " updated_at = now() WHERE destination = %s", (lsn, destination))
+
+
+def note_acks(cur: psycopg.Cursor[Any], destinations: list[str]) -> None:
+    """Deliveries outside the stream (quarantine retry) were acknowledged: ``last_ack_at``."""
+    cur.executemany("UPDATE cdcsync.checkpoint SET last_ack_at = now(), updated_at = now() WHERE destination = %s",
+                    [(d,) for d in destinations])
 
 
 class DeliveredKeys:

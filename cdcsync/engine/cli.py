@@ -87,6 +87,7 @@ def slots_drop(app: AppContext, name: str, yes: bool) -> None:
     """删除复制槽 NAME（该目的地需重新做初始快照）。"""
     import psycopg
 
+    from cdcsync.engine.checkpoint import reset_to_snapshot
     from cdcsync.source.slots import drop_slot, get_slot
 
     with psycopg.connect(app.settings.database.conninfo(), autocommit=True) as conn:
@@ -99,8 +100,7 @@ def slots_drop(app: AppContext, name: str, yes: bool) -> None:
         except RuntimeError as exc:
             raise click.ClickException(str(exc)) from None
         dest = name.removeprefix("cdcsync_")
-        conn.execute("UPDATE cdcsync.checkpoint SET snapshot_done = false, acked_lsn = '0/0', updated_at = now()"
-                     " WHERE destination = %s", (dest,))
+        reset_to_snapshot(conn, dest)
     click.echo(f"已删除复制槽 {name}")
 
 

@@ -22,6 +22,7 @@ from cdcsync.config import PUSHED_UPSTREAM, ConfigError, DestinationSettings, Se
 from cdcsync.control.upgrade import UpdateChecker
 from cdcsync.crypto.sm2_backend import describe as sm2_describe
 from cdcsync.db.migrate import MirrorRefused, check_encoding, publication_problems
+from cdcsync.engine.calendar import BusinessCalendar
 from cdcsync.engine.pipeline import Pipeline, check_lost_slots, run_pipeline_forever
 from cdcsync.event import str_to_lsn
 from cdcsync.mapping.layers import MappingLayers
@@ -85,7 +86,8 @@ def build_pipeline(settings: Settings, dest: DestinationSettings, holder: RulesH
     it is in, so that one transaction is always checked with one rule set). The only way the
     daemon, ``drain`` and ``cdcsync snapshot`` build one: every event they send is validated and
     mapped."""
-    return Pipeline(settings, dest, transform=transform_for(settings, holder, destination=dest.name), stop=stop)
+    return Pipeline(settings, dest, transform=transform_for(settings, holder, destination=dest.name), stop=stop,
+                    calendar=BusinessCalendar(holder.spec))
 
 
 def _pipelines(settings: Settings, holder: RulesHolder, stop: threading.Event) -> list[Pipeline]:

@@ -14,40 +14,30 @@ last of them is acknowledged.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
-import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import psycopg
 
 from cdcsync.config import DestinationSettings, Settings
 from cdcsync.db.migrate import PUBLICATION
+from cdcsync.engine.accounting import TransmissionLog
+from cdcsync.engine.batcher import Batcher, Counters, Limits
+from cdcsync.engine.calendar import BusinessCalendar
 from cdcsync.engine.checkpoint import Checkpointer, CheckpointState, KnownIds
-from cdcsync.engine.delivery import DeliveryWindow
+from cdcsync.engine.feed import Feed
 from cdcsync.engine.health import record_error
-from cdcsync.event import (
-    SINK_REJECTED_RULE,
-    Ack,
-    Batch,
-    Change,
-    Event,
-    Rejected,
-    Rejection,
-    dumps,
-    lsn_to_str,
-    str_to_lsn,
-)
-from cdcsync.recon.latency import TransmissionLog
-from cdcsync.sink import Sink, SinkError, build_sink
-from cdcsync.source.pgoutput import Begin, Commit, LogicalMessage, PgOutputDecoder, Truncate
+from cdcsync.engine.passthrough import PassThroughTransform
+from cdcsync.event import Change, EventIds, Transform, event_id, lsn_to_str, str_to_lsn
+from cdcsync.sink import Sink, build_sink
+from cdcsync.source.catalog import PrimaryKeys
 from cdcsync.source.protocol import ReplicationConnection, with_session_options
-from cdcsync.source.slots import SlotInfo, drop_slot, get_slot, list_slots, slot_name
+from cdcsync.source.slots import SlotInfo, create_slot, drop_slot, get_slot, list_slots, slot_name
 from cdcsync.source.walsafety import LOST, lost_message
 
 log = logging.getLogger(__name__)
@@ -55,144 +45,10 @@ _time = time.time
 _monotonic = time.monotonic
 
 HEARTBEAT_PREFIX = "cdcsync.heartbeat"
-_xlog_end = struct.Struct(">Q").unpack_from
 Destination = DestinationSettings
-
-
-class Transform(Protocol):
-    """Validation/mapping stage: a Change becomes an Event, or a Rejection for quarantine.
-
-    For a real destination this is always the validation stage built by
-    :func:`cdcsync.validate.stage.transform_for`; :class:`PassThroughTransform` is for tests and
-    benchmarks of the engine alone."""
-
-    @property
-    def origin(self) -> str:
-        """``{org_code}.{database}``: the first part of every event id (also of quarantined ones)."""
-        ...
-
-    def __call__(self, change: Change) -> Event | Rejection: ...
-
-
-def event_id(origin: str, change: Change) -> str:
-    if change.snapshot:
-        return f"{origin}:r{change.lsn:016X}:{change.schema}.{change.table}:{change.key or change.ordinal}"
-    return f"{origin}:{change.lsn:016X}:{change.ordinal}"
-
-
-class EventIds:
-    """``event_id`` for a stream of changes, with the ``{origin}:{commit_lsn}:`` part formatted
-    once per transaction rather than once per change (same ids, hot path)."""
-
-    __slots__ = ("origin", "lsn", "prefix")
-
-    def __init__(self, origin: str) -> None:
-        self.origin = origin
-        self.lsn = -1  # the transaction ``prefix`` belongs to
-        self.prefix = ""
-
-    def __call__(self, change: Change) -> str:
-        if change.snapshot:
-            return event_id(self.origin, change)
-        if change.lsn != self.lsn:
-            self.lsn = change.lsn
-            self.prefix = f"{self.origin}:{change.lsn:016X}:"
-        return self.prefix + str(change.ordinal)
-
-
-class PassThroughTransform:
-    """The Event envelope around the change as it is: no validation, no mapping, no versions.
-    For tests and benchmarks of the engine only (an upstream platform refuses its batches);
-    every real path uses :func:`cdcsync.validate.stage.transform_for`."""
-
-    def __init__(self, org_code: str, db: str) -> None:
-        self.org_code = org_code
-        self.db = db
-        self.origin = f"{org_code}.{db}"
-        self._ids = EventIds(self.origin)
-
-    @classmethod
-    def for_settings(cls, settings: Settings) -> PassThroughTransform:
-        return cls(settings.org_code, settings.database.dbname)
-
-    def __call__(self, change: Change) -> Event | Rejection:
-        lsn = change.lsn
-        ids = self._ids
-        # EventIds inline for the common case (same transaction as the previous change)
-        eid = ids.prefix + str(change.ordinal) if lsn == ids.lsn and not change.snapshot else ids(change)
-        return Event(
-            eid, change.op, change.before, change.after, self.org_code, self.db,
-            change.schema, change.table, lsn, change.tx_id, change.commit_ts, change.snapshot,
-            int(_time() * 1000),
-        )
-
-
-class BusinessDates:
-    """The day a change counts for in delivery statistics: the spec's business time field of the
-    row when the table is in the dataset spec, else the commit date (local time)."""
-
-    def __init__(self, tz: dt.tzinfo | None = None) -> None:
-        self.tz = tz  # the database's TimeZone: "today" means the same day as in SQL
-        self._fields: dict[str, str | None] = {}
-        self._spec: Any = None
-        try:
-            from cdcsync.spec import load_spec
-
-            self._spec = load_spec()
-        except Exception as exc:  # the spec is optional for the engine
-            log.debug("dataset spec not available for business dates: %s", exc)
-        self._commit_day: tuple[int, dt.date] = (-1, dt.date.min)
-
-    def _field(self, table: str) -> str | None:
-        if table not in self._fields:
-            name: str | None = None
-            if self._spec is not None:
-                try:
-                    if self._spec.has_table(table):
-                        name = self._spec.table(table).business_date_field
-                except Exception:
-                    name = None
-            self._fields[table] = name
-        return self._fields[table]
-
-    def __call__(self, change: Change) -> dt.date:
-        try:
-            fname = self._fields[change.table]
-        except KeyError:
-            fname = self._field(change.table)
-        if fname is not None:
-            row = change.after if change.after is not None else change.before
-            value = row.get(fname) if row else None
-            if type(value) is dt.datetime:  # the common case first, then exactly as isinstance
-                return value.date()
-            if isinstance(value, dt.datetime):
-                return value.date()
-            if isinstance(value, dt.date):
-                return value
-        if self._commit_day[0] != change.lsn:
-            self._commit_day = (change.lsn, change.commit_ts.astimezone(self.tz).date())
-        return self._commit_day[1]
-
-
-class PrimaryKeys:
-    """Primary key columns per table (catalog lookup, cached): REPLICA IDENTITY FULL flags every
-    column as key in pgoutput, so the real key comes from pg_index."""
-
-    def __init__(self, conn: psycopg.Connection[Any]) -> None:
-        self.conn = conn
-        self._cache: dict[tuple[str, str], tuple[str, ...]] = {}
-
-    def __call__(self, schema: str, table: str) -> tuple[str, ...]:
-        key = (schema, table)
-        if key not in self._cache:
-            with self.conn.transaction():
-                rows = self.conn.execute(
-                    "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid"
-                    " AND a.attnum = ANY(i.indkey) WHERE i.indisprimary AND i.indrelid = %s::regclass"
-                    " ORDER BY array_position(i.indkey::int2[], a.attnum)",
-                    (f'"{schema}"."{table}"',)).fetchall()
-            self._cache[key] = tuple(r[0] for r in rows)
-        return self._cache[key]
+# Importable from here as before the split (tests, benchmarks and other packages use them).
+__all__ = ["Batcher", "BusinessCalendar", "Change", "Counters", "EventIds", "Limits", "PassThroughTransform",
+           "Pipeline", "PrimaryKeys", "Transform", "event_id", "run_pipeline_forever"]
 
 
 @dataclass(slots=True)
@@ -213,9 +69,10 @@ class Pipeline:
     """Source → transform → batch → sink → checkpoint → flush for one destination."""
 
     def __init__(self, settings: Settings, dest: Destination, *, transform: Transform, sink: Sink | None = None,
-                 stop: threading.Event | None = None) -> None:
+                 stop: threading.Event | None = None, calendar: BusinessCalendar | None = None) -> None:
         """``transform``: required, so that no pipeline silently sends unvalidated rows; the daemon,
-        ``drain`` and ``cdcsync snapshot`` get theirs from :func:`cdcsync.engine.daemon.build_pipeline`."""
+        ``drain`` and ``cdcsync snapshot`` get theirs from :func:`cdcsync.engine.daemon.build_pipeline`
+        (with the calendar of the rules' spec; without one, the packaged spec's)."""
         self.settings = settings
         self.stream = settings.stream
         self.dest = dest
@@ -228,12 +85,9 @@ class Pipeline:
         self.stop = stop or threading.Event()
         self.healthy = False
         self.on_ready: Callable[[], None] | None = None
-        self.business_date = BusinessDates()
-        # counters for status and tests
-        self.events_sent = 0
-        self.events_quarantined = 0
-        self.batches_sent = 0
-        self.flushed_lsn = 0
+        self.calendar = calendar or BusinessCalendar.packaged()
+        self.limits = Limits.of(self.stream)
+        self.counters = Counters()  # for status and tests (also as the properties below)
         # drain/bench/tests: end the stream once this returns True for (pipeline, flushed position)
         self.catch_up: Callable[[Pipeline, int], bool] | None = None
         self.caught_up = False
@@ -241,6 +95,26 @@ class Pipeline:
         # cleared when the admin has dropped the slot and the new snapshot begins.
         self.halted: str | None = None
         self._active_sink: Sink | None = None  # the session's sink, closed by halt()
+
+    @property
+    def events_sent(self) -> int:
+        return self.counters.events_sent
+
+    @property
+    def events_quarantined(self) -> int:
+        return self.counters.events_quarantined
+
+    @property
+    def batches_sent(self) -> int:
+        return self.counters.batches_sent
+
+    @property
+    def flushed_lsn(self) -> int:
+        return self.counters.flushed_lsn
+
+    def _batcher(self, s: _Session, repl: ReplicationConnection | None, position: bool = True) -> Batcher:
+        return Batcher(self.name, s.sink, s.transform, s.ckpt, s.pks, repl, self.limits, self.counters,
+                       self.calendar, position=position)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -255,11 +129,12 @@ class Pipeline:
         session: _Session | None = None
         self._active_sink = sink
         try:
-            self.business_date.tz = conn.info.timezone
+            self.calendar.tz = conn.info.timezone
             self._check_database(conn)
             transform = self._transform
             pks = PrimaryKeys(conn)
-            ckpt = Checkpointer(conn, self.name, self.slot, pks, self.stream.checkpoint_interval_ms / 1000)
+            ckpt = Checkpointer(conn, self.name, self.slot, pks, self.stream.checkpoint_interval_ms / 1000,
+                                calendar=self.calendar)
             state = ckpt.load()
             with conn.transaction():
                 slot = get_slot(conn, self.slot)
@@ -271,6 +146,7 @@ class Pipeline:
             self._active_sink = None
             if self._sink is None:
                 sink.close()
+            self.transmission.close()  # its connection reopens on the next session's first send
             conn.close()
 
     def _check_database(self, conn: psycopg.Connection[Any]) -> None:
@@ -296,13 +172,11 @@ class Pipeline:
                     log.error("destination %s: slot %s is missing although its snapshot was done;"
                               " taking a new initial snapshot", self.name, self.slot)
                 if self.stream.snapshot_on_new:
-                    s.repl = self._initial_snapshot(conn, s.sink, s.transform, s.ckpt, s.pks, slot is not None)
+                    s.repl = self._initial_snapshot(s, slot is not None)
                 else:
                     with conn.transaction():
                         if slot is None:
-                            conn.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')",
-                                         (self.slot,))
-                            log.info("replication slot created: %s", self.slot)
+                            create_slot(conn, self.slot)
                         slot = get_slot(conn, self.slot)
                     assert slot is not None and slot.confirmed_flush_lsn is not None
                     s.ckpt.mark_streaming(str_to_lsn(slot.confirmed_flush_lsn))
@@ -312,7 +186,7 @@ class Pipeline:
                 return
             if s.repl is None:
                 s.repl = ReplicationConnection(self.conninfo, application_name=f"cdcsync-{self.name}")
-            self._stream(conn, s.repl, s.sink, s.transform, s.ckpt, s.pks)
+            self._stream(s, s.repl)
 
     def snapshot_once(self, tables: list[str] | None = None) -> int:
         """``cdcsync snapshot``: the initial snapshot when it was never completed (all tables,
@@ -328,12 +202,12 @@ class Pipeline:
                     raise SnapshotRefused(
                         f"目的地 {self.name} 尚未完成初始快照；初始快照包含全部表，不能用 --table 指定")
                 before = self.events_sent
-                s.repl = self._initial_snapshot(s.conn, s.sink, s.transform, s.ckpt, s.pks, s.slot is not None)
+                s.repl = self._initial_snapshot(s, s.slot is not None)
                 return self.events_sent - before
             s.repl = ReplicationConnection(self.conninfo, application_name=f"cdcsync-{self.name}-snapshot")
             created = s.repl.create_slot(f"{self.slot}_adhoc", export_snapshot=True, temporary=True)
             assert created.snapshot_name is not None
-            with _Batcher(self, s.sink, s.transform, s.ckpt, s.pks, None, position=False) as batcher:
+            with self._batcher(s, None, position=False) as batcher:
                 total = read_snapshot(self.conninfo, created.snapshot_name, created.consistent_point,
                                       batcher.add, s.pks, tables=tables, stop=self.stop, deletes_for=self.name)
                 batcher.finish_snapshot(created.consistent_point)
@@ -342,9 +216,10 @@ class Pipeline:
 
     # -- snapshot ---------------------------------------------------------------------------
 
-    def _initial_snapshot(self, conn: psycopg.Connection[Any], sink: Sink, transform: Transform,
-                          ckpt: Checkpointer, pks: PrimaryKeys, slot_exists: bool) -> ReplicationConnection:
+    def _initial_snapshot(self, s: _Session, slot_exists: bool) -> ReplicationConnection:
         from cdcsync.source.snapshot import read_snapshot
+
+        conn, ckpt, pks = s.conn, s.ckpt, s.pks
 
         ckpt.start_snapshot()
         if slot_exists:
@@ -357,7 +232,7 @@ class Pipeline:
             log.info("destination %s: slot %s created, snapshot at %s", self.name, self.slot,
                      lsn_to_str(created.consistent_point))
             assert created.snapshot_name is not None
-            with _Batcher(self, sink, transform, ckpt, pks, None) as batcher:
+            with self._batcher(s, None) as batcher:
                 # Rows the destination already holds unchanged (a restore, a lost slot) keep their ids.
                 batcher.known = known = KnownIds(self.conninfo, self.name, pks)
                 total = read_snapshot(self.conninfo, created.snapshot_name, created.consistent_point,
@@ -374,29 +249,21 @@ class Pipeline:
 
     # -- streaming --------------------------------------------------------------------------
 
-    def _stream(self, conn: psycopg.Connection[Any], repl: ReplicationConnection, sink: Sink,
-                transform: Transform, ckpt: Checkpointer, pks: PrimaryKeys) -> None:
+    def _stream(self, s: _Session, repl: ReplicationConnection) -> None:
         st = self.stream
+        conn, ckpt = s.conn, s.ckpt
         repl.start(self.slot, ckpt.acked_lsn, PUBLICATION)
-        decoder = PgOutputDecoder()
-        with _Batcher(self, sink, transform, ckpt, pks, repl) as batcher:
+        with self._batcher(s, repl) as batcher:
             batcher.flush_pos = ckpt.acked_lsn
             self.healthy = True
             if self.on_ready is not None:
                 self.on_ready()
-            skip = False
-            acked = ckpt.acked_lsn
+            feed = Feed(batcher, repl.read_message, repl, ckpt.acked_lsn, self.stop)
             next_heartbeat = time.monotonic() + st.heartbeat_interval_s
             status_interval = st.status_interval_s
-            decode = decoder.decode
-            add = batcher.add
             window = batcher.window
             stop = self.stop
-            read = repl.read_raw
-            read_next = repl.read_next
-            get_copy_data = repl.pg.get_copy_data
             quiet = False  # the last read brought no row data: the stream has caught up for now
-            marker = 0  # LSN of the latest non-transactional logical message received
             while not stop.is_set():
                 now = time.monotonic()
                 if window.oldest_done():
@@ -410,8 +277,8 @@ class Pipeline:
                     next_heartbeat = now + st.heartbeat_interval_s
                 if repl.status_due(status_interval):
                     repl.send_status(batcher.flush_pos)
-                if marker > batcher.flush_pos and batcher.idle:
-                    batcher.flush_pos = marker  # everything received before the message is acknowledged
+                if feed.marker > batcher.flush_pos and batcher.idle:
+                    batcher.flush_pos = feed.marker  # everything received before the message is acknowledged
                 if self.catch_up is not None and batcher.idle and self.catch_up(self, batcher.flush_pos):
                     self.caught_up = True
                     break
@@ -420,49 +287,7 @@ class Pipeline:
                     wait = max(0.0, min(wait, ckpt.due_at - now))
                 if window:  # a delivery may finish meanwhile: look again soon to checkpoint it
                     wait = min(wait, 0.01)
-                buf = read(wait)
-                quiet = True  # no row data in this read: keepalives say the walsender caught up
-                # Drain what is already here without touching the timers (they are checked every
-                # few hundred messages: the batcher's size limits act inside add()).
-                budget = 500
-                while buf is not None:
-                    if buf[0] == 0x77:  # XLogData
-                        quiet = False
-                        end = _xlog_end(buf, 9)[0]
-                        if end > repl.received_lsn:
-                            repl.received_lsn = end
-                        m = decode(buf, 25)
-                        if type(m) is Change:
-                            if not skip:
-                                add(m)
-                        elif type(m) is Begin:
-                            # A transaction whose commit precedes the acknowledged position was
-                            # delivered before a crash; PostgreSQL may send it again.
-                            skip = m.final_lsn < acked
-                            batcher.in_tx = not skip
-                        elif type(m) is Commit:
-                            if not skip:
-                                batcher.commit(m.commit_lsn, m.end_lsn)
-                            batcher.in_tx = False
-                            skip = False
-                        elif type(m) is Truncate:
-                            if not skip:
-                                for ch in m.changes:
-                                    add(ch)
-                        elif type(m) is LogicalMessage and not m.transactional and m.lsn > marker:
-                            marker = m.lsn  # a heartbeat or drain target: confirmed once idle
-                    else:  # primary keepalive
-                        ka = repl.keepalive(buf)
-                        if batcher.idle and ka.wal_end > batcher.flush_pos:
-                            batcher.flush_pos = ka.wal_end  # everything sent before it is acknowledged
-                        if ka.reply:
-                            repl.send_status(batcher.flush_pos)
-                    budget -= 1
-                    if budget == 0 or (budget & 31 == 0 and stop.is_set()):
-                        break
-                    # read(0) with its common case inline: a message already buffered by libpq
-                    n, data = get_copy_data(1)
-                    buf = bytes(data) if n > 0 else read_next(n)
+                quiet = feed.pump(wait)
             # Shutdown: deliver and acknowledge what is in flight, tell PostgreSQL, CopyDone.
             batcher.drain()
             batcher.checkpoint()
@@ -528,151 +353,6 @@ class SnapshotRefused(RuntimeError):
 
 class _Interrupted(Exception):
     """Stop requested while the snapshot was running (it restarts from scratch next time)."""
-
-
-class _Batcher:
-    """Collects events into bounded batches and drives sink → checkpoint → flush."""
-
-    def __init__(self, pipe: Pipeline, sink: Sink, transform: Transform, ckpt: Checkpointer,
-                 pks: PrimaryKeys, repl: ReplicationConnection | None, position: bool = True) -> None:
-        self.pipe = pipe
-        self.position = position
-        self.sink = sink
-        self.transform = transform
-        self.ckpt = ckpt
-        self.pks = pks
-        self.repl = repl
-        self.max_events = pipe.stream.batch_max_events
-        self.max_bytes = pipe.stream.batch_max_bytes
-        self.linger = pipe.stream.linger_ms / 1000.0
-        self.batch = Batch()
-        self.deadline: float | None = None
-        self.in_tx = False
-        self.flush_pos = 0
-        self.bdate = pipe.business_date
-        self.bfields = self.bdate._fields  # table -> business time field (filled by bdate)
-        self.window = DeliveryWindow(sink, pipe.stream.in_flight_batches)
-        self.known: KnownIds | None = None  # set for the initial snapshot only
-
-    @property
-    def idle(self) -> bool:
-        """Nothing received is waiting for acknowledgement or for its checkpoint."""
-        return not self.in_tx and self.deadline is None and not self.window and not self.ckpt.pending
-
-    def add(self, change: Change) -> None:
-        out = self.transform(change)
-        b = self.batch
-        if type(out) is Event:
-            if self.known is not None:
-                self.known.reuse(out)
-            events = b.events
-            events.append(out)
-            # BusinessDates inline for its common case: a spec table's datetime business field.
-            fname = self.bfields.get(change.table)
-            row = change.after
-            value = row.get(fname) if fname is not None and row is not None else None
-            b.business_dates.append(value.date() if type(value) is dt.datetime else self.bdate(change))
-            # Estimate, not the JSON length: encoding is the sink's work (a null sink skips it).
-            b.nbytes += 2 * change.size + 256
-            if self.deadline is None:
-                self.deadline = _monotonic() + self.linger
-            if len(events) >= self.max_events or b.nbytes >= self.max_bytes:
-                self.send()
-            return
-        assert isinstance(out, Rejection)
-        b.rejections.append(self._rejected(change, out))
-        if self.deadline is None:
-            self.deadline = _monotonic() + self.linger
-        if len(b.events) >= self.max_events or b.nbytes >= self.max_bytes:
-            self.send()
-
-    def _rejected(self, change: Change, rej: Rejection, eid: str | None = None) -> Rejected:
-        row = change.row
-        pk_cols = self.pks(change.schema, change.table)
-        pk = {c: row.get(c) for c in pk_cols} if row else {}
-        return Rejected(eid or event_id(self.transform.origin, change), change.schema, change.table,
-                        _jsonable(pk), change.lsn, rej.rule_id, rej.field, rej.message, row, self.bdate(change),
-                        change.op, change.tx_id, change.commit_ts)
-
-    def commit(self, commit_lsn: int, end_lsn: int) -> None:
-        self.batch.commit_through = commit_lsn
-        self.batch.flush_lsn = end_lsn
-        if self.deadline is None:
-            self.deadline = time.monotonic() + self.linger
-
-    def send(self) -> None:
-        """Hand the batch being filled to the delivery window (waiting for room when it is full)."""
-        b = self.batch
-        if not b.events and not b.rejections and b.commit_through is None:
-            self.deadline = None
-            return
-        self.batch = Batch()
-        self.deadline = None
-        window = self.window
-        while window.full:
-            self._record(*window.pop_oldest())  # type: ignore[misc]  # full: never None
-        window.submit(b)
-
-    def collect(self) -> None:
-        """Checkpoint the batches delivered so far, oldest first, without waiting."""
-        window = self.window
-        while window.oldest_done():
-            self._record(*window.pop_oldest())  # type: ignore[misc]  # done: never None
-
-    def drain(self) -> None:
-        """Send the batch being filled and wait until every batch is delivered and recorded."""
-        self.send()
-        while (done := self.window.pop_oldest()) is not None:
-            self._record(*done)
-
-    def _record(self, b: Batch, ack: Ack) -> None:
-        missing = ack.missing(b)
-        if missing:
-            raise SinkError(f"目的地 {self.pipe.name} 未确认 {len(missing)} 条事件")
-        sink_rej: list[Rejected] = []
-        if ack.rejected:
-            for ev in b.events:
-                reason = ack.rejected.get(ev.id)
-                if reason is not None:
-                    ch = Change(ev.op, ev.schema, ev.table, ev.before, ev.after, ev.lsn, ev.tx_id, ev.commit_ts, 0,
-                                ev.snapshot)
-                    rule = ack.rejected_rules.get(ev.id, SINK_REJECTED_RULE)  # PLT… for a refused event
-                    rejection = Rejection(rule, ack.rejected_fields.get(ev.id), reason)
-                    sink_rej.append(self._rejected(ch, rejection, ev.id))
-        lsn = self.ckpt.record(b, ack, sink_rej, position=self.position)
-        self.pipe.events_sent += len(b.events) - len(sink_rej)
-        self.pipe.events_quarantined += len(b.rejections) + len(sink_rej)
-        self.pipe.batches_sent += 1
-        self.advance(lsn)
-
-    def checkpoint(self) -> None:
-        """Write acknowledged transactions the checkpointer still holds, then confirm them."""
-        self.advance(self.ckpt.write_pending())
-
-    def advance(self, lsn: int | None) -> None:
-        if lsn is not None and lsn > self.flush_pos:
-            self.flush_pos = lsn
-            self.pipe.flushed_lsn = lsn
-            if self.repl is not None:
-                self.repl.send_status(lsn)
-
-    def finish_snapshot(self, consistent_point: int) -> None:
-        self.batch.snapshot_done_lsn = consistent_point
-        self.batch.commit_through = consistent_point
-        self.drain()
-        self.flush_pos = consistent_point
-
-    def __enter__(self) -> _Batcher:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.window.close()
-
-
-def _jsonable(value: dict[str, Any]) -> dict[str, Any]:
-    import orjson
-
-    return dict(orjson.loads(dumps(value)))
 
 
 def run_pipeline_forever(pipe: Pipeline) -> None:

@@ -11,6 +11,7 @@ import psycopg
 from cdcsync.api.settings import plain_http_warnings
 from cdcsync.config import Settings
 from cdcsync.crypto.sm2_backend import sm2_backend
+from cdcsync.engine.checkpoint import read_checkpoint
 from cdcsync.source.slots import SLOT_PREFIX, SlotInfo, get_slot, list_slots, slot_name
 from cdcsync.source.walsafety import LOST, lost_message, slot_warnings, wal_overview
 from cdcsync.validate.minimal import dropped_counts, not_sent
@@ -36,9 +37,7 @@ def platform_refused(conn: psycopg.Connection[Any], name: str) -> dict[str, Any]
 
 def destination_status(conn: psycopg.Connection[Any], settings: Settings, name: str) -> dict[str, Any]:
     slot = get_slot(conn, slot_name(name))
-    ck = conn.execute(
-        "SELECT acked_lsn::text, last_event_at, last_ack_at, snapshot_done FROM cdcsync.checkpoint"
-        " WHERE destination = %s", (name,)).fetchone()
+    ck = read_checkpoint(conn, name)
     lag_seconds: float | None = None
     if slot is not None and slot.active_pid is not None:
         row = conn.execute("SELECT extract(epoch FROM flush_lag)::float8 FROM pg_stat_replication WHERE pid = %s",

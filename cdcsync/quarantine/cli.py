@@ -139,12 +139,13 @@ def quarantine_retry(app: AppContext, table: str | None, rule: str | None, since
     settings = app.settings
     dests = [settings.destination(destination)] if destination else list(settings.destinations)
     layers = mapping_layers(app, mappings_dir, None)
-    stage = transform_for(settings, RulesHolder.for_layers(layers))  # the daemon's own stage
-    rules = stage.rules
+    holder = RulesHolder.for_layers(layers)
+    stage = transform_for(settings, holder)  # the daemon's own stage
+    rules = holder.current()  # the set the stage starts with
     sinks = {d.name: build_sink(d) for d in dests}
     try:
         with db_errors(), connect_autocommit(conninfo(app, dsn)) as conn:
-            result = retry(conn, stage, sinks, _filters(table, rule, since, destination, "held"))
+            result = retry(conn, stage, sinks, _filters(table, rule, since, destination, "held"), spec=holder.spec)
     except SinkError as exc:
         raise click.ClickException(f"目的地暂时无法接收：{exc}；未能投递的条目保持待处理，可稍后重试") from None
     finally:

@@ -29,8 +29,20 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from cdcsync.engine.pipeline import Transform
-from cdcsync.event import SINK_REJECTED_RULE, Batch, Change, Event, Op, Row, dumps, str_to_lsn
+from cdcsync.engine.calendar import BusinessCalendar, business_day
+from cdcsync.engine.checkpoint import note_acks
+from cdcsync.event import (
+    SINK_REJECTED_RULE,
+    Batch,
+    Change,
+    Event,
+    Op,
+    Row,
+    Transform,
+    dumps,
+    is_snapshot_id,
+    str_to_lsn,
+)
 from cdcsync.mapping.mapper import unmapped_row
 from cdcsync.sink import Sink
 from cdcsync.spec import Spec, load_spec
@@ -185,36 +197,32 @@ def read_current_row(conn: psycopg.Connection[Any], schema: str, table: str, pk:
     return rows[0] if len(rows) == 1 else None
 
 
-def _business_date(spec: Spec, table: str, row: Mapping[str, Any] | None, fallback: dt.date) -> dt.date:
-    """The day the engine counted the row for (same rule as cdcsync.pipeline.BusinessDates)."""
-    if row is None or not spec.has_table(table):
+def _business_date(calendar: BusinessCalendar, table: str, row: Mapping[str, Any] | None,
+                   fallback: dt.date) -> dt.date:
+    """The day the engine counted the row for: the calendar's rule, on the row as the quarantine
+    keeps it (JSON: a business time comes back as ISO text, turned back into a datetime here)."""
+    if row is None:
         return fallback
-    value = row.get(spec.table(table).business_date_field)
+    name = calendar.day_field(table)
+    if name is None:
+        return fallback
+    value = row.get(name)
     if isinstance(value, str):
         try:
             value = dt.datetime.fromisoformat(value)
         except ValueError:
             return fallback
-    if isinstance(value, dt.datetime):
-        return value.date()
-    if isinstance(value, dt.date):
-        return value
-    return fallback
-
-
-def _is_snapshot_id(event_id: str) -> bool:
-    """A snapshot read's id: ``{origin}:r{lsn}:…`` (a streamed change's: ``{origin}:{lsn}:…``)."""
-    return event_id.partition(":")[2].startswith("r")
+    return business_day(value) or fallback
 
 
 def _op_of(entry: Entry) -> Op:
-    return cast(Op, entry.op or ("r" if _is_snapshot_id(entry.event_id) else "c"))
+    return cast(Op, entry.op or ("r" if is_snapshot_id(entry.event_id) else "c"))
 
 
 def _change_for(entry: Entry, before: Row | None, after: Row | None) -> Change:
     """The original change (op, transaction, commit time) around the row to send now."""
     return Change(_op_of(entry), "emr", entry.table_name, before, after, str_to_lsn(entry.lsn), entry.tx_id or 0,
-                  entry.commit_ts or entry.first_seen, 0, _is_snapshot_id(entry.event_id))
+                  entry.commit_ts or entry.first_seen, 0, is_snapshot_id(entry.event_id))
 
 
 def _deleted_image(spec: Spec, entry: Entry) -> Row | None:
@@ -237,10 +245,14 @@ def _chunks(entries: Sequence[Entry], size: int) -> Iterator[Sequence[Entry]]:
 
 
 def retry(conn: psycopg.Connection[Any], stage: Transform, sinks: Mapping[str, Sink],
-          filters: Filters = Filters(), spec: Spec | None = None, batch_size: int = 500) -> RetryResult:
+          filters: Filters = Filters(), spec: Spec | None = None, batch_size: int = 500,
+          calendar: BusinessCalendar | None = None) -> RetryResult:
     """Retry the held entries matching ``filters`` (see the module docstring). ``stage``: the
-    validation stage of the daemon (:func:`cdcsync.validate.stage.transform_for`)."""
+    validation stage of the daemon (:func:`cdcsync.validate.stage.transform_for`); ``spec``: the
+    stage's dataset spec (default: the packaged one); ``calendar``: its business calendar (the
+    engine's rule for the day a released row counts for; default: built from ``spec``)."""
     spec = spec or load_spec()
+    calendar = calendar or BusinessCalendar(spec)
     result = RetryResult()
     filters = Filters(filters.table, filters.rule, filters.since, filters.destination, "held", filters.event_id)
     entries = [e for e in list_entries(conn, filters) if e.destination in sinks]
@@ -273,7 +285,7 @@ def retry(conn: psycopg.Connection[Any], stage: Transform, sinks: Mapping[str, S
                 result.still_held.append(entry.event_id)
                 continue
             out.id = entry.event_id  # the id it was quarantined under: a receiver that has it drops it
-            day = _business_date(spec, entry.table_name, entry.raw_row, entry.first_seen.date())
+            day = _business_date(calendar, entry.table_name, entry.raw_row, entry.first_seen.date())
             by_dest.setdefault(entry.destination, []).append((entry, out, day))
         released: list[tuple[str, Entry, dt.date]] = []
         sink_rejects: list[tuple[Any, ...]] = []
@@ -329,9 +341,7 @@ def _record(conn: psycopg.Connection[Any], held: list[tuple[Any, ...]], discards
                 " last_ack_at = now()",
                 [(d, t, day, n) for (d, t, day), n in stats.items()])
         if released:
-            cur.executemany(
-                "UPDATE cdcsync.checkpoint SET last_ack_at = now(), updated_at = now() WHERE destination = %s",
-                [(d,) for d in sorted({d for d, _, _ in released})])
+            note_acks(cur, sorted({d for d, _, _ in released}))
 
 
 __all__ = [

@@ -261,11 +261,12 @@ class PgOutputDecoder:
     # -- dispatch ---------------------------------------------------------------------------
 
     def decode(self, buf: bytes, start: int = 0) -> Message:
-        """Decode one pgoutput message: ``buf[start:]`` (the stream passes the whole XLogData
-        CopyData message with ``start=25`` rather than copying its payload out)."""
+        """Decode one pgoutput message: ``buf[start:]`` (the stream passes the payload the
+        replication connection handed it, ``start=0``)."""
         self._size = size = len(buf) - start
         kind = buf[start]
-        if kind == 0x49:  # I: the hot path, inline; anything unusual goes through _insert
+        if kind == 0x49:  # I: the hot path, inline (no method call per row): the
+            # generated parser on a known relation; anything unusual goes through _insert
             rel = self.relations.get(_u32(buf, start + 1)[0])
             if rel is None:
                 return self._insert(buf, start)  # raises DecodeError
@@ -413,16 +414,11 @@ class PgOutputDecoder:
             return dict(zip(rel.names, vals, strict=False)), end
 
     def _insert(self, buf: bytes, start: int) -> Change:
+        """An insert off the inline path: unknown relation (DecodeError), unchanged-TOAST or a
+        value that does not convert (the generic loop of :meth:`_row`)."""
+        rel = self._rel(_u32(buf, start + 1)[0])
         self._bad.clear()
-        try:
-            rel = self.relations[_u32(buf, start + 1)[0]]
-        except KeyError:
-            rel = self._rel(_u32(buf, start + 1)[0])  # raises DecodeError
-        try:
-            after, _ = rel.parse(buf, start + 6)  # start + 5 is 'N'
-        except Exception:  # _Slow, or a value that does not convert
-            vals, _ = self._tuple(buf, start + 6, rel)
-            after = dict(zip(rel.names, vals, strict=False))
+        after, _ = self._row(buf, start + 6, rel)  # start + 5 is 'N'
         return self._change("c", rel, None, after)
 
     def _update(self, buf: bytes, start: int) -> Change:

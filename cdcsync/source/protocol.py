@@ -27,7 +27,8 @@ from cdcsync.source.typeconv import SESSION_OPTIONS
 
 log = logging.getLogger(__name__)
 
-_xlog_hdr = struct.Struct(">QQq").unpack_from
+_xlog_end = struct.Struct(">Q").unpack_from  # XLogData: 'w', start (1), end (9), clock (17), data (25)
+_XLOG_DATA_AT = 25
 _keepalive = struct.Struct(">Qq?").unpack_from
 _status = struct.Struct(">cQQQq?").pack
 PG_EPOCH_UNIX_US = 946_684_800_000_000
@@ -58,13 +59,6 @@ def with_session_options(conninfo: str, **extra: str) -> str:
 
 
 @dataclass(slots=True, frozen=True)
-class XLogData:
-    start: int
-    end: int
-    payload: bytes
-
-
-@dataclass(slots=True, frozen=True)
 class Keepalive:
     wal_end: int
     reply: bool
@@ -88,7 +82,7 @@ class ReplicationConnection:
             self.pg.finish()
             raise ReplicationError(f"复制连接失败：{msg}")
         self.streaming = False
-        self.received_lsn = 0  # highest WAL end seen in XLogData/keepalive
+        self.received_lsn = 0  # highest WAL end seen in XLogData/keepalive (set by read_message only)
         self._last_status = 0.0
 
     # -- commands ---------------------------------------------------------------------------
@@ -137,53 +131,41 @@ class ReplicationConnection:
         self.received_lsn = max(self.received_lsn, lsn)
         log.info("replication started: slot=%s from=%s", slot, lsn_to_str(lsn))
 
-    def read_raw(self, timeout: float) -> bytes | None:
-        """The next CopyData message as bytes (``w``/``k`` + body), or None when nothing
-        arrived within ``timeout`` seconds. Hot path: no objects, no select when data is buffered."""
+    def read_message(self, timeout: float) -> tuple[int, bytes] | Keepalive | None:
+        """The next CopyData message: ``(end LSN, pgoutput payload)`` for XLogData, a
+        :class:`Keepalive`, or None when nothing arrived within ``timeout`` seconds (0: only what
+        is already here). Keeps :attr:`received_lsn` up to date. Hot path: a message libpq has
+        already buffered costs no select and no object but the tuple."""
         pg = self.pg
         n, data = pg.get_copy_data(1)
-        if n > 0:
-            return bytes(data)
-        if n == 0 and timeout > 0:
-            r, _, _ = select.select([pg.socket], [], [], timeout)
-            if not r:
-                return None
-        return self.read_next(n)
-
-    def read_next(self, n: int) -> bytes | None:
-        """``read_raw(0)`` for a caller whose own ``pg.get_copy_data(1)`` returned ``n <= 0``
-        (the stream loop reads buffered messages inline and comes here for the rest)."""
-        pg = self.pg
-        if n == 0:
-            pg.consume_input()
-            n, data = pg.get_copy_data(1)
+        if n <= 0:
             if n == 0:
-                return None
-        if n < 0:
-            self.streaming = False
-            self._raise_end(n)
-        return bytes(data)
+                if timeout > 0:
+                    r, _, _ = select.select([pg.socket], [], [], timeout)
+                    if not r:
+                        return None
+                pg.consume_input()
+                n, data = pg.get_copy_data(1)
+                if n == 0:
+                    return None
+            if n < 0:
+                self.streaming = False
+                self._raise_end(n)
+        kind = data[0]
+        if kind == 0x77:  # w: XLogData
+            end = _xlog_end(data, 9)[0]
+            if end > self.received_lsn:
+                self.received_lsn = end
+            return end, bytes(data[_XLOG_DATA_AT:])
+        if kind == 0x6B:  # k: primary keepalive
+            return self.keepalive(data)
+        raise ReplicationError(f"unexpected CopyData message {chr(kind)!r}")
 
-    def keepalive(self, buf: bytes) -> Keepalive:
+    def keepalive(self, buf: bytes | memoryview) -> Keepalive:
         wal_end, _clock, reply = _keepalive(buf, 1)
         if wal_end > self.received_lsn:
             self.received_lsn = wal_end
         return Keepalive(wal_end, reply)
-
-    def read(self, timeout: float) -> XLogData | Keepalive | None:
-        """The next message, typed, or None when nothing arrived within ``timeout`` seconds."""
-        buf = self.read_raw(timeout)
-        if buf is None:
-            return None
-        kind = buf[0]
-        if kind == 0x77:  # w
-            start, end, _clock = _xlog_hdr(buf, 1)
-            if end > self.received_lsn:
-                self.received_lsn = end
-            return XLogData(start, end, buf[25:])
-        if kind == 0x6B:  # k
-            return self.keepalive(buf)
-        raise ReplicationError(f"unexpected CopyData message {chr(kind)!r}")
 
     def _raise_end(self, n: int) -> None:
         msg = self.pg.get_error_message()

@@ -13,8 +13,6 @@ from typing import Any
 
 import psycopg
 
-from cdcsync.source.protocol import ReplicationConnection, SlotCreated
-
 log = logging.getLogger(__name__)
 
 SLOT_PREFIX = "cdcsync_"
@@ -63,22 +61,14 @@ def get_slot(conn: psycopg.Connection[Any], name: str) -> SlotInfo | None:
     return SlotInfo(*row) if row else None
 
 
-def ensure_slot(conn: psycopg.Connection[Any], name: str) -> bool:
-    """Create the slot when missing (no snapshot); True when it was created."""
-    if get_slot(conn, name) is not None:
-        log.info("replication slot present: %s", name)
-        return False
-    conn.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (name,))
+def create_slot(conn: psycopg.Connection[Any], name: str) -> str:
+    """Create a pgoutput slot without a snapshot (inside the caller's transaction, if any); returns
+    its start position as text. A slot with an exported snapshot is made on a replication connection
+    (:meth:`cdcsync.source.protocol.ReplicationConnection.create_slot`): the initial snapshot needs one."""
+    row = conn.execute("SELECT lsn::text FROM pg_create_logical_replication_slot(%s, 'pgoutput')", (name,)).fetchone()
+    assert row is not None
     log.info("replication slot created: %s", name)
-    return True
-
-
-def create_slot_with_snapshot(repl: ReplicationConnection, name: str, temporary: bool = False) -> SlotCreated:
-    """Create the slot on ``repl`` exporting its snapshot; ``repl`` must stay open and idle
-    until every reader has done ``SET TRANSACTION SNAPSHOT``."""
-    created = repl.create_slot(name, export_snapshot=True, temporary=temporary)
-    log.info("replication slot created with exported snapshot: %s", name)
-    return created
+    return str(row[0])
 
 
 def drop_slot(conn: psycopg.Connection[Any], name: str, force: bool = False) -> None:
@@ -93,7 +83,3 @@ def drop_slot(conn: psycopg.Connection[Any], name: str, force: bool = False) -> 
     conn.execute("SELECT pg_drop_replication_slot(%s)", (name,))
     log.warning("replication slot dropped: %s", name)
 
-
-def wal_retained_bytes(conn: psycopg.Connection[Any], name: str) -> int | None:
-    info = get_slot(conn, name)
-    return None if info is None else info.retained_bytes

@@ -26,12 +26,12 @@ import psycopg
 from cdcsync.db.migrate import PUBLICATION
 from cdcsync.engine.checkpoint import LATEST_KEYS_CTE
 from cdcsync.event import Change, dumps
+from cdcsync.source.catalog import PkLookup
 from cdcsync.source.protocol import with_session_options
 from cdcsync.source.typeconv import convert_each, converter_for
 
 log = logging.getLogger(__name__)
 
-PkLookup = Callable[[str, str], tuple[str, ...]]
 
 
 def published_tables(conn: psycopg.Connection[Any]) -> list[tuple[str, str]]:

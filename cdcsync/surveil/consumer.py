@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import struct
 import threading
 import time
 from collections.abc import Callable
@@ -43,7 +42,7 @@ from cdcsync.db.migrate import PUBLICATION
 from cdcsync.event import Change, Event, lsn_to_str, str_to_lsn
 from cdcsync.mapping.reload import RulesHolder
 from cdcsync.source.pgoutput import Begin, Commit, LogicalMessage, PgOutputDecoder, Truncate
-from cdcsync.source.protocol import ReplicationConnection, with_session_options
+from cdcsync.source.protocol import Keepalive, ReplicationConnection, with_session_options
 from cdcsync.source.slots import get_slot
 from cdcsync.source.walsafety import LOST
 from cdcsync.surveil.engine import Engine, EngineHolder
@@ -53,7 +52,6 @@ from cdcsync.validate.stage import transform_for
 
 log = logging.getLogger(__name__)
 RULE_TABLES = frozenset(KEYS)  # the tables the rule engine reads events of (diagnosis, lab_result, …)
-_xlog_end = struct.Struct(">Q").unpack_from
 
 
 class ConsumerError(RuntimeError):
@@ -205,14 +203,11 @@ class RulesConsumer:
                 self.caught_up = True
                 break
             wait = 0.5 if tx.pending_since is None else max(0.0, min(0.5, tx.pending_since + linger - now))
-            buf = repl.read_raw(wait)
+            msg = repl.read_message(wait)
             budget = 500
-            while buf is not None:
-                if buf[0] == 0x77:  # XLogData
-                    end = _xlog_end(buf, 9)[0]
-                    if end > repl.received_lsn:
-                        repl.received_lsn = end
-                    m = decoder.decode(buf, 25)
+            while msg is not None:
+                if type(msg) is tuple:  # (end LSN, pgoutput payload): the connection tracks received_lsn
+                    m = decoder.decode(msg[1])
                     if type(m) is Change:
                         if not skip:
                             tx.add(m)
@@ -232,15 +227,15 @@ class RulesConsumer:
                     elif type(m) is LogicalMessage and not m.transactional and m.lsn > marker:
                         marker = m.lsn
                 else:  # primary keepalive
-                    ka = repl.keepalive(buf)
-                    if tx.idle and ka.wal_end > tx.flush_pos:
-                        tx.flush_pos = ka.wal_end  # nothing of ours is waiting: all before it is applied
-                    if ka.reply:
+                    assert isinstance(msg, Keepalive)
+                    if tx.idle and msg.wal_end > tx.flush_pos:
+                        tx.flush_pos = msg.wal_end  # nothing of ours is waiting: all before it is applied
+                    if msg.reply:
                         repl.send_status(tx.flush_pos)
                 budget -= 1
                 if budget == 0:
                     break
-                buf = repl.read_raw(0)
+                msg = repl.read_message(0)
         if tx.in_tx:
             conn.rollback()  # an unfinished source transaction: replayed next time
         else:

@@ -32,11 +32,9 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from cdcsync.config import Settings
-from cdcsync.engine.pipeline import EventIds  # the engine owns the id scheme
-from cdcsync.event import Change, Event, Rejection, Row
+from cdcsync.event import Change, Event, EventIds, Rejection, Row
 from cdcsync.mapping.reload import RulesHolder
 from cdcsync.validate import Violation
 from cdcsync.validate.compiler import CompiledTable, Validators, beijing_now
@@ -99,18 +97,6 @@ class ValidationStage:
         self._now_at = time.monotonic()
         self._ids = EventIds(self.origin)
 
-    @property
-    def rules(self) -> Validators:
-        return self._rules
-
-    def _clock(self) -> Any:
-        # beijing_now() costs ~1 µs; a validation time exact to the second is plenty.
-        mono = _monotonic()
-        if mono - self._now_at >= 1.0:
-            self._now = beijing_now()
-            self._now_at = mono
-        return self._now
-
     def __call__(self, change: Change) -> Event | Rejection:
         lsn = change.lsn
         if lsn != self._tx_lsn:  # a new transaction: pick up the rules in force
@@ -126,7 +112,7 @@ class ValidationStage:
             rejected = self._undecodable(change)
             if rejected is not None:
                 return rejected
-        mono = _monotonic()  # self._clock() inline (hot path)
+        mono = _monotonic()  # beijing_now() costs ~1 µs: a validation time exact to the second is plenty
         if mono - self._now_at >= 1.0:
             self._now = beijing_now()
             self._now_at = mono

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
+from cdcsync.engine.checkpoint import positions as checkpoint_positions
 from cdcsync.event import lsn_to_str, str_to_lsn
 from cdcsync.ops.backup.catalog import BackupError, Manifest
 from cdcsync.ops.backup.figures import table_figures
@@ -29,14 +30,6 @@ DUMP = "database.dump"
 GLOBALS = "globals.sql"
 SLOT_PREFIX = "cdcsyncbk_"  # not cdcsync_: status would list it as an orphan destination slot
 CATCH_UP_WAIT_S = 30.0
-
-
-def _stream_positions(conn: psycopg.Connection[Any]) -> dict[str, str]:
-    exists = conn.execute("SELECT to_regclass('cdcsync.checkpoint') IS NOT NULL").fetchone()
-    if not exists or not exists[0]:
-        return {}
-    return {str(d): str(lsn) for d, lsn in conn.execute(
-        "SELECT destination, acked_lsn::text FROM cdcsync.checkpoint ORDER BY 1").fetchall()}
 
 
 def _snapshot(account: Account) -> tuple[Any, str, int | None, str | None]:
@@ -79,7 +72,7 @@ def take_logical(settings: Settings, out: Path, manifest: Manifest, account: Acc
             manifest.start_lsn, manifest.server_version = str(start[0]), str(start[1])
             manifest.snapshot_lsn = lsn_to_str(consistent) if consistent is not None else None
             manifest.system_identifier = sysid
-            manifest.stream_positions = _stream_positions(conn)
+            manifest.stream_positions = checkpoint_positions(conn)
             manifest.source = table_figures(conn, settings.backup.verify_sample_rows)
             conn.execute("COMMIT")
         run_tool(bin_dir, "pg_dump", "--format=custom", "--compress=6", f"--snapshot={snap}",
@@ -108,7 +101,7 @@ def _wait_caught_up(conn: psycopg.Connection[Any], consistent: int) -> dict[str,
         conn.execute("SELECT pg_logical_emit_message(false, %s, 'backup')", (HEARTBEAT_PREFIX,))
     deadline = time.monotonic() + CATCH_UP_WAIT_S
     while True:
-        positions = _stream_positions(conn)
+        positions = checkpoint_positions(conn)
         # the slot's confirmed position: the daemon confirms only what is acknowledged (or quarantined)
         slots = {str(s): (bool(a), str(c)) for s, a, c in conn.execute(
             "SELECT slot_name, active, confirmed_flush_lsn::text FROM pg_replication_slots"

@@ -31,9 +31,11 @@ from typing import Any
 
 import psycopg
 
+from cdcsync.engine.checkpoint import destination_slots, reset_to_snapshot, resume_at
 from cdcsync.event import lsn_to_str, str_to_lsn
 from cdcsync.ops.backup.catalog import Backup, BackupError
 from cdcsync.ops.backup.pgtools import Account, run_tool
+from cdcsync.source.slots import create_slot
 
 log = logging.getLogger(__name__)
 
@@ -138,23 +140,15 @@ def restore_database(backup: Backup, target: Account, bin_dir: Path, *, force: b
 def prepare_streams(conn: psycopg.Connection[Any], backup: Backup) -> dict[str, str]:
     """Per destination of the restored state: a new slot at the current position when it had
     acknowledged everything before the dump ("resumed"), else a new initial snapshot ("snapshot")."""
-    exists = conn.execute("SELECT to_regclass('cdcsync.checkpoint') IS NOT NULL").fetchone()
-    if not exists or not exists[0]:
-        return {}
     out: dict[str, str] = {}
     caught = backup.manifest.streams_caught_up
-    for dest, slot in conn.execute("SELECT destination, slot_name FROM cdcsync.checkpoint ORDER BY 1").fetchall():
+    for dest, slot in destination_slots(conn):
         if caught.get(dest):
-            row = conn.execute("SELECT lsn::text FROM pg_create_logical_replication_slot(%s, 'pgoutput')",
-                               (slot,)).fetchone()
-            assert row is not None
-            conn.execute("UPDATE cdcsync.checkpoint SET acked_lsn = %s::pg_lsn, snapshot_done = true,"
-                         " updated_at = now() WHERE destination = %s", (row[0], dest))
-            out[str(dest)] = "resumed"
+            resume_at(conn, dest, create_slot(conn, slot))
+            out[dest] = "resumed"
         else:
-            conn.execute("UPDATE cdcsync.checkpoint SET acked_lsn = '0/0', snapshot_done = false, updated_at = now()"
-                         " WHERE destination = %s", (dest,))
-            out[str(dest)] = "snapshot"
+            reset_to_snapshot(conn, dest)
+            out[dest] = "snapshot"
     return out
 
 
