@@ -24,11 +24,11 @@ from cdcsync.crypto.envelope import ReplayCache, Sealed, SenderKey, open_sealed,
 from cdcsync.crypto.keys import key_id
 from cdcsync.crypto.sm2 import SM2PrivateKey
 from cdcsync.event import Change, Event, encode_events
-from cdcsync.mapping.reload import RulesHolder
 from cdcsync.synth.hospital import generate, load_codes
 from cdcsync.upstream_sim.app import SimState, process_batch
 from cdcsync.upstream_sim.store import CountingStore, SqliteStore, Store
 from cdcsync.validate.compiler import beijing_now
+from cdcsync.validate.reload import RulesHolder
 from cdcsync.validate.stage import ValidationStage
 
 ORG = "12110000400000000X"

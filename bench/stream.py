@@ -241,7 +241,7 @@ def per_row_us(transform: Any, changes: list[Change], rounds: int = 3) -> float:
 
 def bench_validate(cluster: LocalCluster, args: argparse.Namespace) -> None:
     from cdcsync.db.migrate import apply_migrations
-    from cdcsync.mapping.reload import RulesHolder
+    from cdcsync.validate.reload import RulesHolder
     from cdcsync.validate.stage import ValidationStage
 
     dsn = cluster.create_database("bench")

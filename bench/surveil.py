@@ -38,9 +38,9 @@ sys.path.insert(0, str(REPO))
 from cdcsync.config import Settings  # noqa: E402
 from cdcsync.db.cluster import throwaway_cluster  # noqa: E402
 from cdcsync.db.migrate import apply_migrations  # noqa: E402
-from cdcsync.mapping.reload import RulesHolder  # noqa: E402
 from cdcsync.surveil.consumer import RulesConsumer, run_consumer_forever  # noqa: E402
 from cdcsync.surveil.engine import EngineHolder  # noqa: E402
+from cdcsync.validate.reload import RulesHolder  # noqa: E402
 from tests.surveil_rows import ORG, Mirror  # noqa: E402
 
 

@@ -138,7 +138,7 @@ def throughput(cluster: LocalCluster, dsn: str, sim: SimHandle, key: Path, args:
     """Best of ``--repeat`` rounds of (pg_recvlogical, cdcsync end to end), each on its own slots,
     over the synthetic hospital's visit and lab_result rows (spec tables: the real validation and
     mapping stage runs, about 2 % of the rows are invalid and go to quarantine)."""
-    from cdcsync.mapping.reload import RulesHolder
+    from cdcsync.validate.reload import RulesHolder
     from cdcsync.validate.stage import ValidationStage
 
     rounds = range(1, args.repeat + 1)
@@ -199,7 +199,7 @@ def latency(dsn: str, sim: SimHandle, key: Path, args: argparse.Namespace) -> No
     dest = http_dest("lat", sim, key, args.batch_events)
     sink = TimedSink(HttpSink(dest))
     stop = threading.Event()
-    from cdcsync.mapping.reload import RulesHolder
+    from cdcsync.validate.reload import RulesHolder
     from cdcsync.validate.stage import ValidationStage
 
     stage = ValidationStage(RulesHolder.load(), ORG, "bench")

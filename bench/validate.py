@@ -18,9 +18,9 @@ import time
 
 from cdcsync.engine.pipeline import PassThroughTransform
 from cdcsync.event import Change
-from cdcsync.mapping.reload import RulesHolder
 from cdcsync.synth.hospital import generate, load_codes
 from cdcsync.validate.compiler import beijing_now
+from cdcsync.validate.reload import RulesHolder
 from cdcsync.validate.stage import ValidationStage
 
 MAIN = ("patient", "visit", "diagnosis", "symptom", "vital_sign", "lab_report", "lab_result", "drug_order",

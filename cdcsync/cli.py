@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
 from typing import Any
@@ -30,7 +31,16 @@ from cdcsync.workbench.cli import COMMANDS as WORKBENCH_COMMANDS
 
 
 class CdcsyncGroup(click.Group):
-    """Turns expected user errors into one line on stderr (exit 2) instead of a traceback."""
+    """Turns expected user errors into one line on stderr (exit 2) instead of a traceback, and
+    resolves the optional commands on demand (:data:`OPTIONAL_COMMANDS`)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *OPTIONAL_COMMANDS])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in OPTIONAL_COMMANDS:
+            return _optional_command(cmd_name)
+        return super().get_command(ctx, cmd_name)
 
     def invoke(self, ctx: click.Context) -> Any:
         import psycopg
@@ -118,19 +128,21 @@ def _check_wal_keep(app: AppContext, dsn: str | None) -> None:
             click.echo(line, err=line.startswith("警告"))
 
 
-def _optional_commands() -> list[click.Command]:
-    """Commands of the ``sim`` extra: the real ones when it is installed, else stand-ins that say
-    which extra to install (see cdcsync.extras)."""
+# Commands of the ``sim`` extra, imported only when named (or listed by ``--help``): importing them
+# to see whether the extra is installed would load the reference platform's web stack (FastAPI,
+# uvicorn) on every command. A missing extra gives the stand-in that names it (cdcsync.extras).
+OPTIONAL_COMMANDS: dict[str, tuple[str, str, str]] = {
+    "upstream-sim": ("cdcsync.upstream_sim.cli", "upstream_sim_command", "sim"),
+    "demo": ("cdcsync.demo", "demo", "sim"),
+}
+
+
+def _optional_command(name: str) -> click.Command:
+    module, attr, extra = OPTIONAL_COMMANDS[name]
     found: list[click.Command] = []
-    with optional_command(found, "upstream-sim", "sim"):
-        from cdcsync.upstream_sim.cli import upstream_sim_command
-
-        found.append(upstream_sim_command)
-    with optional_command(found, "demo", "sim"):
-        from cdcsync.demo import demo
-
-        found.append(demo)
-    return found
+    with optional_command(found, name, extra):
+        found.append(getattr(importlib.import_module(module), attr))
+    return found[0]
 
 
 # Sub-commands live beside the code they drive; registering one is one entry in this list.
@@ -151,7 +163,6 @@ for _command in [
     evaluate,
     rules_group,
     *CASES_COMMANDS,
-    *_optional_commands(),
 ]:
     main.add_command(_command)
 rules_group.add_command(replay_cmd)  # `rules replay` lives beside the rules consumer

@@ -18,8 +18,8 @@ from typing import Any, NoReturn
 import click
 import psycopg
 
+from cdcsync.beijing import BEIJING
 from cdcsync.config import ConfigError, Settings, load_settings
-from cdcsync.mapping.layers import MappingLayers
 
 
 @dataclass
@@ -59,12 +59,6 @@ def optional_settings(app: AppContext) -> Settings | None:
     return app.settings  # a named config file that is wrong is an error worth seeing
 
 
-def mapping_layers(app: AppContext, mappings_dir: str | None, hospital: str | None) -> MappingLayers:
-    """The mapping layers the daemon uses (shipped, pushed, local; cdcsync.mapping.layers), with
-    ``--mappings-dir`` / ``--hospital`` overriding the configuration."""
-    return MappingLayers.resolve(optional_settings(app), Path(mappings_dir) if mappings_dir else None, hospital)
-
-
 def mappings_location(app: AppContext, mappings_dir: str | None, hospital: str | None) -> tuple[Path | None, str]:
     settings = optional_settings(app)
     root = Path(mappings_dir) if mappings_dir else (settings.mappings_dir if settings else None)
@@ -89,7 +83,7 @@ def parse_since(value: str | None) -> dt.datetime | None:
         raise click.BadParameter(f"应为日期或日期时间（如 2026-11-20 或 2026-11-20T08:00），实际为 {value!r}",
                                  param_hint="--since") from None
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=dt.timezone(dt.timedelta(hours=8)))
+        parsed = parsed.replace(tzinfo=BEIJING)
     return parsed
 
 

@@ -13,26 +13,23 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
 
-from cdcsync.api.settings import ApiSettings
 from cdcsync.config_error import ConfigError as ConfigError
-from cdcsync.control.settings import ControlSettings
-from cdcsync.db.settings import DatabaseSettings
-from cdcsync.ops.backup.settings import BackupSettings
-from cdcsync.ops.settings import OpsSettings
+from cdcsync.settings import DestinationName, SettingsModel
+from cdcsync.settings.api import ApiSettings
+from cdcsync.settings.backup import BackupSettings
+from cdcsync.settings.control import ControlSettings
+from cdcsync.settings.database import DatabaseSettings
+from cdcsync.settings.ops import OpsSettings
+from cdcsync.settings.surveil import SurveilSettings
+from cdcsync.settings.workbench import WorkbenchSettings
 from cdcsync.sink.http_settings import HttpDestination
-from cdcsync.surveil.settings import SurveilSettings
-from cdcsync.workbench.settings import WorkbenchSettings
 
 ENV_PREFIX = "CDCSYNC_"
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class StreamSettings(_Model):
+class StreamSettings(SettingsModel):
     status_interval_s: float = Field(10.0, gt=0)
     batch_max_events: int = Field(1000, ge=1)
     batch_max_bytes: int = Field(4 * 1024 * 1024, ge=1024)
@@ -55,17 +52,17 @@ class StreamSettings(_Model):
     snapshot_on_new: bool = True
 
 
-class JsonlDestination(_Model):
-    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,30}$")
+class JsonlDestination(SettingsModel):
+    name: DestinationName
     kind: Literal["jsonl"]
     enabled: bool = True
     path: Path
 
 
-class MemoryDestination(_Model):
+class MemoryDestination(SettingsModel):
     """Keeps events in the process; for tests and benchmarks (``null: true`` drops them)."""
 
-    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,30}$")
+    name: DestinationName
     kind: Literal["memory"]
     enabled: bool = True
     null: bool = False
@@ -75,12 +72,12 @@ DestinationSettings = JsonlDestination | MemoryDestination | HttpDestination
 Destination = Annotated[DestinationSettings, Field(discriminator="kind")]
 
 
-class LoggingSettings(_Model):
+class LoggingSettings(SettingsModel):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     json_lines: bool = False
 
 
-class Settings(_Model):
+class Settings(SettingsModel):
     org_code: str = Field(pattern=r"^[0-9A-Z]{6,22}$")
     hospital: str = "example"
     # National value domains shipped with the release (None: the release's own mappings/); the

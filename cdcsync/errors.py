@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from cdcsync.api import ApiStartError
-from cdcsync.config import ConfigError
+from cdcsync.config_error import ConfigError
 from cdcsync.crypto import CryptoError
 from cdcsync.db.cluster import ClusterError
 from cdcsync.db.migrate import MirrorRefused

@@ -17,10 +17,10 @@ import psycopg
 
 from cdcsync.api.auth import create_key, revoke_key
 from cdcsync.api.server import ServerHandle, start_servers
-from cdcsync.api.settings import ApiSettings, DataListenerSettings, ListenerSettings
 from cdcsync.config import Settings
 from cdcsync.db.cluster import LocalCluster
 from cdcsync.db.migrate import apply_migrations
+from cdcsync.settings.api import ApiSettings, DataListenerSettings, ListenerSettings
 
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "tests" / "artifacts"  # screenshots kept for a look after the run
@@ -147,7 +147,7 @@ def build_scenario(cluster: LocalCluster, tmp: Path, prefix: str) -> Scenario:
 def national_pipeline(sc: Scenario) -> Any:
     """The national destination's pipeline with the real validation stage."""
     from cdcsync.engine.daemon import build_pipeline
-    from cdcsync.mapping.reload import RulesHolder
+    from cdcsync.validate.reload import RulesHolder
 
     return build_pipeline(sc.settings, sc.settings.destination("national"), RulesHolder.load())
 

@@ -11,11 +11,11 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from cdcsync.mapping.reload import RulesHolder
 from cdcsync.surveil.cases import Case, CaseFilter, CaseStore, OpenResult
 from cdcsync.surveil.mirror import mirror_events
 from cdcsync.surveil.pack import RulePack, load_pack
 from cdcsync.surveil.rules import RuleEngine, holder_mapper
+from cdcsync.validate.reload import RulesHolder
 
 ORG = "12110000400000000X"  # the example hospital (mappings/local/example/org.yaml)
 T0 = dt.datetime(2026, 11, 20, 9, 0)  # Beijing local time, as the HIS writes it

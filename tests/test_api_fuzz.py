@@ -17,10 +17,10 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from psycopg import sql
 
-from cdcsync.api.data_app import ApiChecker
+from cdcsync.api.data_check import ApiChecker
 from cdcsync.db.cluster import LocalCluster
-from cdcsync.mapping.reload import RulesHolder
 from cdcsync.validate.compiler import beijing_now
+from cdcsync.validate.reload import RulesHolder
 from tests.api_helpers import Api, drop_database, local_api, new_database, running_api
 
 schemathesis = pytest.importorskip("schemathesis")

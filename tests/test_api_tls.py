@@ -28,10 +28,10 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from cdcsync.api import server as api_server
 from cdcsync.api.server import ApiStartError, ServerHandle, start_servers
-from cdcsync.api.settings import ApiSettings, DataListenerSettings, ListenerSettings, plain_http_findings
 from cdcsync.api.web_app import render_status
 from cdcsync.crypto.tls import TlsFiles, tls_files
 from cdcsync.db.cluster import LocalCluster
+from cdcsync.settings.api import ApiSettings, DataListenerSettings, ListenerSettings, plain_http_findings
 from cdcsync.spec import load_spec
 from tests.api_helpers import ORG, REPO, drop_database, local_api, new_database, settings_for
 from tests.cdc_util import cli_cmd
@@ -207,7 +207,7 @@ def test_consented_plain_http_warns_at_every_start_and_on_the_status(monkeypatch
         warned = [r for r in caplog.records if "allow_plain_http" in r.getMessage()]
         assert len(warned) == 1 and warned[0].levelno == logging.WARNING
 
-    from cdcsync.api.monitor_app import build_status
+    from cdcsync.ops.status import build_status
 
     st = build_status(settings)
     assert len(st["listener_warnings"]) == 1 and "明文 HTTP" in st["listener_warnings"][0]

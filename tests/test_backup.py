@@ -232,7 +232,7 @@ def _run_pipe(settings: Settings, until: Any = None, dest_name: str = "t",
 
     from cdcsync.engine.daemon import build_pipeline
     from cdcsync.engine.pipeline import PassThroughTransform, run_pipeline_forever
-    from cdcsync.mapping.reload import RulesHolder
+    from cdcsync.validate.reload import RulesHolder
 
     dest = settings.destination(dest_name)
     pipe = build_pipeline(settings, dest, RulesHolder.load())

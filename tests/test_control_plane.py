@@ -26,7 +26,6 @@ import yaml
 from click.testing import CliRunner
 
 from cdcsync.api.server import ServerHandle, start_servers
-from cdcsync.api.settings import ApiSettings
 from cdcsync.cli import main
 from cdcsync.config import Settings, load_settings
 from cdcsync.control.kinds import rules_pack_path
@@ -37,11 +36,12 @@ from cdcsync.crypto.tls import write_self_signed
 from cdcsync.engine.status import collect_status
 from cdcsync.mapping.domains import default_mappings_dir, load_national
 from cdcsync.mapping.layers import MappingLayers
-from cdcsync.mapping.reload import RulesHolder
+from cdcsync.settings.api import ApiSettings
 from cdcsync.surveil.pack import DEFAULT_PACK, load_pack
 from cdcsync.upstream_sim.cli import prepare_data_dir
 from cdcsync.upstream_sim.push import PushResult, send
 from cdcsync.upstream_sim.runner import SimHandle, free_port, start_in_process
+from cdcsync.validate.reload import RulesHolder
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cdc_util import cli_cmd  # noqa: E402

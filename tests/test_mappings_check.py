@@ -19,12 +19,12 @@ from click.testing import CliRunner
 from cdcsync.cli import main
 from cdcsync.event import Change, Event, Rejection
 from cdcsync.mapping.domains import default_mappings_dir
-from cdcsync.mapping.reload import MappingWatcher, RulesHolder, read_status
 from cdcsync.quarantine.cli import COMMANDS
 from cdcsync.spec import load_spec
 from cdcsync.synth.hospital import generate, load_codes
 from cdcsync.synth.load import load_bulk
 from cdcsync.validate.compiler import beijing_now
+from cdcsync.validate.reload import MappingWatcher, RulesHolder, read_status
 from cdcsync.validate.stage import ValidationStage
 
 ORG = "12110000400000000X"
@@ -160,7 +160,7 @@ def test_hot_reload_swaps_between_transactions_and_keeps_old_set_on_error(
     bad = root / "local" / "example" / "sex.yaml"
     _edit(root, "sex", lambda d: d["map"].__setitem__("ZZ", 9))  # an unquoted number: not a code
     caplog.clear()
-    with caplog.at_level(logging.ERROR, logger="cdcsync.mapping.reload"):
+    with caplog.at_level(logging.ERROR, logger="cdcsync.validate.reload"):
         assert not holder.reload_if_changed()
         time.sleep(0.01)
         bad.write_text(bad.read_text(encoding="utf-8"), encoding="utf-8")  # touched again, same problem

@@ -29,11 +29,11 @@ from cdcsync.cli import main
 from cdcsync.crypto.keys import write_keypair
 from cdcsync.db.migrate import PUBLICATION, apply_migrations
 from cdcsync.event import Change, Event
-from cdcsync.mapping.reload import RulesHolder
 from cdcsync.spec import load_spec
 from cdcsync.synth.hospital import generate, load_codes
 from cdcsync.synth.load import load_bulk
 from cdcsync.upstream_sim.runner import start_subprocess
+from cdcsync.validate.reload import RulesHolder
 from cdcsync.validate.stage import ValidationStage
 from tests.cdc_util import LOOPBACK_API, REPO, cli_cmd, read_events
 

@@ -33,12 +33,12 @@ from cdcsync.engine.daemon import build_pipeline, drain
 from cdcsync.engine.pipeline import DatabaseMismatch
 from cdcsync.event import dumps
 from cdcsync.mapping.domains import default_mappings_dir
-from cdcsync.mapping.reload import RulesHolder
 from cdcsync.spec import load_spec
 from cdcsync.synth.hospital import GenResult, Hospital, load_codes
 from cdcsync.synth.load import load_bulk
 from cdcsync.upstream_sim.runner import SimHandle, start_in_process
 from cdcsync.validate.compiler import beijing_now
+from cdcsync.validate.reload import RulesHolder
 
 ORG = "12110000400000000X"
 SPEC = load_spec()

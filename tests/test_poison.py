@@ -236,13 +236,14 @@ def stored_events(sim: SimHandle) -> list[dict[str, Any]]:
 
 def test_platform_refusing_one_event_forever_quarantines_it_and_the_stream_goes_on(
         fresh_db: str, tmp_path: Path) -> None:
-    from cdcsync.api.monitor_app import StatusCollector, build_status
+    from cdcsync.api.monitor_app import StatusCollector
     from cdcsync.api.web_app import render_status
     from cdcsync.config import Settings
     from cdcsync.engine.pipeline import Pipeline, run_pipeline_forever
     from cdcsync.engine.status import collect_status
-    from cdcsync.mapping.reload import RulesHolder
+    from cdcsync.ops.status import build_status
     from cdcsync.spec import load_spec
+    from cdcsync.validate.reload import RulesHolder
     from cdcsync.validate.stage import transform_for
 
     prepare_db(fresh_db)

@@ -27,12 +27,12 @@ from cdcsync.engine.daemon import build_pipeline
 from cdcsync.engine.pipeline import HEARTBEAT_PREFIX, Pipeline, run_pipeline_forever
 from cdcsync.event import dumps
 from cdcsync.mapping.domains import default_mappings_dir
-from cdcsync.mapping.reload import RulesHolder
 from cdcsync.quarantine.cli import COMMANDS
 from cdcsync.spec import load_spec
 from cdcsync.synth.hospital import INVALID_KINDS, GenResult, Hospital, load_codes
 from cdcsync.synth.load import load_bulk
 from cdcsync.validate.compiler import beijing_now
+from cdcsync.validate.reload import RulesHolder
 
 ORG = "12110000400000000X"
 EXPECTED_RULE = {

@@ -23,7 +23,7 @@ from cdcsync.cli import main
 from cdcsync.db.cluster import throwaway_cluster
 from cdcsync.db.migrate import apply_migrations
 from cdcsync.db.roles import ROLES
-from cdcsync.db.settings import DatabaseSettings
+from cdcsync.settings.database import DatabaseSettings
 from tests.api_helpers import local_api, patient, running_api
 from tests.api_helpers import settings_for as api_settings_for
 

@@ -23,9 +23,9 @@ import yaml
 from psycopg import sql
 
 from cdcsync.config import Settings
-from cdcsync.mapping.reload import RulesHolder
 from cdcsync.surveil.consumer import RulesConsumer, run_consumer_forever
 from cdcsync.surveil.engine import EngineHolder
+from cdcsync.validate.reload import RulesHolder
 from tests.cdc_util import LOOPBACK_API, prepare_db, start_daemon
 from tests.surveil_rows import ORG, Mirror
 

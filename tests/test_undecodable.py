@@ -20,9 +20,9 @@ from cdcsync.cli import main
 from cdcsync.db.cluster import LocalCluster
 from cdcsync.engine.daemon import drain
 from cdcsync.event import Change, Event
-from cdcsync.mapping.reload import RulesHolder
 from cdcsync.source.pgoutput import PgOutputDecoder, _pgtuple
 from cdcsync.source.typeconv import lossy_text
+from cdcsync.validate.reload import RulesHolder
 from cdcsync.validate.stage import UNDECODABLE_RULE, StageRejection, ValidationStage
 from tests.cdc_util import PROBE_DDL, prepare_db, read_events, settings_for
 

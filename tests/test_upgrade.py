@@ -16,13 +16,13 @@ import yaml
 from click.testing import CliRunner
 
 from cdcsync import __version__
-from cdcsync.api.monitor_app import build_status
 from cdcsync.api.web_app import render_status
 from cdcsync.cli import main
 from cdcsync.config import Settings, load_settings
 from cdcsync.control.upgrade import UpdateChecker
 from cdcsync.crypto.keys import write_keypair
 from cdcsync.engine.status import collect_status
+from cdcsync.ops.status import build_status
 from cdcsync.spec import load_spec
 from cdcsync.upstream_sim.runner import start_in_process
 

@@ -9,7 +9,7 @@ import logging
 import pytest
 
 from cdcsync.event import Change, Event, Rejection
-from cdcsync.mapping.reload import RulesHolder
+from cdcsync.validate.reload import RulesHolder
 from cdcsync.validate.stage import INTERNAL_RULE, ValidationStage
 
 

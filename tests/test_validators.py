@@ -402,7 +402,7 @@ def test_string_inputs_are_parsed_like_native_values() -> None:
 
 
 def _stage() -> Any:
-    from cdcsync.mapping.reload import RulesHolder
+    from cdcsync.validate.reload import RulesHolder
     from cdcsync.validate.stage import ValidationStage
 
     holder = RulesHolder(VALIDATORS, default_mappings_dir(), "example", SPEC)

@@ -97,7 +97,7 @@ def drain(settings: Settings, destination: str, timeout: float = 60) -> None:
 
     from cdcsync.engine.daemon import build_pipeline
     from cdcsync.engine.pipeline import HEARTBEAT_PREFIX, run_pipeline_forever
-    from cdcsync.mapping.reload import RulesHolder
+    from cdcsync.validate.reload import RulesHolder
 
     with psycopg.connect(settings.database.dsn, autocommit=True) as conn:
         row = conn.execute("SELECT pg_logical_emit_message(false, %s, 'drain')", (HEARTBEAT_PREFIX,)).fetchone()

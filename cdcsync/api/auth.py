@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import psycopg
 
 from cdcsync.api.errors import ApiError
+from cdcsync.beijing import TODAY_SQL, beijing_today
 from cdcsync.crypto.sm3 import hmac_sm3
 
 KEY_PREFIX = "cdk"
@@ -43,7 +44,7 @@ ORG_CODE_RE = re.compile(r"^[0-9A-Z]{6,22}$")  # the rule of config.org_code
 _DUMMY_SALT = secrets.token_bytes(16)
 _DUMMY_HASH = bytes(32)
 _SELECT = (
-    "SELECT name, salt, key_hash, revoked_at, expires_on < (now() AT TIME ZONE 'Asia/Shanghai')::date,"
+    "SELECT name, salt, key_hash, revoked_at, expires_on < " + TODAY_SQL + ","
     " last_used_at < now() - interval '1 minute' OR last_used_at IS NULL,"
     " scope_tables, scope_ops, scope_org_codes, scope_apis, scope_doctors, scope_depts"
     " FROM cdcsync.api_key WHERE key_id = %s"
@@ -168,10 +169,6 @@ def _check_expiry(expires_on: dt.date | None) -> None:
         raise ApiKeyError(f"有效期截止日 {expires_on.isoformat()} 已过")
 
 
-def beijing_today() -> dt.date:
-    return (dt.datetime.now(dt.UTC) + dt.timedelta(hours=8)).date()
-
-
 def create_key(conn: psycopg.Connection, name: str, note: str | None = None, scope: KeyScope | None = None,
                expires_on: dt.date | None = None) -> str:
     """Store a new key for client ``name`` and return it (the only time it exists in clear).
@@ -205,7 +202,7 @@ def create_key(conn: psycopg.Connection, name: str, note: str | None = None, sco
 def list_keys(conn: psycopg.Connection, name: str | None = None) -> list[ApiKeyInfo]:
     rows = conn.execute(
         "SELECT name, key_id, note, created_at, revoked_at, last_used_at, scope_tables, scope_ops,"
-        " scope_org_codes, expires_on, expires_on < (now() AT TIME ZONE 'Asia/Shanghai')::date,"
+        " scope_org_codes, expires_on, expires_on < " + TODAY_SQL + ","
         " scope_apis, scope_doctors, scope_depts"
         " FROM cdcsync.api_key WHERE %(name)s::text IS NULL OR name = %(name)s ORDER BY name", {"name": name},
     ).fetchall()

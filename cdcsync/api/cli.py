@@ -25,7 +25,7 @@ def serve_cmd(app: AppContext) -> None:
     """只启动 HTTP 服务（数据操作API 8881、监控 8883、PC端web 8884），不启动同步。"""
     from cdcsync.api import ApiStartError
     from cdcsync.api.server import start_servers
-    from cdcsync.api.settings import api_settings
+    from cdcsync.settings.api import api_settings
 
     settings = app.settings
     stop = threading.Event()

@@ -19,17 +19,17 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from cdcsync.api.auth import Client, require_api
+from cdcsync.api.data_deps import Authenticated, UsesDataApi, api_connection
 from cdcsync.api.errors import ApiError
-from cdcsync.api.ratelimit import RateLimiter
 from cdcsync.surveil.cases import Action, Actor, CaseError, CaseStore, Status
 from cdcsync.surveil.feed import (
     BEIJING,
@@ -47,7 +47,6 @@ POLL_S = 0.5  # how often a stream looks for new history rows
 KEEPALIVE_S = 15.0  # an SSE comment line keeps proxies from closing an idle stream
 _CODE_STATUS = {"invalid": 422, "not_found": 404, "conflict": 409}
 _ROLES = ("doctor", "public_health")
-ClientOf = Callable[[Request], Awaitable[Client]]
 
 
 def _now() -> dt.datetime:
@@ -134,107 +133,106 @@ def _sse(event_id: str, event: str, data: dict[str, Any]) -> bytes:
     return b"id: " + event_id.encode() + b"\nevent: " + event.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
 
 
-def add_reminder_routes(app: FastAPI, pool: Any, client_of: ClientOf, limiter: RateLimiter) -> None:
-    """Register the reminders routes on the data app (``pool``: its ConnPool)."""
+router = APIRouter(prefix=PREFIX, tags=["监测预警提醒（reminders）"])
 
-    @app.get(f"{PREFIX}/reminders", tags=["监测预警提醒（reminders）"], summary="待处理提醒列表",
-             description="按医生或科室列出需要处理的监测预警提醒，最新的在前；before_id 翻页。")
-    async def reminders(request: Request) -> JSONResponse:
-        client = await client_of(request)
-        with limiter.slot(client.name):
-            scope = scope_of(client, request)
-            q = request.query_params
-            limit = _int(q.get("limit"), "limit", 50, 1, MAX_LIMIT) or 50
-            before = _int(q.get("before_id"), "before_id", None, 1, 2**62)
 
-            def run() -> list[dict[str, Any]]:
-                with pool.connection() as conn:
-                    items = list_reminders(conn, scope, before_id=before, limit=limit, now=_now())
-                    conn.commit()
-                    return items
-
-            items = await run_in_threadpool(run)
-        nxt = items[-1]["case_id"] if len(items) == limit else None
-        return JSONResponse({"items": items, "count": len(items), "next_before_id": nxt})
-
-    @app.get(f"{PREFIX}/reminders/stream", tags=["监测预警提醒（reminders）"], summary="提醒推送（SSE）",
-             description="Server-Sent Events：病例的每次变化（生成、追加证据、已阅、暂缓、结案）推送一条；"
-                         "断线重连时携带 Last-Event-ID 可续传，不丢失。")
-    async def stream(request: Request) -> StreamingResponse:
-        client = await client_of(request)
+@router.get("/reminders", summary="待处理提醒列表",
+            description="按医生或科室列出需要处理的监测预警提醒，最新的在前；before_id 翻页。")
+async def reminders(request: Request, api: UsesDataApi, client: Authenticated) -> JSONResponse:
+    with api.limiter.slot(client.name):
         scope = scope_of(client, request)
-        given = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
-        start = parse_cursor(given)
-        if given and start is None:
-            raise ApiError(400, "BAD_REQUEST", "Last-Event-ID 格式不正确（应为服务器给出的事件编号）",
-                           {"field": "Last-Event-ID"})
-        if start is None:
-            def head() -> str:
-                with pool.connection() as conn:
-                    return feed_head(conn)
+        q = request.query_params
+        limit = _int(q.get("limit"), "limit", 50, 1, MAX_LIMIT) or 50
+        before = _int(q.get("before_id"), "before_id", None, 1, 2**62)
 
-            start = parse_cursor(await run_in_threadpool(head))
-        assert start is not None
+        def run() -> list[dict[str, Any]]:
+            with api_connection(api.pool) as conn:
+                items = list_reminders(conn, scope, before_id=before, limit=limit, now=_now())
+                conn.commit()
+                return items
 
-        async def events() -> AsyncIterator[bytes]:
-            cursor: tuple[int, int] = start
-            yield b"retry: 3000\n\n"
-            last_sent = time.monotonic()
-            while not await request.is_disconnected():
-                def poll(after: tuple[int, int] = cursor) -> tuple[list[Any], tuple[int, int]]:
-                    with pool.connection() as conn:
-                        return read_feed(conn, scope, after, limit=500, now=_now())
+        items = await run_in_threadpool(run)
+    nxt = items[-1]["case_id"] if len(items) == limit else None
+    return JSONResponse({"items": items, "count": len(items), "next_before_id": nxt})
 
+
+@router.get("/reminders/stream", summary="提醒推送（SSE）",
+            description="Server-Sent Events：病例的每次变化（生成、追加证据、已阅、暂缓、结案）推送一条；"
+                        "断线重连时携带 Last-Event-ID 可续传，不丢失。")
+async def stream(request: Request, api: UsesDataApi, client: Authenticated) -> StreamingResponse:
+    scope = scope_of(client, request)
+    given = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
+    start = parse_cursor(given)
+    if given and start is None:
+        raise ApiError(400, "BAD_REQUEST", "Last-Event-ID 格式不正确（应为服务器给出的事件编号）",
+                       {"field": "Last-Event-ID"})
+    if start is None:
+        def head() -> str:
+            with api_connection(api.pool) as conn:
+                return feed_head(conn)
+
+        start = parse_cursor(await run_in_threadpool(head))
+    assert start is not None
+
+    async def events() -> AsyncIterator[bytes]:
+        cursor: tuple[int, int] = start
+        yield b"retry: 3000\n\n"
+        last_sent = time.monotonic()
+        while not await request.is_disconnected():
+            def poll(after: tuple[int, int] = cursor) -> tuple[list[Any], tuple[int, int]]:
+                with api_connection(api.pool) as conn:
+                    return read_feed(conn, scope, after, limit=500, now=_now())
+
+            try:
+                items, cursor = await run_in_threadpool(poll)
+            except ApiError:  # database busy or down: try again, the cursor has not moved
+                items = []
+            for item in items:
+                yield _sse(item.cursor, "case", item.data)
+                last_sent = time.monotonic()
+            if items:
+                continue  # more may be waiting
+            if time.monotonic() - last_sent >= KEEPALIVE_S:
+                yield b": keepalive\n\n"
+                last_sent = time.monotonic()
+            await asyncio.sleep(POLL_S)
+
+    return StreamingResponse(events(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+@router.post("/cases/{case_id}/actions", summary="处理提醒",
+             description="ack 已阅；snooze 暂缓（until，最长 8 小时且不超过报告时限）；exclude 排除（reason 必填）；"
+                         "reported 已报卡（card_no 必填）。doctor_id 为操作医生工号，记入病例处理记录。")
+async def act(case_id: int, request: Request, api: UsesDataApi, client: Authenticated) -> JSONResponse:
+    with api.limiter.slot(client.name):
+        require_api(client, "reminders")
+        body = await _body(request)
+        doctor_id = _text(body.get("doctor_id"), "doctor_id")
+        if doctor_id is None:
+            raise ApiError(400, "BAD_REQUEST", "请在 doctor_id 中给出操作医生的工号", {"field": "doctor_id"})
+        check_doctor(client, doctor_id)
+        role = body.get("role", "doctor")
+        if role not in _ROLES:
+            raise ApiError(400, "BAD_REQUEST", "role 应为 doctor（医生）或 public_health（防保科）",
+                           {"field": "role"})
+        action = _action(body)
+
+        def run() -> dict[str, Any]:
+            with api_connection(api.pool) as conn:
+                store = CaseStore(conn)
                 try:
-                    items, cursor = await run_in_threadpool(poll)
-                except ApiError:  # database busy or down: try again, the cursor has not moved
-                    items = []
-                for item in items:
-                    yield _sse(item.cursor, "case", item.data)
-                    last_sent = time.monotonic()
-                if items:
-                    continue  # more may be waiting
-                if time.monotonic() - last_sent >= KEEPALIVE_S:
-                    yield b": keepalive\n\n"
-                    last_sent = time.monotonic()
-                await asyncio.sleep(POLL_S)
+                    case = store.get(case_id)
+                    check_dept(client, case.dept_code)
+                    new = store.apply_action(case_id, action, Actor(doctor_id, role))
+                    conn.commit()
+                except CaseError as exc:
+                    conn.rollback()
+                    raise ApiError(_CODE_STATUS.get(exc.code, 422), f"CASE_{exc.code.upper()}", str(exc)) from None
+                return reminder(new, _now(), None)
 
-        return StreamingResponse(events(), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-
-    @app.post(f"{PREFIX}/cases/{{case_id}}/actions", tags=["监测预警提醒（reminders）"], summary="处理提醒",
-              description="ack 已阅；snooze 暂缓（until，最长 8 小时且不超过报告时限）；exclude 排除（reason 必填）；"
-                          "reported 已报卡（card_no 必填）。doctor_id 为操作医生工号，记入病例处理记录。")
-    async def act(case_id: int, request: Request) -> JSONResponse:
-        client = await client_of(request)
-        with limiter.slot(client.name):
-            require_api(client, "reminders")
-            body = await _body(request)
-            doctor_id = _text(body.get("doctor_id"), "doctor_id")
-            if doctor_id is None:
-                raise ApiError(400, "BAD_REQUEST", "请在 doctor_id 中给出操作医生的工号", {"field": "doctor_id"})
-            check_doctor(client, doctor_id)
-            role = body.get("role", "doctor")
-            if role not in _ROLES:
-                raise ApiError(400, "BAD_REQUEST", "role 应为 doctor（医生）或 public_health（防保科）",
-                               {"field": "role"})
-            action = _action(body)
-
-            def run() -> dict[str, Any]:
-                with pool.connection() as conn:
-                    store = CaseStore(conn)
-                    try:
-                        case = store.get(case_id)
-                        check_dept(client, case.dept_code)
-                        new = store.apply_action(case_id, action, Actor(doctor_id, role))
-                        conn.commit()
-                    except CaseError as exc:
-                        conn.rollback()
-                        raise ApiError(_CODE_STATUS.get(exc.code, 422), f"CASE_{exc.code.upper()}", str(exc)) from None
-                    return reminder(new, _now(), None)
-
-            data = await run_in_threadpool(run)
-        return JSONResponse({"case": data})
+        data = await run_in_threadpool(run)
+    return JSONResponse({"case": data})
 
 
 async def _body(request: Request) -> dict[str, Any]:

@@ -7,7 +7,7 @@ handle's ``stop()`` shuts them down gracefully. Used by ``cdcsync run`` and alon
 Before anything is bound, the TLS files of each listener are loaded (a missing file, a key that
 others can read, a certificate that does not match its key: one line naming the config key), and
 8881/8883 on a non-loopback address without TLS are refused unless ``allow_plain_http`` is set
-(see :func:`cdcsync.api.settings.plain_http_findings`); with it, a warning is logged at each start.
+(see :func:`cdcsync.settings.api.plain_http_findings`); with it, a warning is logged at each start.
 """
 
 from __future__ import annotations
@@ -19,16 +19,18 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 from fastapi import FastAPI
 
 from cdcsync.api import ApiStartError
-from cdcsync.api.settings import ApiSettings, ListenerSettings, api_settings, plain_http_findings
-from cdcsync.config import Settings
 from cdcsync.crypto import KeyFileError
 from cdcsync.crypto.keys import check_private_key_permissions
+from cdcsync.settings.api import ApiSettings, ListenerSettings, api_settings, plain_http_findings
+
+if TYPE_CHECKING:
+    from cdcsync.config import Settings
 
 log = logging.getLogger("cdcsync.api")
 
@@ -147,12 +149,12 @@ def build_apps(settings: Settings, api: ApiSettings | None = None, **deps: Any) 
     rules = deps.get("rules")
     if rules is None and (api.data.enabled or api.monitor.enabled or api.web.enabled or api.control.enabled):
         from cdcsync.mapping.layers import MappingLayers
-        from cdcsync.mapping.reload import RulesHolder
+        from cdcsync.validate.reload import RulesHolder
 
         rules = RulesHolder.for_layers(MappingLayers.from_settings(settings))
     provider = deps.get("status_provider")
     if provider is None and (api.monitor.enabled or api.web.enabled):
-        from cdcsync.api.monitor_app import status_provider_for
+        from cdcsync.ops.status import status_provider_for
 
         provider = status_provider_for(settings, started_at=deps.get("started_at"), rules=rules)
     if api.data.enabled:

@@ -17,7 +17,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from string import Template
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
@@ -25,11 +25,14 @@ from starlette.concurrency import run_in_threadpool
 
 from cdcsync import __version__
 from cdcsync.api.errors import install_error_handlers
-from cdcsync.api.monitor_app import StatusProvider, status_provider_for
-from cdcsync.api.settings import ApiSettings
-from cdcsync.config import Settings
+from cdcsync.beijing import BEIJING
 from cdcsync.ops.backup.health import backup_text
+from cdcsync.ops.status import StatusProvider, status_provider_for
+from cdcsync.settings.api import ApiSettings
 from cdcsync.spec import TIMELINESS, Spec, load_spec
+
+if TYPE_CHECKING:
+    from cdcsync.config import Settings
 
 TEMPLATE = Path(__file__).with_name("templates") / "status.html"
 PLATFORM_NAMES = {"national": "国家平台", "provincial": "省级平台"}
@@ -61,7 +64,7 @@ def _time(value: Any) -> str:
     except ValueError:
         return _e(value)
     if t.tzinfo is not None:
-        t = t.astimezone(dt.timezone(dt.timedelta(hours=8)))
+        t = t.astimezone(BEIJING)
     return t.strftime("%Y-%m-%d %H:%M:%S")
 
 

@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from cdcsync.config import Settings
 from cdcsync.control.package import PACKAGES_PATH
 from cdcsync.control.service import ControlService
-from cdcsync.mapping.reload import RulesHolder
+from cdcsync.validate.reload import RulesHolder
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from collections.abc import Callable
 import httpx
 import psycopg
 
-from cdcsync.api.settings import ListenerSettings
 from cdcsync.config import Settings
+from cdcsync.settings.api import ListenerSettings
 from cdcsync.source.slots import slot_name
 
 

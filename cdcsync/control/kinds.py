@@ -34,7 +34,7 @@ from cdcsync.mapping.domains import (
     parse_national,
 )
 from cdcsync.mapping.layers import MappingLayers, pushed_root
-from cdcsync.ops.settings import EvaluationSettings
+from cdcsync.settings.ops import EvaluationSettings
 from cdcsync.sink.http_settings import HttpDestination
 from cdcsync.spec import Spec, load_spec
 from cdcsync.spec.model import TIMELINESS

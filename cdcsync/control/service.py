@@ -37,10 +37,10 @@ from cdcsync.crypto import CryptoError, SignatureError
 from cdcsync.crypto.keys import load_private_key
 from cdcsync.crypto.sm2 import SM2PrivateKey
 from cdcsync.crypto.sm3 import sm3
-from cdcsync.mapping.reload import RulesHolder
 from cdcsync.sink.certs import PlatformKeys
 from cdcsync.sink.http_settings import HttpDestination
 from cdcsync.spec import load_spec
+from cdcsync.validate.reload import RulesHolder
 
 log = logging.getLogger(__name__)
 LOCK_KEY = 0x43444353_434F4E46  # "CDCSCONF": one package (or rollback) at a time, across processes

@@ -1,5 +1,8 @@
 """National cryptography (SM2/SM3/SM4) and the digital envelope for upstream delivery.
 
+Beside the flow ``source/ → validate/ + mapping/ → engine/ → sink/``: ``sink/http`` seals every
+platform batch with it; the reference platform, backups and the CLI's ``keys`` use it too.
+
 Modules:
   sm3       SM3 hash, HMAC-SM3, SM2 KDF (OpenSSL through `cryptography`)
   sm4       SM4-GCM (OpenSSL through `cryptography`)

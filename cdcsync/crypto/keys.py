@@ -38,6 +38,7 @@ from cdcsync.crypto.der import (
 )
 from cdcsync.crypto.sm2 import SM2PrivateKey, SM2PublicKey
 from cdcsync.crypto.sm3 import sm3
+from cdcsync.secrets import loose_mode
 
 PrivateKey = SM2PrivateKey
 PublicKey = SM2PublicKey
@@ -186,14 +187,15 @@ def _read(path: Path, what: str) -> SM2PrivateKey | SM2PublicKey:
 
 
 def check_private_key_permissions(path: Path) -> None:
-    """Refuse a private key that group or others may access (same rule as cdcsync.secrets)."""
+    """Refuse a private key that group or others may access (the rule of cdcsync.secrets)."""
     try:
-        mode = stat.S_IMODE(path.stat().st_mode)
+        mode = loose_mode(path)
     except OSError:
         return  # reported by the read that follows
-    if mode & 0o077:
+    if mode is not None:
         raise KeyFileError(
-            f"{path}: 私钥文件权限 {mode:04o} 过宽（属组或其他用户可访问），拒绝使用；请执行 chmod 600 {path}"
+            f"{path}: 私钥文件权限 {stat.S_IMODE(mode):04o} 过宽（属组或其他用户可访问），"
+            f"拒绝使用；请执行 chmod 600 {path}"
         )
 
 

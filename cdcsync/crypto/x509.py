@@ -40,6 +40,7 @@ from cdcsync.crypto.der import OID_SM2
 from cdcsync.crypto.keys import key_id, public_key_der
 from cdcsync.crypto.sm2 import DEFAULT_UID, SM2PrivateKey, SM2PublicKey
 from cdcsync.crypto.sm3 import sm3
+from cdcsync.secrets import GROUP_OTHER_WRITE, loose_mode
 
 OID_SM2_WITH_SM3 = "1.2.156.10197.1.501"
 CERT_UIDS = (DEFAULT_UID, b"")  # GB/T 35276 first, then what the OpenSSL 3.0 CLI uses
@@ -176,12 +177,12 @@ def check_trust_file_permissions(path: Path) -> None:
     """Refuse a trust file (certificate, CA bundle, public key) that group or others may
     write: whoever can replace it can make cdcsync trust their key."""
     try:
-        mode = stat.S_IMODE(path.stat().st_mode)
+        mode = loose_mode(path, GROUP_OTHER_WRITE)
     except OSError:
         return  # reported by the read that follows
-    if mode & 0o022:
+    if mode is not None:
         raise KeyFileError(
-            f"{path}: 信任文件（证书/CA 证书/公钥）权限 {mode:04o} 允许属组或其他用户写入，拒绝使用；"
+            f"{path}: 信任文件（证书/CA 证书/公钥）权限 {stat.S_IMODE(mode):04o} 允许属组或其他用户写入，拒绝使用；"
             f"请执行 chmod 644 {path}"
         )
 

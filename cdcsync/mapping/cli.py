@@ -10,7 +10,7 @@ from typing import Any
 import click
 import orjson
 
-from cdcsync.cli_context import AppContext, connect_autocommit, conninfo, db_errors, mapping_layers, pass_app
+from cdcsync.cli_context import AppContext, connect_autocommit, conninfo, db_errors, optional_settings, pass_app
 from cdcsync.mapping.domains import (
     LAYER_PUSHED,
     LAYER_SHIPPED,
@@ -25,6 +25,12 @@ from cdcsync.mapping.domains import (
 )
 from cdcsync.mapping.importer import ENCODINGS, CodeImportError, import_csv
 from cdcsync.mapping.layers import MappingLayers
+
+
+def mapping_layers(app: AppContext, mappings_dir: str | None, hospital: str | None) -> MappingLayers:
+    """The mapping layers the daemon uses (shipped, pushed, local; cdcsync.mapping.layers), with
+    ``--mappings-dir`` / ``--hospital`` overriding the configuration."""
+    return MappingLayers.resolve(optional_settings(app), Path(mappings_dir) if mappings_dir else None, hospital)
 
 
 def _fail(exc: MappingError) -> None:

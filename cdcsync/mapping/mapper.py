@@ -5,7 +5,7 @@ value domain one plain ``dict`` local→national that already folds in passthrou
 that is itself a valid national code maps to itself; explicit entries win) and leaves out
 entries whose national target does not exist. Mapping a value is one ``dict.get``.
 
-An unmapped code is never passed through: it is a :data:`~cdcsync.validate.UNMAPPED` (MAP001)
+An unmapped code is never passed through: it is a :data:`~cdcsync.spec.violations.UNMAPPED` (MAP001)
 violation naming the domain, the field and the local value (local codes are not patient data);
 a local entry pointing at a national code that is not in the domain is DOM001.
 """
@@ -18,7 +18,7 @@ from typing import Any
 
 from cdcsync.mapping.domains import CodeTables
 from cdcsync.spec.model import DOMAINS, Table
-from cdcsync.validate import NOT_IN_DOMAIN, UNMAPPED, Violation
+from cdcsync.spec.violations import NOT_IN_DOMAIN, UNMAPPED, Violation
 
 LOCAL_SUFFIX = "_local"
 NATIONAL_SUFFIX = "_national"

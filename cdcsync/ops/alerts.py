@@ -30,10 +30,11 @@ from typing import Protocol
 import httpx
 import orjson
 
+from cdcsync.beijing import BEIJING
 from cdcsync.crypto.sm3 import hmac_sm3, sm3
 from cdcsync.ops.faults import FaultBook, FaultRecord
-from cdcsync.ops.settings import AlertSettings, SmtpChannel, WebhookChannel
 from cdcsync.secrets import read_secret
+from cdcsync.settings.ops import AlertSettings, SmtpChannel, WebhookChannel
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ class Channel(Protocol):
 
 
 def _local(t: dt.datetime | None) -> str:
-    return t.astimezone(dt.timezone(dt.timedelta(hours=8))).strftime("%Y-%m-%d %H:%M:%S") if t else "—"
+    return t.astimezone(BEIJING).strftime("%Y-%m-%d %H:%M:%S") if t else "—"
 
 
 def alert_text(fault: FaultRecord, kind: str, org_code: str, hospital: str) -> tuple[str, str]:

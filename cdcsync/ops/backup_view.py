@@ -8,6 +8,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
+from cdcsync.beijing import BEIJING
 from cdcsync.ops.backup.catalog import backup_dir, list_backups
 
 
@@ -34,7 +35,7 @@ class BackupState:
 
 
 def _local(t: dt.datetime) -> str:
-    return t.astimezone(dt.timezone(dt.timedelta(hours=8))).strftime("%m-%d %H:%M")
+    return t.astimezone(BEIJING).strftime("%m-%d %H:%M")
 
 
 def backup_state(settings: Any) -> BackupState:

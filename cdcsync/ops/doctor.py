@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
+from cdcsync.secrets import OWNER_ONLY
+
 if TYPE_CHECKING:
     from cdcsync.config import Settings
 
@@ -220,7 +222,7 @@ def key_checks(settings: Settings) -> Iterator[Finding]:
         except OSError:
             yield f(FAILURE, f"{path} 不存在或无法读取", "检查配置中的路径与文件权限")
             continue
-        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        if mode & OWNER_ONLY:  # the rule of cdcsync.secrets.loose_mode; the mode is shown either way
             yield f(FAILURE, f"{path} 权限为 {stat.filemode(mode)}", f"chmod 600 {path}（并评估是否需要更换密钥）")
         else:
             yield f(OK, f"{path}（{stat.filemode(mode)}）")

@@ -20,10 +20,10 @@ import orjson
 import psycopg
 
 from cdcsync import __version__
+from cdcsync.beijing import BEIJING, beijing_today, day_sql
 from cdcsync.ops.backup_view import BackupState, backup_state
-from cdcsync.ops.settings import EvaluationSettings
+from cdcsync.settings.ops import EvaluationSettings
 
-BEIJING = dt.timezone(dt.timedelta(hours=8))
 NOT_MEASURED = "尚未测量"
 
 
@@ -85,7 +85,7 @@ def correctness(conn: psycopg.Connection[Any], day: dt.date, dest: str, cfg: Eva
         "SELECT count(*) FILTER (WHERE rule_id LIKE 'PLT%%' OR rule_id = 'sink.rejected'),"
         " count(*) FILTER (WHERE NOT (rule_id LIKE 'PLT%%' OR rule_id = 'sink.rejected')),"
         " count(*) FILTER (WHERE rule_id = 'REQ001') FROM cdcsync.quarantine"
-        " WHERE destination = %s AND (first_seen AT TIME ZONE 'Asia/Shanghai')::date = %s", (dest, day)).fetchone()
+        " WHERE destination = %s AND " + day_sql("first_seen") + " = %s", (dest, day)).fetchone()
     platform, local, required = (int(x) for x in (row or (0, 0, 0)))
     d = int(delivered)
     passed = d + platform
@@ -326,10 +326,6 @@ def save(conn: psycopg.Connection[Any], evals: Sequence[DayEvaluation]) -> None:
             " computed_at = now()",
             (e.day, e.destination, e.environment, s["correctness"], s["timeliness"], s["stability"],
              s["adaptability"], s["overall"], orjson.dumps(e.as_dict()).decode()))
-
-
-def beijing_today() -> dt.date:
-    return dt.datetime.now(BEIJING).date()
 
 
 def evaluate_today(conn: psycopg.Connection[Any], settings: Any) -> dict[str, Any]:

@@ -19,7 +19,8 @@ from cdcsync.cli_context import AppContext, pass_app
 @pass_app
 def evaluate(app: AppContext, day: dt.datetime | None, month: dt.datetime | None, fmt: str) -> None:
     """动态评价：按日、按目的地计算正确性、及时性、稳定性、适应性得分，并记入历史。"""
-    from cdcsync.ops.evaluate import beijing_today, evaluate_day, history, render_html, render_text, save
+    from cdcsync.beijing import beijing_today
+    from cdcsync.ops.evaluate import evaluate_day, history, render_html, render_text, save
 
     if day and month:
         raise click.UsageError("--date 与 --month 只能指定其一")

@@ -28,7 +28,7 @@ from typing import Any
 import psycopg
 
 from cdcsync.ops.backup_view import BackupState
-from cdcsync.ops.settings import FaultSettings
+from cdcsync.settings.ops import FaultSettings
 
 DEST_STOPPED = "DEST_STOPPED"
 CERT_EXPIRING = "CERT_EXPIRING"
@@ -156,7 +156,7 @@ class DestinationWatch:
 
 def detect(status: Mapping[str, Any], backup: BackupState | None, settings: FaultSettings,
            watch: DestinationWatch, now: dt.datetime | None = None) -> list[Fault]:
-    """The faults present in a monitoring status (:func:`cdcsync.api.monitor_app.build_status`)."""
+    """The faults present in a monitoring status (:func:`cdcsync.ops.status.build_status`)."""
     now = now or dt.datetime.now(dt.UTC)
     out: list[Fault] = []
     if not (status.get("database") or {}).get("reachable", True):

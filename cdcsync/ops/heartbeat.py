@@ -69,7 +69,7 @@ def heartbeat_payload(status: Mapping[str, Any], *, org_code: str, hospital: str
                       environments: Mapping[str, str], destination: str, now: dt.datetime | None = None
                       ) -> dict[str, Any]:
     """The heartbeat document for ``destination`` (section 7.2). ``status``: the monitoring
-    status (:func:`cdcsync.api.monitor_app.build_status`)."""
+    status (:func:`cdcsync.ops.status.build_status`)."""
     now = now or dt.datetime.now(dt.UTC)
     return {
         "version": HEARTBEAT_VERSION,

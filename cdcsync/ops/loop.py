@@ -13,17 +13,19 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import psycopg
 
-from cdcsync.config import Settings
 from cdcsync.ops.alerts import AlertDispatcher, build_channels
 from cdcsync.ops.backup_view import backup_state
 from cdcsync.ops.faults import DB_UNREACHABLE, DestinationWatch, FaultBook, FaultRecord, detect
 from cdcsync.ops.heartbeat import RUNNING, STOPPING, HeartbeatClient, HeartbeatResult, heartbeat_payload
 from cdcsync.ops.runtime import RunRecord, record_streams
+
+if TYPE_CHECKING:
+    from cdcsync.config import Settings
 
 log = logging.getLogger(__name__)
 StatusProvider = Callable[[], Mapping[str, Any]]
@@ -173,6 +175,6 @@ def _transient(fault: Any) -> FaultRecord:
 
 def start_ops(settings: Settings, *, started_at: float | None = None, rules: Any = None) -> OpsLoop:
     """The daemon's hook: start the ops thread on the monitoring status."""
-    from cdcsync.api.monitor_app import status_provider_for
+    from cdcsync.ops.status import status_provider_for
 
     return OpsLoop(settings, status_provider_for(settings, started_at=started_at, rules=rules)).start()

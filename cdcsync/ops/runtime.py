@@ -12,9 +12,8 @@ from typing import Any
 import psycopg
 
 from cdcsync import __version__
+from cdcsync.beijing import TODAY_SQL
 from cdcsync.ops.faults import destination_failing
-
-BEIJING_DAY = "(now() AT TIME ZONE 'Asia/Shanghai')::date"
 
 
 class RunRecord:
@@ -46,7 +45,7 @@ def record_streams(conn: psycopg.Connection[Any], status: Mapping[str, Any], ela
         healthy = elapsed_s if not destination_failing(d) else 0.0
         conn.execute(
             "INSERT INTO cdcsync.stream_daily AS s (destination, day, observed_s, healthy_s, backlog_max_bytes,"
-            " lag_max_s, queue_max) VALUES (%s, " + BEIJING_DAY + ", %s, %s, %s, %s, %s)"
+            " lag_max_s, queue_max) VALUES (%s, " + TODAY_SQL + ", %s, %s, %s, %s, %s)"
             " ON CONFLICT (destination, day) DO UPDATE SET observed_s = s.observed_s + EXCLUDED.observed_s,"
             " healthy_s = s.healthy_s + EXCLUDED.healthy_s,"
             " backlog_max_bytes = greatest(s.backlog_max_bytes, EXCLUDED.backlog_max_bytes),"

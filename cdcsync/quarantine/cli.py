@@ -16,10 +16,10 @@ from cdcsync.cli_context import (
     conninfo,
     db_errors,
     dumps_text,
-    mapping_layers,
     parse_since,
     pass_app,
 )
+from cdcsync.mapping.cli import mapping_layers
 
 _SINCE_HELP = "只看此时间之后（最近一次发现时间）的条目，如 2026-11-20 或 2026-11-20T08:00"
 
@@ -131,9 +131,9 @@ def quarantine_show(app: AppContext, event_id: str, destination: str | None, dsn
 def quarantine_retry(app: AppContext, table: str | None, rule: str | None, since: str | None,
                      destination: str | None, dsn: str | None, mappings_dir: str | None, as_json: bool) -> None:
     """重试待处理（held）的条目：按主键重读镜像库中的当前记录，用现行映射重新校验，通过的以原事件标识投递。"""
-    from cdcsync.mapping.reload import RulesHolder
     from cdcsync.quarantine.store import retry
     from cdcsync.sink import SinkError, build_sink
+    from cdcsync.validate.reload import RulesHolder
     from cdcsync.validate.stage import transform_for
 
     settings = app.settings

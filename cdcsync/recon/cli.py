@@ -10,7 +10,7 @@ from typing import Any
 import click
 import psycopg
 
-from cdcsync.recon.latency import BEIJING
+from cdcsync.beijing import BEIJING
 
 
 def _settings(dsn: str | None) -> Any | None:

@@ -1,4 +1,6 @@
-"""Destinations: ``build_sink`` turns a destination's settings into a Sink.
+"""Destinations, the end of the flow ``source/ → validate/ + mapping/ → engine/ → sink/``:
+``build_sink`` turns a destination's settings into a Sink (``http``: the national or provincial
+platform, sealed with ``crypto/``; ``jsonl``: a file; ``memory``: tests and benchmarks).
 
 Kept import-light: ``cdcsync.config`` imports ``cdcsync.sink.http_settings`` for its destination
 union, so this package must not import the config at module level.

@@ -10,17 +10,16 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from cdcsync.net import is_loopback
+from cdcsync.settings import DestinationName, SettingsModel
 
 
-class HttpDestination(BaseModel):
+class HttpDestination(SettingsModel):
     """One platform: where to POST, how to trust its TLS certificate, which SM2 keys to use."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,30}$")
+    name: DestinationName
     kind: Literal["http"]
     enabled: bool = True
     # production: the platform of record; test: a trial platform (大疫情测试网, 双轨运行) that the

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from cdcsync.event import Ack, Batch, encode_lines
+from cdcsync.secrets import OWNER_ONLY
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +25,7 @@ class JsonlSink:
         self._repair_tail()
         # Events carry patient data: the file is the owner's alone, whatever the umask.
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        if os.fstat(fd).st_mode & 0o077:
+        if os.fstat(fd).st_mode & OWNER_ONLY:  # fstat of the open fd: no race with a rename
             log.warning("jsonl sink %s: %s is readable by group or others (chmod 600 recommended)",
                         self.name, self.path)
         self._fh = os.fdopen(fd, "ab", buffering=0)

@@ -1,4 +1,9 @@
-"""Dataset spec (数据集规范): the single source of truth for the emr.* mirror tables."""
+"""Dataset spec (数据集规范): the single source of truth for the emr.* mirror tables.
+
+Below the whole flow ``source/ → validate/ + mapping/ → engine/ → sink/``: the mirror DDL
+(``ddl``), the validators, the value domains the mapper targets and the API's models are all
+generated from it. ``violations`` holds the rule ids validators and mapper report in.
+"""
 
 from cdcsync.spec.model import (
     DOMAINS,

@@ -9,10 +9,9 @@ from typing import Any
 
 import click
 
+from cdcsync.beijing import BEIJING
 from cdcsync.cli_context import AppContext, conninfo, db_errors, fail, parse_since, pass_app
 from cdcsync.surveil.cases import KIND_LABELS, Case, CaseError, CaseFilter, Kind, Status, standalone_store
-
-BEIJING = dt.timezone(dt.timedelta(hours=8))
 
 
 def _t(value: dt.datetime | None) -> str:

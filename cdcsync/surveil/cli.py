@@ -157,9 +157,9 @@ def _run_over_mirror(app: AppContext, target: str) -> None:
     """The rules over every rule-relevant row of the mirror, in write order, in one transaction."""
     import psycopg
 
-    from cdcsync.mapping.reload import RulesHolder
     from cdcsync.surveil.mirror import mirror_events
     from cdcsync.surveil.rules import RuleEngine, holder_mapper
+    from cdcsync.validate.reload import RulesHolder
 
     settings = optional_settings(app)
     try:

@@ -40,14 +40,14 @@ import psycopg
 from cdcsync.config import Settings
 from cdcsync.db.migrate import PUBLICATION
 from cdcsync.event import Change, Event, lsn_to_str, str_to_lsn
-from cdcsync.mapping.reload import RulesHolder
+from cdcsync.settings.surveil import SURVEIL_CONSUMER, SurveilSettings
 from cdcsync.source.pgoutput import Begin, Commit, LogicalMessage, PgOutputDecoder, Truncate
 from cdcsync.source.protocol import Keepalive, ReplicationConnection, with_session_options
 from cdcsync.source.slots import get_slot
 from cdcsync.source.walsafety import LOST
 from cdcsync.surveil.engine import Engine, EngineHolder
 from cdcsync.surveil.rules import KEYS
-from cdcsync.surveil.settings import SURVEIL_CONSUMER, SurveilSettings
+from cdcsync.validate.reload import RulesHolder
 from cdcsync.validate.stage import transform_for
 
 log = logging.getLogger(__name__)

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from cdcsync.event import Event
-from cdcsync.mapping.reload import RulesHolder
 from cdcsync.surveil.cases import OpenResult
+from cdcsync.validate.reload import RulesHolder
 
 log = logging.getLogger(__name__)
 

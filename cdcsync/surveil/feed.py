@@ -20,9 +20,9 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from cdcsync.beijing import BEIJING
 from cdcsync.surveil.cases import OPEN_STATUSES, Case, Kind, Status
 
-BEIJING = dt.timezone(dt.timedelta(hours=8))
 CURSOR_RE = re.compile(r"^(\d{1,20})-(\d{1,20})$")
 
 # What to do, per open status (short, for a popup).

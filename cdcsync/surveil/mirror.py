@@ -18,8 +18,8 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from cdcsync.event import Change, Event
-from cdcsync.mapping.reload import RulesHolder
 from cdcsync.surveil.rules import KEYS
+from cdcsync.validate.reload import RulesHolder
 from cdcsync.validate.stage import ValidationStage
 
 RULE_TABLES: tuple[str, ...] = ("diagnosis", "lab_result", "drug_order", "death_record", "report_card")

@@ -21,10 +21,9 @@ import click
 import psycopg
 from psycopg.rows import dict_row
 
+from cdcsync.beijing import BEIJING
 from cdcsync.cli_context import AppContext, db_errors, pass_app
 from cdcsync.event import Event
-
-BEIJING = dt.timezone(dt.timedelta(hours=8))
 
 
 def _row_time(ev: Event, fields: Mapping[str, str | None]) -> dt.datetime | None:
@@ -50,9 +49,9 @@ def replay(conninfo: str, settings: Any, since: dt.datetime, until: dt.datetime 
     """Run the rules over the period; returns what opened, changed and closed (and the counts)."""
     from cdcsync.control.kinds import rules_pack_path
     from cdcsync.mapping.layers import MappingLayers
-    from cdcsync.mapping.reload import RulesHolder
     from cdcsync.surveil.engine import build_engine
     from cdcsync.surveil.mirror import mirror_events
+    from cdcsync.validate.reload import RulesHolder
 
     holder = RulesHolder.for_layers(MappingLayers.from_settings(settings))  # the code tables in force
     engine = build_engine(rules_pack_path(settings), holder)  # the pack in force

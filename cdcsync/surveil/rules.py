@@ -69,7 +69,7 @@ Mapper = Callable[[str, Row], Row | None]
 
 
 def holder_mapper(holder: Any) -> Mapper:
-    """A :data:`Mapper` over a :class:`~cdcsync.mapping.reload.RulesHolder` (the code tables in force)."""
+    """A :data:`Mapper` over a :class:`~cdcsync.validate.reload.RulesHolder` (the code tables in force)."""
     from cdcsync.validate.compiler import beijing_now
 
     def mapped(table: str, row: Row) -> Row | None:
@@ -83,7 +83,7 @@ def holder_mapper(holder: Any) -> Mapper:
 
 
 def _default_mapper() -> Mapper:
-    from cdcsync.mapping.reload import RulesHolder
+    from cdcsync.validate.reload import RulesHolder
 
     return holder_mapper(RulesHolder.load())
 

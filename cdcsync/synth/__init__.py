@@ -1,5 +1,8 @@
 """Synthetic hospital: realistic, seeded HIS data for the emr.* mirror (``cdcsync gen``).
 
+Before the flow ``source/ → validate/ + mapping/ → engine/ → sink/``: it plays the HIS, writing
+the rows the flow then carries (the ``sim`` extra; tests, benchmarks, the demo).
+
 - ``catalog.yaml`` / :mod:`.catalog`: conditions, lab panels, drugs, departments and text pools;
   :mod:`.codes`: the hospital's local codes, found through the national ones the catalogue names.
 - :mod:`.hospital`: :class:`Hospital` runs the days (ward rounds, discharges, the day's visits,

@@ -260,9 +260,9 @@ def _write_truth(ctx: click.Context, path: Path, rows: list[tuple[str, dict[str,
     import datetime as dt
 
     from cdcsync.event import Change, Event
-    from cdcsync.mapping.reload import RulesHolder
     from cdcsync.surveil.pack import PackError, load_pack
     from cdcsync.synth.truth import expected_cases, write_truth
+    from cdcsync.validate.reload import RulesHolder
     from cdcsync.validate.stage import ValidationStage
 
     app = ctx.find_object(_app_type())

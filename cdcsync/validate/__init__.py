@@ -1,37 +1,26 @@
 """Validation of mirror-table rows against the dataset spec (see docs/validation.md).
 
-This package module stays import-light (the mapper imports :class:`Violation` from here); the
-compiler lives in :mod:`cdcsync.validate.compiler` and the pipeline stage in
-:mod:`cdcsync.validate.stage`.
+In the flow ``source/ → validate/ + mapping/ → engine/ → sink/`` it is the transform the engine
+runs on every change: the compiler builds one function per table that checks the row and maps its
+codes (``mapping/``); a failing row goes to the quarantine instead of on.
+
+The rule ids and :class:`Violation` are defined in :mod:`cdcsync.spec.violations` (the mapper
+reports in them too) and re-exported here; the compiler lives in :mod:`cdcsync.validate.compiler`,
+its hot reload in :mod:`cdcsync.validate.reload` and the pipeline stage in :mod:`cdcsync.validate.stage`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-# Stable ids of the checks every field gets; cross-field rules use the spec's own ids (VS001 …).
-REQUIRED = "REQ001"  # required field empty
-TYPE = "TYP001"  # value not of the field's type (or outside the type's range)
-LENGTH = "LEN001"  # longer than the field's length, in characters
-FORMAT = "FMT001"  # not in the field's format (phone, id_number, …)
-UNMAPPED = "MAP001"  # local code with no mapping to the national value domain
-NOT_IN_DOMAIN = "DOM001"  # the mapping points at a national code that is not in the domain
-
-FIELD_RULE_IDS: tuple[str, ...] = (REQUIRED, TYPE, LENGTH, FORMAT, UNMAPPED, NOT_IN_DOMAIN)
-
-
-@dataclass(frozen=True, slots=True)
-class Violation:
-    """One failed check. ``message`` is Chinese, for hospital staff, and never contains the value
-    of a ``pii`` field (local codes are not patient data and are named in MAP001/DOM001)."""
-
-    rule_id: str
-    field: str | None
-    message: str
-
-    def as_dict(self) -> dict[str, str | None]:
-        return {"rule_id": self.rule_id, "field": self.field, "message": self.message}
-
+from cdcsync.spec.violations import (
+    FIELD_RULE_IDS,
+    FORMAT,
+    LENGTH,
+    NOT_IN_DOMAIN,
+    REQUIRED,
+    TYPE,
+    UNMAPPED,
+    Violation,
+)
 
 __all__ = [
     "FIELD_RULE_IDS",

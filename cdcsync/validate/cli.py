@@ -12,9 +12,9 @@ from cdcsync.cli_context import (
     conninfo,
     db_errors,
     dumps_text,
-    mapping_layers,
     pass_app,
 )
+from cdcsync.mapping.cli import mapping_layers
 
 # --- validate -----------------------------------------------------------------------------------
 
@@ -30,9 +30,9 @@ def validate_cmd(app: AppContext, tables: tuple[str, ...], limit: int | None, as
                  mappings_dir: str | None) -> None:
     """校验镜像库中已有的数据（上线前由 HIS 厂商执行）：按表、按规则汇总，附示例主键，不显示数据内容。
     有不合格记录时退出码为 1。"""
-    from cdcsync.mapping.reload import build_validators
     from cdcsync.spec import load_spec
     from cdcsync.validate.bulk import estimate_rows, format_text, validate_table
+    from cdcsync.validate.reload import build_validators
 
     spec = load_spec()
     for t in tables:

@@ -43,13 +43,12 @@ from decimal import Decimal, InvalidOperation
 from operator import itemgetter
 from typing import Any
 
+from cdcsync.beijing import BEIJING
 from cdcsync.mapping.domains import CodeTables
 from cdcsync.mapping.mapper import Mapper, mapped_columns
 from cdcsync.spec.model import INTEGER_TYPES, Field, Rule, Spec, Table
 from cdcsync.validate import FORMAT, LENGTH, REQUIRED, TYPE, Violation
 from cdcsync.validate.formats import FORMAT_TEXT, FORMATS, id_number_birth, id_sex_code, parse_date
-
-BEIJING = dt.timezone(dt.timedelta(hours=8), "Asia/Shanghai")
 
 CheckFn = Callable[[Mapping[str, Any], dt.datetime], tuple[dict[str, Any] | None, list[Violation]]]
 MapFn = Callable[[Mapping[str, Any]], dict[str, Any]]

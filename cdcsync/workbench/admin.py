@@ -92,9 +92,9 @@ def install_admin(app: FastAPI, wb: Workbench) -> None:
         form = await read_form(request)
 
         def run() -> Response:
-            from cdcsync.mapping.reload import RulesHolder
             from cdcsync.quarantine.store import Filters, retry
             from cdcsync.sink import SinkError, build_sink
+            from cdcsync.validate.reload import RulesHolder
             from cdcsync.validate.stage import transform_for
 
             settings = wb.settings

@@ -26,7 +26,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from cdcsync.crypto.sm3 import hmac_sm3
-from cdcsync.workbench.settings import HisCallbackSettings
+from cdcsync.settings.workbench import HisCallbackSettings
 from cdcsync.workbench.sso import HisRegistry, b64url
 
 log = logging.getLogger("cdcsync.workbench.callback")

@@ -19,10 +19,10 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
+from cdcsync.beijing import BEIJING
 from cdcsync.mapping.domains import CodeTables, ValueDomain
 from cdcsync.validate.formats import id_birth_date, id_number_birth, id_sex_code
 
-BEIJING = dt.timezone(dt.timedelta(hours=8))
 AGE_UNITS = {"岁": 365.25, "月": 30.44, "天": 1.0}
 
 

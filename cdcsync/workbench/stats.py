@@ -16,7 +16,8 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-BEIJING = dt.timezone(dt.timedelta(hours=8))
+from cdcsync.beijing import BEIJING
+
 COLUMNS = ("dept_code", "doctor_id", "doctor_name", "due", "in_time", "late", "excluded", "open_overdue",
            "open_in_time", "other")
 HEADERS = ("科室", "医生工号", "医生姓名", "应报病例", "及时报告", "迟报", "已排除", "超时未报", "未到时限",

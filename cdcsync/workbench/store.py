@@ -16,6 +16,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from cdcsync.beijing import BEIJING
 from cdcsync.crypto.sm3 import sm3_hex
 from cdcsync.workbench.sso import Ticket
 
@@ -24,7 +25,6 @@ CARD_APPROVED = "已通过"
 CARD_RETURNED = "已退回"
 CARD_SUPERSEDED = "已订正"
 CARD_DELETED = "已删除"
-BEIJING = dt.timezone(dt.timedelta(hours=8))
 
 
 class ReplayedTicket(ValueError):
@@ -170,7 +170,7 @@ _CARD_COLUMNS = ("card_row_id, card_id, version, case_id, status, org_code, pati
 
 def new_card_id(conn: psycopg.Connection[Any], org_code: str) -> str:
     """WB + org code + date + a sequence number of the day: readable on the phone with the 防保科."""
-    today = dt.datetime.now(dt.timezone(dt.timedelta(hours=8))).strftime("%Y%m%d")
+    today = dt.datetime.now(BEIJING).strftime("%Y%m%d")
     prefix = f"WB{org_code[-6:]}{today}"
     row = conn.execute("SELECT count(DISTINCT card_id) FROM cdcsync.wb_card WHERE card_id LIKE %s",
                        (prefix + "%",)).fetchone()

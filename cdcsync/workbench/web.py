@@ -16,6 +16,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from cdcsync.beijing import BEIJING
 from cdcsync.config import Settings
 from cdcsync.mapping.domains import CodeTables
 from cdcsync.spec import Spec, load_spec
@@ -28,7 +29,6 @@ HERE = Path(__file__).parent
 COOKIE = "cdcsync_wb"
 MAX_FORM_BYTES = 64 * 1024
 EXCLUDE_REASONS = ("诊断有误，已排除传染病", "非首诊，已由他院或他科报告", "同一病程已报告过", "诊断录入错误", "其他")
-BEIJING = dt.timezone(dt.timedelta(hours=8))
 
 
 class Refused(Exception):

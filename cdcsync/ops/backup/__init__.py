@@ -1,6 +1,5 @@
 """Backups that are proven restorable (``cdcsync backup …``, docs/operations.md).
 
-  settings   the ``backup`` config section
   catalog    one directory per backup: ``manifest.json`` (files with SM3 digests and sizes,
              LSNs, times, the source's row counts and row-hash samples) and ``verify.json``;
              listing, the latest verified backup, the status/alert summary
@@ -14,5 +13,6 @@
   retention  keep N daily and M weekly
   cli        the ``cdcsync backup`` click group
 
-The catalogue is files, not tables: it must survive the loss of the database it backs up.
+Its config section is :mod:`cdcsync.settings.backup`. The catalogue is files, not tables: it must
+survive the loss of the database it backs up.
 """

@@ -13,7 +13,6 @@ from __future__ import annotations
 import io
 import os
 import secrets
-import stat
 import tarfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from cdcsync.crypto import sm4
 from cdcsync.ops.backup.catalog import BackupError
+from cdcsync.secrets import loose_mode
 
 if TYPE_CHECKING:
     from cdcsync.config import Settings
@@ -97,7 +97,7 @@ def _walk(paths: Iterable[Path]) -> Iterable[Path]:
 
 
 def is_secret(path: Path) -> bool:
-    return not (os.stat(path).st_mode & (stat.S_IRWXG | stat.S_IRWXO))
+    return loose_mode(path) is None
 
 
 def archive_files(settings: Settings, config_path: Path | None, out: Path, backup_id: str) -> dict[str, Any]:

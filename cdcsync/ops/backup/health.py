@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING, Any
 
+from cdcsync.beijing import BEIJING
 from cdcsync.ops.backup.catalog import BackupError, backup_dir, list_backups, now_utc
 
 if TYPE_CHECKING:
@@ -80,5 +81,5 @@ def backup_text(st: dict[str, Any] | None) -> str | None:
 def _local(value: Any) -> str:
     if not value:
         return "—"
-    t = dt.datetime.fromisoformat(str(value)).astimezone(dt.timezone(dt.timedelta(hours=8)))
+    t = dt.datetime.fromisoformat(str(value)).astimezone(BEIJING)
     return t.strftime("%Y-%m-%d %H:%M")

@@ -15,7 +15,7 @@ from cdcsync.ops.backup.catalog import BackupError
 
 if TYPE_CHECKING:
     from cdcsync.config import Settings
-    from cdcsync.db.settings import DatabaseSettings
+    from cdcsync.settings.database import DatabaseSettings
 
 # Session settings under which row texts are hashed: the same on the source and on a test restore.
 HASH_SESSION = ("SET LOCAL TimeZone = 'UTC'", "SET LOCAL DateStyle = 'ISO, YMD'",
@@ -67,7 +67,7 @@ class Account:
 
     @property
     def dbname(self) -> str:
-        from cdcsync.db.settings import database_name
+        from cdcsync.settings.database import database_name
 
         return database_name(self.dsn)
 

@@ -7,9 +7,8 @@ import datetime as dt
 import shutil
 from collections.abc import Sequence
 
+from cdcsync.beijing import BEIJING
 from cdcsync.ops.backup.catalog import Backup, parse_time
-
-BEIJING = dt.timezone(dt.timedelta(hours=8))  # days and weeks as the hospital counts them
 
 
 def to_keep(backups: Sequence[Backup], keep_daily: int, keep_weekly: int) -> set[str]:

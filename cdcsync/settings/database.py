@@ -5,12 +5,10 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict
+from cdcsync.settings import SettingsModel
 
 
-class DatabaseSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class DatabaseSettings(SettingsModel):
     dsn: str = "host=127.0.0.1 port=5432 dbname=emr user=cdcsync"
     # Password kept out of the config file and the environment listing.
     password_file: Path | None = None

@@ -1,8 +1,7 @@
 """Settings of the operations loop (section ``ops`` of the config file): heartbeats to the
 platforms, fault thresholds, alert channels, and the dynamic evaluation's thresholds.
 
-Kept apart from ``cdcsync.config`` (which adds it as ``Settings.ops``) so that the ops modules
-and the config do not import each other.
+In ``cdcsync/settings/`` (see there) so that ``ops/`` and the config do not import each other.
 """
 
 from __future__ import annotations
@@ -11,10 +10,10 @@ from pathlib import Path
 
 from pydantic import Field
 
-from cdcsync.settings_base import Email, NetTimeout, StrictModel, Weight
+from cdcsync.settings import Email, NetTimeout, SettingsModel, Weight
 
 
-class HeartbeatSettings(StrictModel):
+class HeartbeatSettings(SettingsModel):
     enabled: bool = True
     # How often each platform hears from the hospital; the platform calls the hospital offline
     # after missing about three of them (docs/upstream-protocol.md section 7).
@@ -22,13 +21,13 @@ class HeartbeatSettings(StrictModel):
     timeout_s: NetTimeout = 10.0
 
 
-class FaultSettings(StrictModel):
+class FaultSettings(SettingsModel):
     # A destination that has not acknowledged anything for this long while its sends fail (or
     # whose stream is not running) is a fault (DEST_STOPPED).
     destination_stopped_after_s: float = Field(300.0, gt=0)
 
 
-class SmtpChannel(StrictModel):
+class SmtpChannel(SettingsModel):
     host: str
     port: int = Field(25, ge=1, le=65535)
     starttls: bool = False
@@ -39,7 +38,7 @@ class SmtpChannel(StrictModel):
     timeout_s: NetTimeout = 10.0
 
 
-class WebhookChannel(StrictModel):
+class WebhookChannel(SettingsModel):
     url: str = Field(pattern=r"^https?://\S+$")
     # The HMAC-SM3 key (mode 0600): the receiver checks X-Cdcsync-Signature with it.
     secret_file: Path
@@ -47,14 +46,14 @@ class WebhookChannel(StrictModel):
     ca_bundle: Path | None = None
 
 
-class AlertSettings(StrictModel):
+class AlertSettings(SettingsModel):
     smtp: list[SmtpChannel] = Field(default_factory=list)
     webhooks: list[WebhookChannel] = Field(default_factory=list)
     # A channel that failed is tried again on the next ops tick, at most this often.
     retry_s: float = Field(60.0, ge=0)
 
 
-class EvaluationSettings(StrictModel):
+class EvaluationSettings(SettingsModel):
     """Thresholds and weights of the four scores (docs/evaluation.md)."""
 
     # 正确性 weights: validation/mapping pass, platform acceptance, required-field completeness,
@@ -89,7 +88,7 @@ class EvaluationSettings(StrictModel):
     refresh_s: float = Field(300.0, ge=1)
 
 
-class OpsSettings(StrictModel):
+class OpsSettings(SettingsModel):
     heartbeat: HeartbeatSettings = HeartbeatSettings()
     faults: FaultSettings = FaultSettings()
     alerts: AlertSettings = AlertSettings()

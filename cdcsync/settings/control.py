@@ -1,22 +1,22 @@
 """Settings of the control plane (section ``control``; the 8882 listener is ``api.control``).
 
-Kept apart from ``cdcsync.config`` so that the control package and the config do not import each other.
+In ``cdcsync/settings/`` (see there) so that ``control/`` and the config do not import each other.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from cdcsync.settings import DestinationName, SettingsModel
 
 
-class ControlSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class ControlSettings(SettingsModel):
     # The upstream destination (kind http) whose configured platform key or certificates verify
     # packages (the same trust as for its replies) and whose hospital key signs our replies.
     # None: the destination named "national", else the first http destination.
-    destination: str | None = Field(None, pattern=r"^[a-z][a-z0-9_]{0,30}$")
+    destination: DestinationName | None = None
     max_package_bytes: int = Field(64 * 1024 * 1024, ge=1024)
     # A package's created_at may lie at most this far in the future (clock skew).
     max_clock_skew_s: float = Field(600.0, gt=0)

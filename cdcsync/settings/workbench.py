@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from cdcsync.settings import SettingsModel
 
 
-class HisCallbackSettings(BaseModel):
+class HisCallbackSettings(SettingsModel):
     """POST every write-back row to the HIS (院内传报卡数据回传), besides the table it can read."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     url: str = Field(pattern=r"^https?://")
     his: str  # the registered HIS whose SSO key signs the callbacks (cdcsync sso add-his)
@@ -20,9 +20,7 @@ class HisCallbackSettings(BaseModel):
     max_backoff_s: float = Field(600.0, ge=1, le=86400)  # retry delay cap after failures
 
 
-class WorkbenchSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class WorkbenchSettings(SettingsModel):
     enabled: bool = True
     # Where `cdcsync sso add-his` keeps one secret file per HIS (mode 0600). Default: <state_dir>/sso.
     sso_dir: Path | None = None

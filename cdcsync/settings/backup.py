@@ -7,10 +7,10 @@ from typing import Literal
 
 from pydantic import Field
 
-from cdcsync.settings_base import StrictModel
+from cdcsync.settings import SettingsModel
 
 
-class BackupSettings(StrictModel):
+class BackupSettings(SettingsModel):
 
     # Where backups are written, one directory per backup; None: ``<state_dir>/backups``.
     # Put it on another disk than the database (or mount a network share there).

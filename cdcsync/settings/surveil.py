@@ -4,19 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from cdcsync.settings import SettingsModel
 
 SURVEIL_SLOT = "cdcsync_surveil"
 SURVEIL_CONSUMER = "surveil"
 
 
-class SurveilSettings(BaseModel):
+class SurveilSettings(SettingsModel):
     """``enabled``: None (default) runs the rules consumer inside ``cdcsync run`` when the mirror has
     the case tables (migration 030); ``false`` never, ``true`` always (a missing table is then an
     error). ``pack``: the rule pack file (None: the shipped default pack). ``batch_max_events`` /
     ``linger_ms``: how many events, or how long, one case transaction (with its checkpoint) collects."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     enabled: bool | None = None
     pack: Path | None = None
