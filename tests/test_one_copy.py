@@ -23,9 +23,6 @@ RULES: dict[str, tuple[re.Pattern[str], str]] = {
 # Files with a copy that another branch owns (engine/, source/, recon/latency.py are reshaped
 # there); an entry goes when its copy does, and test_known_copies_still_exist keeps the list true.
 KNOWN_COPIES: dict[tuple[str, str], str] = {
-    ("Beijing time zone", "cdcsync/recon/latency.py"): "its BEIJING moves with the accounting to engine/",
-    ("Beijing date in SQL", "cdcsync/recon/latency.py"): "the transmission_daily INSERT moves to engine/",
-    ("Beijing date in SQL", "cdcsync/engine/status.py"): "two WHEREs on today's rows: TODAY_SQL at merge",
 }
 
 

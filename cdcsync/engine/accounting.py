@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import psycopg
 
+from cdcsync.beijing import BEIJING, TODAY_SQL
 from cdcsync.engine.calendar import BusinessCalendar
 from cdcsync.event import Batch, Event, Rejected
 
@@ -41,7 +42,6 @@ N_BUCKETS = len(LATENCY_BOUNDS) + 1
 TIMELINESS_LIMITS: Mapping[str, int] = {"realtime": 300, "2h": 7200, "24h": 86400, "daily": 172800}
 
 # Business times in the mirror are Beijing local time without a zone (see the dataset spec).
-BEIJING = dt.timezone(dt.timedelta(hours=8), "Asia/Shanghai")
 
 
 @dataclass(slots=True)
@@ -271,7 +271,7 @@ class PendingAccounts:
 _TRANSMISSION = """
 INSERT INTO cdcsync.transmission_daily AS t (destination, day, attempts, successes, failures, retries,
     last_success_at, last_failure_at, last_error)
-VALUES (%(dest)s, (now() AT TIME ZONE 'Asia/Shanghai')::date, 1, %(ok)s::int, 1 - %(ok)s::int, %(retry)s::int,
+VALUES (%(dest)s, """ + TODAY_SQL + """, 1, %(ok)s::int, 1 - %(ok)s::int, %(retry)s::int,
     CASE WHEN %(ok)s THEN now() END, CASE WHEN %(ok)s THEN NULL ELSE now() END, %(error)s)
 ON CONFLICT (destination, day) DO UPDATE SET
     attempts = t.attempts + 1,

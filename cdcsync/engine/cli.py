@@ -33,7 +33,7 @@ def snapshot_cmd(app: AppContext, destination: str, tables: tuple[str, ...]) -> 
     from cdcsync.engine.daemon import build_pipeline
     from cdcsync.engine.pipeline import SnapshotRefused
     from cdcsync.mapping.layers import MappingLayers
-    from cdcsync.mapping.reload import RulesHolder
+    from cdcsync.validate.reload import RulesHolder
 
     settings = app.settings
     dest = settings.destination(destination)

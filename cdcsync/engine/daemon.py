@@ -26,12 +26,12 @@ from cdcsync.engine.calendar import BusinessCalendar
 from cdcsync.engine.pipeline import Pipeline, check_lost_slots, run_pipeline_forever
 from cdcsync.event import str_to_lsn
 from cdcsync.mapping.layers import MappingLayers
-from cdcsync.mapping.reload import MappingWatcher, RulesHolder
 from cdcsync.ops.loop import start_ops
 from cdcsync.sink import build_sink
 from cdcsync.spec import Spec
 from cdcsync.surveil.consumer import start_consumer
 from cdcsync.validate.minimal import flush_all, not_sent, warn_once
+from cdcsync.validate.reload import MappingWatcher, RulesHolder
 from cdcsync.validate.stage import transform_for
 
 log = logging.getLogger(__name__)

@@ -8,10 +8,11 @@ from typing import Any
 
 import psycopg
 
-from cdcsync.api.settings import plain_http_warnings
+from cdcsync.beijing import TODAY_SQL
 from cdcsync.config import Settings
 from cdcsync.crypto.sm2_backend import sm2_backend
 from cdcsync.engine.checkpoint import read_checkpoint
+from cdcsync.settings.api import plain_http_warnings
 from cdcsync.source.slots import SLOT_PREFIX, SlotInfo, get_slot, list_slots, slot_name
 from cdcsync.source.walsafety import LOST, lost_message, slot_warnings, wal_overview
 from cdcsync.validate.minimal import dropped_counts, not_sent
@@ -51,7 +52,7 @@ def destination_status(conn: psycopg.Connection[Any], settings: Settings, name: 
         " WHERE destination = %s AND business_date = current_date ORDER BY table_name", (name,)).fetchall()
     sent = conn.execute(
         "SELECT attempts, failures, retries, last_failure_at, last_error FROM cdcsync.transmission_daily"
-        " WHERE destination = %s AND day = (now() AT TIME ZONE 'Asia/Shanghai')::date", (name,)).fetchone()
+        " WHERE destination = %s AND day = " + TODAY_SQL, (name,)).fetchone()
     (held,) = conn.execute(
         "SELECT count(*) FROM cdcsync.quarantine WHERE destination = %s AND status = 'held'",
         (name,)).fetchone() or (0,)
@@ -152,7 +153,7 @@ def evaluation_today(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
     """Today's dynamic-evaluation scores per destination (cdcsync.ops.evaluate), as last computed."""
     rows = conn.execute(
         "SELECT destination, environment, correctness, timeliness, stability, adaptability, overall, computed_at"
-        " FROM cdcsync.evaluation_daily WHERE day = (now() AT TIME ZONE 'Asia/Shanghai')::date"
+        " FROM cdcsync.evaluation_daily WHERE day = " + TODAY_SQL +
         " ORDER BY destination").fetchall()
     keys = ("destination", "environment", "correctness", "timeliness", "stability", "adaptability", "overall")
     return [{**{k: (float(v) if isinstance(v, Decimal) else v) for k, v in zip(keys, r[:7], strict=True)},

@@ -22,7 +22,7 @@
   JSON Python cannot hold) is quarantined under ``SYS002`` naming the column, unless the column
   is one the spec leaves out anyway.
 
-The rules in force come from a :class:`~cdcsync.mapping.reload.RulesHolder`; a new set is picked
+The rules in force come from a :class:`~cdcsync.validate.reload.RulesHolder`; a new set is picked
 up at a transaction boundary (first change with a new commit LSN), never inside a transaction.
 """
 
@@ -35,10 +35,10 @@ from dataclasses import dataclass
 
 from cdcsync.config import Settings
 from cdcsync.event import Change, Event, EventIds, Rejection, Row
-from cdcsync.mapping.reload import RulesHolder
 from cdcsync.validate import Violation
 from cdcsync.validate.compiler import CompiledTable, Validators, beijing_now
 from cdcsync.validate.minimal import DroppedColumns
+from cdcsync.validate.reload import RulesHolder
 
 _MAX_LISTED = 8
 log = logging.getLogger(__name__)
