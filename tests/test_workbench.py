@@ -118,7 +118,7 @@ def test_session_cookie_headers_csrf_and_idle_timeout(pg_cluster: LocalCluster, 
         # the one script is the static countdown; the server-rendered text is its no-script fallback
         assert page.text.count("<script") == 1
         assert '<script src="/static/countdown.js" defer></script>' in page.text and "style=" not in page.text
-        due = case.due_at.isoformat()
+        due = case.due_at.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         assert re.search(rf'<strong class="left" data-due="{re.escape(due)}"[^>]*>剩余 \d+ 小时 \d+ 分</strong>',
                          page.text)
         js = client.get("/static/countdown.js")

@@ -1,12 +1,13 @@
 // 报告时限倒计时 — the due time counting down on the popup and the 防保科 list (docs/workbench.md).
-// Every element with data-due (ISO 8601 with offset) gets "剩余 1 小时 23 分" / "已超时 5 分",
+// ES5 only (ward PCs run old browsers). Every element with data-due (ISO 8601 with offset) gets "剩余 1 小时 23 分" / "已超时 5 分",
 // the same wording as the server-rendered text it replaces (cdcsync/workbench/web.py remaining_text),
 // which stays as the fallback without script. Served from /static/countdown.js under the CSP's
 // script-src 'self' on the pages that load it; no inline script, nothing else.
 "use strict";
 (function () {
   function remaining(dueMs, nowMs) {
-    var secs = Math.trunc((dueMs - nowMs) / 1000);
+    var secs = (dueMs - nowMs) / 1000;
+    secs = secs < 0 ? Math.ceil(secs) : Math.floor(secs);  // like Python's int(): toward zero
     var minutes = Math.floor(Math.abs(secs) / 60);
     var t = minutes >= 60 ? Math.floor(minutes / 60) + " 小时 " + (minutes % 60) + " 分" : minutes + " 分";
     return { text: (secs < 0 ? "已超时 " : "剩余 ") + t, overdue: secs < 0 };
@@ -19,8 +20,11 @@
       if (isNaN(due)) continue;
       var r = remaining(due, now);
       if (els[i].textContent !== r.text) els[i].textContent = r.text;
-      var box = els[i].closest("[data-due-box]");
-      if (box) box.classList.toggle("overdue", r.overdue);
+      var box = els[i].parentNode;  // no Element.closest: old browsers on ward PCs
+      while (box && box.nodeType === 1 && !box.hasAttribute("data-due-box")) box = box.parentNode;
+      if (box && box.nodeType === 1) {
+        if (r.overdue) box.classList.add("overdue"); else box.classList.remove("overdue");
+      }
     }
   }
   tick();
