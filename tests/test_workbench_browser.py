@@ -150,6 +150,12 @@ def _walk(b: Any, case_id: int, browser: Any, shots: Path) -> None:
     ph_page.goto(f"{b.url}/ph/stats?period=month")
     assert ph_page.locator('tr[data-dept="0301"][data-doctor="D001"] .rate').inner_text() == "100.0%"
     ph_page.screenshot(path=str(shots / "ph_stats.png"), full_page=True)
+
+    # a case due in a few seconds: the countdown passes zero by itself, says 已超时 and marks the box
+    late = open_case(b.dsn, disease="20301", disease_name="甲型肝炎", diag_id="DG2", hours=4 / 3600)
+    page.goto(f"{b.url}/popup?case={late.case_id}")
+    page.wait_for_selector(f"#case-{late.case_id}.overdue .left", timeout=30_000)
+    assert page.inner_text(f"#case-{late.case_id} .left") == "已超时 0 分"
     assert violations == [] and ph_violations == [], "no page may break its own Content-Security-Policy"
     for name in ("popup.png", "card_form_error.png", "popup_returned.png", "card_form_revise.png", "ph_list.png",
                  "ph_stats.png"):
