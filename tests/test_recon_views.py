@@ -327,11 +327,64 @@ def test_every_view_and_column_has_a_chinese_comment(db: psycopg.Connection) -> 
 
 
 def test_mirror_view_covers_every_spec_table() -> None:
-    sql = (REPO / "sql" / "100_recon.sql").read_text(encoding="utf-8")
-    view = sql.split("CREATE VIEW recon.mirror_daily_rows AS", 1)[1].split(";", 1)[0]
+    # the latest migration that (re)defines the view is the one in force
+    defs = [f.read_text(encoding="utf-8") for f in sorted((REPO / "sql").glob("*.sql"))]
+    sql = [s for s in defs if re.search(r"VIEW recon\.mirror_daily_rows AS", s)][-1]
+    view = re.split(r"VIEW recon\.mirror_daily_rows AS", sql, maxsplit=1)[1].split(";", 1)[0]
     listed = dict(re.findall(r"SELECT '(\w+)'(?:::text AS table_name)?, (\w+)(?:::date)?", view))
     spec = load_spec()
-    # The tables the HIS writes; report_card_frontend (writer cdcsync, the workbench's cards) is not
-    # reconciled yet (docs/workbench.md).
-    assert listed == {t.name: t.business_date_field for t in spec.tables if t.writer == "his"}, (
+    # Every table: the HIS-written ones and report_card_frontend (writer cdcsync, the workbench's
+    # cards), which has its own line (sql/110_recon_workbench_cards.sql).
+    assert listed == {t.name: t.business_date_field for t in spec.tables}, (
         "recon.mirror_daily_rows must list every table of the dataset spec with its business date field")
+    assert any(t.writer != "his" for t in spec.tables if t.name == "report_card_frontend")
+
+
+def workbench_card(conn: psycopg.Connection, card_id: str, *, disease: str = "20302", flag: str = "1",
+                   version: int = 1, name: str = "张三", id_no: str | None = "110101199003071234",
+                   diagnosed: dt.datetime | None = None) -> None:
+    """A card as the workbench publishes it (cdcsync/workbench/store.py: national codes)."""
+    when = ts(D, 11)
+    _insert(conn, "report_card_frontend", {
+        "org_code": ORG, "card_id": card_id, "card_version": version,
+        "card_category_code": "1" if version == 1 else "2",
+        "review_status": "待审核", "patient_id": "P9", "patient_name": name, "id_type_code": "01", "id_no": id_no,
+        "sex_code": "1", "birth_date": dt.date(1990, 3, 7), "patient_belong_code": "1",
+        "current_addr_region_code": "110101", "population_group_code": "1", "disease_code": disease,
+        "diagnosis_status_code": "3", "onset_date": D - dt.timedelta(days=3),
+        "diagnosis_time": diagnosed or ts(D - dt.timedelta(days=1), 15), "report_doctor_id": "D1",
+        "report_doctor": "李医生", "report_time": when, "modify_flag": flag, "collect_time": when, "update_time": when,
+    })
+
+
+def test_workbench_cards_have_their_own_daily_line(db: psycopg.Connection) -> None:
+    report_card(db, "c1", "NO1")
+    workbench_card(db, "W1")
+    workbench_card(db, "W2", flag="3")  # deleted cards stay rows (a state): they are counted here
+    db.execute("INSERT INTO cdcsync.checkpoint (destination, slot_name, last_ack_at) VALUES ('national', 's', now())")
+    rows = {r["table_name"]: r["mirror_rows"]
+            for r in all_rows(db, "SELECT table_name, mirror_rows FROM recon.table_daily_counts"
+                                  " WHERE business_date = %s AND destination = 'national'", D)}
+    assert rows == {"report_card": 1, "report_card_frontend": 2}
+
+
+def test_workbench_cards_are_compared_with_nndrs(db: psycopg.Connection) -> None:
+    workbench_card(db, "W1")  # pairs by ID number + disease + diagnosis date
+    workbench_card(db, "W2", name="王五", id_no="110101197001011234", disease="20301")  # not reported to NNDRS
+    workbench_card(db, "W3", name="赵六", id_no="110101198001011238", flag="3")  # deleted: left out
+    report_card(db, "c1", "NO7", name="钱七", id_no="110101196001011230")  # the HIS's own card, same day
+    nndrs_card(db, "N1", diagnosed=ts(D, 10))
+    nndrs_card(db, "NO7", name="钱七", id_no="110101196001011230")
+    nndrs_card(db, "N9", name="赵六", id_no="110101198001011238")
+    src = {r["card_id"]: r["card_source"] for r in all_rows(db, "SELECT card_id, card_source FROM recon.frontend_card")}
+    assert src == {"W1": "workbench", "W2": "workbench", "c1": "his"}
+    pairs = {r["card_no"]: (r["presence"], r["match_method"], r["nndrs_card_id"]) for r in all_rows(
+        db, "SELECT card_no, presence, match_method, nndrs_card_id FROM recon.card_comparison")}
+    assert pairs == {"wb:H0001:W1": ("both", "id_no", "ID-N1"), "wb:H0001:W2": ("frontend_only", None, None),
+                     "NO7": ("both", "card_no", "ID-NO7"), "N9": ("nndrs_only", None, "ID-N9")}
+    # national codes compared as they are: only the one-day diagnosis gap differs
+    assert all_rows(db, "SELECT card_no, field FROM recon.card_field_diff") == [
+        {"card_no": "wb:H0001:W1", "field": "diagnosis_date"}]
+    s = one(db, "SELECT frontend_cards, nndrs_cards, matched, frontend_only, nndrs_only FROM recon.card_daily_summary"
+                " WHERE compare_date = %s", D)
+    assert s == {"frontend_cards": 3, "nndrs_cards": 3, "matched": 2, "frontend_only": 1, "nndrs_only": 1}

@@ -105,13 +105,25 @@ def test_session_cookie_headers_csrf_and_idle_timeout(pg_cluster: LocalCluster, 
         page = client.get("/popup")
         assert page.status_code == 200 and f'id="case-{case.case_id}"' in page.text
         assert "急性乙型病毒性肝炎" in page.text  # the evidence, read from the mirror
-        for path in ("/popup", "/sso?ticket=x", "/static/wb.css", f"/card?case={case.case_id}", "/nope"):
+        for path in ("/popup", f"/popup?case={case.case_id}", "/sso?ticket=x", "/static/wb.css",
+                     "/static/countdown.js", f"/card?case={case.case_id}", "/nope"):
             h = client.get(path).headers
             assert h["cache-control"] == "no-store", path
             csp = h["content-security-policy"]
-            assert "default-src 'none'" in csp and "script-src" not in csp and "unsafe-inline" not in csp, path
+            assert "default-src 'none'" in csp and "unsafe-inline" not in csp and "unsafe-eval" not in csp, path
             assert "frame-ancestors 'self'" in csp and "form-action 'self'" in csp
-        assert "<script" not in page.text and "style=" not in page.text
+            # only the popup (and the 防保科 list) may run script: our own file, nothing inline
+            scripts = re.findall(r"script-src[^;]*", csp)
+            assert scripts == (["script-src 'self'"] if path.startswith("/popup") else []), path
+        # the one script is the static countdown; the server-rendered text is its no-script fallback
+        assert page.text.count("<script") == 1
+        assert '<script src="/static/countdown.js" defer></script>' in page.text and "style=" not in page.text
+        due = case.due_at.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        assert re.search(rf'<strong class="left" data-due="{re.escape(due)}"[^>]*>剩余 \d+ 小时 \d+ 分</strong>',
+                         page.text)
+        js = client.get("/static/countdown.js")
+        assert js.status_code == 200 and js.headers["content-type"].startswith("text/javascript")
+        assert "data-due" in js.text and "剩余 " in js.text and "已超时 " in js.text
 
         form = {"case_id": str(case.case_id), "action": "snooze", "minutes": "30"}
         assert client.post("/popup/action", data=form).status_code == 403  # no CSRF token
@@ -157,7 +169,12 @@ def test_a_doctor_cannot_see_another_departments_patients(pg_cluster: LocalClust
         assert peds.get("/ph").status_code == 403  # the 防保科 list is not a doctor's
         ph = login(b, b.ticket(sub="F001", name="王防保", dept="0900", role="public_health", patient="P1"))
         assert f"case-{case.case_id}" in ph.get(f"/popup?case={case.case_id}").text
-        assert f'data-case="{case.case_id}"' in ph.get("/ph").text
+        listing = ph.get("/ph")
+        assert f'data-case="{case.case_id}"' in listing.text
+        # the 防保科 list counts down too (its own script-src 'self'), its sub-pages stay script-free
+        assert "script-src 'self';" in listing.headers["content-security-policy"]
+        assert re.search(r'<span class="left" data-due="[^"]+">剩余 ', listing.text)
+        assert "script-src" not in ph.get("/ph/stats").headers["content-security-policy"]
         admin = login(b, b.ticket(sub="A001", name="信息科", dept="0800", role="admin", patient="P1"))
         assert admin.get(f"/popup?case={case.case_id}").status_code == 403
         denied = b.rows("SELECT actor, action FROM cdcsync.wb_audit WHERE NOT allowed ORDER BY audit_id")

@@ -10,6 +10,7 @@ tmp dir); the path is printed.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,9 @@ def test_sso_popup_card_review_return_correct_in_chromium(pg_cluster: LocalClust
     shots = _artifacts(tmp_path)
     with running_bench(pg_cluster, tmp_path, "wbbrowser") as b:
         seed_patient(b.dsn)
-        case = open_case(b.dsn)
+        # due 2 h + 10 s from now: the countdown turns the server's "剩余 2 小时 0 分" into
+        # "剩余 1 小时 59 分" within seconds (in time for the card, so the timeliness stays 100%)
+        case = open_case(b.dsn, hours=2 + 10 / 3600)
         with sync_api.sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True,
                                          args=["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"])
@@ -49,6 +52,7 @@ def test_sso_popup_card_review_return_correct_in_chromium(pg_cluster: LocalClust
 def _csp_watch(page: Any) -> list[str]:
     violations: list[str] = []
     page.on("console", lambda msg: violations.append(msg.text) if "Content Security Policy" in msg.text else None)
+    page.on("pageerror", lambda err: violations.append(f"script error: {err}"))  # the countdown must not fail
     return violations
 
 
@@ -56,13 +60,24 @@ def _walk(b: Any, case_id: int, browser: Any, shots: Path) -> None:
     doctor = browser.new_context(viewport={"width": 800, "height": 600}, locale="zh-CN")
     page = doctor.new_page()
     violations = _csp_watch(page)
-    # SSO: the ticket page moves on to the popup by itself (meta refresh; no script anywhere)
+    # SSO: the ticket page moves on to the popup by itself (meta refresh; the only script in the
+    # workbench is the popup's countdown file)
     page.goto(f"{b.url}/sso?ticket={b.ticket()}")
     page.wait_for_url("**/popup")
     section = page.locator(f"#case-{case_id}")
     assert section.is_visible()
     assert "乙型肝炎" in section.inner_text() and "急性乙型病毒性肝炎" in section.inner_text()
-    assert "剩余" in section.locator(".left").inner_text()
+    left = section.locator(".left")
+    assert left.get_attribute("data-due")
+    first = left.inner_text()
+    assert first.startswith("剩余 ")
+    # the due time counts down in the page (static/countdown.js): wait until the text changes
+    # (at most one minute boundary away), no fixed sleep
+    page.wait_for_function(
+        "([sel, before]) => { const e = document.querySelector(sel); return e && e.textContent !== before; }",
+        arg=[f"#case-{case_id} .left", first], timeout=75_000)
+    now_text = left.inner_text()
+    assert now_text != first and re.fullmatch(r"剩余 (\d+ 小时 )?\d+ 分", now_text), now_text
     # fits an 800×600 window: nothing wider than the viewport
     assert page.evaluate("document.documentElement.scrollWidth") <= 800
     page.screenshot(path=str(shots / "popup.png"), full_page=True)
@@ -135,6 +150,12 @@ def _walk(b: Any, case_id: int, browser: Any, shots: Path) -> None:
     ph_page.goto(f"{b.url}/ph/stats?period=month")
     assert ph_page.locator('tr[data-dept="0301"][data-doctor="D001"] .rate').inner_text() == "100.0%"
     ph_page.screenshot(path=str(shots / "ph_stats.png"), full_page=True)
+
+    # a case due in a few seconds: the countdown passes zero by itself, says 已超时 and marks the box
+    late = open_case(b.dsn, disease="20301", disease_name="甲型肝炎", diag_id="DG2", hours=4 / 3600)
+    page.goto(f"{b.url}/popup?case={late.case_id}")
+    page.wait_for_selector(f"#case-{late.case_id}.overdue .left", timeout=30_000)
+    assert page.inner_text(f"#case-{late.case_id} .left") == "已超时 0 分"
     assert violations == [] and ph_violations == [], "no page may break its own Content-Security-Policy"
     for name in ("popup.png", "card_form_error.png", "popup_returned.png", "card_form_revise.png", "ph_list.png",
                  "ph_stats.png"):

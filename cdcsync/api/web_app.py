@@ -301,11 +301,13 @@ def _style_hash() -> str:
     return f"'sha256-{base64.b64encode(digest).decode()}'"
 
 
-def content_security_policy(frame_ancestors: list[str]) -> str:
+def content_security_policy(frame_ancestors: list[str], *, scripts: bool = False) -> str:
     """No script at all, styles from our own file (and the status page's hashed block), forms only
-    to ourselves, framing only by ourselves and the configured HIS origins."""
+    to ourselves, framing only by ourselves and the configured HIS origins. ``scripts``: the pages
+    that load the workbench's countdown may run script files from ourselves (no inline script)."""
     ancestors = " ".join(["'self'", *frame_ancestors])
-    return (f"default-src 'none'; style-src 'self' {_style_hash()}; img-src 'self'; form-action 'self'; "
+    script = "script-src 'self'; " if scripts else ""
+    return (f"default-src 'none'; {script}style-src 'self' {_style_hash()}; img-src 'self'; form-action 'self'; "
             f"base-uri 'none'; frame-ancestors {ancestors}")
 
 
@@ -316,6 +318,7 @@ def create_web_app(settings: Settings, *, api: ApiSettings | None = None, status
     app = FastAPI(title="cdcsync PC端web服务", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
     install_error_handlers(app, "web")
     csp = content_security_policy(settings.workbench.frame_ancestors)
+    csp_scripts = content_security_policy(settings.workbench.frame_ancestors, scripts=True)
 
     @app.middleware("http")
     async def security_headers(request: Request, call_next: Any) -> Response:
@@ -323,7 +326,8 @@ def create_web_app(settings: Settings, *, api: ApiSettings | None = None, status
         response: Response = await call_next(request)
         response.headers["Cache-Control"] = "no-store"
         response.headers["Pragma"] = "no-cache"
-        response.headers["Content-Security-Policy"] = csp
+        script_pages: frozenset[str] = getattr(request.app.state, "script_pages", frozenset())
+        response.headers["Content-Security-Policy"] = csp_scripts if request.url.path in script_pages else csp
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["Referrer-Policy"] = "no-referrer"
         return response

@@ -1,7 +1,9 @@
 """The workbench routes on the PC web listener (8884). docs/workbench.md.
 
-Server-rendered Jinja2, no script. Every request of a page with patient data needs a session that
-only a valid SSO ticket starts; every POST carries the session's CSRF token (403 without it);
+Server-rendered Jinja2; the only script is the due-time countdown (static/countdown.js) on the
+pages in ``SCRIPT_PAGES``, whose CSP alone adds ``script-src 'self'``. Every request of a page with
+patient data needs a session that only a valid SSO ticket starts; every POST carries the session's
+CSRF token (403 without it);
 every response is ``no-store`` with a strict Content-Security-Policy (set by the web app's
 ``security_headers`` middleware). Database work runs in the thread pool on a short-lived
 autocommit connection per request.
@@ -45,6 +47,9 @@ from cdcsync.workbench.web import (
 )
 
 log = logging.getLogger("cdcsync.workbench")
+
+# Pages that load static/countdown.js (the due time counting down); exact paths.
+SCRIPT_PAGES = frozenset({"/popup", "/ph"})
 
 
 class Housekeeping:
@@ -101,6 +106,15 @@ def install_workbench(app: FastAPI, settings: Settings, *, conninfo: Callable[[]
     @app.get("/static/wb.css")
     async def css() -> Response:
         return Response((HERE / "static" / "wb.css").read_bytes(), media_type="text/css; charset=utf-8")
+
+    @app.get("/static/countdown.js")
+    async def countdown_js() -> Response:
+        return Response((HERE / "static" / "countdown.js").read_bytes(),
+                        media_type="text/javascript; charset=utf-8")
+
+    # The only pages that may run script (script-src 'self': /static/countdown.js, no inline
+    # script); every other page keeps the no-script policy (cdcsync/api/web_app.py).
+    app.state.script_pages = SCRIPT_PAGES
 
     # -- SSO -----------------------------------------------------------------------------------
 

@@ -43,6 +43,8 @@ class Refused(Exception):
 def _env() -> Environment:
     env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]))
     env.filters["bj"] = lambda t: t.astimezone(BEIJING).strftime("%Y-%m-%d %H:%M") if t else "—"
+    # data-due for static/countdown.js: whole seconds, UTC, "Z" (what even ES5's Date.parse reads)
+    env.filters["due_iso"] = lambda t: t.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if t else ""
     return env
 
 
