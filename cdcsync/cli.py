@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import sys
 from typing import Any
 
@@ -77,6 +78,8 @@ def main(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
         stream=sys.stderr,
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per POST otherwise
+    if config_path:  # child processes (the detached ``upgrade apply`` of the 8884 admin) use the same file
+        os.environ["CDCSYNC_CONFIG"] = os.path.abspath(config_path)
     ctx.obj = AppContext(config_path)
 
 
