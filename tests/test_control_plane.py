@@ -550,3 +550,58 @@ def test_value_domain_push_with_two_platforms_switches_at_the_same_transaction(m
         assert len(runs) == 2 and runs[1] == v2 != runs[0], runs  # switched exactly once
         switched_at.append(next(e["id"].split(":")[-2] for e in events if e["source"]["mapping_version"] == v2))
     assert switched_at[0] == switched_at[1], switched_at  # the same source transaction on both
+
+
+def test_heartbeats_follow_an_upstream_push_without_restart(migrated_db: str, tmp_path: Path) -> None:
+    """The ops loop (heartbeats, faults, evaluation) follows an ``upstream`` push: after the national
+    platform moves to a new address the heartbeats go there, not to the old one, from the same
+    daemon process; a rollback brings them back."""
+    a_dir, b_dir, fdir = tmp_path / "a", tmp_path / "b", tmp_path / "front"
+    fdir.mkdir()
+    prepare_data_dir(a_dir, tls=True)
+    b_dir.mkdir()
+    for f in ("platform.key", "platform.pub"):
+        shutil.copy2(a_dir / f, b_dir / f)
+    shutil.copytree(a_dir / "tls", b_dir / "tls")
+    _, hp, _ = write_keypair(fdir / "keys", "hospital")
+    sim_a = start_in_process(a_dir, hospital_pubs=[hp])
+    sim_b = start_in_process(b_dir, hospital_pubs=[hp])
+    front = Front(fdir, migrated_db, a_dir, sim_a.url, sim_a.ca_bundle, control_port=free_port())
+    front.data["ops"] = {"heartbeat": {"interval_s": 0.3}}
+    front.cfg.write_text(yaml.safe_dump(json.loads(json.dumps(front.data))), encoding="utf-8")
+    url = f"https://127.0.0.1:{front.data['api']['control']['port']}"
+
+    def beats(sim: SimHandle) -> int:
+        return int(sim.stats()["counters"].get("heartbeats", 0))
+
+    log = tmp_path / "daemon.log"
+    proc = start_daemon(front, log)
+    try:
+        wait_for(lambda: beats(sim_a) >= 3, 60, "heartbeats at the first address")
+        assert beats(sim_b) == 0
+        body = orjson.dumps({"destinations": [{"name": "national", "url": sim_b.url}]})
+        r = front.push(url, front.package("upstream", body, 1).to_json())
+        assert r.reply["outcome"] == "acknowledged", r.reply
+        wait_for(lambda: beats(sim_b) >= 3, 30, "heartbeats at the new address")
+        at_a = beats(sim_a)
+        b_then = beats(sim_b)
+        wait_for(lambda: beats(sim_b) >= b_then + 5, 30, "more heartbeats at the new address")
+        assert beats(sim_a) <= at_a + 1, "the old address still gets heartbeats"  # one may have been in flight
+        out = subprocess.run(cli_cmd(front.cfg, "config", "rollback", r.reply["package_id"]), capture_output=True,
+                             text=True, cwd=str(REPO), timeout=60)
+        assert out.returncode == 0, out.stderr
+        wait_for(lambda: beats(sim_a) >= at_a + 3, 30, "heartbeats at the first address again")
+        at_b = beats(sim_b)
+        a_then = beats(sim_a)
+        wait_for(lambda: beats(sim_a) >= a_then + 5, 30, "more heartbeats at the first address")
+        assert beats(sim_b) <= at_b + 1
+        assert proc.poll() is None, "the daemon was not restarted"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        sim_a.stop()
+        sim_b.stop()
+    assert log.read_text().count("ops: heartbeats follow the new destinations: national") == 2

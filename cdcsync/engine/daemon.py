@@ -254,6 +254,7 @@ def run(settings: Settings, install_signals: bool = True,
             try:
                 new = reload_settings() if reload_settings is not None else with_pushed(pipeline_set.settings)
                 changed = pipeline_set.reconfigure(new)
+                ops.reconfigure(new)  # heartbeats and the evaluation follow the new destinations
                 if changed:
                     log.info("destinations reconfigured by the national platform: %s", ", ".join(changed))
             except Exception as exc:  # keep streaming with what runs; the package stays applied
