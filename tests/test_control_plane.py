@@ -552,10 +552,11 @@ def test_value_domain_push_with_two_platforms_switches_at_the_same_transaction(m
     assert switched_at[0] == switched_at[1], switched_at  # the same source transaction on both
 
 
-def test_heartbeats_follow_an_upstream_push_without_restart(migrated_db: str, tmp_path: Path) -> None:
+def test_ops_loop_follows_upstream_and_timeliness_pushes_without_restart(migrated_db: str, tmp_path: Path) -> None:
     """The ops loop (heartbeats, faults, evaluation) follows an ``upstream`` push: after the national
     platform moves to a new address the heartbeats go there, not to the old one, from the same
-    daemon process; a rollback brings them back."""
+    daemon process; a rollback brings them back. A ``timeliness`` push changes the weights the
+    running evaluation uses; its rollback changes them back."""
     a_dir, b_dir, fdir = tmp_path / "a", tmp_path / "b", tmp_path / "front"
     fdir.mkdir()
     prepare_data_dir(a_dir, tls=True)
@@ -567,12 +568,20 @@ def test_heartbeats_follow_an_upstream_push_without_restart(migrated_db: str, tm
     sim_a = start_in_process(a_dir, hospital_pubs=[hp])
     sim_b = start_in_process(b_dir, hospital_pubs=[hp])
     front = Front(fdir, migrated_db, a_dir, sim_a.url, sim_a.ca_bundle, control_port=free_port())
-    front.data["ops"] = {"heartbeat": {"interval_s": 0.3}}
+    front.data["ops"] = {"heartbeat": {"interval_s": 0.3}, "evaluation": {"refresh_s": 1}}
     front.cfg.write_text(yaml.safe_dump(json.loads(json.dumps(front.data))), encoding="utf-8")
     url = f"https://127.0.0.1:{front.data['api']['control']['port']}"
 
     def beats(sim: SimHandle) -> int:
         return int(sim.stats()["counters"].get("heartbeats", 0))
+
+    def backup_weight() -> float | None:
+        with psycopg.connect(migrated_db, autocommit=True) as conn:
+            row = conn.execute("SELECT details FROM cdcsync.evaluation_daily WHERE destination = 'national'"
+                               " ORDER BY computed_at DESC LIMIT 1").fetchone()
+        if row is None:
+            return None
+        return next(c["weight"] for d in row[0]["dimensions"] for c in d["components"] if c["name"] == "backup")
 
     log = tmp_path / "daemon.log"
     proc = start_daemon(front, log)
@@ -595,6 +604,17 @@ def test_heartbeats_follow_an_upstream_push_without_restart(migrated_db: str, tm
         a_then = beats(sim_a)
         wait_for(lambda: beats(sim_a) >= a_then + 5, 30, "more heartbeats at the first address")
         assert beats(sim_b) <= at_b + 1
+
+        # A timeliness push: the running evaluation uses its weights from the next refresh.
+        assert backup_weight() == 0.2  # the configured default
+        body = orjson.dumps({"evaluation": {"w_backup": 0.05}})
+        r = front.push(url, front.package("timeliness", body, 1).to_json())
+        assert r.reply["outcome"] == "acknowledged", r.reply
+        wait_for(lambda: backup_weight() == 0.05, 30, "the evaluation with the pushed weight")
+        out = subprocess.run(cli_cmd(front.cfg, "config", "rollback", r.reply["package_id"]), capture_output=True,
+                             text=True, cwd=str(REPO), timeout=60)
+        assert out.returncode == 0, out.stderr
+        wait_for(lambda: backup_weight() == 0.2, 30, "the evaluation with the configured weight again")
         assert proc.poll() is None, "the daemon was not restarted"
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -605,3 +625,4 @@ def test_heartbeats_follow_an_upstream_push_without_restart(migrated_db: str, tm
         sim_a.stop()
         sim_b.stop()
     assert log.read_text().count("ops: heartbeats follow the new destinations: national") == 2
+    assert log.read_text().count("destinations reconfigured by the national platform") == 2  # not for timeliness

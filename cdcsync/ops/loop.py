@@ -65,9 +65,10 @@ class OpsLoop:
         return HeartbeatClient(dest, self.settings.org_code, self.cfg.heartbeat.timeout_s)
 
     def reconfigure(self, new: Settings) -> list[str]:
-        """Follow changed destinations (an ``upstream`` push or its rollback): heartbeat clients of
-        changed, added or removed platforms are replaced, unchanged ones kept; the status (and so
-        fault detection and the evaluation) is read with the new settings. Returns the names changed."""
+        """Follow pushed configuration (``upstream``, ``timeliness`` or a rollback): heartbeat clients
+        of changed, added or removed platforms are replaced, unchanged ones kept; the status (and so
+        fault detection) and the evaluation (thresholds, weights) use the new settings from the next
+        tick. Returns the destination names changed."""
         old_dests = {d.name: d for d in _beating(self.settings)}
         new_dests = {d.name: d for d in _beating(new)}
         changed = sorted(n for n in old_dests.keys() | new_dests.keys() if old_dests.get(n) != new_dests.get(n))
@@ -77,6 +78,7 @@ class OpsLoop:
             gone = [c for c in self.clients if c.name in changed]
             self.clients = [*kept, *fresh.values()]
             self.settings = new
+            self._scores_at = -1e9  # evaluate with the new thresholds (a timeliness push) at the next tick
             if self._status_for is not None:
                 self.status = self._status_for(new)
         for c in gone:
