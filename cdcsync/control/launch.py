@@ -17,6 +17,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from cdcsync.cli_context import config_path_in_use
 from cdcsync.config import Settings
 from cdcsync.control.upgrade import ACTOR_ENV, UpgradeError, record, releases_dir
 
@@ -32,11 +33,11 @@ class Launched:
 
 def apply_argv(settings: Settings, version: str | None) -> list[str]:
     """``<apply_command> [-c CONFIG] upgrade apply [--version=V]``; the config file is the one the
-    serving process was started with (``-c`` is exported as ``CDCSYNC_CONFIG`` by the CLI)."""
+    serving process was started with (``-c``, else ``$CDCSYNC_CONFIG``)."""
     if version is not None and not _VERSION_RE.fullmatch(version):
         raise UpgradeError(f"版本号 {version!r} 格式不对，应为 1.2.3 这样的数字")
     base = list(settings.control.apply_command or [sys.executable, "-m", "cdcsync"])
-    config = os.environ.get("CDCSYNC_CONFIG")
+    config = config_path_in_use()
     return [*base, *(["-c", config] if config else []), "upgrade", "apply",
             *([f"--version={version}"] if version else [])]
 
