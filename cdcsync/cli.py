@@ -11,7 +11,7 @@ import click
 
 from cdcsync import __version__
 from cdcsync.api.cli import COMMANDS as API_COMMANDS
-from cdcsync.cli_context import AppContext, pass_app
+from cdcsync.cli_context import AppContext, pass_app, remember_config_path
 from cdcsync.control.cli import COMMANDS as CONTROL_COMMANDS
 from cdcsync.crypto.cli import keys
 from cdcsync.engine.cli import COMMANDS as STREAM_COMMANDS
@@ -77,6 +77,7 @@ def main(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
         stream=sys.stderr,
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per POST otherwise
+    remember_config_path(config_path)  # for the detached ``upgrade apply`` of the 8884 admin
     ctx.obj = AppContext(config_path)
 
 

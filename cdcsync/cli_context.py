@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -38,6 +39,21 @@ class AppContext:
 
 
 pass_app = click.make_pass_decorator(AppContext)
+
+# The config file this process was started with (``-c``), for the commands it spawns (the 8884
+# admin's detached ``upgrade apply``). A variable, not os.environ: in-process CLI runs in tests
+# must not leak a config path into later ones.
+_started_with: str | None = None
+
+
+def remember_config_path(path: str | None) -> None:
+    global _started_with
+    _started_with = os.path.abspath(path) if path else None
+
+
+def config_path_in_use() -> str | None:
+    """``-c`` of this process, else ``$CDCSYNC_CONFIG`` (None: settings from defaults/environment)."""
+    return _started_with or os.environ.get("CDCSYNC_CONFIG") or None
 
 
 def fail(message: str) -> NoReturn:

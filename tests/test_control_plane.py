@@ -480,3 +480,149 @@ def test_a_link_the_database_does_not_know_is_switched_back(served: tuple[Front,
     gens.switch(name)
     ControlService(front.settings).reconcile()
     assert gens.current() == applied
+
+
+def test_value_domain_push_with_two_platforms_switches_at_the_same_transaction(migrated_db: str,
+                                                                               tmp_path: Path) -> None:
+    """The daemon streams to the national and a provincial reference platform (each its own keys
+    and TLS) while a value_domains package is pushed: each platform holds every row exactly once,
+    and the national code switches at the same source transaction on both."""
+    fdir, nat_dir, prov_dir = tmp_path / "front", tmp_path / "national", tmp_path / "provincial"
+    fdir.mkdir()
+    prepare_data_dir(nat_dir, tls=True)
+    prepare_data_dir(prov_dir, tls=True)
+    _, hp, _ = write_keypair(fdir / "keys", "hospital")
+    nat = start_in_process(nat_dir, hospital_pubs=[hp])
+    prov = start_in_process(prov_dir, hospital_pubs=[hp])
+    front = Front(fdir, migrated_db, nat_dir, nat.url, nat.ca_bundle, control_port=free_port())
+    front.data["destinations"].append({**front.data["destinations"][0], "name": "provincial", "url": prov.url,
+                                       "ca_bundle": str(prov.ca_bundle),
+                                       "platform_public_key": str(prov_dir / "platform.pub")})
+    front.cfg.write_text(yaml.safe_dump(json.loads(json.dumps(front.data))), encoding="utf-8")
+    url = f"https://127.0.0.1:{front.data['api']['control']['port']}"
+    log = tmp_path / "daemon.log"
+    proc = start_daemon(front, log)
+    loader = StaffLoader(migrated_db)
+    sims = (nat, prov)
+    try:
+        with psycopg.connect(migrated_db, autocommit=True) as conn:
+            wait_for(lambda: conn.execute("SELECT count(*) FROM cdcsync.checkpoint WHERE snapshot_done")
+                     .fetchone()[0] == 2, 60, "both destinations to start streaming")  # type: ignore[index]
+        loader.thread.start()
+        wait_for(lambda: all(len(staff_events(s)) >= 50 for s in sims), 60, "events before the push")
+        r = front.push(url, front.package("value_domains", sex_payload(), 1).to_json())
+        assert r.reply["outcome"] == "acknowledged", r.reply
+        v2 = r.reply["detail"]["mapping_version"]
+        n = min(len(staff_events(s)) for s in sims)
+        wait_for(lambda: all(sum(e["source"]["mapping_version"] == v2 for e in staff_events(s)) >= 50
+                             and len(staff_events(s)) >= n + 50 for s in sims), 60,
+                 "events mapped with the pushed version on both platforms")
+        loader.stop.set()
+        loader.thread.join(10)
+        assert loader.error is None, loader.error
+        wait_for(lambda: all(len(staff_events(s)) >= loader.inserted for s in sims), 60, "every row delivered")
+        duplicates = [s.stats().get("duplicates", 0) for s in sims]
+    finally:
+        loader.stop.set()
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        nat.stop()
+        prov.stop()
+    assert loader.inserted > 100
+    assert duplicates == [0, 0]
+    switched_at: list[str] = []
+    for sim in sims:
+        events = staff_events(sim)
+        # Every row exactly once on each platform.
+        ids = [e["after"]["staff_id"] for e in events]
+        assert sorted(ids) == [f"S{i:06d}" for i in range(loader.inserted)], (sim.url, log.read_text()[-3000:])
+        by_tx: dict[str, set[str]] = {}
+        for e in events:
+            by_tx.setdefault(e["id"].split(":")[-2], set()).add(e["source"]["mapping_version"])
+            want = NEW_MALE if e["source"]["mapping_version"] == v2 else "1"
+            assert (e["after"]["sex_code"], e["after"]["sex_code_local"]) == (want, "M")
+        assert all(len(v) == 1 for v in by_tx.values())  # one mapping set per transaction
+        seq = [e["source"]["mapping_version"] for e in events]
+        runs = [v for i, v in enumerate(seq) if i == 0 or seq[i - 1] != v]
+        assert len(runs) == 2 and runs[1] == v2 != runs[0], runs  # switched exactly once
+        switched_at.append(next(e["id"].split(":")[-2] for e in events if e["source"]["mapping_version"] == v2))
+    assert switched_at[0] == switched_at[1], switched_at  # the same source transaction on both
+
+
+def test_ops_loop_follows_upstream_and_timeliness_pushes_without_restart(migrated_db: str, tmp_path: Path) -> None:
+    """The ops loop (heartbeats, faults, evaluation) follows an ``upstream`` push: after the national
+    platform moves to a new address the heartbeats go there, not to the old one, from the same
+    daemon process; a rollback brings them back. A ``timeliness`` push changes the weights the
+    running evaluation uses; its rollback changes them back."""
+    a_dir, b_dir, fdir = tmp_path / "a", tmp_path / "b", tmp_path / "front"
+    fdir.mkdir()
+    prepare_data_dir(a_dir, tls=True)
+    b_dir.mkdir()
+    for f in ("platform.key", "platform.pub"):
+        shutil.copy2(a_dir / f, b_dir / f)
+    shutil.copytree(a_dir / "tls", b_dir / "tls")
+    _, hp, _ = write_keypair(fdir / "keys", "hospital")
+    sim_a = start_in_process(a_dir, hospital_pubs=[hp])
+    sim_b = start_in_process(b_dir, hospital_pubs=[hp])
+    front = Front(fdir, migrated_db, a_dir, sim_a.url, sim_a.ca_bundle, control_port=free_port())
+    front.data["ops"] = {"heartbeat": {"interval_s": 0.3}, "evaluation": {"refresh_s": 1}}
+    front.cfg.write_text(yaml.safe_dump(json.loads(json.dumps(front.data))), encoding="utf-8")
+    url = f"https://127.0.0.1:{front.data['api']['control']['port']}"
+
+    def beats(sim: SimHandle) -> int:
+        return int(sim.stats()["counters"].get("heartbeats", 0))
+
+    def backup_weight() -> float | None:
+        with psycopg.connect(migrated_db, autocommit=True) as conn:
+            row = conn.execute("SELECT details FROM cdcsync.evaluation_daily WHERE destination = 'national'"
+                               " ORDER BY computed_at DESC LIMIT 1").fetchone()
+        if row is None:
+            return None
+        return next(c["weight"] for d in row[0]["dimensions"] for c in d["components"] if c["name"] == "backup")
+
+    log = tmp_path / "daemon.log"
+    proc = start_daemon(front, log)
+    try:
+        wait_for(lambda: beats(sim_a) >= 3, 60, "heartbeats at the first address")
+        assert beats(sim_b) == 0
+        body = orjson.dumps({"destinations": [{"name": "national", "url": sim_b.url}]})
+        r = front.push(url, front.package("upstream", body, 1).to_json())
+        assert r.reply["outcome"] == "acknowledged", r.reply
+        wait_for(lambda: beats(sim_b) >= 3, 30, "heartbeats at the new address")
+        at_a = beats(sim_a)
+        b_then = beats(sim_b)
+        wait_for(lambda: beats(sim_b) >= b_then + 5, 30, "more heartbeats at the new address")
+        assert beats(sim_a) <= at_a + 1, "the old address still gets heartbeats"  # one may have been in flight
+        out = subprocess.run(cli_cmd(front.cfg, "config", "rollback", r.reply["package_id"]), capture_output=True,
+                             text=True, cwd=str(REPO), timeout=60)
+        assert out.returncode == 0, out.stderr
+        wait_for(lambda: beats(sim_a) >= at_a + 3, 30, "heartbeats at the first address again")
+        at_b = beats(sim_b)
+        a_then = beats(sim_a)
+        wait_for(lambda: beats(sim_a) >= a_then + 5, 30, "more heartbeats at the first address")
+        assert beats(sim_b) <= at_b + 1
+
+        # A timeliness push: the running evaluation uses its weights from the next refresh.
+        assert backup_weight() == 0.2  # the configured default
+        body = orjson.dumps({"evaluation": {"w_backup": 0.05}})
+        r = front.push(url, front.package("timeliness", body, 1).to_json())
+        assert r.reply["outcome"] == "acknowledged", r.reply
+        wait_for(lambda: backup_weight() == 0.05, 30, "the evaluation with the pushed weight")
+        out = subprocess.run(cli_cmd(front.cfg, "config", "rollback", r.reply["package_id"]), capture_output=True,
+                             text=True, cwd=str(REPO), timeout=60)
+        assert out.returncode == 0, out.stderr
+        wait_for(lambda: backup_weight() == 0.2, 30, "the evaluation with the configured weight again")
+        assert proc.poll() is None, "the daemon was not restarted"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        sim_a.stop()
+        sim_b.stop()
+    assert log.read_text().count("ops: heartbeats follow the new destinations: national") == 2
+    assert log.read_text().count("destinations reconfigured by the national platform") == 2  # not for timeliness

@@ -41,6 +41,8 @@ from cdcsync.control.service import control_destination
 from cdcsync.sink.certs import PlatformKeys
 
 log = logging.getLogger(__name__)
+# Who started a detached ``upgrade apply`` (the 8884 admin), written into every step it records.
+ACTOR_ENV = "CDCSYNC_UPGRADE_ACTOR"
 
 
 class UpgradeError(Exception):
@@ -68,13 +70,13 @@ def _client(settings: Settings) -> tuple[httpx.Client, str]:
 
 
 def record(settings: Settings, action: str, outcome: str, available: str | None, manifest: Manifest | None,
-           message: str, *, current: str = __version__) -> None:
+           message: str, *, current: str = __version__, actor: str | None = None) -> None:
     with psycopg.connect(settings.database.conninfo(), autocommit=True, connect_timeout=10) as conn:
         conn.execute(
             "INSERT INTO cdcsync.upgrade_event (action, outcome, current_version, available_version, manifest,"
             " message, actor) VALUES (%s, %s, %s, %s, %s, %s, %s)",
             (action, outcome, current, available, Jsonb(manifest.as_dict()) if manifest else None, message,
-             f"local:{getpass.getuser()}"))
+             actor or os.environ.get(ACTOR_ENV) or f"local:{getpass.getuser()}"))
 
 
 def fetch_manifest(settings: Settings) -> Manifest:

@@ -18,7 +18,7 @@ from pathlib import Path
 from types import FrameType
 
 from cdcsync.api.server import start_servers
-from cdcsync.config import PUSHED_UPSTREAM, ConfigError, DestinationSettings, Settings, with_pushed
+from cdcsync.config import PUSHED_TIMELINESS, PUSHED_UPSTREAM, ConfigError, DestinationSettings, Settings, with_pushed
 from cdcsync.control.upgrade import UpdateChecker
 from cdcsync.crypto.sm2_backend import describe as sm2_describe
 from cdcsync.db.migrate import MirrorRefused, check_encoding, publication_problems
@@ -188,10 +188,11 @@ def preflight(settings: Settings, spec: Spec) -> None:
                 warn_once(table, column)
 
 
-def _upstream_in_force(settings: Settings) -> str:
-    """Where the pushed ``upstream`` configuration's link points ('' when none is in force)."""
-    link = Path(settings.state_dir) / PUSHED_UPSTREAM.parent
-    return os.path.realpath(link) if link.exists() else ""
+def _pushed_in_force(settings: Settings) -> str:
+    """Where the pushed ``upstream`` and ``timeliness`` configurations' links point ('' for one not
+    in force): a change of either (a push, a rollback) makes the daemon re-read its settings."""
+    links = (Path(settings.state_dir) / p.parent for p in (PUSHED_UPSTREAM, PUSHED_TIMELINESS))
+    return "|".join(os.path.realpath(link) if link.exists() else "" for link in links)
 
 
 def run(settings: Settings, install_signals: bool = True,
@@ -221,10 +222,10 @@ def run(settings: Settings, install_signals: bool = True,
     holder = RulesHolder.for_layers(MappingLayers.from_settings(settings))
     preflight(settings, holder.spec)
     started_at = time.time()
-    reconfigure = threading.Event()  # an upstream package was applied on 8882
+    reconfigure = threading.Event()  # an upstream or timeliness package was applied on 8882
 
     def on_config_applied(kind: str) -> None:
-        if kind == "upstream":
+        if kind in ("upstream", "timeliness"):  # destinations; the ops loop's evaluation thresholds
             reconfigure.set()
 
     servers = start_servers(settings, rules=holder, started_at=started_at,  # fails fast on a taken port
@@ -244,16 +245,17 @@ def run(settings: Settings, install_signals: bool = True,
     last_ping = 0.0
     slot_check_every = min(10.0, settings.stream.heartbeat_interval_s)
     next_slot_check = time.monotonic() + slot_check_every
-    upstream_seen = _upstream_in_force(settings)
+    upstream_seen = _pushed_in_force(settings)
     while not stop.is_set():
         stop.wait(min(watchdog or 1.0, 1.0))
-        now_upstream = _upstream_in_force(settings)
+        now_upstream = _pushed_in_force(settings)
         if (reconfigure.is_set() or now_upstream != upstream_seen) and not stop.is_set():
             reconfigure.clear()
             upstream_seen = now_upstream  # a push on 8882 or a `config rollback` from the CLI
             try:
                 new = reload_settings() if reload_settings is not None else with_pushed(pipeline_set.settings)
                 changed = pipeline_set.reconfigure(new)
+                ops.reconfigure(new)  # heartbeats and the evaluation follow the new destinations
                 if changed:
                     log.info("destinations reconfigured by the national platform: %s", ", ".join(changed))
             except Exception as exc:  # keep streaming with what runs; the package stays applied

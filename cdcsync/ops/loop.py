@@ -5,6 +5,9 @@ to each platform. On a clean stop the last heartbeat says ``stopping``, so the p
 the hospital offline at once rather than after missing beats.
 
 One failing part (database, a platform, a mail server) never stops the others or the daemon.
+When the national platform changes the destinations (``upstream`` on 8882, or a ``config
+rollback``), the daemon hands the new settings to :meth:`OpsLoop.reconfigure`: heartbeats and the
+status follow from the next tick, without a restart.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 StatusProvider = Callable[[], Mapping[str, Any]]
+StatusFactory = Callable[["Settings"], StatusProvider]
 
 
 def environments(settings: Settings) -> dict[str, str]:
@@ -36,18 +40,19 @@ def environments(settings: Settings) -> dict[str, str]:
 
 
 class OpsLoop:
-    def __init__(self, settings: Settings, status: StatusProvider) -> None:
+    def __init__(self, settings: Settings, status: StatusProvider, status_for: StatusFactory | None = None) -> None:
         self.settings = settings
         self.cfg = settings.ops
         self.status = status
+        self._status_for = status_for  # the status of new settings (reconfigure)
+        self._lock = threading.Lock()  # clients and settings swapped by reconfigure, used by a tick
         self.run = RunRecord()
         self.watch = DestinationWatch()
         self.alerts = AlertDispatcher(build_channels(self.cfg.alerts), settings.org_code, settings.hospital,
                                       self.cfg.alerts.retry_s)
         self.clients: list[HeartbeatClient] = []
         if self.cfg.heartbeat.enabled:
-            self.clients = [HeartbeatClient(d, settings.org_code, self.cfg.heartbeat.timeout_s)
-                            for d in settings.enabled_destinations if d.kind == "http"]
+            self.clients = [self._client(d) for d in _beating(settings)]
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_tick = time.monotonic()
@@ -55,6 +60,32 @@ class OpsLoop:
         self.scores: dict[str, Any] | None = None
         self.faults: list[FaultRecord] = []
         self.ticks = 0
+
+    def _client(self, dest: Any) -> HeartbeatClient:
+        return HeartbeatClient(dest, self.settings.org_code, self.cfg.heartbeat.timeout_s)
+
+    def reconfigure(self, new: Settings) -> list[str]:
+        """Follow pushed configuration (``upstream``, ``timeliness`` or a rollback): heartbeat clients
+        of changed, added or removed platforms are replaced, unchanged ones kept; the status (and so
+        fault detection) and the evaluation (thresholds, weights) use the new settings from the next
+        tick. Returns the destination names changed."""
+        old_dests = {d.name: d for d in _beating(self.settings)}
+        new_dests = {d.name: d for d in _beating(new)}
+        changed = sorted(n for n in old_dests.keys() | new_dests.keys() if old_dests.get(n) != new_dests.get(n))
+        fresh = {n: self._client(new_dests[n]) for n in changed if n in new_dests and self.cfg.heartbeat.enabled}
+        with self._lock:
+            kept = [c for c in self.clients if c.name not in changed]
+            gone = [c for c in self.clients if c.name in changed]
+            self.clients = [*kept, *fresh.values()]
+            self.settings = new
+            self._scores_at = -1e9  # evaluate with the new thresholds (a timeliness push) at the next tick
+            if self._status_for is not None:
+                self.status = self._status_for(new)
+        for c in gone:
+            c.close()
+        if changed:
+            log.info("ops: heartbeats follow the new destinations: %s", ", ".join(changed))
+        return changed
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -79,8 +110,9 @@ class OpsLoop:
         except psycopg.Error:
             pass
         self._beat(STOPPING, self._safe_status())
-        for c in self.clients:
-            c.close()
+        with self._lock:
+            for c in self.clients:
+                c.close()
 
     def _loop(self) -> None:
         interval = self.cfg.heartbeat.interval_s
@@ -141,6 +173,10 @@ class OpsLoop:
             log.warning("ops: evaluation failed: %s", type(exc).__name__)
 
     def _beat(self, state: str, status: Mapping[str, Any]) -> list[HeartbeatResult]:
+        with self._lock:  # a reconfigure waits: it must not close a client while it sends
+            return self._beat_locked(state, status)
+
+    def _beat_locked(self, state: str, status: Mapping[str, Any]) -> list[HeartbeatResult]:
         out = []
         envs = environments(self.settings)
         for c in self.clients:
@@ -165,6 +201,11 @@ class OpsLoop:
             pass
 
 
+def _beating(settings: Settings) -> list[Any]:
+    """The destinations that get heartbeats: enabled, ``kind: http``."""
+    return [d for d in settings.enabled_destinations if d.kind == "http"]
+
+
 def _transient(fault: Any) -> FaultRecord:
     """A fault the database cannot hold (it is the database): reported in heartbeats only."""
     import datetime as dt
@@ -177,4 +218,7 @@ def start_ops(settings: Settings, *, started_at: float | None = None, rules: Any
     """The daemon's hook: start the ops thread on the monitoring status."""
     from cdcsync.ops.status import status_provider_for
 
-    return OpsLoop(settings, status_provider_for(settings, started_at=started_at, rules=rules)).start()
+    def status_for(s: Settings) -> StatusProvider:
+        return status_provider_for(s, started_at=started_at, rules=rules)
+
+    return OpsLoop(settings, status_for(settings), status_for).start()

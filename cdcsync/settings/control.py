@@ -45,6 +45,9 @@ class ControlSettings(SettingsModel):
     python: Path | None = None
     # How the service is restarted after the switch (argv, no shell).
     restart_command: list[str] = Field(default_factory=lambda: ["systemctl", "restart", "cdcsync"], min_length=1)
+    # The "升级" button on 8884 runs ``<apply_command> [-c CONFIG] upgrade apply`` detached (argv,
+    # no shell); None: this interpreter with ``-m cdcsync``.
+    apply_command: list[str] | None = Field(None, min_length=1)
     # After a restart the new release must report healthy within this time, and stay healthy for
     # health_settle_s (a release that dies right after start is caught), else it is rolled back.
     health_timeout_s: float = Field(120.0, gt=0)

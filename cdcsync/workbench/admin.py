@@ -34,8 +34,40 @@ def install_admin(app: FastAPI, wb: Workbench) -> None:
             require(sess, "admin")
             keys = list_keys(c)
             held = sorted(counts(c, Filters()).items())
+            version = _versions(c)
             store.audit(c, sess.staff_id, sess.role, "view_admin", his=sess.his)
-        return wb.render("admin.html", sess=sess, his=wb.registry.names(), keys=keys, held=held, notice=notice)
+        return wb.render("admin.html", sess=sess, his=wb.registry.names(), keys=keys, held=held, notice=notice,
+                         version=version)
+
+    @app.post("/admin/upgrade")
+    async def admin_upgrade(request: Request) -> Response:
+        form = await read_form(request)
+
+        def run() -> Response:
+            from cdcsync.control.launch import start_apply
+            from cdcsync.control.upgrade import UpgradeError
+
+            with wb.conn() as c:
+                sess = wb.session(c, request)
+                wb.check_csrf(sess, form)
+                if sess.role != "admin":
+                    store.audit(c, sess.staff_id, sess.role, "upgrade_apply", his=sess.his, allowed=False)
+                require(sess, "admin")
+                version = form.get("version") or None
+                actor = f"workbench:{sess.staff_id}"
+                try:
+                    started = start_apply(wb.settings, version, actor)
+                except UpgradeError as exc:
+                    store.audit(c, sess.staff_id, sess.role, "upgrade_apply", his=sess.his, allowed=False,
+                                detail=str(exc))
+                    raise Refused(400, str(exc)) from None
+                store.audit(c, sess.staff_id, sess.role, "upgrade_apply", his=sess.his,
+                            detail=f"版本 {version or '已下载的最新版本'}，进程 {started.pid}")
+            done = (f"已开始升级到 {version or '已下载的最新版本'}：服务将重启，进度见下方升级记录"
+                    f"（日志 {started.log}）")
+            return RedirectResponse("/admin?" + _q({"notice": done}), status_code=303)
+
+        return await run_in_threadpool(run)
 
     @app.post("/admin/revoke")
     async def admin_revoke(request: Request) -> Response:
@@ -121,6 +153,18 @@ def install_admin(app: FastAPI, wb: Workbench) -> None:
                                     status_code=303)
 
         return await run_in_threadpool(run)
+
+
+def _versions(c: Any) -> dict[str, Any]:
+    """当前版本 / 可用新版本 / 更新说明 and the recent upgrade steps (cdcsync.upgrade_event)."""
+    from cdcsync.control.upgrade import latest_check
+
+    check = latest_check(c) or {}
+    steps = c.execute("SELECT action, outcome, current_version, available_version, message, actor, at"
+                      " FROM cdcsync.upgrade_event WHERE action IN ('apply', 'rollback', 'download')"
+                      " ORDER BY id DESC LIMIT 20").fetchall() if check else []
+    return {"current": check.get("current"), "available": check.get("available"), "notes": check.get("notes"),
+            "checked_at": check.get("checked_at"), "steps": steps}
 
 
 def _q(params: dict[str, Any]) -> str:
