@@ -40,15 +40,17 @@ import psycopg
 from cdcsync.config import Settings
 from cdcsync.db.migrate import PUBLICATION
 from cdcsync.event import Change, Event, lsn_to_str, str_to_lsn
+from cdcsync.mapping.mapper import mapped_columns
 from cdcsync.settings.surveil import SURVEIL_CONSUMER, SurveilSettings
 from cdcsync.source.pgoutput import Begin, Commit, LogicalMessage, PgOutputDecoder, Truncate
 from cdcsync.source.protocol import Keepalive, ReplicationConnection, with_session_options
 from cdcsync.source.slots import get_slot
 from cdcsync.source.walsafety import LOST
 from cdcsync.surveil.engine import Engine, EngineHolder
-from cdcsync.surveil.rules import KEYS
+from cdcsync.surveil.rules import DECIDING_COLUMNS, KEYS
+from cdcsync.validate.compiler import Validators
 from cdcsync.validate.reload import RulesHolder
-from cdcsync.validate.stage import transform_for
+from cdcsync.validate.stage import ValidationStage, transform_for
 
 log = logging.getLogger(__name__)
 RULE_TABLES = frozenset(KEYS)  # the tables the rule engine reads events of (diagnosis, lab_result, …)
@@ -101,7 +103,8 @@ class RulesConsumer:
         self.healthy = False
         # counters for status and tests
         self.applied_lsn = 0
-        self.events_seen = 0
+        self.events_seen = 0  # validated and mapped
+        self.events_skipped = 0  # left out before validation: no rule can act on them (_Prefilter)
         self.events_rejected = 0
         self.events_failed = 0  # events the rule engine raised on (skipped, logged by id)
         self.cases_opened = 0
@@ -245,6 +248,53 @@ class RulesConsumer:
         log.info("surveil: stream stopped at %s", lsn_to_str(tx.flush_pos))
 
 
+class _Prefilter:
+    """Whether a change of a rule table may matter to the engine, decided BEFORE the validation
+    and mapping stage (the costly part of a row; most diagnoses, lab results and orders are not
+    notifiable). The engine's own test (``relevant``, national codes) is asked of the national code
+    of the one column it reads, mapped with the code tables the stage uses for that transaction.
+    Conservative: a row is left out only when the engine would certainly do nothing with it (an
+    insert/update whose deciding code maps to nothing relevant; an unmapped code is a row the stage
+    rejects anyway). Deletes, undecodable rows and tables without a deciding column always pass."""
+
+    def __init__(self, stage: ValidationStage) -> None:
+        self.stage = stage
+        self._rules: Validators | None = None
+        self._lookups: dict[str, tuple[str, dict[str, str]]] = {}  # table -> (column, local -> national)
+
+    def _build(self, rules: Validators) -> None:
+        self._rules = rules
+        self._lookups = {}
+        for table, column in DECIDING_COLUMNS.items():
+            compiled = rules.tables.get(table)
+            if compiled is None:
+                continue
+            try:
+                fld = compiled.table.field(column)
+            except KeyError:
+                continue
+            # only a coded column whose national code lands in the column itself (not a key column)
+            if fld.domain and mapped_columns(compiled.table, column)[0] == column:
+                self._lookups[table] = (column, rules.mapper.table_for(fld.domain, compiled.table.national_codes))
+
+    def __call__(self, engine: Engine, change: Change) -> bool:
+        relevant = getattr(engine, "relevant", None)
+        after = change.after
+        if (relevant is None or after is None or change.op not in ("c", "u", "r") or change.schema != "emr"
+                or change.undecodable is not None or change.table not in DECIDING_COLUMNS):
+            return True
+        rules = self.stage.rules_for(change)
+        if rules is not self._rules:
+            self._build(rules)
+        hit = self._lookups.get(change.table)
+        if hit is None:
+            return True
+        column, lookup = hit
+        raw = after.get(column)
+        national = lookup.get(raw) if isinstance(raw, str) else None
+        return bool(relevant(change.table, {column: national}))
+
+
 class _Applier:
     """The open database transaction of the consumer: events in, cases + position out."""
 
@@ -260,6 +310,8 @@ class _Applier:
         self.pending_lsn: int | None = None  # end LSN of the last source transaction applied, uncommitted
         self.pending_ts: dt.datetime | None = None
         self.max_events = consumer.cfg.batch_max_events
+        stage = consumer.transform
+        self.prefilter = _Prefilter(stage) if isinstance(stage, ValidationStage) else None
 
     @property
     def idle(self) -> bool:
@@ -278,6 +330,9 @@ class _Applier:
     def add(self, change: Change) -> None:
         if change.table not in RULE_TABLES:
             return  # no rule reads it: not worth validating and mapping here (the delivery path does)
+        if self.prefilter is not None and not self.prefilter(self.engine, change):
+            self.c.events_skipped += 1
+            return
         out = self.c.transform(change)
         self.c.events_seen += 1
         if type(out) is Event:

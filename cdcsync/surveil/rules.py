@@ -42,6 +42,7 @@ from cdcsync.event import Event, Row
 from cdcsync.surveil.cases import (
     Actor,
     Case,
+    CaseClosed,
     CaseStore,
     Evidence,
     Kind,
@@ -62,6 +63,12 @@ KEYS: Mapping[str, str] = {
     "drug_order": "drug_order_id",
     "death_record": "death_record_id",
     "report_card": "card_id",
+}
+# The one column :meth:`RuleEngine.relevant` reads per table; a table not named here is always relevant.
+DECIDING_COLUMNS: Mapping[str, str] = {
+    "diagnosis": "diagnosis_code",
+    "lab_result": "qualitative_result_code",
+    "drug_order": "drug_code",
 }
 # (table, raw mirror row) -> the row validated and mapped (national codes), None when it fails
 # validation: the stream quarantines such a row, so the rules must not count it as context either.
@@ -126,6 +133,19 @@ class RuleEngine:
     def version(self) -> str:
         return self.pack.version
 
+    def relevant(self, table: str, row: Row) -> bool:
+        """Whether a row of a rule table (national codes) can matter at all: most diagnoses, lab
+        results and orders cannot. Reads only the column :data:`DECIDING_COLUMNS` names for the
+        table (the rules consumer asks before it validates and maps a row)."""
+        pack = self.pack
+        if table == "diagnosis":
+            return pack.disease_for_icd(row.get("diagnosis_code")) is not None
+        if table == "lab_result":
+            return row.get("qualitative_result_code") in pack.positive_results
+        if table == "drug_order":
+            return pack.drug_group(row.get("drug_code")) is not None
+        return True
+
     def _map(self, table: str, row: Row) -> Row | None:
         if self._mapper is None:
             self._mapper = _default_mapper()
@@ -145,23 +165,121 @@ class RuleEngine:
             if event.op == "d" or (event.after is not None and event.after.get("modify_flag") == REVOKED):
                 gone = event.before if event.op == "d" else event.after
                 if event.table == "diagnosis" and gone is not None:
-                    _diagnosis_revoked(run, event, gone)
+                    mark = len(out)
+                    try:
+                        _diagnosis_revoked(run, event, gone)
+                    except _StaleCase:  # the store's savepoint undid the write; read the case tables again
+                        del out[mark:]
+                        _diagnosis_revoked(run, event, gone)
                 continue
             if event.op not in ("c", "u", "r") or event.after is None:
                 continue
             if not run.relevant(event.table, event.after):
                 continue  # no case can come of it: no savepoint, no query
-            try:
-                with conn.transaction():  # a savepoint: one failing event costs that event only
-                    handler(run, event, event.after)
-            except psycopg.OperationalError:
-                raise  # the connection is gone: the consumer reconnects and replays
-            except Exception as exc:
-                # A bug or a row the rules cannot read must not stop the stream (that would hold
-                # every later case back). Logged without values: table, event id, error type.
-                self.errors += 1
-                log.error("rules: %s event %s skipped (%s)", event.table, event.id, type(exc).__name__)
+            for attempt in (1, 2):
+                mark = len(out)
+                try:
+                    with conn.transaction():  # a savepoint: one failing event costs that event only
+                        handler(run, event, event.after)
+                except psycopg.OperationalError:
+                    raise  # the connection is gone: the consumer reconnects and replays
+                except _StaleCase:
+                    if attempt == 1:  # a prefetched case was closed meanwhile: once more, reading the tables
+                        del out[mark:]
+                        continue
+                    self.errors += 1
+                    log.error("rules: %s event %s skipped (case closed concurrently)", event.table, event.id)
+                except Exception as exc:
+                    # A bug or a row the rules cannot read must not stop the stream (that would hold
+                    # every later case back). Logged without values: table, event id, error type.
+                    self.errors += 1
+                    log.error("rules: %s event %s skipped (%s)", event.table, event.id, type(exc).__name__)
+                break
         return out
+
+
+class _StaleCase(Exception):
+    """A case the batch's prefetch found open was closed meanwhile by someone else (a doctor's
+    action on the reminders API): the handler runs again, reading the case tables."""
+
+
+_Key = tuple[str, str, str]  # (org_code, patient_id, disease_code)
+
+
+class _BatchStore(CaseStore):
+    """The :class:`CaseStore` of one ``apply`` call, with the open cases of the call's patients
+    read in one query (:meth:`load_open`) instead of one ``find_open`` per signal.
+
+    Conservative: a key the call writes to (a case opened, upgraded, closed, evidence added) is
+    read from the table again afterwards, so the cache only ever answers for keys nothing in this
+    transaction touched. A case closed by another session after the prefetch surfaces as
+    :class:`_StaleCase` on the write (the store's own savepoint undid it) and the handler is re-run."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        super().__init__(conn)
+        self.known: set[tuple[str, str]] = set()  # (org, patient) whose open cases are in ``cached``
+        self.cached: dict[_Key, Case] = {}
+        self.by_id: dict[int, _Key] = {}
+        self.dirty: set[_Key] = set()
+        self.touched_events: set[str] = set()  # event ids added as evidence in this call
+
+    def load_open(self, org: str, patients: list[str]) -> None:
+        for case in self.open_cases_of_patients(org, patients):
+            key = (case.org_code, case.patient_id, case.disease_code)
+            self.cached[key] = case
+            self.by_id[case.case_id] = key
+        self.known.update((org, p) for p in patients)
+
+    def find_open(self, org_code: str, patient_id: str, disease_code: str) -> Case | None:
+        key = (org_code, patient_id, disease_code)
+        if (org_code, patient_id) in self.known and key not in self.dirty:
+            return self.cached.get(key)
+        return super().find_open(org_code, patient_id, disease_code)
+
+    def open_or_add(self, signal: Signal) -> OpenResult:
+        self.dirty.add((signal.org_code, signal.patient_id, signal.disease_code))
+        self.touched_events.add(signal.evidence.event_id)
+        return super().open_or_add(signal)
+
+    def _writing(self, case_id: int, evidence: Evidence | None) -> bool:
+        """Mark the case's key as written; True when the case came from the prefetch."""
+        if evidence is not None:
+            self.touched_events.add(evidence.event_id)
+        key = self.by_id.get(case_id)
+        if key is None:
+            return False
+        fresh = key not in self.dirty
+        self.dirty.add(key)
+        return fresh
+
+    def upgrade(self, case_id: int, to: Status, actor: Actor, reason: str,
+                evidence: Evidence | None = None) -> Case:
+        cached = self._writing(case_id, evidence)
+        try:
+            return super().upgrade(case_id, to, actor, reason, evidence)
+        except CaseClosed:
+            if cached:
+                raise _StaleCase from None
+            raise
+
+    def close_reported(self, case_id: int, card_no: str, actor: Actor, reason: str | None = None,
+                       evidence: Evidence | None = None) -> Case:
+        cached = self._writing(case_id, evidence)
+        try:
+            return super().close_reported(case_id, card_no, actor, reason, evidence)
+        except CaseClosed:
+            if cached:
+                raise _StaleCase from None
+            raise
+
+    def close_corrected(self, case_id: int, reason: str, actor: Actor, evidence: Evidence | None = None) -> Case:
+        cached = self._writing(case_id, evidence)
+        try:
+            return super().close_corrected(case_id, reason, actor, evidence)
+        except CaseClosed:
+            if cached:
+                raise _StaleCase from None
+            raise
 
 
 class _Run:
@@ -171,8 +289,13 @@ class _Run:
         self.engine = engine
         self.pack = engine.pack
         self.conn = conn
-        self.store = CaseStore(conn)
+        self.store = _BatchStore(conn)
         self.out = out
+        # Per call: the visits' doctors and staff names read (mirror rows, not written here), the
+        # event ids of the call that no case holds as evidence yet (seen_closed needs no query).
+        self._visits: dict[tuple[str, str], tuple[str | None, str | None, str | None]] = {}
+        self._staff: dict[tuple[str, str], str | None] = {}
+        self._new_events: set[str] = set()
         # Mirror context, read once per call: the rows of every event of the call are committed
         # before it runs, so the mirror holds at least what each event saw (and at most later
         # rows, as when the consumer lags).
@@ -184,13 +307,30 @@ class _Run:
         """The report cards and visit diagnoses of the patients of ``events``, in two queries per
         organisation (instead of some per event)."""
         wanted: dict[str, set[str]] = {}
+        visit_ids: dict[str, set[str]] = {}
+        event_ids: list[str] = []
         for e in events:
             if e.schema == "emr" and e.table in _HANDLERS:
                 row = e.after if e.after is not None else e.before
                 if row is not None and row.get("patient_id") and self.relevant(e.table, row):
                     wanted.setdefault(e.org_code, set()).add(row["patient_id"])
+                    event_ids.append(e.id)
+                    if row.get("visit_id"):
+                        visit_ids.setdefault(e.org_code, set()).add(row["visit_id"])
+        if event_ids:
+            seen = {r["event_id"] for r in self._rows(
+                "SELECT DISTINCT event_id FROM cdcsync.surveil_case_evidence WHERE event_id = ANY(%s)", (event_ids,))}
+            self._new_events = set(event_ids) - seen
+        for org, vids in visit_ids.items():
+            vlist = sorted(vids)
+            for v in vlist:
+                self._visits[(org, v)] = (None, None, None)
+            for r in self._rows("SELECT visit_id, doctor_id, doctor_name, dept_code FROM emr.visit"
+                                " WHERE org_code = %s AND visit_id = ANY(%s)", (org, vlist)):
+                self._visits[(org, r["visit_id"])] = (r["doctor_id"], r["doctor_name"], r["dept_code"])
         for org, patients in wanted.items():
             ids = sorted(patients)
+            self.store.load_open(org, ids)
             for p in ids:
                 self._cards[(org, p)] = []
                 self._dx_of_patient.add((org, p))
@@ -229,15 +369,7 @@ class _Run:
         return rows
 
     def relevant(self, table: str, row: Row) -> bool:
-        """Whether a row of a rule table can matter at all (most lab results and orders cannot)."""
-        pack = self.pack
-        if table == "diagnosis":
-            return pack.disease_for_icd(row.get("diagnosis_code")) is not None
-        if table == "lab_result":
-            return row.get("qualitative_result_code") in pack.positive_results
-        if table == "drug_order":
-            return pack.drug_group(row.get("drug_code")) is not None
-        return True
+        return self.engine.relevant(table, row)
 
     def cards(self, org: str, patient: str) -> list[_Card]:
         """The patient's report cards (national codes), revoked ones left out, oldest first."""
@@ -298,15 +430,22 @@ class _Run:
     def visit_doctor(self, org: str, visit: str | None) -> tuple[str | None, str | None, str | None]:
         if not visit:
             return None, None, None
+        cached = self._visits.get((org, visit))
+        if cached is not None:
+            return cached
         rows = self._rows("SELECT doctor_id, doctor_name, dept_code FROM emr.visit WHERE org_code = %s"
                           " AND visit_id = %s", (org, visit))
-        if not rows:
-            return None, None, None
-        return rows[0]["doctor_id"], rows[0]["doctor_name"], rows[0]["dept_code"]
+        out = (rows[0]["doctor_id"], rows[0]["doctor_name"], rows[0]["dept_code"]) if rows else (None, None, None)
+        self._visits[(org, visit)] = out
+        return out
 
     def staff_name(self, org: str, staff_id: str) -> str | None:
+        if (org, staff_id) in self._staff:
+            return self._staff[(org, staff_id)]
         rows = self._rows("SELECT staff_name FROM emr.staff WHERE org_code = %s AND staff_id = %s", (org, staff_id))
-        return rows[0]["staff_name"] if rows else None
+        name = rows[0]["staff_name"] if rows else None
+        self._staff[(org, staff_id)] = name
+        return name
 
     def responsible(self, org: str, visit: str | None, doctor_id: str | None, doctor_name: str | None,
                     dept: str | None) -> tuple[str | None, str | None, str | None]:
@@ -346,7 +485,10 @@ class _Run:
         """This rule already took this event as evidence of a case of this patient and disease
         that is closed now (a replay after the case was reported or excluded): it must not open a
         new one. (The same event under another rule, e.g. a card that closes one case and shows a
-        mismatch, may.)"""
+        mismatch, may.) No query for an event no case held as evidence when the call began and
+        that this call has not added as evidence since: the common, live case."""
+        if event_id in self._new_events and event_id not in self.store.touched_events:
+            return False
         with self.conn.cursor() as cur:
             cur.execute("SELECT 1 FROM cdcsync.surveil_case_evidence e JOIN cdcsync.surveil_case c USING (case_id)"
                         " WHERE e.event_id = %s AND e.rule_id = %s AND c.patient_id = %s AND c.disease_code = %s"
