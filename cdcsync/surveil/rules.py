@@ -152,7 +152,43 @@ class RuleEngine:
         return self._mapper(table, row)
 
     def apply(self, conn: psycopg.Connection[Any], events: Sequence[Event]) -> list[OpenResult]:
-        """Evaluate ``events`` in order; returns what happened to cases (created, evidence, changes)."""
+        """Evaluate ``events`` in order; returns what happened to cases (created, evidence, changes).
+
+        Optimistic: the whole call runs in one savepoint, without one per event (two round trips
+        per signal saved). Should any event raise, that savepoint is rolled back and the call is
+        redone with a savepoint per event, leaving out (and logging) the ones that fail: the outcome
+        is the same as if each event had been isolated from the start."""
+        out: list[OpenResult] = []
+        try:
+            with conn.transaction():
+                run = _Run(self, conn, out)
+                run.prefetch(events)
+                for event in events:
+                    self._event(run, event)
+            return out
+        except psycopg.OperationalError:
+            raise  # the connection is gone: the consumer reconnects and replays
+        except Exception as exc:  # redone below, event by event; logged there if it fails again
+            log.debug("rules: batch of %d events redone event by event (%s)", len(events), type(exc).__name__)
+        return self._apply_isolated(conn, events)
+
+    def _event(self, run: _Run, event: Event) -> None:
+        """One event, no savepoint of its own (the fast path of :meth:`apply`)."""
+        if event.schema != "emr":
+            return
+        handler = _HANDLERS.get(event.table)
+        if handler is None:
+            return
+        if event.op == "d" or (event.after is not None and event.after.get("modify_flag") == REVOKED):
+            gone = event.before if event.op == "d" else event.after
+            if event.table == "diagnosis" and gone is not None:
+                _diagnosis_revoked(run, event, gone)
+            return
+        if event.op in ("c", "u", "r") and event.after is not None and run.relevant(event.table, event.after):
+            handler(run, event, event.after)
+
+    def _apply_isolated(self, conn: psycopg.Connection[Any], events: Sequence[Event]) -> list[OpenResult]:
+        """:meth:`apply` with a savepoint per event: one that fails is logged and left out."""
         out: list[OpenResult] = []
         run = _Run(self, conn, out)
         run.prefetch(events)
