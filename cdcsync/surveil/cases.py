@@ -393,6 +393,25 @@ class CaseStore:
             self._history(cur, case_id, actor, "correct", case.status, Status.CORRECTED, reason, {})
             return new
 
+    def expire_overdue(self, grace: dt.timedelta, actor: Actor, now: dt.datetime | None = None) -> list[int]:
+        """已过期: every open case whose due time passed more than ``grace`` ago (the consumer's sweep,
+        docs/surveillance.md). ``closed_at`` is set, so the case leaves the reminders and counts as
+        closed after its due time (``recon.pending_cases.overdue``); one ``expire`` history row
+        each. Returns the case ids, in order."""
+        reason = f"超过报告时限 {_days(grace)} 仍未处理（未报卡、未排除），已标记为已过期"
+        with self.conn.transaction(), self._cur() as cur:
+            cur.execute(
+                f"WITH due AS (SELECT case_id, status AS old FROM cdcsync.surveil_case WHERE status IN {_OPEN_SQL}"
+                f" AND due_at < coalesce(%s, now()) - %s FOR UPDATE),"
+                f" u AS (UPDATE cdcsync.surveil_case c SET status = %s, closed_at = now(), close_reason = %s,"
+                f" updated_at = now() FROM due WHERE c.case_id = due.case_id RETURNING c.case_id, due.old),"
+                f" h AS (INSERT INTO cdcsync.surveil_case_history (case_id, actor, actor_role, action, from_status,"
+                f" to_status, reason, detail) SELECT case_id, %s, %s, 'expire', old, %s, %s, %s FROM u)"
+                f" SELECT case_id FROM u ORDER BY case_id",
+                (now, grace, str(Status.EXPIRED), reason, actor.id, actor.role, str(Status.EXPIRED), reason,
+                 Jsonb({"grace_hours": grace.total_seconds() / 3600})))
+            return [int(r["case_id"]) for r in cur.fetchall()]
+
     # -- actions of doctors and the 防保科 ------------------------------------------------------
 
     def apply_action(self, case_id: int, action: Action, actor: Actor,
@@ -562,6 +581,11 @@ class CaseStore:
                     " to_status, reason, detail) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
                     (case_id, actor.id, actor.role, action, str(from_status) if from_status else None,
                      str(to_status), reason, Jsonb(detail)))
+
+
+def _days(grace: dt.timedelta) -> str:
+    days = grace.total_seconds() / 86400
+    return f"{days:g} 天" if days >= 1 else f"{grace.total_seconds() / 3600:g} 小时"
 
 
 @contextmanager

@@ -46,6 +46,7 @@ from cdcsync.source.pgoutput import Begin, Commit, LogicalMessage, PgOutputDecod
 from cdcsync.source.protocol import Keepalive, ReplicationConnection, with_session_options
 from cdcsync.source.slots import get_slot
 from cdcsync.source.walsafety import LOST
+from cdcsync.surveil.cases import Actor, CaseStore
 from cdcsync.surveil.engine import Engine, EngineHolder
 from cdcsync.surveil.rules import DECIDING_COLUMNS, KEYS
 from cdcsync.validate.compiler import Validators
@@ -108,6 +109,7 @@ class RulesConsumer:
         self.events_rejected = 0
         self.events_failed = 0  # events the rule engine raised on (skipped, logged by id)
         self.cases_opened = 0
+        self.cases_expired = 0
         self.transactions = 0
         # tests/replay drain: end the session once this returns True for the applied position
         self.catch_up: Callable[[RulesConsumer, int], bool] | None = None
@@ -133,6 +135,17 @@ class RulesConsumer:
             " last_commit_at = coalesce(EXCLUDED.last_commit_at, surveil_checkpoint.last_commit_at),"
             " updated_at = now()",
             (SURVEIL_CONSUMER, self.slot, lsn_to_str(lsn), version, commit_ts))
+
+    def _expire(self, conn: psycopg.Connection[Any], version: str) -> None:
+        """Mark open cases long past their due time as 已过期 (``surveil.expire_after_days``)."""
+        if self.cfg.expire_after_days <= 0:
+            return
+        ids = CaseStore(conn).expire_overdue(dt.timedelta(days=self.cfg.expire_after_days),
+                                             Actor(f"rules:{version}", "rules"))
+        conn.commit()
+        if ids:
+            self.cases_expired += len(ids)
+            log.info("surveil: %d case(s) expired (due more than %g days ago)", len(ids), self.cfg.expire_after_days)
 
     # -- session ------------------------------------------------------------------------------
 
@@ -189,6 +202,7 @@ class RulesConsumer:
         linger = cfg.linger_ms / 1000.0
         status_interval = self.settings.stream.status_interval_s
         next_reload = time.monotonic() + cfg.reload_interval_s
+        next_expire = time.monotonic()  # the first sweep right after start
         skip = False
         marker = 0
         while not self.stop.is_set():
@@ -198,6 +212,9 @@ class RulesConsumer:
             if now >= next_reload:
                 self.engines.reload_if_changed()
                 next_reload = now + cfg.reload_interval_s
+            if now >= next_expire and tx.idle:  # nothing uncommitted: the sweep commits alone
+                self._expire(conn, tx.engine.version)
+                next_expire = now + cfg.expire_sweep_s
             if marker > tx.flush_pos and tx.idle:
                 tx.flush_pos = marker
             if repl.status_due(status_interval):
