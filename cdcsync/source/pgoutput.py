@@ -16,7 +16,7 @@ import datetime as dt
 import logging
 import os
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import partial
@@ -317,6 +317,19 @@ class PgOutputDecoder:
         if kind in (0x53, 0x45, 0x63, 0x41):  # S E c A: streamed transactions (protocol >= 2)
             raise DecodeError("收到流式事务消息（protocol >= 2 才有），本程序只使用 proto_version 1")
         raise DecodeError(f"unknown pgoutput message type {chr(kind)!r}")
+
+    def skip_change(self, buf: bytes, keep: Container[str]) -> bool:
+        """True when ``buf`` is an insert, update or delete of a known relation whose table is not
+        in ``keep``: the change is counted (the ordinals, hence the event ids, of the changes after
+        it stay what :meth:`decode` gives) but its values are not converted. For a consumer that
+        reads a few tables only (the rules consumer); anything else returns False: decode it."""
+        kind = buf[0]
+        if kind == 0x49 or kind == 0x55 or kind == 0x44:  # I U D
+            rel = self.relations.get(_u32(buf, 1)[0])
+            if rel is not None and rel.name not in keep:
+                self._ordinal += 1
+                return True
+        return False
 
     # -- messages ---------------------------------------------------------------------------
 

@@ -227,7 +227,8 @@ class RulesConsumer:
             budget = 500
             while msg is not None:
                 if type(msg) is tuple:  # (end LSN, pgoutput payload): the connection tracks received_lsn
-                    m = decoder.decode(msg[1])
+                    # a change of a table no rule reads is counted, not decoded (m None: nothing to do)
+                    m = None if decoder.skip_change(msg[1], RULE_TABLES) else decoder.decode(msg[1])
                     if type(m) is Change:
                         if not skip:
                             tx.add(m)
