@@ -237,3 +237,13 @@ def test_skipped_changes_keep_the_ordinals_of_the_decoded_ones(db: str) -> None:
     assert [(c.op, c.ordinal, c.before, c.after) for c in kept] == [
         (c.op, c.ordinal, c.before, c.after) for c in every if c.table == "visit"]
     assert [c.ordinal for c in kept] == [1, 3, 5, 8]
+    # insert_value: one plain-text column of an insert, read alone, as decode() would give it
+    peeker = PgOutputDecoder()
+    looked = []
+    for data in raw:
+        value = peeker.insert_value(data, {"visit": "dept_code", "cdc_probe": "code"})
+        m = peeker.decode(data)  # keeps the relation cache (and the ordinals) as a stream would
+        if value is not None:
+            looked.append((value, m.after["dept_code" if m.table == "visit"  # type: ignore[union-attr]
+                                            else "code"]))  # type: ignore[union-attr]
+    assert looked == [(("emr", "cdc_probe", None), None), (("emr", "visit", "0301"), "0301")] * 3

@@ -227,8 +227,20 @@ class RulesConsumer:
             budget = 500
             while msg is not None:
                 if type(msg) is tuple:  # (end LSN, pgoutput payload): the connection tracks received_lsn
-                    # a change of a table no rule reads is counted, not decoded (m None: nothing to do)
-                    m = None if decoder.skip_change(msg[1], RULE_TABLES) else decoder.decode(msg[1])
+                    # A change of a table no rule reads is counted, not decoded; nor is an insert whose
+                    # deciding code (read alone) the pre-filter rules out. m None: nothing to do.
+                    payload = msg[1]
+                    if decoder.skip_change(payload, RULE_TABLES):
+                        m = None
+                    elif (not skip and tx.prefilter is not None
+                          and (peek := decoder.insert_value(payload, DECIDING_COLUMNS)) is not None
+                          and peek[0] == "emr"
+                          and not tx.prefilter.decide(tx.engine, peek[1], decoder.tx_lsn, peek[2])):
+                        decoder.skip_change(payload, ())
+                        self.events_skipped += 1
+                        m = None
+                    else:
+                        m = decoder.decode(payload)
                     if type(m) is Change:
                         if not skip:
                             tx.add(m)
@@ -296,21 +308,27 @@ class _Prefilter:
                 self._lookups[table] = (column, rules.mapper.table_for(fld.domain, compiled.table.national_codes))
 
     def __call__(self, engine: Engine, change: Change) -> bool:
-        relevant = getattr(engine, "relevant", None)
         after = change.after
-        if (relevant is None or after is None or change.op not in ("c", "u", "r") or change.schema != "emr"
+        if (after is None or change.op not in ("c", "u", "r") or change.schema != "emr"
                 or change.undecodable is not None or change.table not in DECIDING_COLUMNS):
             return True
-        rules = self.stage.rules_for(change)
+        return self.decide(engine, change.table, change.lsn, after.get(DECIDING_COLUMNS[change.table]))
+
+    def decide(self, engine: Engine, table: str, lsn: int, raw: Any) -> bool:
+        """For an insert/update of ``emr.<table>`` in the transaction ``lsn`` whose deciding column
+        holds ``raw`` (the HIS's code, as decoded): may the engine act on it?"""
+        relevant = getattr(engine, "relevant", None)
+        if relevant is None:
+            return True
+        rules = self.stage.rules_at(lsn)
         if rules is not self._rules:
             self._build(rules)
-        hit = self._lookups.get(change.table)
+        hit = self._lookups.get(table)
         if hit is None:
             return True
         column, lookup = hit
-        raw = after.get(column)
         national = lookup.get(raw) if isinstance(raw, str) else None
-        return bool(relevant(change.table, {column: national}))
+        return bool(relevant(table, {column: national}))
 
 
 class _Applier:

@@ -97,12 +97,13 @@ class ValidationStage:
         self._now_at = time.monotonic()
         self._ids = EventIds(self.origin)
 
-    def rules_for(self, change: Change) -> Validators:
-        """The rules this stage checks ``change`` with (picked up at its transaction's first change,
-        as ``__call__`` does): for a caller that looks at a change before deciding to transform it
-        (the rules consumer's pre-filter), so both use the same code tables."""
-        if change.lsn != self._tx_lsn:
-            self._tx_lsn = change.lsn
+    def rules_at(self, lsn: int) -> Validators:
+        """The rules this stage checks the changes of transaction ``lsn`` (``Change.lsn``) with,
+        picked up at its first change as ``__call__`` does: for a caller that looks at a change
+        before deciding to transform it (the rules consumer's pre-filter), so both use the same
+        code tables."""
+        if lsn != self._tx_lsn:
+            self._tx_lsn = lsn
             rules = self.holder.current()
             if rules is not self._rules:
                 self._rules = rules
