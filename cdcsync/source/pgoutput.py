@@ -257,6 +257,8 @@ class PgOutputDecoder:
         self._warned_toast: set[int] = set()
         self._bad: list[str] = []  # columns of the message being decoded that did not convert
         self._warned_bad: set[tuple[int, str]] = set()
+        # relation id -> (relation, columns asked for, index of its plain-text column or -1): insert_value
+        self._peek: dict[int, tuple[Relation, Mapping[str, str], int]] = {}
 
     # -- dispatch ---------------------------------------------------------------------------
 
@@ -333,11 +335,15 @@ class PgOutputDecoder:
         rel = self.relations.get(_u32(buf, 1)[0])
         if rel is None:
             return None
-        column = columns.get(rel.name)
-        if column is None or column not in rel.names:
-            return None
-        idx = rel.names.index(column)
-        if rel.fast[idx] is not None:  # not plain text
+        hit = self._peek.get(rel.relid)
+        if hit is None or hit[0] is not rel or hit[1] is not columns:  # a new relation message, other columns
+            column = columns.get(rel.name)
+            idx = rel.names.index(column) if column is not None and column in rel.names else -1
+            if idx >= 0 and rel.fast[idx] is not None:  # not plain text
+                idx = -1
+            hit = self._peek[rel.relid] = (rel, columns, idx)
+        idx = hit[2]
+        if idx < 0:
             return None
         pos = 6  # 'I', relation id, 'N'
         (n,) = _i16(buf, pos)
@@ -362,6 +368,11 @@ class PgOutputDecoder:
             return rel.schema, rel.name, buf[pos + 5:pos + 5 + ln].decode()
         except UnicodeDecodeError:
             return None
+
+    def count_change(self) -> None:
+        """Count a change the caller chose not to decode (after :meth:`insert_value`), so that the
+        ordinals of the changes after it stay what :meth:`decode` gives."""
+        self._ordinal += 1
 
     def skip_change(self, buf: bytes, keep: Container[str]) -> bool:
         """True when ``buf`` is an insert, update or delete of a known relation whose table is not

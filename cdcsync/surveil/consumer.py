@@ -236,7 +236,7 @@ class RulesConsumer:
                           and (peek := decoder.insert_value(payload, DECIDING_COLUMNS)) is not None
                           and peek[0] == "emr"
                           and not tx.prefilter.decide(tx.engine, peek[1], decoder.tx_lsn, peek[2])):
-                        decoder.skip_change(payload, ())
+                        decoder.count_change()
                         self.events_skipped += 1
                         m = None
                     else:
