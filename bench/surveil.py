@@ -201,7 +201,9 @@ def backlog(cluster: Any, dsn: str, rows: int, every: int) -> None:
     with psycopg.connect(dsn) as conn:
         cases = conn.execute("SELECT count(*) FROM cdcsync.surveil_case").fetchone()
     print(f"pg_recvlogical {rows / t_pg:,.0f} rows/s ({t_pg:.1f}s); rules consumer {rows / t_c:,.0f} rows/s"
-          f" ({t_c:.1f}s, {consumer.events_seen:,} events, {cases[0] if cases else 0:,} cases)")
+          f" ({t_c:.1f}s, {consumer.events_seen:,} events validated,"
+          f" {consumer.events_skipped:,} left out before validation,"
+          f" {cases[0] if cases else 0:,} cases)")
     print(f"ratio consumer / pg_recvlogical = {t_pg / t_c:.2f} (target >= 0.5);"
           f" peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB (target < 300)")
 

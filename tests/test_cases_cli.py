@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from click.testing import CliRunner, Result
 from cdcsync.api.server import start_servers
 from cdcsync.cli import main
 from cdcsync.config import Settings
-from cdcsync.surveil.cases import Action, Actor, CaseStore
+from cdcsync.surveil.cases import Action, Actor, CaseStore, Evidence, Kind, Signal, Status
 from tests.api_helpers import local_api
 from tests.cdc_util import prepare_db
 from tests.surveil_rows import ORG, Mirror
@@ -126,3 +127,29 @@ def test_counts_on_the_status_page_json_and_metrics(fresh_db: str, tmp_path: Pat
         assert "P1" not in page and "P2" not in page  # counts only, no patient data
     finally:
         handle.stop()
+
+
+def test_status_shows_open_and_overdue_case_counts(fresh_db: str, tmp_path: Path) -> None:
+    prepare_db(fresh_db)
+    cfg = config(fresh_db, tmp_path)
+    m = Mirror(fresh_db)
+    for p in ("P1", "P2", "P3"):
+        m.visit(f"V{p}", p)
+        m.diagnosis(f"V{p}", p, "A15.000")  # signalled now: due in 24 h
+    m.run()
+    late = dt.datetime.now(dt.UTC) - dt.timedelta(days=2)  # a signal two days old: overdue
+    with psycopg.connect(fresh_db) as conn:
+        store = CaseStore(conn)
+        first = m.cases()[0]
+        store.apply_action(first.case_id, Action("exclude", reason="复核排除"), Actor("D002", "doctor"))
+        store.open_or_add(Signal(Kind.NOTIFIABLE_DIAGNOSIS, Status.TO_CONFIRM, "213", "肺结核", "乙", ORG, "P4", "VP4",
+                                 "D002", "李医生", "0302", late, 24.0,
+                                 Evidence("x:1:0", "diagnosis", {"diagnosis_id": "VP4D1"}, "diagnosis.notifiable"),
+                                 "诊断 A15.0 属于乙类传染病 肺结核", "test"))
+        conn.commit()
+    text = cli(cfg, "status")
+    assert text.exit_code == 0, text.output
+    assert "监测预警病例：未结 3 例，其中超过报告时限 1 例" in text.output
+    assert "P1" not in text.output and "P4" not in text.output  # counts only
+    st = json.loads(cli(cfg, "status", "--json").output)
+    assert (st["surveil"]["open"], st["surveil"]["overdue"]) == (3, 1)

@@ -321,3 +321,22 @@ def test_cli_exit_codes_ok_warning_failure(new_cluster: NewCluster, tmp_path: Pa
     code, out = doctor()
     assert code == out["exit_code"] == 2
     assert {f["check"] for f in out["findings"] if f["level"] == FAILURE} == {"wal_level"}
+
+
+def test_the_rules_consumer_slot_is_counted_when_it_is_on(new_cluster: NewCluster, tmp_path: Path) -> None:
+    """Exactly enough slots and senders for the destinations (+ snapshot, backup): OK while the
+    rules consumer is off, a warning once it is on (it streams from a slot of its own)."""
+    off = doctor_settings("dbname=postgres", tmp_path, surveil={"enabled": False})
+    n = max(1, len(off.enabled_destinations))
+    cluster = new_cluster({"max_replication_slots": str(n + 2), "max_wal_senders": str(n + 3)})
+    dsn = cluster.dsn()
+    found = by_check(run_doctor(doctor_settings(dsn, tmp_path, surveil={"enabled": False})))
+    for check in ("max_replication_slots", "max_wal_senders"):
+        assert found[check].level == OK, found[check]
+        assert "规则消费者" not in found[check].explain
+    unset = by_check(run_doctor(doctor_settings(dsn, tmp_path)))  # unset, and no case tables here: off
+    assert unset["max_replication_slots"].level == OK
+    found = by_check(run_doctor(doctor_settings(dsn, tmp_path, surveil={"enabled": True})))
+    for check, need in (("max_replication_slots", n + 3), ("max_wal_senders", n + 4)):
+        assert found[check].level == WARNING, found[check]
+        assert f"建议 ≥ {need}" in found[check].detail and "监测预警规则消费者一个" in found[check].explain

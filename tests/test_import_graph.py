@@ -33,6 +33,7 @@ KNOWN_BACK_EDGES: dict[tuple[str, str], str] = {
     ("cdcsync.engine.daemon", "cdcsync.control"): "same: the daemon applies pushed configuration and checks releases",
     ("cdcsync.engine.status", "cdcsync.control"): "status shows the pushed configuration in force",
     ("cdcsync.engine.status", "cdcsync.ops"): "status shows the backup state (ops.backup.health)",
+    ("cdcsync.engine.status", "cdcsync.surveil"): "status shows the open / overdue case counts (surveil.status)",
     ("cdcsync.engine.cli", "cdcsync.ops"): "status shows the backup state (ops.backup.health)",
     ("cdcsync.surveil.consumer", "cdcsync.control"): "the rule pack in force (control.kinds.rules_pack_path)",
     ("cdcsync.surveil.replay_cli", "cdcsync.control"): "the rule pack in force (control.kinds.rules_pack_path)",

@@ -203,3 +203,47 @@ def test_c_parser_matches_the_python_parser(db: str) -> None:
         with pytest.raises(_Slow):  # an unchanged-TOAST marker in the first column
             c_parse(buf[:8] + b"u" + buf[9:], 6)
     assert rows == 4
+
+
+
+def test_skipped_changes_keep_the_ordinals_of_the_decoded_ones(db: str) -> None:
+    """A consumer that skips the tables it does not read (``skip_change``, the rules consumer)
+    gets the changes of the others exactly as a decoder that decodes everything: same values,
+    same ordinals in the transaction (hence the same event ids)."""
+    with psycopg.connect(db) as conn:  # one transaction, the two tables interleaved
+        for i in range(1, 4):
+            conn.execute("INSERT INTO emr.cdc_probe (id, name) VALUES (%s, 'x')", (i,))
+            conn.execute("INSERT INTO emr.visit (org_code, modify_flag, collect_time, update_time, visit_id,"
+                         " patient_id, visit_type_code, visit_time, dept_code, doctor_id, doctor_name)"
+                         " VALUES ('H1', '1', now(), now(), %s, 'P1', 'MZ', now(), '0301', 'D1', '王医生')",
+                         (f"V{i}",))
+        conn.execute("UPDATE emr.cdc_probe SET name = 'z' WHERE id = 2")
+        conn.execute("DELETE FROM emr.cdc_probe WHERE id = 3")
+        conn.execute("UPDATE emr.visit SET doctor_id = 'D2' WHERE visit_id = 'V3'")
+        conn.commit()
+    raw = _raw_messages(db)
+    every = [m for m in map(PgOutputDecoder().decode, raw) if type(m) is Change]
+    picky = PgOutputDecoder()
+    kept: list[Change] = []
+    skipped = 0
+    for data in raw:
+        if picky.skip_change(data, {"visit"}):
+            skipped += 1
+            continue
+        m = picky.decode(data)
+        if type(m) is Change:
+            kept.append(m)
+    assert {c.table for c in every} == {"cdc_probe", "visit"} and len(every) == 9 and skipped == 5
+    assert [(c.op, c.ordinal, c.before, c.after) for c in kept] == [
+        (c.op, c.ordinal, c.before, c.after) for c in every if c.table == "visit"]
+    assert [c.ordinal for c in kept] == [1, 3, 5, 8]
+    # insert_value: one plain-text column of an insert, read alone, as decode() would give it
+    peeker = PgOutputDecoder()
+    looked = []
+    for data in raw:
+        value = peeker.insert_value(data, {"visit": "dept_code", "cdc_probe": "code"})
+        m = peeker.decode(data)  # keeps the relation cache (and the ordinals) as a stream would
+        if value is not None:
+            looked.append((value, m.after["dept_code" if m.table == "visit"  # type: ignore[union-attr]
+                                            else "code"]))  # type: ignore[union-attr]
+    assert looked == [(("emr", "cdc_probe", None), None), (("emr", "visit", "0301"), "0301")] * 3

@@ -138,3 +138,39 @@ def test_nothing_is_deleted_and_history_is_append_only(migrated_db: str) -> None
         assert refused(api, "DELETE FROM cdcsync.surveil_case")
     with login(migrated_db, "cdcsync_his") as his:
         assert refused(his, "SELECT * FROM cdcsync.surveil_case")
+
+
+def _old(patient: str, days_ago: float) -> Signal:
+    import dataclasses
+
+    return dataclasses.replace(signal(patient, event=f"e-{patient}"), signal_at=NOW - dt.timedelta(days=days_ago))
+
+
+def test_cases_long_past_their_due_time_expire_with_a_history_row(migrated_db: str) -> None:
+    rules = Actor("rules:test-1", "rules")
+    with psycopg.connect(migrated_db) as conn:
+        store = CaseStore(conn)
+        stale = store.open_or_add(_old("P1", 10)).case  # due 9 days ago
+        recent = store.open_or_add(_old("P2", 3)).case  # due 2 days ago: overdue, not expired
+        fresh = store.open_or_add(signal("P3")).case  # due tomorrow
+        conn.commit()
+        assert store.expire_overdue(dt.timedelta(days=7), rules) == [stale.case_id]
+        conn.commit()
+        assert store.expire_overdue(dt.timedelta(days=7), rules) == []  # once
+        expired = store.get(stale.case_id)
+        assert expired.status == Status.EXPIRED and expired.closed_at is not None and not expired.is_open
+        assert "7 天" in (expired.close_reason or "")
+        [*_, last] = store.history(stale.case_id)
+        assert (last.action, last.from_status, last.to_status, last.actor) == (
+            "expire", "待确认", "已过期", "rules:test-1")
+        assert store.get(recent.case_id).is_open and store.get(fresh.case_id).is_open
+        assert store.counts() == (2, 1)  # no longer on anybody's list of open cases
+        with pytest.raises(CaseError):  # closed for good, like any closed case
+            store.apply_action(stale.case_id, Action("ack"), DOCTOR)
+        conn.rollback()
+        again = store.open_or_add(signal("P1", event="e-new"))  # a new signal opens a new case
+        assert again.created and again.case.case_id != stale.case_id
+        row = conn.execute("SELECT sum(overdue), sum(overdue_open) FROM recon.pending_cases"
+                           " WHERE status = '已过期'").fetchone()
+        assert row is not None and (row[0], row[1]) == (1, 0)  # still counted as overdue
+        conn.commit()

@@ -294,3 +294,32 @@ def test_kill_9_under_load_loses_no_case_and_opens_none_twice(mirror_db: str, tm
         assert evidence[p] == len(hist[p]), (p, evidence[p], hist[p])
     assert len(carded) > 5
     assert "Traceback" not in log_path.read_text(encoding="utf-8", errors="replace")
+
+
+def test_the_consumer_sweep_expires_cases_long_past_due(mirror_db: str, tmp_path: Path) -> None:
+    import datetime as dt
+
+    from cdcsync.surveil.cases import CaseStore, Evidence, Kind, Signal, Status
+
+    def old(patient: str, days: float) -> Signal:
+        return Signal(Kind.NOTIFIABLE_DIAGNOSIS, Status.TO_CONFIRM, "213", "肺结核", "乙", ORG, patient, "V1", "D002",
+                      "李医生", "0302", dt.datetime.now(dt.UTC) - dt.timedelta(days=days), 24.0,
+                      Evidence(f"x:{patient}", "diagnosis", {"diagnosis_id": patient}, "diagnosis.notifiable"),
+                      "诊断 A15.0 属于乙类传染病 肺结核", "test")
+
+    with psycopg.connect(mirror_db) as conn:
+        store = CaseStore(conn)
+        stale, recent = store.open_or_add(old("P1", 4)).case, store.open_or_add(old("P2", 1.5)).case
+        conn.commit()
+    settings, _ = settings_for(mirror_db, tmp_path, expire_after_days=2, expire_sweep_s=0.2)
+    run = Running(settings)
+    try:
+        wait_for(lambda: rows(mirror_db, "SELECT status FROM cdcsync.surveil_case WHERE case_id = %s",
+                              stale.case_id)[0][0] == "已过期", what="the stale case expired")
+        assert rows(mirror_db, "SELECT status FROM cdcsync.surveil_case WHERE case_id = %s",
+                    recent.case_id)[0][0] == "待确认"
+        assert rows(mirror_db, "SELECT action, actor FROM cdcsync.surveil_case_history WHERE case_id = %s"
+                    " ORDER BY history_id", stale.case_id) == [("open", "rules:test"), ("expire", "rules:2026.12.1")]
+        assert run.consumer.cases_expired == 1
+    finally:
+        run.close()

@@ -126,6 +126,7 @@ def status_cmd(app: AppContext, as_json: bool) -> None:
     for w in st["certificate_warnings"]:
         click.echo(f"{'错误' if w['level'] == 'error' else '警告'}：{w['message']}")
     _print_minimal(st["minimum_necessary"])
+    _print_surveil(st.get("surveil"))
     if st.get("sm2_backend"):  # detected in this process; the daemon started the same way picks the same
         click.echo(f"SM2 实现：{st['sm2_backend']['backend']}（{st['sm2_backend']['reason']}）")
     sw = st.get("software")
@@ -141,6 +142,20 @@ def status_cmd(app: AppContext, as_json: bool) -> None:
         from cdcsync.ops.backup.health import backup_text
 
         click.echo(f"备份：{backup_text(st['backup'])}")
+
+
+def _print_surveil(sv: dict[str, Any] | None) -> None:
+    """Open and overdue cases (counts only) and where the rules consumer stands."""
+    if sv is None:
+        return  # no case tables in this mirror (migration 030 not applied)
+    click.echo(f"监测预警病例：未结 {sv['open']} 例，其中超过报告时限 {sv['overdue']} 例"
+               "（cdcsync cases list --overdue）")
+    c = sv.get("consumer")
+    if c is not None:
+        lag = c["lag_bytes"]
+        click.echo(f"  规则引擎：{'运行中' if c['active'] else '未运行'}  规则包 {c['pack_version'] or '-'}"
+                   f"  已处理位点 {c['applied_lsn']}  未处理 {_mb(lag) if lag is not None else '-'}"
+                   f"  最近处理 {c['last_commit_at'] or '-'}")
 
 
 def _print_minimal(m: dict[str, Any]) -> None:

@@ -117,6 +117,7 @@ def collect_status(settings: Settings, conninfo: str | None = None) -> dict[str,
         evaluation = evaluation_today(conn)
         configuration = _configuration(conn)
         software = _software(conn)
+        surveil = _surveil(conn)
         (now,) = conn.execute("SELECT now()").fetchone() or (None,)
     for d, cfg in zip(dests, settings.destinations, strict=True):
         d["enabled"] = cfg.enabled
@@ -126,7 +127,8 @@ def collect_status(settings: Settings, conninfo: str | None = None) -> dict[str,
             "listener_warnings": plain_http_warnings(settings), "wal": wal, "sm2_backend": sm2_backend(),
             "certificate_warnings": certificate_warnings(settings.destinations),
             "minimum_necessary": minimal, "backup": _backup(settings),
-            "evaluation_today": evaluation, "configuration": configuration, "software": software}
+            "evaluation_today": evaluation, "configuration": configuration, "software": software,
+            "surveil": surveil}
 
 
 def _software(conn: psycopg.Connection[Any]) -> dict[str, Any] | None:
@@ -134,6 +136,13 @@ def _software(conn: psycopg.Connection[Any]) -> dict[str, Any] | None:
     from cdcsync.control.upgrade import latest_check
 
     return latest_check(conn)
+
+
+def _surveil(conn: psycopg.Connection[Any]) -> dict[str, Any] | None:
+    """Open / overdue case counts and the rules consumer's position (as 8883 shows them)."""
+    from cdcsync.surveil.status import surveil_status
+
+    return surveil_status(conn)
 
 
 def _configuration(conn: psycopg.Connection[Any]) -> dict[str, Any]:

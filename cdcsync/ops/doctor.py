@@ -66,6 +66,20 @@ def version_finding(ver: int) -> Finding:
              f"server_version_num = {ver}", "升级 PostgreSQL 到 15 或更高版本")
 
 
+def _surveil_on(conn: psycopg.Connection[Any], settings: Settings) -> bool:
+    """Whether ``cdcsync run`` starts the rules consumer (``surveil.enabled``; unset: the mirror has
+    the case tables), as :func:`cdcsync.surveil.consumer.surveil_enabled` decides it."""
+    if settings.surveil.enabled is not None:
+        return settings.surveil.enabled
+    from cdcsync.surveil.consumer import surveil_tables_present
+
+    try:
+        return surveil_tables_present(conn)
+    finally:
+        if not conn.autocommit:
+            conn.rollback()
+
+
 def database_checks(conn: psycopg.Connection[Any], settings: Settings) -> Iterator[Finding]:
     n_dest = max(1, len(settings.enabled_destinations))
     yield version_finding(int(_setting(conn, "server_version_num") or 0))
@@ -73,10 +87,14 @@ def database_checks(conn: psycopg.Connection[Any], settings: Settings) -> Iterat
     f = _f("wal_level", "wal_level", "逻辑复制要求 wal_level = logical，否则无法创建复制槽、无法同步。")
     yield f(OK if wal == "logical" else FAILURE, f"wal_level = {wal}",
             "在 postgresql.conf 中设置 wal_level = logical 并重启 PostgreSQL")
-    for name, need in (("max_replication_slots", n_dest + 2), ("max_wal_senders", n_dest + 3)):
+    # The rules consumer (when on) streams from a slot of its own, through a WAL sender of its own.
+    surveil = _surveil_on(conn, settings)
+    n_slots = n_dest + (1 if surveil else 0)
+    why = "每个上报目的地一个复制槽/发送进程" + ("，监测预警规则消费者一个" if surveil else "")
+    for name, need in (("max_replication_slots", n_slots + 2), ("max_wal_senders", n_slots + 3)):
         have = int(_setting(conn, name) or 0)
-        f = _f(name, name, f"每个上报目的地一个复制槽/发送进程，另需临时快照、备份各用一个（至少 {need}）。")
-        yield f(FAILURE if have < n_dest else WARNING if have < need else OK, f"{name} = {have}，建议 ≥ {need}",
+        f = _f(name, name, f"{why}，另需临时快照、备份各用一个（至少 {need}）。")
+        yield f(FAILURE if have < n_slots else WARNING if have < need else OK, f"{name} = {have}，建议 ≥ {need}",
                 f"在 postgresql.conf 中设置 {name} = {max(need, 10)} 并重启 PostgreSQL")
     keep = int(_setting(conn, "max_slot_wal_keep_size") or -1)
     f = _f("max_slot_wal_keep_size", "max_slot_wal_keep_size",

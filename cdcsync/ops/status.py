@@ -25,6 +25,7 @@ from cdcsync.crypto.sm2_backend import sm2_backend
 from cdcsync.engine.health import last_errors
 from cdcsync.settings.api import plain_http_warnings
 from cdcsync.spec import load_spec
+from cdcsync.surveil.status import surveil_status
 
 if TYPE_CHECKING:
     from cdcsync.config import Settings
@@ -150,30 +151,6 @@ def _timeliness_today(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
             "frontend_share", "frontend_avg_s")
     return [{k: (float(v) if k.endswith("share") and v is not None else v) for k, v in zip(keys, r, strict=True)}
             for r in rows]
-
-
-def surveil_status(conn: psycopg.Connection[Any]) -> dict[str, Any] | None:
-    """Open and overdue case counts and the rules consumer's position (None before migration 030)."""
-    try:
-        row = conn.execute(
-            "SELECT count(*) FILTER (WHERE status IN ('待确认', '待确诊', '待核查')),"
-            " count(*) FILTER (WHERE status IN ('待确认', '待确诊', '待核查') AND due_at < now())"
-            " FROM cdcsync.surveil_case").fetchone()
-        ck = conn.execute(
-            "SELECT c.applied_lsn::text, c.pack_version, c.last_commit_at, c.updated_at,"
-            " pg_wal_lsn_diff(pg_current_wal_lsn(), c.applied_lsn)::bigint, s.active"
-            " FROM cdcsync.surveil_checkpoint c LEFT JOIN pg_replication_slots s ON s.slot_name = c.slot_name"
-            " WHERE c.consumer = 'surveil'").fetchone()
-    except psycopg.Error:
-        return None
-    out: dict[str, Any] = {"open": int(row[0]) if row else 0, "overdue": int(row[1]) if row else 0,
-                           "consumer": None}
-    if ck is not None:
-        out["consumer"] = {"applied_lsn": ck[0], "pack_version": ck[1],
-                           "last_commit_at": ck[2].isoformat() if ck[2] else None,
-                           "updated_at": ck[3].isoformat() if ck[3] else None, "lag_bytes": ck[4],
-                           "active": bool(ck[5])}
-    return out
 
 
 class CachedStatus:

@@ -16,7 +16,7 @@ import datetime as dt
 import logging
 import os
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import partial
@@ -257,6 +257,8 @@ class PgOutputDecoder:
         self._warned_toast: set[int] = set()
         self._bad: list[str] = []  # columns of the message being decoded that did not convert
         self._warned_bad: set[tuple[int, str]] = set()
+        # relation id -> (relation, columns asked for, index of its plain-text column or -1): insert_value
+        self._peek: dict[int, tuple[Relation, Mapping[str, str], int]] = {}
 
     # -- dispatch ---------------------------------------------------------------------------
 
@@ -317,6 +319,73 @@ class PgOutputDecoder:
         if kind in (0x53, 0x45, 0x63, 0x41):  # S E c A: streamed transactions (protocol >= 2)
             raise DecodeError("收到流式事务消息（protocol >= 2 才有），本程序只使用 proto_version 1")
         raise DecodeError(f"unknown pgoutput message type {chr(kind)!r}")
+
+    @property
+    def tx_lsn(self) -> int:
+        """The final LSN of the transaction being decoded (``Change.lsn`` of its changes)."""
+        return self._lsn
+
+    def insert_value(self, buf: bytes, columns: Mapping[str, str]) -> tuple[str, str, str | None] | None:
+        """For an insert of a known relation whose table ``columns`` names a plain-text column of:
+        (schema, table, that column's value, None for SQL NULL), read without converting the other
+        columns. None for anything else (other messages, other tables, a value that is not plain
+        UTF-8 text): decode the message instead. Counts nothing (see :meth:`skip_change`)."""
+        if buf[0] != 0x49:
+            return None
+        rel = self.relations.get(_u32(buf, 1)[0])
+        if rel is None:
+            return None
+        hit = self._peek.get(rel.relid)
+        if hit is None or hit[0] is not rel or hit[1] is not columns:  # a new relation message, other columns
+            column = columns.get(rel.name)
+            idx = rel.names.index(column) if column is not None and column in rel.names else -1
+            if idx >= 0 and rel.fast[idx] is not None:  # not plain text
+                idx = -1
+            hit = self._peek[rel.relid] = (rel, columns, idx)
+        idx = hit[2]
+        if idx < 0:
+            return None
+        pos = 6  # 'I', relation id, 'N'
+        (n,) = _i16(buf, pos)
+        pos += 2
+        if idx >= n:
+            return None
+        for _ in range(idx):
+            kind = buf[pos]
+            if kind == 0x74 or kind == 0x62:  # t / b: length-prefixed
+                pos += 5 + _u32(buf, pos + 1)[0]
+            elif kind == 0x6E or kind == 0x75:  # n / u
+                pos += 1
+            else:
+                return None
+        kind = buf[pos]
+        if kind == 0x6E:
+            return rel.schema, rel.name, None
+        if kind != 0x74:
+            return None
+        ln = _u32(buf, pos + 1)[0]
+        try:
+            return rel.schema, rel.name, buf[pos + 5:pos + 5 + ln].decode()
+        except UnicodeDecodeError:
+            return None
+
+    def count_change(self) -> None:
+        """Count a change the caller chose not to decode (after :meth:`insert_value`), so that the
+        ordinals of the changes after it stay what :meth:`decode` gives."""
+        self._ordinal += 1
+
+    def skip_change(self, buf: bytes, keep: Container[str]) -> bool:
+        """True when ``buf`` is an insert, update or delete of a known relation whose table is not
+        in ``keep``: the change is counted (the ordinals, hence the event ids, of the changes after
+        it stay what :meth:`decode` gives) but its values are not converted. For a consumer that
+        reads a few tables only (the rules consumer); anything else returns False: decode it."""
+        kind = buf[0]
+        if kind == 0x49 or kind == 0x55 or kind == 0x44:  # I U D
+            rel = self.relations.get(_u32(buf, 1)[0])
+            if rel is not None and rel.name not in keep:
+                self._ordinal += 1
+                return True
+        return False
 
     # -- messages ---------------------------------------------------------------------------
 

@@ -272,41 +272,51 @@ class CaseStore:
 
     def open_or_add(self, signal: Signal) -> OpenResult:
         """Open a case for the signal, or add its evidence to the open case of that patient and
-        disease. Idempotent per (case, event, rule): a replayed signal changes nothing."""
+        disease. Idempotent per (case, event, rule): a replayed signal changes nothing.
+
+        A new case, its evidence and its ``open`` history row are one statement (one round trip,
+        atomic by itself: the rules consumer opens thousands per backlog); only when the patient
+        already has an open case of the disease does the evidence path below run."""
         actor = Actor(f"rules:{signal.pack_version}", "rules")
-        with self.conn.transaction(), self._cur() as cur:
-            due = signal.signal_at + dt.timedelta(hours=signal.due_hours)
+        ev = signal.evidence
+        due = signal.signal_at + dt.timedelta(hours=signal.due_hours)
+        with self._cur() as cur:
             cur.execute(
-                f"INSERT INTO cdcsync.surveil_case (status, kind, disease_code, disease_name, disease_class,"
-                f" org_code, patient_id, visit_id, doctor_id, doctor_name, dept_code, signal_at, due_at,"
-                f" pack_version) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                f"WITH c AS (INSERT INTO cdcsync.surveil_case (status, kind, disease_code, disease_name,"
+                f" disease_class, org_code, patient_id, visit_id, doctor_id, doctor_name, dept_code, signal_at,"
+                f" due_at, pack_version) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
                 f" ON CONFLICT (org_code, patient_id, disease_code) WHERE status IN {_OPEN_SQL}"
-                f" DO NOTHING RETURNING {_CASE_COLUMNS}",
+                f" DO NOTHING RETURNING {_CASE_COLUMNS}),"
+                f" e AS (INSERT INTO cdcsync.surveil_case_evidence (case_id, event_id, table_name, row_key, rule_id)"
+                f" SELECT case_id, %s, %s, %s, %s FROM c),"
+                f" h AS (INSERT INTO cdcsync.surveil_case_history (case_id, actor, actor_role, action, from_status,"
+                f" to_status, reason, detail) SELECT case_id, %s, %s, 'open', NULL, status, %s, %s FROM c)"
+                f" SELECT {_CASE_COLUMNS} FROM c",
                 (str(signal.status), str(signal.kind), signal.disease_code, signal.disease_name,
                  signal.disease_class, signal.org_code, signal.patient_id, signal.visit_id,
                  signal.doctor_id, signal.doctor_name, signal.dept_code, signal.signal_at, due,
-                 signal.pack_version))
+                 signal.pack_version,
+                 ev.event_id, ev.table, Jsonb(ev.key), ev.rule_id,
+                 actor.id, actor.role, signal.reason, Jsonb({"event_id": ev.event_id, "rule_id": ev.rule_id})))
             row = cur.fetchone()
-            created = row is not None
-            if row is None:
-                cur.execute(
-                    f"SELECT {_CASE_COLUMNS} FROM cdcsync.surveil_case WHERE org_code = %s AND patient_id = %s"
-                    f" AND disease_code = %s AND status IN {_OPEN_SQL} FOR UPDATE",
-                    (signal.org_code, signal.patient_id, signal.disease_code))
-                row = cur.fetchone()
-                if row is None:  # closed meanwhile by a concurrent action: cannot happen under the lock
-                    raise CaseError("未找到未结病例")
+        if row is not None:
+            return OpenResult(_case(row), True, True)
+        with self.conn.transaction(), self._cur() as cur:
+            cur.execute(
+                f"SELECT {_CASE_COLUMNS} FROM cdcsync.surveil_case WHERE org_code = %s AND patient_id = %s"
+                f" AND disease_code = %s AND status IN {_OPEN_SQL} FOR UPDATE",
+                (signal.org_code, signal.patient_id, signal.disease_code))
+            row = cur.fetchone()
+            if row is None:  # closed meanwhile by a concurrent action: cannot happen under the lock
+                raise CaseError("未找到未结病例")
             case = _case(row)
-            added = self._add_evidence(cur, case.case_id, signal.evidence)
-            if created:
-                self._history(cur, case.case_id, actor, "open", None, case.status, signal.reason,
-                              {"event_id": signal.evidence.event_id, "rule_id": signal.evidence.rule_id})
-            elif added:
+            added = self._add_evidence(cur, case.case_id, ev)
+            if added:
                 self._history(cur, case.case_id, actor, "evidence", case.status, case.status, signal.reason,
-                              {"event_id": signal.evidence.event_id, "rule_id": signal.evidence.rule_id})
+                              {"event_id": ev.event_id, "rule_id": ev.rule_id})
                 cur.execute("UPDATE cdcsync.surveil_case SET updated_at = now() WHERE case_id = %s",
                             (case.case_id,))
-            return OpenResult(case, created, added)
+            return OpenResult(case, False, added)
 
     def find_open(self, org_code: str, patient_id: str, disease_code: str) -> Case | None:
         with self._cur() as cur:
@@ -321,6 +331,14 @@ class CaseStore:
             cur.execute(
                 f"SELECT {_CASE_COLUMNS} FROM cdcsync.surveil_case WHERE org_code = %s AND patient_id = %s"
                 f" AND status IN {_OPEN_SQL} ORDER BY case_id", (org_code, patient_id))
+            return [_case(r) for r in cur.fetchall()]
+
+    def open_cases_of_patients(self, org_code: str, patient_ids: Sequence[str]) -> list[Case]:
+        """The open cases of several patients in one query (the rule engine's per-batch prefetch)."""
+        with self._cur() as cur:
+            cur.execute(
+                f"SELECT {_CASE_COLUMNS} FROM cdcsync.surveil_case WHERE org_code = %s AND patient_id = ANY(%s)"
+                f" AND status IN {_OPEN_SQL} ORDER BY case_id", (org_code, list(patient_ids)))
             return [_case(r) for r in cur.fetchall()]
 
     def upgrade(self, case_id: int, to: Status, actor: Actor, reason: str,
@@ -374,6 +392,25 @@ class CaseStore:
                             (str(Status.CORRECTED), reason))
             self._history(cur, case_id, actor, "correct", case.status, Status.CORRECTED, reason, {})
             return new
+
+    def expire_overdue(self, grace: dt.timedelta, actor: Actor, now: dt.datetime | None = None) -> list[int]:
+        """已过期: every open case whose due time passed more than ``grace`` ago (the consumer's sweep,
+        docs/surveillance.md). ``closed_at`` is set, so the case leaves the reminders and counts as
+        closed after its due time (``recon.pending_cases.overdue``); one ``expire`` history row
+        each. Returns the case ids, in order."""
+        reason = f"超过报告时限 {_days(grace)} 仍未处理（未报卡、未排除），已标记为已过期"
+        with self.conn.transaction(), self._cur() as cur:
+            cur.execute(
+                f"WITH due AS (SELECT case_id, status AS old FROM cdcsync.surveil_case WHERE status IN {_OPEN_SQL}"
+                f" AND due_at < coalesce(%s, now()) - %s FOR UPDATE),"
+                f" u AS (UPDATE cdcsync.surveil_case c SET status = %s, closed_at = now(), close_reason = %s,"
+                f" updated_at = now() FROM due WHERE c.case_id = due.case_id RETURNING c.case_id, due.old),"
+                f" h AS (INSERT INTO cdcsync.surveil_case_history (case_id, actor, actor_role, action, from_status,"
+                f" to_status, reason, detail) SELECT case_id, %s, %s, 'expire', old, %s, %s, %s FROM u)"
+                f" SELECT case_id FROM u ORDER BY case_id",
+                (now, grace, str(Status.EXPIRED), reason, actor.id, actor.role, str(Status.EXPIRED), reason,
+                 Jsonb({"grace_hours": grace.total_seconds() / 3600})))
+            return [int(r["case_id"]) for r in cur.fetchall()]
 
     # -- actions of doctors and the 防保科 ------------------------------------------------------
 
@@ -544,6 +581,11 @@ class CaseStore:
                     " to_status, reason, detail) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
                     (case_id, actor.id, actor.role, action, str(from_status) if from_status else None,
                      str(to_status), reason, Jsonb(detail)))
+
+
+def _days(grace: dt.timedelta) -> str:
+    days = grace.total_seconds() / 86400
+    return f"{days:g} 天" if days >= 1 else f"{grace.total_seconds() / 3600:g} 小时"
 
 
 @contextmanager

@@ -40,15 +40,18 @@ import psycopg
 from cdcsync.config import Settings
 from cdcsync.db.migrate import PUBLICATION
 from cdcsync.event import Change, Event, lsn_to_str, str_to_lsn
+from cdcsync.mapping.mapper import mapped_columns
 from cdcsync.settings.surveil import SURVEIL_CONSUMER, SurveilSettings
 from cdcsync.source.pgoutput import Begin, Commit, LogicalMessage, PgOutputDecoder, Truncate
 from cdcsync.source.protocol import Keepalive, ReplicationConnection, with_session_options
 from cdcsync.source.slots import get_slot
 from cdcsync.source.walsafety import LOST
+from cdcsync.surveil.cases import Actor, CaseStore
 from cdcsync.surveil.engine import Engine, EngineHolder
-from cdcsync.surveil.rules import KEYS
+from cdcsync.surveil.rules import DECIDING_COLUMNS, KEYS
+from cdcsync.validate.compiler import Validators
 from cdcsync.validate.reload import RulesHolder
-from cdcsync.validate.stage import transform_for
+from cdcsync.validate.stage import ValidationStage, transform_for
 
 log = logging.getLogger(__name__)
 RULE_TABLES = frozenset(KEYS)  # the tables the rule engine reads events of (diagnosis, lab_result, …)
@@ -101,10 +104,12 @@ class RulesConsumer:
         self.healthy = False
         # counters for status and tests
         self.applied_lsn = 0
-        self.events_seen = 0
+        self.events_seen = 0  # validated and mapped
+        self.events_skipped = 0  # left out before validation: no rule can act on them (_Prefilter)
         self.events_rejected = 0
         self.events_failed = 0  # events the rule engine raised on (skipped, logged by id)
         self.cases_opened = 0
+        self.cases_expired = 0
         self.transactions = 0
         # tests/replay drain: end the session once this returns True for the applied position
         self.catch_up: Callable[[RulesConsumer, int], bool] | None = None
@@ -130,6 +135,17 @@ class RulesConsumer:
             " last_commit_at = coalesce(EXCLUDED.last_commit_at, surveil_checkpoint.last_commit_at),"
             " updated_at = now()",
             (SURVEIL_CONSUMER, self.slot, lsn_to_str(lsn), version, commit_ts))
+
+    def _expire(self, conn: psycopg.Connection[Any], version: str) -> None:
+        """Mark open cases long past their due time as 已过期 (``surveil.expire_after_days``)."""
+        if self.cfg.expire_after_days <= 0:
+            return
+        ids = CaseStore(conn).expire_overdue(dt.timedelta(days=self.cfg.expire_after_days),
+                                             Actor(f"rules:{version}", "rules"))
+        conn.commit()
+        if ids:
+            self.cases_expired += len(ids)
+            log.info("surveil: %d case(s) expired (due more than %g days ago)", len(ids), self.cfg.expire_after_days)
 
     # -- session ------------------------------------------------------------------------------
 
@@ -186,6 +202,7 @@ class RulesConsumer:
         linger = cfg.linger_ms / 1000.0
         status_interval = self.settings.stream.status_interval_s
         next_reload = time.monotonic() + cfg.reload_interval_s
+        next_expire = time.monotonic()  # the first sweep right after start
         skip = False
         marker = 0
         while not self.stop.is_set():
@@ -195,6 +212,9 @@ class RulesConsumer:
             if now >= next_reload:
                 self.engines.reload_if_changed()
                 next_reload = now + cfg.reload_interval_s
+            if now >= next_expire and tx.idle:  # nothing uncommitted: the sweep commits alone
+                self._expire(conn, tx.engine.version)
+                next_expire = now + cfg.expire_sweep_s
             if marker > tx.flush_pos and tx.idle:
                 tx.flush_pos = marker
             if repl.status_due(status_interval):
@@ -207,7 +227,20 @@ class RulesConsumer:
             budget = 500
             while msg is not None:
                 if type(msg) is tuple:  # (end LSN, pgoutput payload): the connection tracks received_lsn
-                    m = decoder.decode(msg[1])
+                    # A change of a table no rule reads is counted, not decoded; nor is an insert whose
+                    # deciding code (read alone) the pre-filter rules out. m None: nothing to do.
+                    payload = msg[1]
+                    if decoder.skip_change(payload, RULE_TABLES):
+                        m = None
+                    elif (not skip and tx.prefilter is not None
+                          and (peek := decoder.insert_value(payload, DECIDING_COLUMNS)) is not None
+                          and peek[0] == "emr"
+                          and not tx.prefilter.decide(tx.engine, peek[1], decoder.tx_lsn, peek[2])):
+                        decoder.count_change()
+                        self.events_skipped += 1
+                        m = None
+                    else:
+                        m = decoder.decode(payload)
                     if type(m) is Change:
                         if not skip:
                             tx.add(m)
@@ -245,6 +278,59 @@ class RulesConsumer:
         log.info("surveil: stream stopped at %s", lsn_to_str(tx.flush_pos))
 
 
+class _Prefilter:
+    """Whether a change of a rule table may matter to the engine, decided BEFORE the validation
+    and mapping stage (the costly part of a row; most diagnoses, lab results and orders are not
+    notifiable). The engine's own test (``relevant``, national codes) is asked of the national code
+    of the one column it reads, mapped with the code tables the stage uses for that transaction.
+    Conservative: a row is left out only when the engine would certainly do nothing with it (an
+    insert/update whose deciding code maps to nothing relevant; an unmapped code is a row the stage
+    rejects anyway). Deletes, undecodable rows and tables without a deciding column always pass."""
+
+    def __init__(self, stage: ValidationStage) -> None:
+        self.stage = stage
+        self._rules: Validators | None = None
+        self._lookups: dict[str, tuple[str, dict[str, str]]] = {}  # table -> (column, local -> national)
+
+    def _build(self, rules: Validators) -> None:
+        self._rules = rules
+        self._lookups = {}
+        for table, column in DECIDING_COLUMNS.items():
+            compiled = rules.tables.get(table)
+            if compiled is None:
+                continue
+            try:
+                fld = compiled.table.field(column)
+            except KeyError:
+                continue
+            # only a coded column whose national code lands in the column itself (not a key column)
+            if fld.domain and mapped_columns(compiled.table, column)[0] == column:
+                self._lookups[table] = (column, rules.mapper.table_for(fld.domain, compiled.table.national_codes))
+
+    def __call__(self, engine: Engine, change: Change) -> bool:
+        after = change.after
+        if (after is None or change.op not in ("c", "u", "r") or change.schema != "emr"
+                or change.undecodable is not None or change.table not in DECIDING_COLUMNS):
+            return True
+        return self.decide(engine, change.table, change.lsn, after.get(DECIDING_COLUMNS[change.table]))
+
+    def decide(self, engine: Engine, table: str, lsn: int, raw: Any) -> bool:
+        """For an insert/update of ``emr.<table>`` in the transaction ``lsn`` whose deciding column
+        holds ``raw`` (the HIS's code, as decoded): may the engine act on it?"""
+        relevant = getattr(engine, "relevant", None)
+        if relevant is None:
+            return True
+        rules = self.stage.rules_at(lsn)
+        if rules is not self._rules:
+            self._build(rules)
+        hit = self._lookups.get(table)
+        if hit is None:
+            return True
+        column, lookup = hit
+        national = lookup.get(raw) if isinstance(raw, str) else None
+        return bool(relevant(table, {column: national}))
+
+
 class _Applier:
     """The open database transaction of the consumer: events in, cases + position out."""
 
@@ -260,6 +346,8 @@ class _Applier:
         self.pending_lsn: int | None = None  # end LSN of the last source transaction applied, uncommitted
         self.pending_ts: dt.datetime | None = None
         self.max_events = consumer.cfg.batch_max_events
+        stage = consumer.transform
+        self.prefilter = _Prefilter(stage) if isinstance(stage, ValidationStage) else None
 
     @property
     def idle(self) -> bool:
@@ -278,6 +366,9 @@ class _Applier:
     def add(self, change: Change) -> None:
         if change.table not in RULE_TABLES:
             return  # no rule reads it: not worth validating and mapping here (the delivery path does)
+        if self.prefilter is not None and not self.prefilter(self.engine, change):
+            self.c.events_skipped += 1
+            return
         out = self.c.transform(change)
         self.c.events_seen += 1
         if type(out) is Event:

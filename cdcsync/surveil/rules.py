@@ -39,10 +39,10 @@ import psycopg
 from psycopg.rows import dict_row
 
 from cdcsync.event import Event, Row
+from cdcsync.surveil.batchstore import BatchStore, StaleCase
 from cdcsync.surveil.cases import (
     Actor,
     Case,
-    CaseStore,
     Evidence,
     Kind,
     OpenResult,
@@ -62,6 +62,12 @@ KEYS: Mapping[str, str] = {
     "drug_order": "drug_order_id",
     "death_record": "death_record_id",
     "report_card": "card_id",
+}
+# The one column :meth:`RuleEngine.relevant` reads per table; a table not named here is always relevant.
+DECIDING_COLUMNS: Mapping[str, str] = {
+    "diagnosis": "diagnosis_code",
+    "lab_result": "qualitative_result_code",
+    "drug_order": "drug_code",
 }
 # (table, raw mirror row) -> the row validated and mapped (national codes), None when it fails
 # validation: the stream quarantines such a row, so the rules must not count it as context either.
@@ -126,13 +132,62 @@ class RuleEngine:
     def version(self) -> str:
         return self.pack.version
 
+    def relevant(self, table: str, row: Row) -> bool:
+        """Whether a row of a rule table (national codes) can matter at all: most diagnoses, lab
+        results and orders cannot. Reads only the column :data:`DECIDING_COLUMNS` names for the
+        table (the rules consumer asks before it validates and maps a row)."""
+        pack = self.pack
+        if table == "diagnosis":
+            return pack.disease_for_icd(row.get("diagnosis_code")) is not None
+        if table == "lab_result":
+            return row.get("qualitative_result_code") in pack.positive_results
+        if table == "drug_order":
+            return pack.drug_group(row.get("drug_code")) is not None
+        return True
+
     def _map(self, table: str, row: Row) -> Row | None:
         if self._mapper is None:
             self._mapper = _default_mapper()
         return self._mapper(table, row)
 
     def apply(self, conn: psycopg.Connection[Any], events: Sequence[Event]) -> list[OpenResult]:
-        """Evaluate ``events`` in order; returns what happened to cases (created, evidence, changes)."""
+        """Evaluate ``events`` in order; returns what happened to cases (created, evidence, changes).
+
+        Optimistic: the whole call runs in one savepoint, without one per event (two round trips
+        per signal saved). Should any event raise, that savepoint is rolled back and the call is
+        redone with a savepoint per event, leaving out (and logging) the ones that fail: the outcome
+        is the same as if each event had been isolated from the start."""
+        out: list[OpenResult] = []
+        try:
+            with conn.transaction():
+                run = _Run(self, conn, out)
+                run.prefetch(events)
+                for event in events:
+                    self._event(run, event)
+            return out
+        except psycopg.OperationalError:
+            raise  # the connection is gone: the consumer reconnects and replays
+        except Exception as exc:  # redone below, event by event; logged there if it fails again
+            log.debug("rules: batch of %d events redone event by event (%s)", len(events), type(exc).__name__)
+        return self._apply_isolated(conn, events)
+
+    def _event(self, run: _Run, event: Event) -> None:
+        """One event, no savepoint of its own (the fast path of :meth:`apply`)."""
+        if event.schema != "emr":
+            return
+        handler = _HANDLERS.get(event.table)
+        if handler is None:
+            return
+        if event.op == "d" or (event.after is not None and event.after.get("modify_flag") == REVOKED):
+            gone = event.before if event.op == "d" else event.after
+            if event.table == "diagnosis" and gone is not None:
+                _diagnosis_revoked(run, event, gone)
+            return
+        if event.op in ("c", "u", "r") and event.after is not None and run.relevant(event.table, event.after):
+            handler(run, event, event.after)
+
+    def _apply_isolated(self, conn: psycopg.Connection[Any], events: Sequence[Event]) -> list[OpenResult]:
+        """:meth:`apply` with a savepoint per event: one that fails is logged and left out."""
         out: list[OpenResult] = []
         run = _Run(self, conn, out)
         run.prefetch(events)
@@ -145,22 +200,36 @@ class RuleEngine:
             if event.op == "d" or (event.after is not None and event.after.get("modify_flag") == REVOKED):
                 gone = event.before if event.op == "d" else event.after
                 if event.table == "diagnosis" and gone is not None:
-                    _diagnosis_revoked(run, event, gone)
+                    mark = len(out)
+                    try:
+                        _diagnosis_revoked(run, event, gone)
+                    except StaleCase:  # the store's savepoint undid the write; read the case tables again
+                        del out[mark:]
+                        _diagnosis_revoked(run, event, gone)
                 continue
             if event.op not in ("c", "u", "r") or event.after is None:
                 continue
             if not run.relevant(event.table, event.after):
                 continue  # no case can come of it: no savepoint, no query
-            try:
-                with conn.transaction():  # a savepoint: one failing event costs that event only
-                    handler(run, event, event.after)
-            except psycopg.OperationalError:
-                raise  # the connection is gone: the consumer reconnects and replays
-            except Exception as exc:
-                # A bug or a row the rules cannot read must not stop the stream (that would hold
-                # every later case back). Logged without values: table, event id, error type.
-                self.errors += 1
-                log.error("rules: %s event %s skipped (%s)", event.table, event.id, type(exc).__name__)
+            for attempt in (1, 2):
+                mark = len(out)
+                try:
+                    with conn.transaction():  # a savepoint: one failing event costs that event only
+                        handler(run, event, event.after)
+                except psycopg.OperationalError:
+                    raise  # the connection is gone: the consumer reconnects and replays
+                except StaleCase:
+                    if attempt == 1:  # a prefetched case was closed meanwhile: once more, reading the tables
+                        del out[mark:]
+                        continue
+                    self.errors += 1
+                    log.error("rules: %s event %s skipped (case closed concurrently)", event.table, event.id)
+                except Exception as exc:
+                    # A bug or a row the rules cannot read must not stop the stream (that would hold
+                    # every later case back). Logged without values: table, event id, error type.
+                    self.errors += 1
+                    log.error("rules: %s event %s skipped (%s)", event.table, event.id, type(exc).__name__)
+                break
         return out
 
 
@@ -171,8 +240,13 @@ class _Run:
         self.engine = engine
         self.pack = engine.pack
         self.conn = conn
-        self.store = CaseStore(conn)
+        self.store = BatchStore(conn)
         self.out = out
+        # Per call: the visits' doctors and staff names read (mirror rows, not written here), the
+        # event ids of the call that no case holds as evidence yet (seen_closed needs no query).
+        self._visits: dict[tuple[str, str], tuple[str | None, str | None, str | None]] = {}
+        self._staff: dict[tuple[str, str], str | None] = {}
+        self._new_events: set[str] = set()
         # Mirror context, read once per call: the rows of every event of the call are committed
         # before it runs, so the mirror holds at least what each event saw (and at most later
         # rows, as when the consumer lags).
@@ -184,13 +258,30 @@ class _Run:
         """The report cards and visit diagnoses of the patients of ``events``, in two queries per
         organisation (instead of some per event)."""
         wanted: dict[str, set[str]] = {}
+        visit_ids: dict[str, set[str]] = {}
+        event_ids: list[str] = []
         for e in events:
             if e.schema == "emr" and e.table in _HANDLERS:
                 row = e.after if e.after is not None else e.before
                 if row is not None and row.get("patient_id") and self.relevant(e.table, row):
                     wanted.setdefault(e.org_code, set()).add(row["patient_id"])
+                    event_ids.append(e.id)
+                    if row.get("visit_id"):
+                        visit_ids.setdefault(e.org_code, set()).add(row["visit_id"])
+        if event_ids:
+            seen = {r["event_id"] for r in self._rows(
+                "SELECT DISTINCT event_id FROM cdcsync.surveil_case_evidence WHERE event_id = ANY(%s)", (event_ids,))}
+            self._new_events = set(event_ids) - seen
+        for org, vids in visit_ids.items():
+            vlist = sorted(vids)
+            for v in vlist:
+                self._visits[(org, v)] = (None, None, None)
+            for r in self._rows("SELECT visit_id, doctor_id, doctor_name, dept_code FROM emr.visit"
+                                " WHERE org_code = %s AND visit_id = ANY(%s)", (org, vlist)):
+                self._visits[(org, r["visit_id"])] = (r["doctor_id"], r["doctor_name"], r["dept_code"])
         for org, patients in wanted.items():
             ids = sorted(patients)
+            self.store.load_open(org, ids)
             for p in ids:
                 self._cards[(org, p)] = []
                 self._dx_of_patient.add((org, p))
@@ -229,15 +320,7 @@ class _Run:
         return rows
 
     def relevant(self, table: str, row: Row) -> bool:
-        """Whether a row of a rule table can matter at all (most lab results and orders cannot)."""
-        pack = self.pack
-        if table == "diagnosis":
-            return pack.disease_for_icd(row.get("diagnosis_code")) is not None
-        if table == "lab_result":
-            return row.get("qualitative_result_code") in pack.positive_results
-        if table == "drug_order":
-            return pack.drug_group(row.get("drug_code")) is not None
-        return True
+        return self.engine.relevant(table, row)
 
     def cards(self, org: str, patient: str) -> list[_Card]:
         """The patient's report cards (national codes), revoked ones left out, oldest first."""
@@ -298,15 +381,22 @@ class _Run:
     def visit_doctor(self, org: str, visit: str | None) -> tuple[str | None, str | None, str | None]:
         if not visit:
             return None, None, None
+        cached = self._visits.get((org, visit))
+        if cached is not None:
+            return cached
         rows = self._rows("SELECT doctor_id, doctor_name, dept_code FROM emr.visit WHERE org_code = %s"
                           " AND visit_id = %s", (org, visit))
-        if not rows:
-            return None, None, None
-        return rows[0]["doctor_id"], rows[0]["doctor_name"], rows[0]["dept_code"]
+        out = (rows[0]["doctor_id"], rows[0]["doctor_name"], rows[0]["dept_code"]) if rows else (None, None, None)
+        self._visits[(org, visit)] = out
+        return out
 
     def staff_name(self, org: str, staff_id: str) -> str | None:
+        if (org, staff_id) in self._staff:
+            return self._staff[(org, staff_id)]
         rows = self._rows("SELECT staff_name FROM emr.staff WHERE org_code = %s AND staff_id = %s", (org, staff_id))
-        return rows[0]["staff_name"] if rows else None
+        name = rows[0]["staff_name"] if rows else None
+        self._staff[(org, staff_id)] = name
+        return name
 
     def responsible(self, org: str, visit: str | None, doctor_id: str | None, doctor_name: str | None,
                     dept: str | None) -> tuple[str | None, str | None, str | None]:
@@ -346,7 +436,10 @@ class _Run:
         """This rule already took this event as evidence of a case of this patient and disease
         that is closed now (a replay after the case was reported or excluded): it must not open a
         new one. (The same event under another rule, e.g. a card that closes one case and shows a
-        mismatch, may.)"""
+        mismatch, may.) No query for an event no case held as evidence when the call began and
+        that this call has not added as evidence since: the common, live case."""
+        if event_id in self._new_events and event_id not in self.store.touched_events:
+            return False
         with self.conn.cursor() as cur:
             cur.execute("SELECT 1 FROM cdcsync.surveil_case_evidence e JOIN cdcsync.surveil_case c USING (case_id)"
                         " WHERE e.event_id = %s AND e.rule_id = %s AND c.patient_id = %s AND c.disease_code = %s"

@@ -97,6 +97,20 @@ class ValidationStage:
         self._now_at = time.monotonic()
         self._ids = EventIds(self.origin)
 
+    def rules_at(self, lsn: int) -> Validators:
+        """The rules this stage checks the changes of transaction ``lsn`` (``Change.lsn``) with,
+        picked up at its first change as ``__call__`` does: for a caller that looks at a change
+        before deciding to transform it (the rules consumer's pre-filter), so both use the same
+        code tables."""
+        if lsn != self._tx_lsn:
+            self._tx_lsn = lsn
+            rules = self.holder.current()
+            if rules is not self._rules:
+                self._rules = rules
+                self._tables = rules.tables
+                self._exact = {}
+        return self._rules
+
     def __call__(self, change: Change) -> Event | Rejection:
         lsn = change.lsn
         if lsn != self._tx_lsn:  # a new transaction: pick up the rules in force
