@@ -6,6 +6,7 @@ national code it emits, and a rollback switching it back.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import os
@@ -708,3 +709,47 @@ def test_upstream_push_rotates_the_platform_key(migrated_db: str, tmp_path: Path
         sim.stop()
     by_id = {e["id"]: e["after"]["staff_id"] for e in staff_events(sim)}
     assert sorted(by_id.values()) == [f"S{i:06d}" for i in range(loader.inserted)], log.read_text()[-3000:]
+
+
+def test_timeliness_push_sets_a_tables_class_in_the_evaluation(served: tuple[Front, ServerHandle, RulesHolder, str]
+                                                                ) -> None:
+    """A ``timeliness`` package giving one table a longer class: that table's acknowledged events
+    count against the pushed limit from the next evaluation (recomputed from its recorded
+    histogram); the other table keeps the spec's class; a rollback restores the spec's figure."""
+    from cdcsync.ops.evaluate import evaluate_day
+    from cdcsync.recon.latency import DelayHistogram
+    from cdcsync.spec import load_spec
+
+    front, _, _, url = served
+    realtime = [t.name for t in load_spec().tables if t.timeliness == "realtime"][:2]
+    assert len(realtime) == 2
+    day = dt.date(2026, 11, 30)
+    acked = dt.datetime(2026, 11, 30, 12, 0, 0)
+    with psycopg.connect(front.settings.database.dsn, autocommit=True) as conn:
+        for table, delay_s in zip(realtime, (1000, 100), strict=True):  # 1000 s: late for realtime, in time for 2 h
+            h = DelayHistogram("realtime")
+            h.add_many([acked - dt.timedelta(seconds=delay_s)] * 10, acked, 1.0)
+            conn.execute("INSERT INTO cdcsync.delivery_latency (destination, table_name, business_date, timeliness,"
+                         " events, within_limit, business_hist, commit_hist) VALUES ('national', %s, %s, 'realtime',"
+                         " %s, %s, %s, %s)", (table, day, h.events, h.within, h.business_hist, h.commit_hist))
+
+        def events_detail() -> str:
+            ev = evaluate_day(conn, load_settings(front.cfg), day, now=dt.datetime(2026, 12, 1, tzinfo=dt.UTC))[0]
+            dim = next(d for d in ev.dimensions if d.name == "timeliness")
+            return next(c.detail for c in dim.components if c.name == "events")
+
+        assert events_detail() == "时限内 10 / 20"
+        body = orjson.dumps({"tables": {realtime[0]: "2h"}})
+        r = front.push(url, front.package("timeliness", body, 1).to_json())
+        assert r.reply["outcome"] == "acknowledged", r.reply
+        assert events_detail() == "时限内 20 / 20"
+        body = orjson.dumps({"tables": {realtime[1]: "daily", realtime[0]: "realtime"}})
+        r = front.push(url, front.package("timeliness", body, 2).to_json())
+        assert r.reply["outcome"] == "acknowledged", r.reply
+        assert events_detail() == "时限内 10 / 20"  # the first back to realtime; the second, in time, stays so
+        out = CliRunner().invoke(main, ["-c", str(front.cfg), "config", "rollback", "timeliness-v2"])
+        assert out.exit_code == 0, out.output
+        assert events_detail() == "时限内 20 / 20"
+        out = CliRunner().invoke(main, ["-c", str(front.cfg), "config", "rollback", "timeliness-v1"])
+        assert out.exit_code == 0, out.output
+        assert events_detail() == "时限内 10 / 20"
