@@ -188,6 +188,17 @@ def _apply_pushed(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+def pushed_table_classes(state_dir: str | Path) -> dict[str, str]:
+    """Per-table timeliness classes of the ``timeliness`` package in force ({} when none): they
+    replace the dataset spec's class in the evaluation (cdcsync.ops.evaluate.timeliness). The
+    stager checked tables and classes; anything else in the file is ignored."""
+    doc = _read_pushed(Path(state_dir), PUSHED_TIMELINESS) or {}
+    tables = doc.get("tables")
+    if not isinstance(tables, dict):
+        return {}
+    return {str(t): c for t, c in tables.items() if isinstance(c, str)}
+
+
 def with_pushed(settings: Settings) -> Settings:
     """``settings`` with the pushed configuration now in force overlaid (the running daemon, after
     the national platform applied an ``upstream`` package on 8882)."""

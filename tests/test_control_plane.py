@@ -6,6 +6,7 @@ national code it emits, and a rollback switching it back.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import os
@@ -626,3 +627,129 @@ def test_ops_loop_follows_upstream_and_timeliness_pushes_without_restart(migrate
         sim_b.stop()
     assert log.read_text().count("ops: heartbeats follow the new destinations: national") == 2
     assert log.read_text().count("destinations reconfigured by the national platform") == 2  # not for timeliness
+
+
+def test_upstream_push_rotates_the_platform_key(migrated_db: str, tmp_path: Path) -> None:
+    """The national platform rotates its signing key (the reference platform restarts at the same
+    address with a new key): the daemon cannot verify its replies until an ``upstream`` package
+    brings the new public key; then delivery resumes, every row delivered once. A package carrying
+    a private key is refused and changes nothing; a rollback returns to the configured key."""
+    a_dir, old_dir, new_dir, fdir = tmp_path / "a", tmp_path / "old", tmp_path / "new", tmp_path / "front"
+    fdir.mkdir()
+    prepare_data_dir(a_dir, tls=True)
+    old_dir.mkdir()
+    for f in ("platform.key", "platform.pub"):
+        shutil.copy2(a_dir / f, old_dir / f)
+    hk, hp, _ = write_keypair(fdir / "keys", "hospital")
+    _, new_pub, _ = write_keypair(new_dir, "platform")
+    sim = start_in_process(a_dir, hospital_pubs=[hp])
+    port = int(sim.url.rsplit(":", 1)[1])
+    front = Front(fdir, migrated_db, old_dir, sim.url, sim.ca_bundle, control_port=free_port())
+    url = f"https://127.0.0.1:{front.data['api']['control']['port']}"
+    log = tmp_path / "daemon.log"
+    proc = start_daemon(front, log)
+    loader = StaffLoader(migrated_db)
+    try:
+        with psycopg.connect(migrated_db, autocommit=True) as conn:
+            wait_for(lambda: conn.execute("SELECT count(*) FROM cdcsync.checkpoint WHERE snapshot_done")
+                     .fetchone()[0] == 1, 60, "the daemon to start streaming")  # type: ignore[index]
+        loader.thread.start()
+        wait_for(lambda: len(staff_events(sim)) >= 50, 60, "events before the rotation")
+        sim.stop()
+        for f in ("platform.key", "platform.pub"):
+            shutil.copy2(new_dir / f, a_dir / f)
+        sim = start_in_process(a_dir, hospital_pubs=[hp], port=port)
+        after = loader.inserted
+        wait_for(lambda: loader.inserted >= after + 20, 30, "rows written after the rotation")
+        loader.stop.set()
+        loader.thread.join(10)
+        assert loader.error is None, loader.error
+        with psycopg.connect(migrated_db, autocommit=True) as conn:
+            end = conn.execute("SELECT pg_current_wal_lsn()").fetchone()[0]  # type: ignore[index]
+
+        def acked() -> bool:
+            with psycopg.connect(migrated_db, autocommit=True) as c:
+                return bool(c.execute("SELECT acked_lsn >= %s::pg_lsn FROM cdcsync.checkpoint"
+                                      " WHERE destination = 'national'", (end,)).fetchone()[0])  # type: ignore[index]
+
+        # Refused: the hospital's private key as "the platform's key", and a hospital_key field.
+        for v, dest in ((1, {"platform_public_key_pem": hk.read_text()}),
+                        (2, {"platform_public_key_pem": hp.read_text()}),
+                        (3, {"hospital_key": str(hk)})):
+            body = orjson.dumps({"destinations": [{"name": "national", **dest}]})
+            r = front.push(url, front.package("upstream", body, v, pid=f"bad-{v}").to_json())
+            refusal = (r.reply["outcome"], r.reply["reason"], r.http_status)
+            assert refusal == ("refused", "invalid_payload", 422), r.reply
+            assert ("私钥", "医院的公钥", "hospital_key")[v - 1] in r.reply["message"], r.reply
+        assert not (Path(front.settings.state_dir) / "control" / "upstream" / "current").exists()
+        assert not acked(), "replies signed by the new key were accepted before it was pushed"
+
+        body = orjson.dumps({"destinations": [{"name": "national", "platform_public_key_pem": new_pub.read_text()}]})
+        r = front.push(url, front.package("upstream", body, 5, pid="rotate").to_json())
+        assert r.reply["outcome"] == "acknowledged", r.reply
+        pushed = load_settings(front.cfg).destinations[0]
+        assert pushed.platform_public_key is not None
+        assert pushed.platform_public_key.read_bytes() == new_pub.read_bytes()
+        assert pushed.platform_public_key.stat().st_mode & 0o777 == 0o644
+        wait_for(acked, 90, "the rows after the rotation acknowledged under the new key")
+
+        out = subprocess.run(cli_cmd(front.cfg, "config", "rollback", "rotate"), capture_output=True,
+                             text=True, cwd=str(REPO), timeout=60)
+        assert out.returncode == 0, out.stderr
+        assert load_settings(front.cfg).destinations[0].platform_public_key == old_dir / "platform.pub"
+        wait_for(lambda: log.read_text().count("destinations reconfigured by the national platform: national") == 2,
+                 30, "the pipeline restarted with the configured key")
+    finally:
+        loader.stop.set()
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        sim.stop()
+    by_id = {e["id"]: e["after"]["staff_id"] for e in staff_events(sim)}
+    assert sorted(by_id.values()) == [f"S{i:06d}" for i in range(loader.inserted)], log.read_text()[-3000:]
+
+
+def test_timeliness_push_sets_a_tables_class_in_the_evaluation(served: tuple[Front, ServerHandle, RulesHolder, str]
+                                                                ) -> None:
+    """A ``timeliness`` package giving one table a longer class: that table's acknowledged events
+    count against the pushed limit from the next evaluation (recomputed from its recorded
+    histogram); the other table keeps the spec's class; a rollback restores the spec's figure."""
+    from cdcsync.ops.evaluate import evaluate_day
+    from cdcsync.recon.latency import DelayHistogram
+    from cdcsync.spec import load_spec
+
+    front, _, _, url = served
+    realtime = [t.name for t in load_spec().tables if t.timeliness == "realtime"][:2]
+    assert len(realtime) == 2
+    day = dt.date(2026, 11, 30)
+    acked = dt.datetime(2026, 11, 30, 12, 0, 0)
+    with psycopg.connect(front.settings.database.dsn, autocommit=True) as conn:
+        for table, delay_s in zip(realtime, (1000, 100), strict=True):  # 1000 s: late for realtime, in time for 2 h
+            h = DelayHistogram("realtime")
+            h.add_many([acked - dt.timedelta(seconds=delay_s)] * 10, acked, 1.0)
+            conn.execute("INSERT INTO cdcsync.delivery_latency (destination, table_name, business_date, timeliness,"
+                         " events, within_limit, business_hist, commit_hist) VALUES ('national', %s, %s, 'realtime',"
+                         " %s, %s, %s, %s)", (table, day, h.events, h.within, h.business_hist, h.commit_hist))
+
+        def events_detail() -> str:
+            ev = evaluate_day(conn, load_settings(front.cfg), day, now=dt.datetime(2026, 12, 1, tzinfo=dt.UTC))[0]
+            dim = next(d for d in ev.dimensions if d.name == "timeliness")
+            return next(c.detail for c in dim.components if c.name == "events")
+
+        assert events_detail() == "时限内 10 / 20"
+        body = orjson.dumps({"tables": {realtime[0]: "2h"}})
+        r = front.push(url, front.package("timeliness", body, 1).to_json())
+        assert r.reply["outcome"] == "acknowledged", r.reply
+        assert events_detail() == "时限内 20 / 20"
+        body = orjson.dumps({"tables": {realtime[1]: "daily", realtime[0]: "realtime"}})
+        r = front.push(url, front.package("timeliness", body, 2).to_json())
+        assert r.reply["outcome"] == "acknowledged", r.reply
+        assert events_detail() == "时限内 10 / 20"  # the first back to realtime; the second, in time, stays so
+        out = CliRunner().invoke(main, ["-c", str(front.cfg), "config", "rollback", "timeliness-v2"])
+        assert out.exit_code == 0, out.output
+        assert events_detail() == "时限内 20 / 20"
+        out = CliRunner().invoke(main, ["-c", str(front.cfg), "config", "rollback", "timeliness-v1"])
+        assert out.exit_code == 0, out.output
+        assert events_detail() == "时限内 10 / 20"

@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from cdcsync.config import Settings
 from cdcsync.control.generations import Generations
 from cdcsync.control.package import Package, PackageError
+from cdcsync.control.trust import TRUST_FIELDS, TrustError, check_trust, materialize
 from cdcsync.mapping.coverage import check_coverage
 from cdcsync.mapping.domains import (
     NATIONAL_DIR,
@@ -168,8 +169,9 @@ def rules_pack_path(settings: Settings) -> Path | None:
 
 # --------------------------------------------------------------------------- upstream / timeliness
 
-# What a push may change on a configured destination: addresses, switches and limits, the
-# platform's public certificates. Never the hospital's key or certificate (the hospital's secrets).
+# What a push may change on a configured destination: addresses, switches and limits, and (as
+# PEM text, cdcsync.control.trust) the platform's public key or certificates. Never the
+# hospital's key or certificate (the hospital's secrets).
 UPSTREAM_KEYS = frozenset({"url", "enabled", "environment", "batch_max_events", "batch_max_bytes", "linger_ms",
                            "timeout_s", "retry_initial_s", "retry_max_s"})
 
@@ -182,9 +184,13 @@ def stage_upstream(settings: Settings, pkg: Package, payload: Any) -> Staged:
     for i, d in enumerate(payload["destinations"]):
         if not isinstance(d, dict) or d.get("name") not in configured:
             raise _invalid(f"destinations[{i}].name：应为已配置的上级平台之一（{'、'.join(configured) or '无'}）")
-        extra = sorted(set(d) - UPSTREAM_KEYS - {"name"})
+        extra = sorted(set(d) - UPSTREAM_KEYS - TRUST_FIELDS - {"name"})
         if extra:
             raise _invalid(f"destinations[{i}]：不允许下发的配置项 {', '.join(extra)}（医院密钥与证书只在本机配置）")
+        try:
+            check_trust(i, d, configured[d["name"]])
+        except TrustError as exc:
+            raise _invalid(str(exc)) from None
         base = configured[d["name"]].model_dump()
         merged = {**base, **{k: v for k, v in d.items() if k in UPSTREAM_KEYS}}
         try:
@@ -194,6 +200,7 @@ def stage_upstream(settings: Settings, pkg: Package, payload: Any) -> Staged:
             raise _invalid(f"destinations[{i}].{'.'.join(map(str, first['loc']))}：{first['msg']}") from None
         out.append(d)
     _, name, gen = _new_generation(settings, pkg)
+    out = [materialize(d, gen) for d in out]
     (gen / "upstream.json").write_text(json.dumps({"destinations": out}, ensure_ascii=False, indent=1), "utf-8")
     return Staged(name, gen, {"destinations": [d["name"] for d in out]})
 

@@ -10,7 +10,7 @@ A component without data that day is left out of its dimension and shown as "尚
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from fnmatch import fnmatch
 from pathlib import Path
@@ -111,11 +111,27 @@ def correctness(conn: psycopg.Connection[Any], day: dt.date, dest: str, cfg: Eva
     ])
 
 
+def _within_for_class(hist: Sequence[int], cls: str) -> int:
+    """Events of a business-time histogram within ``cls``'s limit. Exact: every class limit is a
+    bucket bound and a delay goes to the first bucket whose bound is >= it (engine.accounting)."""
+    from cdcsync.recon.latency import LATENCY_BOUNDS, TIMELINESS_LIMITS
+
+    return int(sum(hist[:LATENCY_BOUNDS.index(TIMELINESS_LIMITS[cls]) + 1]))
+
+
 def timeliness(conn: psycopg.Connection[Any], day: dt.date, dest: str,
-               now: dt.datetime | None = None) -> Dimension:
-    row = conn.execute("SELECT coalesce(sum(events), 0), coalesce(sum(within_limit), 0) FROM cdcsync.delivery_latency"
-                       " WHERE destination = %s AND business_date = %s", (dest, day)).fetchone() or (0, 0)
-    events, within = int(row[0]), int(row[1])
+               now: dt.datetime | None = None, classes: Mapping[str, str] | None = None) -> Dimension:
+    """``classes``: per-table timeliness classes pushed by the national platform (a ``timeliness``
+    package); a table listed there is counted against its pushed class, recomputed from its
+    histogram, instead of the spec's class it was recorded under."""
+    classes = classes or {}
+    events = within = 0
+    for table, recorded, n, w, hist in conn.execute(
+            "SELECT table_name, timeliness, events, within_limit, business_hist FROM cdcsync.delivery_latency"
+            " WHERE destination = %s AND business_date = %s", (dest, day)).fetchall():
+        cls = classes.get(table, recorded)
+        events += int(n)
+        within += int(w) if cls == recorded else _within_for_class(hist, cls)
     start, end = _day_window(day, now or dt.datetime.now(dt.UTC))
     # Early-warning cases due in the window (报告时限): handled when closed (reported, excluded,
     # corrected) by their due time; one still open after it is late.
@@ -304,11 +320,14 @@ def evaluate_day(conn: psycopg.Connection[Any], settings: Any, day: dt.date,
     mapping_version = local_mapping_version(settings)
     rule_pack = local_rule_pack_version(conn, settings)
     _, end = _day_window(day, now)
+    from cdcsync.config import pushed_table_classes  # the control plane's overlay, read per evaluation
+
+    classes = pushed_table_classes(settings.state_dir)
     out = []
     for d in settings.destinations:
         env = getattr(d, "environment", "production")
         out.append(DayEvaluation(day, d.name, env, [
-            correctness(conn, day, d.name, cfg), timeliness(conn, day, d.name, now),
+            correctness(conn, day, d.name, cfg), timeliness(conn, day, d.name, now, classes),
             stability(conn, day, d.name, cfg, now, slack, backups),
             adaptability(conn, d.name, cfg, mapping_version, end, rule_pack)]))
     return out
