@@ -154,15 +154,23 @@ def national_pipeline(sc: Scenario) -> Any:
 
 def drain_national(sc: Scenario, timeout: float = 60) -> None:
     """Run the national pipeline until it has settled everything committed so far."""
+    drain(sc.settings, "national", timeout)
+
+
+def drain(settings: Settings, destination: str, timeout: float = 60) -> None:
+    """Run one destination's pipeline (real validation stage) until it has settled everything
+    committed so far: up to a logical message written now, as ``cdcsync.engine.daemon.drain`` does."""
     import threading
 
+    from cdcsync.engine.daemon import build_pipeline
     from cdcsync.engine.pipeline import HEARTBEAT_PREFIX, run_pipeline_forever
+    from cdcsync.validate.reload import RulesHolder
 
-    with psycopg.connect(sc.dsn, autocommit=True) as conn:
+    with psycopg.connect(settings.database.dsn, autocommit=True) as conn:
         row = conn.execute("SELECT pg_logical_emit_message(false, %s, 'drain')", (HEARTBEAT_PREFIX,)).fetchone()
     hi, lo = str(row[0]).split("/") if row else ("0", "0")
     target = int(hi, 16) << 32 | int(lo, 16)
-    pipe = national_pipeline(sc)
+    pipe = build_pipeline(settings, settings.destination(destination), RulesHolder.load())
     pipe.catch_up = lambda _p, pos: pos >= target
     t = threading.Thread(target=run_pipeline_forever, args=(pipe,), daemon=True)
     t.start()
@@ -170,7 +178,7 @@ def drain_national(sc: Scenario, timeout: float = 60) -> None:
     if t.is_alive():
         pipe.stop.set()
         t.join(30)
-        raise TimeoutError("national pipeline did not catch up")
+        raise TimeoutError(f"{destination} pipeline did not catch up")
 
 
 def status_json(sc: Scenario) -> dict[str, Any]:

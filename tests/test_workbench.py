@@ -352,8 +352,8 @@ def test_the_documented_example_and_reference_signer_verify(tmp_path: Path) -> N
 
 def test_a_saved_card_reaches_both_platforms_through_the_normal_stream(pg_cluster: LocalCluster,
                                                                       tmp_path: Path) -> None:
+    from tests.api_helpers import drain
     from tests.cdc_util import read_events
-    from tests.wb_helpers import drain
 
     with running_bench(pg_cluster, tmp_path, "wbstream") as b:
         for dest in ("national", "provincial"):
@@ -494,8 +494,7 @@ def test_admin_view_revokes_clients_and_the_quarantine_is_listed_masked_and_retr
     import psycopg
 
     from cdcsync.api.auth import create_key
-    from tests.api_helpers import patient
-    from tests.wb_helpers import drain
+    from tests.api_helpers import drain, patient
 
     with running_bench(pg_cluster, tmp_path, "wbadmin") as b:
         with psycopg.connect(b.dsn) as conn:

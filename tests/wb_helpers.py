@@ -90,30 +90,6 @@ def case_status(dsn: str, case_id: int) -> str:
         return str(CaseStore(conn).get(case_id).status)
 
 
-def drain(settings: Settings, destination: str, timeout: float = 60) -> None:
-    """Run one destination's pipeline (real validation stage) until it has settled everything
-    committed so far (tests/api_helpers.drain_national, for any destination)."""
-    import threading
-
-    from cdcsync.engine.daemon import build_pipeline
-    from cdcsync.engine.pipeline import HEARTBEAT_PREFIX, run_pipeline_forever
-    from cdcsync.validate.reload import RulesHolder
-
-    with psycopg.connect(settings.database.dsn, autocommit=True) as conn:
-        row = conn.execute("SELECT pg_logical_emit_message(false, %s, 'drain')", (HEARTBEAT_PREFIX,)).fetchone()
-    hi, lo = str(row[0]).split("/") if row else ("0", "0")
-    target = int(hi, 16) << 32 | int(lo, 16)
-    pipe = build_pipeline(settings, settings.destination(destination), RulesHolder.load())
-    pipe.catch_up = lambda _p, pos: pos >= target
-    t = threading.Thread(target=run_pipeline_forever, args=(pipe,), daemon=True)
-    t.start()
-    t.join(timeout)
-    if t.is_alive():
-        pipe.stop.set()
-        t.join(30)
-        raise TimeoutError(f"{destination} pipeline did not catch up")
-
-
 @contextmanager
 def running_bench(cluster: LocalCluster, tmp: Path, prefix: str, **workbench: Any) -> Iterator[Bench]:
     dsn = new_database(cluster, prefix)
