@@ -140,7 +140,7 @@ def start_daemon(cfg: Path, log_path: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(cli_cmd(cfg, "run"), stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=str(REPO))
 
 
-def wait_for(cond: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
+def wait_for(cond: Callable[[], Any], timeout: float = 60.0, what: str = "the condition", interval: float = 0.1) -> Any:
     """Poll ``cond`` until it returns something truthy (returned); fail after ``timeout`` s."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

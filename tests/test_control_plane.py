@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -46,6 +45,8 @@ from cdcsync.validate.reload import RulesHolder
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cdc_util import cli_cmd  # noqa: E402
+
+from tests.cdc_util import wait_for
 
 REPO = Path(__file__).resolve().parents[1]
 ORG = "12110000400000000X"
@@ -257,15 +258,6 @@ def test_packages_are_append_only(served: tuple[Front, ServerHandle, RulesHolder
 
 
 # ----------------------------------------------------------------------------- under load
-
-
-def wait_for(cond: Any, timeout: float, what: str, interval: float = 0.2) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 class StaffLoader:

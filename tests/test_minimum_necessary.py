@@ -16,7 +16,6 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +35,7 @@ from cdcsync.upstream_sim.runner import start_subprocess
 from cdcsync.validate.reload import RulesHolder
 from cdcsync.validate.stage import ValidationStage
 from tests.cdc_util import LOOPBACK_API, REPO, cli_cmd, read_events
+from tests.cdc_util import wait_for as _wait
 
 ORG = "12110000400000000X"
 SPEC = load_spec()
@@ -131,14 +131,6 @@ def _config(tmp: Path, dsn: str, dests: list[dict[str, Any]]) -> Path:
     cfg = tmp / "config.yaml"
     cfg.write_text(yaml.safe_dump(data), encoding="utf-8")
     return cfg
-
-
-def _wait(cond: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.2)
 
 
 def _sim_payloads(data_dir: Path) -> list[bytes]:

@@ -30,7 +30,7 @@ from cdcsync.sink.http import REFUSING_ALL, HttpSink
 from cdcsync.sink.http_settings import HttpDestination
 from cdcsync.upstream_sim.app import Faults
 from cdcsync.upstream_sim.runner import SimHandle, start_in_process
-from tests.cdc_util import LOOPBACK_API, PROBE_DDL, cli_cmd, fold, prepare_db, table_as_events
+from tests.cdc_util import LOOPBACK_API, PROBE_DDL, cli_cmd, fold, prepare_db, table_as_events, wait_for
 
 ORG = "12110000400000000X"
 _seq = iter(range(1, 10**9))
@@ -215,15 +215,6 @@ def test_cli_refuse_switches(tmp_path: Path, keys: dict[str, Path]) -> None:
 
 
 # ----------------------------------------------------------------------------- end to end on PostgreSQL
-
-
-def wait_for(cond: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def stored_events(sim: SimHandle) -> list[dict[str, Any]]:

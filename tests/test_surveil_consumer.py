@@ -13,7 +13,6 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,18 +25,8 @@ from cdcsync.config import Settings
 from cdcsync.surveil.consumer import RulesConsumer, run_consumer_forever
 from cdcsync.surveil.engine import EngineHolder
 from cdcsync.validate.reload import RulesHolder
-from tests.cdc_util import LOOPBACK_API, prepare_db, start_daemon
+from tests.cdc_util import LOOPBACK_API, prepare_db, start_daemon, wait_for
 from tests.surveil_rows import ORG, Mirror
-
-
-def wait_for(cond: Callable[[], Any], timeout: float = 60.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def settings_for(dsn: str, tmp: Path, **surveil: Any) -> tuple[Settings, Path]:

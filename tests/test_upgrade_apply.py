@@ -38,6 +38,7 @@ from click.testing import CliRunner, Result
 from cdcsync.cli import main
 from cdcsync.crypto.keys import write_keypair
 from cdcsync.upstream_sim.runner import start_in_process
+from tests.cdc_util import wait_for
 
 REPO = Path(__file__).resolve().parents[1]
 ORG = "12110000400000000X"
@@ -79,13 +80,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def wait_for(cond: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, f"timed out after {timeout:.0f} s waiting for {what}"
-        time.sleep(0.2)
 
 
 class Loader:

@@ -29,6 +29,8 @@ from cdcsync.upstream_sim.runner import SimHandle, start_subprocess
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cdc_util import LOOPBACK_API, cli_cmd, fold, table_as_events  # noqa: E402
 
+from tests.cdc_util import wait_for
+
 REPO = Path(__file__).resolve().parents[1]
 ORG = "12110000400000000X"
 
@@ -146,15 +148,6 @@ def stored_events(sim: SimHandle) -> list[dict[str, Any]]:
 def counts(sim: SimHandle) -> dict[str, int]:
     t: dict[str, int] = sim.stats()["tables"]
     return t
-
-
-def wait_for(cond: Any, timeout: float, what: str, interval: float = 0.2) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def test_two_platforms_outage_kill9_and_rejections(migrated_db: str, tmp_path: Path) -> None:
