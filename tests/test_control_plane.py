@@ -708,8 +708,8 @@ def test_timeliness_push_sets_a_tables_class_in_the_evaluation(served: tuple[Fro
     """A ``timeliness`` package giving one table a longer class: that table's acknowledged events
     count against the pushed limit from the next evaluation (recomputed from its recorded
     histogram); the other table keeps the spec's class; a rollback restores the spec's figure."""
+    from cdcsync.engine.accounting import DelayHistogram
     from cdcsync.ops.evaluate import evaluate_day
-    from cdcsync.recon.latency import DelayHistogram
     from cdcsync.spec import load_spec
 
     front, _, _, url = served

@@ -22,7 +22,7 @@ from typing import Any
 import psycopg
 import pytest
 import yaml
-from cdc_util import NewCluster, cli_cmd, lose_slot, prepare_db, settings_for
+from cdc_util import NewCluster, cli_cmd, lose_slot, prepare_db, settings_for, wait_for
 from sm2_ca import SM2CA, make_csr
 
 from cdcsync.config import Settings
@@ -182,6 +182,11 @@ def test_inactive_slot_holding_wal(migrated_db: str, tmp_path: Path) -> None:
         conn.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (slot_name("t"),))
         conn.execute("CREATE TABLE public.filler AS SELECT (SELECT string_agg(md5(random()::text || g || i), '')"
                      " FROM generate_series(1, 30) i) b FROM generate_series(1, 4000) g")  # ~4 MB of WAL
+        # test clusters run with synchronous_commit off: pg_current_wal_lsn() (what the doctor reads)
+        # reaches the filler's WAL only when the WAL writer has written it
+        (inserted,) = conn.execute("SELECT pg_current_wal_insert_lsn()").fetchone()  # type: ignore[misc]
+        wait_for(lambda: conn.execute("SELECT pg_current_wal_lsn() >= %s::pg_lsn", (inserted,)).fetchone()[0],  # type: ignore[index]
+                 10, "the WAL writer to write the filler's WAL")
         before = held(conn)
         f = by_check(run_doctor(doctor_settings(migrated_db, tmp_path)))["slot:t"]
         after = held(conn)  # the cluster's other databases write WAL too: it only grows

@@ -25,11 +25,11 @@ from cdc_util import LOOPBACK_API, REPO, cli_cmd, dpkg_dir, wait_for
 from cdcsync import __version__
 from cdcsync.config import Settings
 from cdcsync.crypto.keys import write_keypair
+from cdcsync.engine.accounting import TIMELINESS_LIMITS
 from cdcsync.mapping.domains import default_mappings_dir
 from cdcsync.ops.backup.run import take_backup
 from cdcsync.ops.backup.verify import verify_backup
 from cdcsync.ops.evaluate import evaluate_day
-from cdcsync.recon.latency import TIMELINESS_LIMITS
 from cdcsync.spec import load_spec
 from cdcsync.synth.hospital import generate, load_codes
 from cdcsync.synth.load import load_bulk

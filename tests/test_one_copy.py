@@ -20,8 +20,8 @@ RULES: dict[str, tuple[re.Pattern[str], str]] = {
     "loopback rule": (re.compile(r"\.is_loopback\b"), "cdcsync/net.py"),
 }
 
-# Files with a copy that another branch owns (engine/, source/, recon/latency.py are reshaped
-# there); an entry goes when its copy does, and test_known_copies_still_exist keeps the list true.
+# Files allowed to keep a copy, with the reason; an entry goes when its copy does, and
+# test_known_copies_still_exist keeps the list true.
 KNOWN_COPIES: dict[tuple[str, str], str] = {
 }
 

@@ -10,9 +10,9 @@ from typing import Any
 import psycopg
 import pytest
 
+from cdcsync.engine.accounting import LATENCY_BOUNDS, TIMELINESS_LIMITS, record_transmission
 from cdcsync.mapping.domains import load_code_tables
 from cdcsync.recon.codemap import sync_reference
-from cdcsync.recon.latency import LATENCY_BOUNDS, TIMELINESS_LIMITS, record_transmission
 from cdcsync.spec import load_spec
 from tests.latency_seed import seed_latency
 

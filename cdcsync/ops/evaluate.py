@@ -114,7 +114,7 @@ def correctness(conn: psycopg.Connection[Any], day: dt.date, dest: str, cfg: Eva
 def _within_for_class(hist: Sequence[int], cls: str) -> int:
     """Events of a business-time histogram within ``cls``'s limit. Exact: every class limit is a
     bucket bound and a delay goes to the first bucket whose bound is >= it (engine.accounting)."""
-    from cdcsync.recon.latency import LATENCY_BOUNDS, TIMELINESS_LIMITS
+    from cdcsync.engine.accounting import LATENCY_BOUNDS, TIMELINESS_LIMITS
 
     return int(sum(hist[:LATENCY_BOUNDS.index(TIMELINESS_LIMITS[cls]) + 1]))
 
