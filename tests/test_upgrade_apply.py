@@ -23,7 +23,6 @@ import sqlite3
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -37,6 +36,7 @@ from click.testing import CliRunner, Result
 
 from cdcsync.cli import main
 from cdcsync.crypto.keys import write_keypair
+from cdcsync.source.slots import slot_name
 from cdcsync.upstream_sim.runner import start_in_process
 from tests.cdc_util import wait_for
 
@@ -237,7 +237,12 @@ def test_apply_switch_broken_release_rolled_back_tampered_refused(
         assert loader.error is None, loader.error
         assert loader.changes > 100
         wait_for(lambda: sim.stats()["tables"].get("dept", 0) >= loader.changes, 60, "the platform to catch up")
-        time.sleep(1.0)  # anything extra would arrive now
+        # anything sent twice would have gone out before the daemon confirmed past the last change
+        with psycopg.connect(migrated_db, autocommit=True) as conn:
+            (end,) = conn.execute("SELECT pg_current_wal_lsn()").fetchone()  # type: ignore[misc]
+            wait_for(lambda: conn.execute(
+                "SELECT confirmed_flush_lsn >= %s::pg_lsn FROM pg_replication_slots WHERE slot_name = %s",
+                (end, slot_name("national"))).fetchone() == (True,), 60, "the daemon to confirm past the last change")
         events = received(sim_dir, "dept")
         assert len(events) == loader.changes == len({e["id"] for e in events})
         got: dict[str, list[int]] = {}

@@ -20,6 +20,7 @@ from cdcsync.mapping.domains import load_code_tables
 from cdcsync.workbench.card import check_card
 from cdcsync.workbench.sso import HisRegistry
 from tests.api_helpers import REPO
+from tests.cdc_util import wait_for
 from tests.wb_helpers import Bench, case_status, open_case, running_bench, seed_patient
 
 HIS_HEPATITIS_B = "CR0302"  # the example hospital's local code of 乙型肝炎
@@ -463,15 +464,12 @@ def test_his_callback_posts_write_back_rows_in_order_and_retries_until_taken(pg_
                 return b.rows("SELECT writeback_id, callback_attempts, callback_error FROM writeback.report_card"
                               " WHERE written_back_at IS NULL ORDER BY writeback_id")
 
-            deadline = time.monotonic() + 30
-            while not (pending() and int(pending()[0][1]) >= 2) and time.monotonic() < deadline:
-                time.sleep(0.1)
+            wait_for(lambda: pending() and int(pending()[0][1]) >= 2, 30, "two failed callbacks")
             rows = pending()
             assert len(rows) == 2 and int(rows[0][1]) >= 2 and rows[0][2] == "HTTP 503"
             assert int(rows[1][1]) == 0, "a later event never overtakes an earlier one"
             hook.status = 200  # the HIS is back
-            while pending() and time.monotonic() < deadline + 30:
-                time.sleep(0.1)
+            wait_for(lambda: pending() == [], 60, "the callbacks to reach the HIS")
             assert pending() == []
             taken = [(h, body) for h, body in hook.received if body]
             events = [json.loads(body)["event"] for _, body in taken]
