@@ -63,6 +63,10 @@ class Change:
     # Columns whose value the decoder could not convert (kept as lossy text so the row stays
     # serializable); the validation stage quarantines such a change. None in the common case.
     undecodable: tuple[str, ...] | None = None
+    # The after-image as pgoutput's TupleData (text values; a snapshot row builds the same bytes):
+    # what the destination's row version is recognized by after a restore. None when the
+    # decoder could not see every value (an unchanged TOASTed one).
+    image: bytes | None = field(default=None, compare=False, repr=False)
 
     @property
     def row(self) -> Row | None:
@@ -98,6 +102,7 @@ class Event:
     ts_ms: int
     mapping_version: str | None = None  # code tables the row was mapped with (validation stage)
     spec_version: str | None = None  # dataset spec the row was validated against
+    image: bytes | None = field(default=None, compare=False, repr=False)  # the Change's, not sent
 
     def source(self) -> dict[str, Any]:
         """Where the change comes from: the same for every event of a transaction and table."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from hashlib import blake2b
 from typing import Any
@@ -21,7 +22,7 @@ from psycopg.types.json import Jsonb
 
 from cdcsync.engine.accounting import BEIJING, PendingAccounts, Totals, write_aggregates
 from cdcsync.engine.calendar import BusinessCalendar
-from cdcsync.event import Ack, Batch, Event, Rejected, dumps, lsn_to_str, str_to_lsn
+from cdcsync.event import Ack, Batch, Event, Rejected, Row, dumps, lsn_to_str, str_to_lsn
 from cdcsync.source.catalog import PkLookup
 
 log = logging.getLogger(__name__)
@@ -257,7 +258,7 @@ class DeliveredKeys:
     against ~16 µs for an indexed upsert); the set is the latest entry per key, computed and
     compacted only when a snapshot completes. Inserts and snapshot reads add a key, deletes remove
     it, an update removes the old key when it changes the key, a truncate clears the table. Each
-    entry of a present key also records the event id and the row digest of the version
+    entry of a present key also records the event id and the digest (:func:`version_digest`) of the version
     delivered (:class:`KnownIds` reuses them in a re-snapshot). Writing a key before its
     transaction's position is checkpointed is safe: an acknowledged insert is at the destination,
     an acknowledged delete is too, and a replay after a crash applies the same operations again.
@@ -268,7 +269,7 @@ class DeliveredKeys:
     def __init__(self, destination: str, pk_lookup: PkLookup) -> None:
         self.destination = destination
         self.pk_lookup = pk_lookup
-        # (table, pk JSON) -> (present, id of the event holding the version, digest of its row)
+        # (table, pk JSON) -> (present, id of the event holding the version, its version_digest)
         self._ops: dict[tuple[str, str], tuple[bool, str | None, str | None]] = {}
         self._truncated: set[str] = set()
 
@@ -282,31 +283,33 @@ class DeliveredKeys:
 
     def track(self, events: list[Event], rejected: dict[str, str] | None) -> None:
         ops = self._ops
-        cols_of: dict[tuple[str, str], tuple[str, ...]] = {}
+        keyers: dict[tuple[str, str], Callable[[Row], str] | None] = {}
         for ev in events:
             op = ev.op
             if rejected and ev.id in rejected:
                 continue
             key = (ev.schema, ev.table)
-            cols = cols_of.get(key)
-            if cols is None:
-                cols = cols_of[key] = self.pk_lookup(ev.schema, ev.table)
+            try:
+                pk_of = keyers[key]
+            except KeyError:
+                cols = self.pk_lookup(ev.schema, ev.table)
+                pk_of = keyers[key] = pk_formatter(cols) if cols else None
             if op == "t":
                 self._truncated.add(ev.table)
                 for k in [k for k in ops if k[0] == ev.table]:
                     del ops[k]
                 continue
-            if not cols:
+            if pk_of is None:
                 continue  # no primary key: nothing to address a delete by
             before, after = ev.before, ev.after
-            if op == "u" and before is not None and after is not None \
-                    and any(before.get(c) != after.get(c) for c in cols):
-                ops[(ev.table, _pk_json(before, cols))] = _GONE  # the key changed
             if op == "d":
                 if before is not None:
-                    ops[(ev.table, _pk_json(before, cols))] = _GONE
+                    ops[(ev.table, pk_of(before))] = _GONE
             elif after is not None:  # c, r, u: the id and digest of the version now held
-                ops[(ev.table, _pk_json(after, cols))] = (True, ev.id, row_digest(after))
+                pk = pk_of(after)
+                if op == "u" and before is not None and (old := pk_of(before)) != pk:
+                    ops[(ev.table, old)] = _GONE  # the key changed
+                ops[(ev.table, pk)] = (True, ev.id, version_digest(ev))
 
     def write(self, conn: psycopg.Connection[Any]) -> None:
         """Append the collected changes (inside the caller's transaction): one COPY, no index."""
@@ -346,10 +349,27 @@ WITH ops AS (
 _GONE: tuple[bool, str | None, str | None] = (False, None, None)
 
 
-def row_digest(row: dict[str, Any]) -> str:
-    """Digest of a delivered row image (as sent, after validation and mapping): equal digests mean
-    the platform already holds exactly this content. Not a security digest: BLAKE2b for speed."""
-    return blake2b(dumps(row), digest_size=16).hexdigest()
+def version_digest(ev: Event) -> str | None:
+    """What a destination's version of a row is recognized by after a restore: BLAKE2b-128 of the
+    row as the source holds it (:attr:`Event.image`, pgoutput's TupleData; a snapshot builds the
+    same bytes) and of the mapping and spec versions the transform applied. Equal digests mean
+    the transform sends the same content again. None (never reused) without an image.
+    Not a security digest: the cheapest stdlib hash of 128 bits, on bytes already in hand."""
+    image = ev.image
+    if image is None:
+        return None
+    versions = (ev.mapping_version, ev.spec_version)
+    state = _DIGESTS.get(versions)
+    if state is None:
+        if len(_DIGESTS) > 64:  # versions change a few times a year; a bound all the same
+            _DIGESTS.clear()
+        state = _DIGESTS[versions] = blake2b(f"{versions[0]}\0{versions[1]}\0".encode(), digest_size=16)
+    h = state.copy()  # a copy of a prepared state: a third cheaper than a new object
+    h.update(image)
+    return h.hexdigest()
+
+
+_DIGESTS: dict[tuple[str | None, str | None], blake2b] = {}
 
 
 class KnownIds:
@@ -383,11 +403,30 @@ class KnownIds:
         cols = self.pk_lookup(ev.schema, ev.table)
         if not cols or not self.known:
             return
-        held = self.known.get(_pk_json(ev.after, cols))
-        if held is not None and held[1] == row_digest(ev.after):
+        held = self.known.get(pk_json(ev.after, cols))
+        if held is not None and held[1] == version_digest(ev):
             ev.id = held[0]
             self.reused += 1
 
 
-def _pk_json(row: dict[str, Any], cols: tuple[str, ...]) -> str:
+def pk_json(row: Row, cols: tuple[str, ...]) -> str:
+    """The key of ``row`` as stored in ``delivered_keys.pk``: JSON of its primary-key columns."""
     return dumps({c: row.get(c) for c in cols}).decode()
+
+
+def pk_formatter(cols: tuple[str, ...]) -> Callable[[Row], str]:
+    """:func:`pk_json` for one table's key columns, without a dict per row (the ack path calls it
+    for every event; tests/test_delivered_keys.py holds the two to the same text)."""
+    names = [dumps(c).decode() + ":" for c in cols]
+    if len(cols) == 1:
+        col, head = cols[0], "{" + names[0]
+
+        def one(row: Row) -> str:
+            return head + dumps(row.get(col)).decode() + "}"
+        return one
+
+    pairs = list(zip(names, cols, strict=True))
+
+    def many(row: Row) -> str:
+        return "{" + ",".join([name + dumps(row.get(c)).decode() for name, c in pairs]) + "}"
+    return many

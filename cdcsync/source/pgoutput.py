@@ -16,7 +16,7 @@ import datetime as dt
 import logging
 import os
 import struct
-from collections.abc import Callable, Container, Mapping
+from collections.abc import Callable, Container, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import partial
@@ -225,6 +225,16 @@ def build_py_parser(rel: Relation) -> TupleParser:
     return parser
 
 
+def tuple_data(values: Sequence[bytes | None]) -> bytes:
+    """The TupleData pgoutput sends for a row whose columns have these text forms (None: NULL):
+    a snapshot row's :attr:`Change.image`, byte for byte what the stream carries for the same
+    row (tests/test_row_image.py compares the two on a real server)."""
+    parts = [len(values).to_bytes(2, "big")]
+    for v in values:
+        parts.append(b"n" if v is None else b"t" + len(v).to_bytes(4, "big") + v)
+    return b"".join(parts)
+
+
 class _Unchanged:
     """Marker for an unchanged TOASTed value ('u') until it is filled from the old tuple."""
 
@@ -277,7 +287,7 @@ class PgOutputDecoder:
             except Exception:  # _Slow, or a value that does not convert
                 return self._insert(buf, start)
             ch = Change("c", rel.schema, rel.name, None, after, self._lsn, self._xid, self._ts, self._ordinal,
-                        False, None, size)
+                        False, None, size, None, buf[start + 6:])  # the TupleData ends the message
             self._ordinal += 1
             return ch
         if kind == 0x55:  # U
@@ -468,9 +478,10 @@ class PgOutputDecoder:
         self._bad = []
         return bad
 
-    def _change(self, op: Any, rel: Relation, before: Row | None, after: Row | None) -> Change:
+    def _change(self, op: Any, rel: Relation, before: Row | None, after: Row | None,
+                image: bytes | None = None) -> Change:
         ch = Change(op, rel.schema, rel.name, before, after, self._lsn, self._xid, self._ts, self._ordinal,
-                    False, None, self._size, self._take_bad())
+                    False, None, self._size, self._take_bad(), image)
         self._ordinal += 1
         return ch
 
@@ -488,7 +499,7 @@ class PgOutputDecoder:
         rel = self._rel(_u32(buf, start + 1)[0])
         self._bad.clear()
         after, _ = self._row(buf, start + 6, rel)  # start + 5 is 'N'
-        return self._change("c", rel, None, after)
+        return self._change("c", rel, None, after, buf[start + 6:])
 
     def _update(self, buf: bytes, start: int) -> Change:
         rel = self._rel(_u32(buf, start + 1)[0])
@@ -500,7 +511,7 @@ class PgOutputDecoder:
             if buf[pos] != 0x4E:
                 raise DecodeError(f"update of {rel.schema}.{rel.name}: expected new tuple")
             after, _ = rel.parse(buf, pos + 1)
-            return self._change("u", rel, before, after)
+            return self._change("u", rel, before, after, buf[pos + 1:])
         except DecodeError:
             raise
         except Exception:  # _Slow, or a value that does not convert
@@ -512,14 +523,16 @@ class PgOutputDecoder:
             old, pos = self._tuple(buf, pos + 1, rel)
         if buf[pos] != 0x4E:
             raise DecodeError(f"update of {rel.schema}.{rel.name}: expected new tuple")
+        image: bytes | None = buf[pos + 1:]
         new, _ = self._tuple(buf, pos + 1, rel)
         before = None if old is None else dict(zip(rel.names, old, strict=False))
         if any(v is UNCHANGED for v in new):
             self._fill_unchanged(rel, new, old)
             after = {k: v for k, v in zip(rel.names, new, strict=False) if v is not UNCHANGED}
+            image = None  # the TupleData lacks the unchanged values
         else:
             after = dict(zip(rel.names, new, strict=False))
-        return self._change("u", rel, before, after)
+        return self._change("u", rel, before, after, image)
 
     def _fill_unchanged(self, rel: Relation, new: list[Any], old: list[Any] | None) -> None:
         for i, v in enumerate(new):

@@ -27,6 +27,7 @@ from cdcsync.db.migrate import PUBLICATION
 from cdcsync.engine.checkpoint import LATEST_KEYS_CTE
 from cdcsync.event import Change, dumps
 from cdcsync.source.catalog import PkLookup
+from cdcsync.source.pgoutput import tuple_data
 from cdcsync.source.protocol import with_session_options
 from cdcsync.source.typeconv import convert_each, converter_for
 
@@ -134,15 +135,16 @@ def read_snapshot(conninfo: str, snapshot_name: str, consistent_point: int, emit
                     cp.set_types(["text"] * len(names))
                     for rec in cp.rows():
                         bad: tuple[str, ...] | None = None
+                        texts = [None if v is None else v.encode() for v in rec]
                         try:
-                            vals = [None if v is None else conv(v.encode()) for v, conv in zip(rec, convs, strict=True)]
+                            vals = [None if v is None else conv(v) for v, conv in zip(texts, convs, strict=True)]
                         except Exception:  # a value that does not convert: the stage quarantines the row
-                            vals, bad = convert_each([None if v is None else v.encode() for v in rec], convs, names)
+                            vals, bad = convert_each(texts, convs, names)
                         row = dict(zip(names, vals, strict=True))
                         key = row_key([vals[i] for i in pk_idx]) if pk_idx else None
-                        size = sum(len(v) for v in rec if v is not None)
-                        emit(Change("r", schema, table, None, row, consistent_point, 0, started, n, True, key, size,
-                                    bad))
+                        image = tuple_data(texts)
+                        emit(Change("r", schema, table, None, row, consistent_point, 0, started, n, True, key,
+                                    len(image), bad, image))
                         n += 1
                         if n % 1000 == 0:
                             progress.update(1000)

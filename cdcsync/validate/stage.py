@@ -165,7 +165,7 @@ class ValidationStage:
         return Event(
             eid, op, before, mapped, self.org_code, self.db, change.schema, change.table,
             lsn, change.tx_id, change.commit_ts, change.snapshot, int(_time() * 1000),
-            rules.mapping_version, rules.spec_version,
+            rules.mapping_version, rules.spec_version, change.image,
         )
 
     def _minimal(self, change: Change, compiled: CompiledTable) -> None:
@@ -213,5 +213,5 @@ class ValidationStage:
         return Event(
             self._ids(change), change.op, before, after, self.org_code, self.db, change.schema, change.table,
             change.lsn, change.tx_id, change.commit_ts, change.snapshot, int(_time() * 1000),
-            rules.mapping_version, rules.spec_version,
+            rules.mapping_version, rules.spec_version, change.image,
         )
