@@ -422,7 +422,10 @@ def pk_formatter(cols: tuple[str, ...]) -> Callable[[Row], str]:
         col, head = cols[0], "{" + names[0]
 
         def one(row: Row) -> str:
-            return head + dumps(row.get(col)).decode() + "}"
+            value = row.get(col)
+            if type(value) is int:  # the common key; not bool, whose JSON is not str()
+                return head + str(value) + "}"
+            return head + dumps(value).decode() + "}"
         return one
 
     pairs = list(zip(names, cols, strict=True))
