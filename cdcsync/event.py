@@ -127,7 +127,7 @@ class Event:
     def encode(self) -> bytes:
         """The JSON bytes of this one event. For many events at a time :func:`encode_events` is
         several times cheaper."""
-        return _dumps_events(envelopes([self])[0])
+        return dumps_str_keys(envelopes([self])[0])
 
 
 def _default(obj: Any) -> Any:
@@ -163,8 +163,9 @@ def envelopes(events: Iterable[Event]) -> list[dict[str, Any]]:
     return out
 
 
-def _dumps_events(obj: Any) -> bytes:
-    # Row keys are column names: the slower non-string-key mode is only a fallback.
+def dumps_str_keys(obj: Any) -> bytes:
+    """The bytes of :func:`dumps`, faster for dicts keyed by strings (rows: column names); the
+    slower non-string-key mode is only a fallback."""
     try:
         return orjson.dumps(obj, default=_default)
     except TypeError:  # a non-string key after all (e.g. from a custom transform)
@@ -174,12 +175,12 @@ def _dumps_events(obj: Any) -> bytes:
 def encode_events(events: Iterable[Event]) -> bytes:
     """The JSON array of ``events`` in one orjson call (one call per event costs ~5x more: each
     result is a separate allocation)."""
-    return _dumps_events(envelopes(events))
+    return dumps_str_keys(envelopes(events))
 
 
 def encode_lines(events: Iterable[Event]) -> bytes:
     """JSON Lines: one event per line."""
-    return b"".join([_dumps_events(env) + b"\n" for env in envelopes(events)])
+    return b"".join([dumps_str_keys(env) + b"\n" for env in envelopes(events)])
 
 
 @dataclass(slots=True, frozen=True)

@@ -13,7 +13,7 @@ from cdcsync.engine.batcher import Batcher, Counters, Limits
 from cdcsync.engine.calendar import BusinessCalendar, business_day
 from cdcsync.engine.passthrough import PassThroughTransform
 from cdcsync.event import Change, dumps
-from cdcsync.quarantine.store import _business_date
+from cdcsync.quarantine.store import Entry, released_day
 from cdcsync.sink.memory import MemorySink
 from cdcsync.spec import load_spec
 from tests.engine_wire import MemoryCheckpointer
@@ -66,16 +66,27 @@ def test_the_rule(calendar: BusinessCalendar) -> None:
     assert business_day("2024-05-02") is None  # text is not a date to the engine (see the quarantine)
 
 
-@pytest.mark.parametrize("value", [v for v in VALUES if isinstance(v, dt.date)])
-def test_quarantine_form_equals_the_rule_on_the_json_row(calendar: BusinessCalendar, value: Any) -> None:
-    """The quarantine keeps rows as JSON: its form parses the text back, then applies the rule."""
-    change = _change("visit", "visit_time", value)
-    stored = orjson.loads(dumps(change.after))
-    assert _business_date(calendar, "visit", stored, dt.date.min) == calendar.day_of(change)
+def _entry(table: str, row: dict[str, Any] | None, commit_ts: dt.datetime | None = COMMIT) -> Entry:
+    """A quarantine entry as read back: the row as JSON, first seen days after the commit."""
+    stored = None if row is None else orjson.loads(dumps(row))
+    seen = dt.datetime(2024, 6, 1, 9, 0, tzinfo=dt.UTC)
+    return Entry("e1", "d1", table, {"id": 1}, "0/10", "R1", None, "…", stored, seen, seen, 1, "held", "c", 5,
+                 commit_ts)
+
+
+@pytest.mark.parametrize("value", [v for v in VALUES if isinstance(v, dt.date) or v is None or v == 17])
+@pytest.mark.parametrize("table", ["visit", "no_such_table"])
+def test_quarantine_form_equals_the_rule_on_the_json_row(calendar: BusinessCalendar, value: Any, table: str) -> None:
+    """The quarantine keeps rows as JSON: its form parses the text back, then applies the rule,
+    and falls back to the same commit date (the released row's statistics move on that day)."""
+    change = _change(table, "visit_time", value)
+    assert released_day(calendar, _entry(table, change.after)) == calendar.day_of(change)
 
 
 def test_quarantine_fallback(calendar: BusinessCalendar) -> None:
-    fallback = dt.date(2000, 1, 1)
-    assert _business_date(calendar, "visit", {"visit_time": "garbage"}, fallback) == fallback
-    assert _business_date(calendar, "visit", None, fallback) == fallback
-    assert _business_date(calendar, "no_such_table", {"visit_time": "2024-05-02T08:00:00"}, fallback) == fallback
+    commit_day = dt.date(2024, 5, 7)  # COMMIT in the database's time zone
+    assert released_day(calendar, _entry("visit", {"visit_time": "garbage"})) == commit_day
+    assert released_day(calendar, _entry("visit", None)) == commit_day
+    assert released_day(calendar, _entry("no_such_table", {"visit_time": "2024-05-02T08:00:00"})) == commit_day
+    # Rows quarantined before the commit time was kept (migration 003): the day it was first seen.
+    assert released_day(calendar, _entry("visit", None, commit_ts=None)) == dt.date(2024, 6, 1)

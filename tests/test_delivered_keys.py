@@ -107,3 +107,4 @@ def test_the_fast_key_text_equals_the_reference(case: tuple[tuple[str, ...], dic
     cols, row = case
     assert pk_formatter(cols)(row) == pk_json(row, cols)
     assert pk_formatter(cols)({}) == pk_json({}, cols)  # a before-image without the key: nulls
+

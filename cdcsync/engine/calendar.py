@@ -127,7 +127,11 @@ class BusinessCalendar:
             if row and (day := business_day(row.get(name))) is not None:
                 return day
         if self._commit_day[0] != change.lsn:
-            self._commit_day = (change.lsn, change.commit_ts.astimezone(self.tz).date())
+            self._commit_day = (change.lsn, self.commit_day(change.commit_ts))
         return self._commit_day[1]
+
+    def commit_day(self, commit_ts: dt.datetime) -> dt.date:
+        """The day of a commit in the database's time zone (the rule's fallback)."""
+        return commit_ts.astimezone(self.tz).date()
 
     __call__ = day_of

@@ -197,14 +197,16 @@ def read_current_row(conn: psycopg.Connection[Any], schema: str, table: str, pk:
     return rows[0] if len(rows) == 1 else None
 
 
-def _business_date(calendar: BusinessCalendar, table: str, row: Mapping[str, Any] | None,
-                   fallback: dt.date) -> dt.date:
-    """The day the engine counted the row for: the calendar's rule, on the row as the quarantine
-    keeps it (JSON: a business time comes back as ISO text, turned back into a datetime here)."""
-    if row is None:
-        return fallback
-    name = calendar.day_field(table)
-    if name is None:
+def released_day(calendar: BusinessCalendar, entry: Entry) -> dt.date:
+    """The day the engine counted a quarantined row for (its statistics move from quarantined to
+    delivered on that day): the calendar's rule on the row as the quarantine keeps it (JSON: a
+    business time comes back as ISO text), else the commit date; ``first_seen`` only for rows
+    quarantined before the commit time was kept (migration 003)."""
+    commit_ts = entry.commit_ts
+    fallback = calendar.commit_day(commit_ts) if commit_ts is not None else entry.first_seen.date()
+    row = entry.raw_row
+    name = calendar.day_field(entry.table_name)
+    if row is None or name is None:
         return fallback
     value = row.get(name)
     if isinstance(value, str):
@@ -253,6 +255,8 @@ def retry(conn: psycopg.Connection[Any], stage: Transform, sinks: Mapping[str, S
     engine's rule for the day a released row counts for; default: built from ``spec``)."""
     spec = spec or load_spec()
     calendar = calendar or BusinessCalendar(spec)
+    if calendar.tz is None:  # "the commit date" means the database's day, as in the engine
+        calendar.tz = conn.info.timezone
     result = RetryResult()
     filters = Filters(filters.table, filters.rule, filters.since, filters.destination, "held", filters.event_id)
     entries = [e for e in list_entries(conn, filters) if e.destination in sinks]
@@ -285,7 +289,7 @@ def retry(conn: psycopg.Connection[Any], stage: Transform, sinks: Mapping[str, S
                 result.still_held.append(entry.event_id)
                 continue
             out.id = entry.event_id  # the id it was quarantined under: a receiver that has it drops it
-            day = _business_date(calendar, entry.table_name, entry.raw_row, entry.first_seen.date())
+            day = released_day(calendar, entry)
             by_dest.setdefault(entry.destination, []).append((entry, out, day))
         released: list[tuple[str, Entry, dt.date]] = []
         sink_rejects: list[tuple[Any, ...]] = []
