@@ -12,9 +12,9 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import Field, ValidationError, field_validator
 
+from cdcsync import yamlfile
 from cdcsync.config_error import ConfigError as ConfigError
 from cdcsync.settings import DestinationName, SettingsModel
 from cdcsync.settings.api import ApiSettings
@@ -130,7 +130,10 @@ def _apply_env(data: dict[str, Any], environ: dict[str, str]) -> dict[str, Any]:
         path = [part.lower() for part in name[len(ENV_PREFIX):].split("__")]
         if path[0] not in TOP_LEVEL_KEYS:
             continue  # e.g. CDCSYNC_CONFIG, CDCSYNC_PG_USER: not settings keys
-        value = yaml.safe_load(raw) if raw != "" else ""
+        try:
+            value = yamlfile.load(raw) if raw != "" else ""
+        except yamlfile.YamlProblem as exc:
+            raise ConfigError(f"环境变量 {name}：{exc}") from None
         node: Any = data
         for i, key in enumerate(path[:-1]):
             nxt_is_index = path[i + 1].isdigit()
@@ -249,11 +252,9 @@ def load_settings(path: str | Path | None = None, environ: dict[str, str] | None
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{path}: 无法读取配置文件：{exc}") from exc
         try:
-            loaded = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f"第 {mark.line + 1} 行" if mark else ""
-            raise ConfigError(f"{path}: YAML 格式错误 {where}：{getattr(exc, 'problem', exc)}") from exc
+            loaded = yamlfile.load(text)
+        except yamlfile.YamlProblem as exc:
+            raise ConfigError(f"{path}: {exc}") from None
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):

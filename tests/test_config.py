@@ -116,3 +116,15 @@ def test_partial_listener_section_keeps_the_default_port(tmp_path: Path) -> None
     assert api.web.port == 8884
     env = load_settings(_write(tmp_path, "org_code: '123456'\n"), environ={"CDCSYNC_API__WEB__ENABLED": "false"})
     assert not env.api.web.enabled and env.api.web.port == 8884
+
+
+def test_a_duplicate_key_or_a_bad_environment_value_is_a_clear_error(tmp_path: Path) -> None:
+    """A second ``destinations:`` would silently drop the first; a YAML typo in an environment
+    variable names the variable (no traceback)."""
+    cfg = tmp_path / "cdcsync.yaml"
+    cfg.write_text("org_code: '123456'\ndestinations: []\nstream: {}\ndestinations: []\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"第 4 行第 1 列：YAML 格式错误：键 'destinations' 重复"):
+        load_settings(cfg, environ={})
+    cfg.write_text("org_code: '123456'\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="环境变量 CDCSYNC_STREAM__LINGER_MS：.*YAML 格式错误"):
+        load_settings(cfg, environ={"CDCSYNC_STREAM__LINGER_MS": "[1"})

@@ -18,6 +18,7 @@ RULES: dict[str, tuple[re.Pattern[str], str]] = {
     "destination name": (re.compile(re.escape("[a-z][a-z0-9_]{0,30}")), "cdcsync/settings/__init__.py"),
     "file permission rule": (re.compile(r"S_IRWX[GO]|&\s*0o0[0-7]{2}\b"), "cdcsync/secrets.py"),
     "loopback rule": (re.compile(r"\.is_loopback\b"), "cdcsync/net.py"),
+    "YAML reading": (re.compile(r"yaml\.(safe_)?load\(|problem_mark"), "cdcsync/yamlfile.py"),
 }
 
 # Files allowed to keep a copy, with the reason; an entry goes when its copy does, and

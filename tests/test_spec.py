@@ -182,12 +182,12 @@ def test_bad_spec_gives_one_line_error(tmp_path: Path, change: Change, expected:
 def test_yaml_syntax_and_duplicate_keys(tmp_path: Path) -> None:
     broken = tmp_path / "broken.yaml"
     broken.write_text("version: '1.0'\ntables: {patient: [\n", encoding="utf-8")
-    with pytest.raises(SpecError, match=r"broken\.yaml: line \d+ column \d+: invalid YAML"):
+    with pytest.raises(SpecError, match=r"broken\.yaml: 第 \d+ 行第 \d+ 列：YAML 格式错误"):
         load_spec(broken)
 
     dup = tmp_path / "dup.yaml"
     dup.write_text("version: '1.0'\nversion: '1.1'\nname: 数据集\ntables: {}\n", encoding="utf-8")
-    with pytest.raises(SpecError, match=r"dup\.yaml: line 2 column 1: invalid YAML: duplicate key 'version'"):
+    with pytest.raises(SpecError, match=r"dup\.yaml: 第 2 行第 1 列：YAML 格式错误：键 'version' 重复"):
         load_spec(dup)
 
     with pytest.raises(SpecError, match=r"missing\.yaml: cannot read file"):

@@ -73,7 +73,7 @@ def test_unreadable_packs(tmp_path: Path) -> None:
         load_pack(tmp_path / "none.yaml")
     broken = tmp_path / "broken.yaml"
     broken.write_text("format: 1\ndiseases: [\n", encoding="utf-8")
-    with pytest.raises(PackError, match=r"broken.yaml: YAML 格式错误 第 \d+ 行"):
+    with pytest.raises(PackError, match=r"broken.yaml: 第 \d+ 行第 \d+ 列：YAML 格式错误"):
         load_pack(broken)
 
 

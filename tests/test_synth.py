@@ -289,7 +289,7 @@ def test_catalogue_codes_resolve_in_the_example_hospital(codes: Codes) -> None:
         (("    fever: 0.4", "    fevr: 0.4"), "conditions[0].fevr: expected one of key, diagnosis,"),
         (("fever: 0.92", "fever: 92"), "conditions[2].fever: expected a probability between 0 and 1, got 92"),
         (("{outpatient: 20, emergency: 5}", "{outpatient: 20, emergncy: 5}"), "conditions[0].weight.emergncy:"),
-        (("  cbc:\n", "  cbc:\n  cbc:\n"), "line "),  # duplicate key: YAML error with the line
+        (("  cbc:\n", "  cbc:\n  cbc:\n"), "列：YAML 格式错误：键 'cbc' 重复"),  # with the line
     ],
 )
 def test_catalogue_errors_name_file_and_key(tmp_path: Any, edit: tuple[str, str], message: str) -> None:

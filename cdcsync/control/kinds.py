@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-import yaml
 from pydantic import ValidationError
 
+from cdcsync import yamlfile
 from cdcsync.config import Settings
 from cdcsync.control.generations import Generations
 from cdcsync.control.package import Package, PackageError
@@ -150,9 +150,9 @@ def stage_rules(settings: Settings, pkg: Package, payload: Any) -> Staged:
         raise _invalid("rules 配置内容应为 {\"file_name\": \"pack.yaml\", \"content\": \"<YAML 文本>\"}")
     label = f"规则包 {str(payload.get('file_name') or 'pack.yaml')[:80]}"
     try:
-        pack = parse_pack(yaml.safe_load(payload["content"]), label)
-    except yaml.YAMLError as exc:
-        raise _invalid(f"{label}：YAML 格式错误：{getattr(exc, 'problem', None) or exc}") from None
+        pack = parse_pack(yamlfile.load(payload["content"]), label)
+    except yamlfile.YamlProblem as exc:
+        raise _invalid(f"{label}：{exc}") from None
     except PackError as exc:
         raise _invalid(str(exc)) from None
     _, name, gen = _new_generation(settings, pkg)

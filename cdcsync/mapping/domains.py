@@ -16,8 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from cdcsync import yamlfile
 from cdcsync.resources import shared_dir
 
 NATIONAL_DIR = "national"
@@ -127,44 +126,12 @@ def default_mappings_dir() -> Path:
     return shared_dir("mappings", "CDCSYNC_MAPPINGS_DIR")
 
 
-# --- YAML reading: duplicate keys are an error (PyYAML silently keeps the last one) ---------------
-
-
-_BaseLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when available: ~5x faster
-
-
-class _StrictLoader(_BaseLoader):
-    pass
-
-
-def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-    loader.flatten_mapping(node)
-    result: dict[Any, Any] = {}
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if key in result:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark
-            )
-        result[key] = loader.construct_object(value_node, deep=deep)
-    return result
-
-
-_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
 def load_yaml_text(text: str, where: str) -> Any:
-    """Parse YAML text with duplicate-key detection; errors name ``where`` and the line."""
+    """Parse YAML text (:mod:`cdcsync.yamlfile`); errors name ``where`` and the line."""
     try:
-        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - SafeLoader subclass
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = f"line {mark.line + 1}: " if mark else ""
-        raise MappingError(f"{where}: {line}invalid YAML: {exc.problem or exc.context}") from None
-    except yaml.YAMLError as exc:
-        raise MappingError(f"{where}: invalid YAML: {exc}") from None
-    except ValueError as exc:  # e.g. a timestamp like 2003-13-01 that the YAML resolver accepts
-        raise MappingError(f"{where}: invalid value: {exc} (dates are YYYY-MM-DD)") from None
+        return yamlfile.load(text)
+    except yamlfile.YamlProblem as exc:
+        raise MappingError(f"{where}: {exc}") from None
 
 
 def _read_yaml(path: Path) -> Any:

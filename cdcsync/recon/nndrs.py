@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-import yaml
+
+from cdcsync import yamlfile
 
 DEFAULT_COLUMNS = Path(__file__).with_name("nndrs_columns.yaml")
 
@@ -95,11 +96,11 @@ def load_column_mapping(path: Path | None = None) -> ColumnMapping:
     path = Path(path) if path else DEFAULT_COLUMNS
     where = path.name if path == DEFAULT_COLUMNS else str(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yamlfile.load(path.read_bytes())
     except FileNotFoundError:
         raise NndrsImportError(f"{where}：列映射文件不存在") from None
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise NndrsImportError(f"{where}：不是有效的 UTF-8 YAML 文件（{type(exc).__name__}）") from None
+    except yamlfile.YamlProblem as exc:
+        raise NndrsImportError(f"{where}：{exc}") from None
     if not isinstance(data, dict) or not isinstance(data.get("columns"), dict):
         raise NndrsImportError(f"{where}：columns：应为“列名: [表头, …]”的映射")
     columns: dict[str, tuple[str, ...]] = {}

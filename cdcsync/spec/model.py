@@ -17,7 +17,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-import yaml
+from cdcsync import yamlfile
 
 DEFAULT_PATH = Path(__file__).with_name("dataset.yaml")
 
@@ -240,38 +240,10 @@ def _load(path: Path, label: str) -> Spec:
     except OSError as exc:
         raise SpecError(f"{label}: cannot read file: {exc.strerror or exc}") from None
     try:
-        doc = yaml.load(raw, Loader=_UniqueKeyLoader)  # noqa: S506 - SafeLoader subclass
-    except yaml.YAMLError as exc:
-        raise SpecError(f"{label}: {_yaml_problem(exc)}") from None
-    except UnicodeDecodeError:
-        raise SpecError(f"{label}: file is not valid UTF-8") from None
+        doc = yamlfile.load(raw)
+    except yamlfile.YamlProblem as exc:
+        raise SpecError(f"{label}: {exc}") from None
     return _Builder(label).spec(doc, hashlib.sha256(raw).hexdigest()[:16], path)
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that rejects duplicate mapping keys (PyYAML silently keeps the last one)."""
-
-
-def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node)
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark
-            )
-        seen.add(key)
-    return loader.construct_mapping(node)
-
-
-_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
-def _yaml_problem(exc: yaml.YAMLError) -> str:
-    mark = getattr(exc, "problem_mark", None)
-    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-    where = f"line {mark.line + 1} column {mark.column + 1}: " if mark is not None else ""
-    return f"{where}invalid YAML: {problem}"
 
 
 def _freeze(value: Any) -> Any:

@@ -16,8 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from cdcsync import yamlfile
 from cdcsync.surveil.cases import Kind
 
 DEFAULT_PACK = Path(__file__).resolve().parent / "packs" / "default.yaml"
@@ -229,11 +228,9 @@ def load_pack(path: Path | str | None = None) -> RulePack:
     except (OSError, UnicodeDecodeError) as exc:
         raise PackError(f"{label}: 无法读取规则包（{type(exc).__name__}）") from None
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"第 {mark.line + 1} 行第 {mark.column + 1} 列" if mark else ""
-        raise PackError(f"{label}: YAML 格式错误 {where}：{getattr(exc, 'problem', None) or exc}") from None
+        data = yamlfile.load(text)
+    except yamlfile.YamlProblem as exc:
+        raise PackError(f"{label}: {exc}") from None
     return parse_pack(data, label)
 
 
