@@ -369,3 +369,60 @@ def test_upstream_sim_cli_takes_ca_certificates(pki: Pki, tmp_path: Path) -> Non
     res = subprocess.run([sys.executable, "-m", "cdcsync", "upstream-sim", "--data-dir", str(tmp_path / "s2"),
                           "--allow-bare-keys"], capture_output=True, text=True, timeout=60)
     assert res.returncode != 0 and "--ca-cert" in res.stderr
+
+
+# ----------------------------------------------------------------------------- pushed by the platform
+
+
+def test_pushed_platform_certificates_are_checked_written_and_used(pki: Pki, ca_sim: SimHandle, tmp_path: Path
+                                                                   ) -> None:
+    """An ``upstream`` package carrying platform certificates (cdcsync/control/trust.py): each must
+    chain to the destination's own ``platform_ca_file`` (a push cannot bring its trust anchor);
+    accepted ones are written 0644 into the package's generation, and the destination built from
+    them verifies the platform's replies where the one pinned before did not."""
+    from cdcsync.control.trust import CERTS_FIELD, KEY_FIELD, TrustError, check_trust, materialize
+
+    dest = _dest(ca_sim, pki, platform_certificates=[pki.platform_next])  # the sim signs with another key
+    platform_key = pki.sim_dir / "platform.key"
+    by_stranger = pki.stranger_root.issue(make_csr(platform_key, tmp_path / "s.csr", "PLATFORM-CN"),
+                                          tmp_path / "stranger.pem", extensions="platform")
+    hospital_as_platform = pki.root.issue(make_csr(pki.hospital_key, tmp_path / "h.csr", ORG),
+                                          tmp_path / "hospital_platform.pem", extensions="platform")
+    bare = _dest(ca_sim, pki, platform_certificates=[], platform_ca_file=None, platform_public_key=ca_sim.platform_pub)
+    refused: list[tuple[dict[str, Any], HttpDestination, str]] = [
+        ({CERTS_FIELD: [by_stranger.read_text()]}, dest, "certificate_untrusted"),
+        ({CERTS_FIELD: [pki.platform_sign_only.read_text()]}, dest, "certificate_key_usage"),
+        ({CERTS_FIELD: [hospital_as_platform.read_text()]}, dest, "这是本医院的证书"),
+        ({CERTS_FIELD: [pki.hospital_key.read_text()]}, dest, "包含私钥"),
+        ({CERTS_FIELD: ["-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n"]}, dest, "平台证书"),
+        ({CERTS_FIELD: []}, dest, "1 至 8 个"),
+        ({CERTS_FIELD: [pki.platform.read_text()], KEY_FIELD: ca_sim.platform_pub.read_text()}, dest, "二选一"),
+        ({CERTS_FIELD: [pki.platform.read_text()]}, bare, "未在本机配置 platform_ca_file"),
+    ]
+    for fields, target, message in refused:
+        with pytest.raises(TrustError, match=message):
+            check_trust(0, {"name": "national", **fields}, target)
+
+    pushed = {"name": "national", CERTS_FIELD: [pki.platform.read_text()]}
+    check_trust(0, pushed, dest)
+    gen = tmp_path / "generation"
+    gen.mkdir()
+    out = materialize(pushed, gen)
+    files = [Path(f) for f in out["platform_certificates"]]
+    assert out["platform_public_key"] is None and [f.parent for f in files] == [gen]
+    assert [f.stat().st_mode & 0o777 for f in files] == [0o644]
+    assert files[0].read_bytes() == pki.platform.read_bytes()
+
+    before = HttpSink(dest, org_code=ORG)
+    try:
+        with pytest.raises(SignatureError, match="not by a configured platform certificate"):
+            before._platform.reply_key(key_id(ca_sim.platform_key.public_key))
+    finally:
+        before.close()
+    sink = HttpSink(_dest(ca_sim, pki, platform_certificates=files), org_code=ORG)
+    try:
+        evs = _events(2)
+        ack = sink.send(Batch(evs, evs[-1].lsn))
+    finally:
+        sink.close()
+    assert ack.accepted == [e.id for e in evs] and not ack.rejected
