@@ -234,7 +234,7 @@ def test_sink_with_certificates_delivers(ca_sim: SimHandle, pki: Pki) -> None:
     sink = HttpSink(_dest(ca_sim, pki), org_code=ORG)
     try:
         evs = _events(3)
-        ack = sink.send(Batch(evs, evs[-1].lsn))
+        ack = sink.send(Batch(evs))
     finally:
         sink.close()
     assert ack.accepted == [e.id for e in evs] and not ack.rejected
@@ -362,7 +362,7 @@ def test_upstream_sim_cli_takes_ca_certificates(pki: Pki, tmp_path: Path) -> Non
         sink = HttpSink(_dest(sim, pki, platform_certificates=[pcert]), org_code=ORG)
         try:
             evs = _events(2)
-            assert sink.send(Batch(evs, evs[-1].lsn)).accepted == [e.id for e in evs]
+            assert sink.send(Batch(evs)).accepted == [e.id for e in evs]
         finally:
             sink.close()
         assert sim.stats()["total"] == 2
@@ -422,7 +422,7 @@ def test_pushed_platform_certificates_are_checked_written_and_used(pki: Pki, ca_
     sink = HttpSink(_dest(ca_sim, pki, platform_certificates=files), org_code=ORG)
     try:
         evs = _events(2)
-        ack = sink.send(Batch(evs, evs[-1].lsn))
+        ack = sink.send(Batch(evs))
     finally:
         sink.close()
     assert ack.accepted == [e.id for e in evs] and not ack.rejected
