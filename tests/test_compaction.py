@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import random
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -16,10 +17,11 @@ import pytest
 from cdcsync.engine.checkpoint import LATEST_KEYS_CTE, DeliveredKeys, compact_keys, pk_json, version_digest
 from cdcsync.event import Change, Event, Op
 from cdcsync.ops.compaction import Compactor, compact_destination, due
+from cdcsync.ops.loop import OpsLoop
 from cdcsync.settings.ops import CompactionSettings, OpsSettings
 from cdcsync.source.pgoutput import tuple_data
 from cdcsync.source.snapshot import read_snapshot
-from tests.cdc_util import prepare_db
+from tests.cdc_util import prepare_db, settings_for, wait_for
 
 T0 = dt.datetime(2024, 5, 6, 2, 0, tzinfo=dt.UTC)
 PKS: dict[str, tuple[str, ...]] = {"visit": ("id",), "lab": ("org", "no"), "log": (), "compact_probe": ("id",)}
@@ -299,3 +301,34 @@ def test_a_resnapshot_after_compaction_sends_exactly_the_deletes(fresh_db: str) 
             holder.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
             (late,) = holder.execute("SELECT pg_export_snapshot()").fetchone()  # type: ignore[misc]
             assert _snapshot_deletes(fresh_db, late) == expected  # and one taken after it
+
+
+def test_the_ops_loop_runs_the_compactor_and_a_stop_cancels_it(migrated_db: str, tmp_path: Path) -> None:
+    settings, _ = settings_for(migrated_db, tmp_path)
+    settings = settings.model_copy(update={"ops": OpsSettings(
+        heartbeat={"enabled": False}, compaction={"check_interval_s": 1, "min_entries": 1})})
+    with psycopg.connect(migrated_db, autocommit=True) as conn, psycopg.connect(migrated_db) as locker:
+        _checkpoint(conn, "d1")
+        for rnd in range(3):  # 30 entries, 10 keys held
+            append(conn, "d1", [ev("c", "visit", None, {"id": k}, f"x{rnd}:{k}") for k in range(10)])
+        # The ops loop starts the compactor: it compacts on its own within a check interval.
+        loop = OpsLoop(settings, lambda: {"database": {"reachable": True}, "destinations": []}).start()
+        try:
+            assert loop.compactor is not None
+            wait_for(lambda: conn.execute("SELECT live_entries FROM cdcsync.delivered_keys_compaction"
+                                          " WHERE destination = 'd1'").fetchone() == (10,), 30, "a compaction")
+            assert len(entries(conn, "d1")) == 10
+            # A compaction held up (here: by row locks) is cancelled by the stop, and rolls back.
+            with psycopg.connect(migrated_db, autocommit=True) as other:  # a new session: a new block of seq
+                append(other, "d1", [ev("c", "visit", None, {"id": k}, f"y:{k}") for k in range(10)])
+            locker.execute("SELECT 1 FROM cdcsync.delivered_keys FOR UPDATE")
+            wait_for(lambda: conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'cdcsync-compaction'"
+                " AND wait_event_type = 'Lock'").fetchone() == (1,), 30, "the compaction to wait for the lock")
+        finally:
+            loop.stop(timeout=10)
+        thread = loop.compactor._thread
+        assert thread is not None and not thread.is_alive()
+        locker.rollback()
+        assert len(entries(conn, "d1")) == 20  # nothing of the cancelled run was kept
+        assert conn.execute("SELECT entries_before FROM cdcsync.delivered_keys_compaction").fetchone() == (30,)
