@@ -255,9 +255,11 @@ class DeliveredKeys:
 
     Changes to the set are collected from acknowledged events (last operation per key wins) and
     appended with one COPY per checkpoint write into an unindexed log (measured: ~4 µs per key,
-    against ~16 µs for an indexed upsert); the set is the latest entry per key, computed and
-    compacted only when a snapshot completes. Inserts and snapshot reads add a key, deletes remove
-    it, an update removes the old key when it changes the key, a truncate clears the table. Each
+    against ~16 µs for an indexed upsert); the set is the latest entry per key, computed when a
+    snapshot needs it and compacted (:func:`compact_keys`) when a snapshot completes and, off
+    the stream's thread, whenever the log has grown well past the set (``cdcsync/ops/compaction.py``).
+    Inserts and snapshot reads add a key, deletes remove it, an update removes the old key when
+    it changes the key, a truncate clears the table. Each
     entry of a present key also records the event id and the digest (:func:`version_digest`) of the version
     delivered (:class:`KnownIds` reuses them in a re-snapshot). Writing a key before its
     transaction's position is checkpointed is safe: an acknowledged insert is at the destination,
@@ -326,8 +328,27 @@ class DeliveredKeys:
 
     def compact(self, conn: psycopg.Connection[Any]) -> None:
         """Keep only the latest entry of each key the destination holds (after a snapshot)."""
-        conn.execute(LATEST_KEYS_CTE + " DELETE FROM cdcsync.delivered_keys d WHERE d.destination = %(d)s"
-                     " AND d.seq NOT IN (SELECT seq FROM latest)", {"d": self.destination, "t": None})
+        compact_keys(conn, self.destination)
+
+
+def compact_keys(conn: psycopg.Connection[Any], destination: str, table: str | None = None) -> int:
+    """Delete ``destination``'s log entries that are not the latest entry of a key it holds
+    (:data:`LATEST_KEYS_CTE`): entries superseded by a later entry of their key, deletes, entries
+    older than their table's latest truncate, truncate markers. With ``table``, that table's
+    entries only: the rule is per table, so compacting table by table (each in its own
+    transaction) ends where one statement over all tables would, and every step in between
+    holds the same set. Returns the entries deleted.
+
+    One statement, so one MVCC snapshot: entries appended by transactions it cannot see (not
+    committed when it starts) are neither deleted nor taken into account. A destination has one
+    writer, whose entries only grow in ``seq``, so such entries are later than everything this
+    statement sees and still decide their keys afterwards."""
+    cur = conn.execute(LATEST_KEYS_CTE + " DELETE FROM cdcsync.delivered_keys d WHERE d.destination = %(d)s"
+                       " AND (%(t)s::text IS NULL OR d.table_name = %(t)s::text)"
+                       # an anti-join: NOT IN over a large set falls back to a rescan per row
+                       " AND NOT EXISTS (SELECT 1 FROM latest l WHERE l.seq = d.seq)",
+                       {"d": destination, "t": table})
+    return max(cur.rowcount, 0)
 
 
 # The keys a destination holds: per key its latest entry, when present and newer than the

@@ -1,4 +1,5 @@
-"""The daemon's operations thread: every ``ops.heartbeat.interval_s`` it reads the monitoring
+"""The daemon's operations thread (and, beside it, the compaction of the delivered-keys log,
+``compaction.py``): every ``ops.heartbeat.interval_s`` it reads the monitoring
 status, records the run and the streams' day (stability figures), opens and resolves faults,
 sends the alerts that are due, refreshes today's evaluation now and then, and sends a heartbeat
 to each platform. On a clean stop the last heartbeat says ``stopping``, so the platform shows
@@ -23,6 +24,7 @@ import psycopg
 
 from cdcsync.ops.alerts import AlertDispatcher, build_channels
 from cdcsync.ops.backup_view import backup_state
+from cdcsync.ops.compaction import Compactor
 from cdcsync.ops.faults import DB_UNREACHABLE, DestinationWatch, FaultBook, FaultRecord, detect
 from cdcsync.ops.heartbeat import RUNNING, STOPPING, HeartbeatClient, HeartbeatResult, heartbeat_payload
 from cdcsync.ops.runtime import RunRecord, record_streams
@@ -60,6 +62,7 @@ class OpsLoop:
         self.scores: dict[str, Any] | None = None
         self.faults: list[FaultRecord] = []
         self.ticks = 0
+        self.compactor: Compactor | None = None
 
     def _client(self, dest: Any) -> HeartbeatClient:
         return HeartbeatClient(dest, self.settings.org_code, self.cfg.heartbeat.timeout_s)
@@ -98,10 +101,14 @@ class OpsLoop:
             log.warning("ops: database not reachable at start (%s); recording starts when it is", type(exc).__name__)
         self._thread = threading.Thread(target=self._loop, name="cdcsync-ops", daemon=True)
         self._thread.start()
+        if self.cfg.compaction.enabled:  # its own thread: a long compaction never delays a heartbeat
+            self.compactor = Compactor(self.settings.database.conninfo(), self.cfg.compaction).start()
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
+        if self.compactor is not None:
+            self.compactor.stop(timeout)
         if self._thread is not None:
             self._thread.join(timeout)
         try:

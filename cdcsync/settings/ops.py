@@ -1,5 +1,6 @@
 """Settings of the operations loop (section ``ops`` of the config file): heartbeats to the
-platforms, fault thresholds, alert channels, and the dynamic evaluation's thresholds.
+platforms, fault thresholds, alert channels, the dynamic evaluation's thresholds, and the
+compaction of the delivered-keys log.
 
 In ``cdcsync/settings/`` (see there) so that ``ops/`` and the config do not import each other.
 """
@@ -7,6 +8,7 @@ In ``cdcsync/settings/`` (see there) so that ``ops/`` and the config do not impo
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import Field
 
@@ -88,8 +90,25 @@ class EvaluationSettings(SettingsModel):
     refresh_s: float = Field(300.0, ge=1)
 
 
+class CompactionSettings(SettingsModel):
+    """The periodic compaction of ``cdcsync.delivered_keys`` (cdcsync/ops/compaction.py)."""
+
+    enabled: bool = True
+    # How often the daemon checks whether a destination's key log is due (a cheap query).
+    check_interval_s: float = Field(600.0, ge=1)
+    # A destination is compacted once the log grew by max(min_entries, growth_ratio × the
+    # entries left by its last compaction) since then: the log stays within about
+    # (1 + growth_ratio) × the keys held, and a small set is not rewritten every few minutes.
+    min_entries: int = Field(200_000, ge=1)
+    growth_ratio: float = Field(1.0, gt=0)
+    # Beijing hours (0–23) in which a compaction may start, e.g. [1, 2, 3, 4] for the night;
+    # empty: at any hour.
+    hours: list[Annotated[int, Field(ge=0, le=23)]] = Field(default_factory=list)
+
+
 class OpsSettings(SettingsModel):
     heartbeat: HeartbeatSettings = HeartbeatSettings()
     faults: FaultSettings = FaultSettings()
     alerts: AlertSettings = AlertSettings()
     evaluation: EvaluationSettings = EvaluationSettings()
+    compaction: CompactionSettings = CompactionSettings()
