@@ -15,7 +15,7 @@ from cdcsync.engine.delivery import GIL_SWITCH_INTERVAL_S, DeliveryWindow
 from cdcsync.engine.pipeline import PassThroughTransform, Pipeline, run_pipeline_forever
 from cdcsync.event import Ack, Batch, Event, Rejected, str_to_lsn
 from cdcsync.sink.base import SinkError
-from tests.cdc_util import PROBE_DDL, prepare_db, settings_for
+from tests.cdc_util import PROBE_DDL, prepare_db, settings_for, wait_for
 
 
 def _event(i: int) -> Event:
@@ -33,6 +33,7 @@ class GateSink:
 
     def __init__(self, fail_on: int | None = None) -> None:
         self.gate = threading.Event()
+        self.entered = threading.Event()  # a batch is inside deliver(), at the gate
         self.seen: list[str] = []
         self.threads: set[str] = set()
         self.fail_on = fail_on
@@ -44,6 +45,7 @@ class GateSink:
         return self.deliver(self.prepare(batch))
 
     def deliver(self, batch: Batch) -> Ack:
+        self.entered.set()
         self.gate.wait(10)
         self.threads.add(threading.current_thread().name)
         first = batch.events[0].id
@@ -102,10 +104,15 @@ def test_close_drops_batches_not_yet_started() -> None:
     window = DeliveryWindow(sink, limit=4)
     for i in range(4):
         window.submit(Batch(events=[_event(i)]))
-    time.sleep(0.05)  # the first one is now inside send(), waiting at the gate
-    threading.Timer(0.1, sink.gate.set).start()
-    window.close()
-    assert sink.seen == ["o:0"] and len(window) == 0
+    assert sink.entered.wait(10)  # the first one is inside deliver(), waiting at the gate
+    later = [fut for _, fut in window._queue][1:]
+    closing = threading.Thread(target=window.close)
+    closing.start()
+    # Open the gate only once close() has cancelled the others: nothing else may start.
+    wait_for(lambda: all(f is not None and f.cancelled() for f in later), 10, "close() to cancel the rest")
+    sink.gate.set()
+    closing.join(10)
+    assert not closing.is_alive() and sink.seen == ["o:0"] and len(window) == 0
 
 
 class SlowCheckingSink:
@@ -162,9 +169,7 @@ def test_pipeline_streams_ahead_of_a_slow_sink_and_checkpoints_in_order(fresh_db
         with psycopg.connect(fresh_db, autocommit=True) as conn:
             for i in range(1, 121):
                 conn.execute("INSERT INTO emr.cdc_probe (id, name, amount) VALUES (%s, %s, %s)", (i, f"行{i}", i))
-        deadline = time.monotonic() + 60
-        while len(sink.ids) < 120 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_for(lambda: len(sink.ids) >= 120, 60, "the slow sink to receive every row")
     finally:
         pipe.stop.set()
         t.join(30)
