@@ -192,7 +192,7 @@ def test_apply_switch_broken_release_rolled_back_tampered_refused(
         loader.thread.start()
 
         # --- check sees 9.1.0; a wheel changed on disk after download is refused before install ---
-        publish("9.1.0")
+        publish("9.1.0", "--dependency", str(release_wheels["9.0.0"]))  # a signed bundle, staged for pip
         out = cli("check")
         assert out.exit_code == 0 and "可用新版本：9.1.0" in out.output and "自动升级" in out.output, out.output
         wheel = next((tmp_path / "state" / "releases" / "9.1.0").glob("*.whl"))

@@ -1,7 +1,8 @@
 """``cdcsync upgrade apply | rollback`` (docs/control-plane.md, "Upgrades").
 
-apply: the downloaded release is verified again (manifest signature, wheel size and SM3: a file
-changed on disk since ``download`` is refused before anything is installed), gated (newer than
+apply: the downloaded release is verified again (manifest signature, wheel and signed dependency
+sizes and SM3, no unsigned file in its wheelhouse: a file changed or dropped on disk since
+``download`` is refused before anything is installed; cdcsync.control.bundle), gated (newer than
 the running release, ``min_supported_version``, a verified backup when its migrations cannot be
 undone), installed into its own venv offline (cdcsync.control.releases), its ``db init`` run
 with the NEW release's code, ``current`` switched, the service restarted and its health awaited
@@ -20,10 +21,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography.hazmat.primitives import hashes
-
 from cdcsync import __version__
 from cdcsync.config import Settings
+from cdcsync.control import bundle
 from cdcsync.control.health import wait_healthy
 from cdcsync.control.release import Manifest, ManifestError, parse_manifest, verify_manifest, version_key
 from cdcsync.control.releases import InstallError, Layout, build, release_env
@@ -56,8 +56,9 @@ def downloaded_version(settings: Settings) -> str | None:
 
 
 def verified_download(settings: Settings, version: str | None) -> tuple[Manifest, Path]:
-    """The downloaded release (newest when ``version`` is None), its manifest signature and its
-    wheel's size and SM3 checked again now, before it is installed."""
+    """The downloaded release (newest when ``version`` is None), its manifest signature, its
+    wheel's and signed dependencies' size and SM3 checked again now, before it is installed
+    (BundleError for a changed, missing or unsigned file: cdcsync.control.bundle)."""
     base = releases_dir(settings)
     version = version or downloaded_version(settings)
     if version is None:
@@ -70,18 +71,7 @@ def verified_download(settings: Settings, version: str | None) -> tuple[Manifest
     if m.version != version:
         raise ManifestError(f"{mpath}：版本清单写的是 {m.version}，不是 {version}")
     verify_manifest(m, PlatformKeys(control_destination(settings)).reply_key(m.signer_key_id))
-    wheel = base / version / m.wheel
-    if not wheel.is_file():
-        raise UpgradeError(f"安装包 {wheel} 不存在：请重新执行 cdcsync upgrade download")
-    digest = hashes.Hash(hashes.SM3())
-    size = 0
-    with open(wheel, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            size += len(chunk)
-            digest.update(chunk)
-    if size != m.size or digest.finalize().hex() != m.sm3:
-        raise UpgradeError(f"{wheel.name} 与版本清单的大小或 SM3 摘要不符（下载后被改动或损坏），已拒绝安装")
-    return m, wheel
+    return m, bundle.verify(m, base / version)
 
 
 def backup_gate(settings: Settings, before: dt.datetime | None = None) -> str | None:
@@ -131,7 +121,7 @@ def apply(settings: Settings, config_path: str | None, version: str | None = Non
     try:
         version = version or downloaded_version(settings)
         m, wheel = verified_download(settings, version)
-    except (UpgradeError, ManifestError) as exc:
+    except (UpgradeError, ManifestError, bundle.BundleError) as exc:
         step("refused", version, str(exc))
         raise
     refusal: str | None = None
@@ -151,6 +141,9 @@ def apply(settings: Settings, config_path: str | None, version: str | None = Non
             step("installed", m.version, f"已安装到独立环境 {layout.version_dir(m.version)}", m)
             _migrate(settings, layout, m.version, config_path)
             step("migrated", m.version, f"已用 {m.version} 执行数据库迁移（db init）")
+        except bundle.BundleError as exc:  # a file changed since the check above: nothing was built
+            step("refused", m.version, str(exc), m)
+            raise
         except InstallError as exc:
             step("error", m.version, str(exc), m)
             raise

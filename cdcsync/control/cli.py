@@ -113,13 +113,14 @@ def upgrade_check(app: AppContext) -> None:
 @upgrade_group.command("download")
 @pass_app
 def upgrade_download(app: AppContext) -> None:
-    """下载最新版本的安装包，并在使用前核对大小、SM3 摘要与平台签名（不安装）。"""
+    """下载最新版本的安装包及其已签名的依赖包，并在使用前核对大小、SM3 摘要与平台签名（不安装）。"""
+    from cdcsync.control.bundle import BundleError
     from cdcsync.control.release import ManifestError
     from cdcsync.control.upgrade import UpgradeError, download
 
     try:
         path = download(app.settings)
-    except (UpgradeError, ManifestError) as exc:
+    except (UpgradeError, ManifestError, BundleError) as exc:
         fail(str(exc))
     except psycopg.Error as exc:
         fail(f"无法记录下载结果：{str(exc).strip().splitlines()[0]}")
@@ -133,13 +134,14 @@ def upgrade_apply(app: AppContext, version: str | None) -> None:
     """安装已下载的新版本：再次核对安装包，离线安装到独立环境，执行数据库迁移，切换当前版本，
     重启服务并等待健康检查；未能正常运行时自动回退到原版本。成功退出码 0，已自动回退为 1。"""
     from cdcsync.control.apply import apply
+    from cdcsync.control.bundle import BundleError
     from cdcsync.control.release import ManifestError
     from cdcsync.control.releases import InstallError
     from cdcsync.control.upgrade import UpgradeError
 
     try:
         out = apply(app.settings, app.config_path, version, say=click.echo)
-    except (UpgradeError, ManifestError, InstallError) as exc:
+    except (UpgradeError, ManifestError, InstallError, BundleError) as exc:
         fail(str(exc))
     except psycopg.Error as exc:
         fail(f"无法记录升级过程：{str(exc).strip().splitlines()[0]}")

@@ -12,8 +12,9 @@ Layout::
         .lock               one apply/rollback at a time
 
 Links are switched atomically: a temporary symlink renamed over the old one.
-Installing is offline: ``pip install --no-index`` from the release's download directory plus a
-local wheelhouse, or with the dependencies of a base ``dependency_site`` linked in by a .pth entry.
+Installing is offline: ``pip install --no-index`` from a private copy of the verified wheel and of
+the manifest's signed dependency bundle (cdcsync.control.bundle) plus the administrator's local
+wheelhouse, or with the dependencies of a base ``dependency_site`` linked in by a .pth entry.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +36,7 @@ from typing import Any
 import orjson
 
 from cdcsync.config import Settings
+from cdcsync.control.bundle import stage
 from cdcsync.control.release import Manifest, parse_manifest
 
 MARKER = "release.json"
@@ -151,29 +154,33 @@ def pip_python(settings: Settings) -> str:
 
 def build(settings: Settings, layout: Layout, manifest: Manifest, wheel: Path) -> Installed:
     """A fresh venv at ``<root>/<version>`` with the wheel installed offline; checked by running
-    its ``cdcsync --version``. Venvs are not relocatable, so it is built in place; the marker
-    file, written last, says it is complete."""
+    its ``cdcsync --version``. pip sees only a private copy of the wheel and of the manifest's
+    signed dependencies, verified while copied (BundleError before anything is built otherwise),
+    plus the administrator's own ``control.wheelhouse``. Venvs are not relocatable, so it is
+    built in place; the marker file, written last, says it is complete."""
     c = settings.control
     target = layout.version_dir(manifest.version)
-    if target.exists():
-        shutil.rmtree(target)
-    py = pip_python(settings)
-    _run([py, "-m", "venv", "--without-pip", target], "创建独立运行环境")
-    if c.dependency_site is not None:
-        site = next((target / "lib").glob("python3*/site-packages"))
-        # A path entry, not a site dir: .pth hooks there (e.g. an editable install) do not run.
-        (site / "cdcsync_dependencies.pth").write_text(f"{c.dependency_site}\n", encoding="utf-8")
-    cmd: list[str | Path] = [py, "-m", "pip", "--python", target / "bin" / "python", "install", "-q",
-                             "--no-index", "--no-cache-dir", "--disable-pip-version-check",
-                             "--find-links", wheel.parent]
-    bundle = wheel.parent / "wheelhouse"  # the platform's dependency bundle, unpacked beside the wheel
-    if bundle.is_dir():
-        cmd += ["--find-links", bundle]
-    if c.wheelhouse is not None:
-        cmd += ["--find-links", c.wheelhouse]
-    if c.dependency_site is not None:
-        cmd.append("--no-deps")
-    _run([*cmd, wheel], f"安装 {wheel.name}（离线，依赖来自 {c.wheelhouse or c.dependency_site or '安装包目录'}）")
+    layout.root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".stage-{manifest.version}-", dir=layout.root) as tmp:
+        staged = stage(manifest, wheel.parent, Path(tmp))
+        if target.exists():
+            shutil.rmtree(target)
+        py = pip_python(settings)
+        _run([py, "-m", "venv", "--without-pip", target], "创建独立运行环境")
+        if c.dependency_site is not None:
+            site = next((target / "lib").glob("python3*/site-packages"))
+            # A path entry, not a site dir: .pth hooks there (e.g. an editable install) do not run.
+            (site / "cdcsync_dependencies.pth").write_text(f"{c.dependency_site}\n", encoding="utf-8")
+        cmd: list[str | Path] = [py, "-m", "pip", "--python", target / "bin" / "python", "install", "-q",
+                                 "--no-index", "--no-cache-dir", "--disable-pip-version-check",
+                                 "--find-links", staged.parent]
+        if c.wheelhouse is not None:
+            cmd += ["--find-links", c.wheelhouse]
+        if c.dependency_site is not None:
+            cmd.append("--no-deps")
+        source = "、".join(filter(None, ["已签名的依赖包" if manifest.dependencies else "",
+                                         str(c.wheelhouse or c.dependency_site or "")])) or "安装包目录"
+        _run([*cmd, staged], f"安装 {wheel.name}（离线，依赖来自 {source}）")
     out = _run([layout.cdcsync(manifest.version), "--version"], "检查新版本能否启动")
     if manifest.version not in out.split():
         raise InstallError(f"新环境报告的版本（{out.strip()[:60]}）与版本清单（{manifest.version}）不符")

@@ -1,9 +1,10 @@
 """``cdcsync upgrade check | download | history``: new versions from the national platform.
 
 ``check`` fetches the signed release manifest (cdcsync.control.release) and compares versions;
-``download`` streams the wheel into ``<state_dir>/releases/<version>/`` and verifies its size
-and SM3 digest against the verified manifest before the file gets its final name — nothing is
-unpacked or installed here. Every result is a row in ``cdcsync.upgrade_event``.
+``download`` streams the wheel into ``<state_dir>/releases/<version>/`` (and each signed
+dependency of a format-2 manifest into its ``wheelhouse/``) and verifies size and SM3 digest
+against the verified manifest before a file gets its final name — nothing is unpacked or
+installed here. Every result is a row in ``cdcsync.upgrade_event``.
 Installing (side-by-side environment, migrations, switch, health check, automatic rollback)
 is cdcsync.control.apply.
 """
@@ -28,6 +29,7 @@ from psycopg.types.json import Jsonb
 
 from cdcsync import __version__
 from cdcsync.config import ConfigError, Settings
+from cdcsync.control.bundle import WHEELHOUSE, BundleError, unlisted
 from cdcsync.control.release import (
     FILES_PATH,
     MANIFEST_PATH,
@@ -113,46 +115,63 @@ def releases_dir(settings: Settings) -> Path:
 
 
 def download(settings: Settings) -> Path:
-    """The verified wheel of the newest release, under ``<state_dir>/releases/<version>/``."""
+    """The verified wheel of the newest release, under ``<state_dir>/releases/<version>/``, with
+    the manifest's signed dependencies in its ``wheelhouse/``."""
     try:
         m = fetch_manifest(settings)
         path = _download(settings, m)
-    except (UpgradeError, ManifestError) as exc:
+    except (UpgradeError, ManifestError, BundleError) as exc:
         record(settings, "download", "refused", None, None, str(exc))
         raise
-    record(settings, "download", "downloaded", m.version, m, f"已下载并验证 {m.wheel}（{m.size} 字节）")
+    deps = f"，及 {len(m.dependencies)} 个已签名的依赖包" if m.dependencies else ""
+    record(settings, "download", "downloaded", m.version, m, f"已下载并验证 {m.wheel}（{m.size} 字节）{deps}")
     return path
 
 
-def _download(settings: Settings, m: Manifest) -> Path:
-    target_dir = releases_dir(settings) / m.version
+def _fetch(client: httpx.Client, url: str, name: str, size: int, sm3: str, target_dir: Path) -> Path:
+    """``GET {FILES_PATH}/<name>`` into ``target_dir/.<name>.part``, refused past the signed size
+    or on a size or SM3 mismatch; renamed to ``<name>`` only once it matches."""
     target_dir.mkdir(parents=True, exist_ok=True)
-    final = target_dir / m.wheel
-    part = target_dir / f".{m.wheel}.part"
-    client, url = _client(settings)
+    final = target_dir / name
+    part = target_dir / f".{name}.part"
     digest = hashes.Hash(hashes.SM3())
-    size = 0
+    got = 0
     try:
-        with client, client.stream("GET", f"{FILES_PATH}/{m.wheel}") as r, open(part, "wb") as fh:
+        with client.stream("GET", f"{FILES_PATH}/{name}") as r, open(part, "wb") as fh:
             if r.status_code != 200:
-                raise UpgradeError(f"下载 {m.wheel} 失败：国家平台返回 HTTP {r.status_code}")
+                raise UpgradeError(f"下载 {name} 失败：国家平台返回 HTTP {r.status_code}")
             for chunk in r.iter_bytes():
-                size += len(chunk)
-                if size > m.size:
-                    raise UpgradeError(f"{m.wheel} 超过版本清单中的大小 {m.size} 字节，已拒绝")
+                got += len(chunk)
+                if got > size:
+                    raise UpgradeError(f"{name} 超过版本清单中的大小 {size} 字节，已拒绝")
                 digest.update(chunk)
                 fh.write(chunk)
             fh.flush()
             os.fsync(fh.fileno())
-        if size != m.size:
-            raise UpgradeError(f"{m.wheel} 大小 {size} 字节与版本清单（{m.size} 字节）不符，已拒绝")
-        if digest.finalize().hex() != m.sm3:
-            raise UpgradeError(f"{m.wheel} 的 SM3 摘要与版本清单不符（文件被篡改或损坏），已拒绝")
+        if got != size:
+            raise UpgradeError(f"{name} 大小 {got} 字节与版本清单（{size} 字节）不符，已拒绝")
+        if digest.finalize().hex() != sm3:
+            raise UpgradeError(f"{name} 的 SM3 摘要与版本清单不符（文件被篡改或损坏），已拒绝")
         os.replace(part, final)
     except httpx.HTTPError as exc:
-        raise UpgradeError(f"无法从 {url} 下载 {m.wheel}：{type(exc).__name__}: {exc}") from None
+        raise UpgradeError(f"无法从 {url} 下载 {name}：{type(exc).__name__}: {exc}") from None
     finally:
         part.unlink(missing_ok=True)
+    return final
+
+
+def _download(settings: Settings, m: Manifest) -> Path:
+    target_dir = releases_dir(settings) / m.version
+    client, url = _client(settings)
+    with client:
+        final = _fetch(client, url, m.wheel, m.size, m.sm3, target_dir)
+        for d in m.dependencies:
+            _fetch(client, url, d.file, d.size, d.sm3, target_dir / WHEELHOUSE)
+    # A file there the platform did not sign would make apply refuse: say so now.
+    extra = unlisted(m, target_dir)
+    if extra:
+        raise BundleError(f"依赖目录 {target_dir / WHEELHOUSE} 中的 {extra[0]} 不在国家平台签名的版本清单中"
+                          "（来源不明），安装时会被拒绝：请核实后删除，再重新下载")
     (target_dir / "manifest.json").write_bytes(orjson.dumps(m.as_dict()))
     return final
 

@@ -32,9 +32,9 @@ class ControlSettings(SettingsModel):
     # ``cdcsync upgrade apply | rollback`` (docs/control-plane.md, "Upgrades"): each release is a
     # venv in <releases_root>/<version>/; <releases_root>/current is the link the service runs.
     releases_root: Path = Path("/opt/cdcsync/releases")
-    # Dependencies are installed offline: pip --no-index --find-links <the release's download
-    # directory> [--find-links wheelhouse]. A bundle of dependency wheels from the platform is
-    # unpacked into the wheelhouse.
+    # Dependencies are installed offline: pip --no-index --find-links <a verified copy of the
+    # release wheel and of the manifest's signed dependency bundle> [--find-links wheelhouse].
+    # The wheelhouse is the administrator's own trusted directory (not checked against a manifest).
     wheelhouse: Path | None = None
     # Instead of a wheelhouse: a site-packages directory that already holds the dependencies
     # (e.g. of a base environment), made visible in each release venv by a .pth path entry;

@@ -268,10 +268,13 @@ def push_config_command(to_url: str, kind: str, data_dir: Path, org_code: str, v
 @click.option("--version", "version", help="版本号（默认取自 wheel 文件名）")
 @click.option("--min-supported", default="0.0.0", show_default=True, help="可直接升级到此版本的最低版本")
 @click.option("--irreversible", is_flag=True, help="此版本含不可回退的数据库迁移")
+@click.option("--dependency", "dependencies", multiple=True,
+              type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="依赖包（.whl，可重复）：连同大小与 SM3 摘要签入版本清单（format 2），一并提供下载")
 @click.argument("wheel", type=click.Path(dir_okay=False, exists=True, path_type=Path))
 def publish_release_command(data_dir: Path, notes_file: Path, version: str | None, min_supported: str,
-                            irreversible: bool, wheel: Path) -> None:
-    """发布新版本：签名版本清单（版本、大小、SM3 摘要、更新说明），运行中的参考平台随即提供下载。"""
+                            irreversible: bool, dependencies: tuple[Path, ...], wheel: Path) -> None:
+    """发布新版本：签名版本清单（版本、大小、SM3 摘要、更新说明、依赖包），运行中的参考平台随即提供下载。"""
     from cdcsync.control.release import ManifestError
     from cdcsync.upstream_sim.releases import publish_release
 
@@ -279,7 +282,8 @@ def publish_release_command(data_dir: Path, notes_file: Path, version: str | Non
         key, _ = prepare_data_dir(data_dir, tls=False)
         m = publish_release(DataDir(data_dir).releases, wheel, notes=notes_file.read_text(encoding="utf-8"),
                             platform_key=key, version=version, min_supported_version=min_supported,
-                            irreversible_migrations=irreversible)
+                            irreversible_migrations=irreversible, dependencies=dependencies)
     except (CryptoError, ManifestError, OSError, IndexError) as exc:
         raise click.ClickException(f"{type(exc).__name__}: {exc}") from None
-    click.echo(f"已发布 {m.version}：{m.wheel}（{m.size} 字节，SM3 {m.sm3[:16]}…）")
+    deps = f"，依赖包 {len(m.dependencies)} 个" if m.dependencies else ""
+    click.echo(f"已发布 {m.version}：{m.wheel}（{m.size} 字节，SM3 {m.sm3[:16]}…）{deps}")
