@@ -101,3 +101,13 @@ def _drop_database(cluster: LocalCluster, name: str) -> None:
             with contextlib.suppress(psycopg.Error):
                 conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(autouse=True)
+def _forget_the_config_path() -> Iterator[None]:
+    """An in-process ``cdcsync -c X`` (CliRunner) remembers X for the commands it spawns
+    (cli_context); the next test must not inherit it (e.g. the 8884 admin's detached apply)."""
+    yield
+    from cdcsync.cli_context import remember_config_path
+
+    remember_config_path(None)
