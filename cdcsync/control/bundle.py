@@ -72,11 +72,7 @@ def verify(m: Manifest, release_dir: Path) -> Path:
     """The wheel's path once the wheel and every signed dependency match the manifest and the
     wheelhouse holds nothing unsigned; else BundleError naming the file."""
     wheel = release_dir / m.wheel
-    if wheel.is_symlink() or not wheel.is_file():
-        raise BundleError(f"安装包 {wheel} 不存在：请重新执行 cdcsync upgrade download")
-    size, digest = file_digest(wheel)
-    if size != m.size or digest != m.sm3:
-        raise BundleError(f"{wheel.name} 与版本清单的大小或 SM3 摘要不符（下载后被改动或损坏），已拒绝安装")
+    _check(wheel, "安装包", m.size, m.sm3)
     _refuse_unlisted(m, release_dir)
     for d in m.dependencies:
         _check(release_dir / WHEELHOUSE / d.file, "依赖包", d.size, d.sm3)
