@@ -175,7 +175,7 @@ def test_local_target_missing_is_one_line(tmp_mappings: Path) -> None:
     path = tmp_mappings / "local/example/sex.yaml"
     path.write_text(path.read_text(encoding="utf-8") + '  "X7": "7"\n', encoding="utf-8")
     msg = _error(tmp_mappings)
-    assert msg.endswith('local/example/sex.yaml: map.X7: national code "7" is not in domain sex (GB/T 2261.1-2003)')
+    assert msg.endswith('local/example/sex.yaml: map.X7: 国家代码 "7" 不在值域 sex（GB/T 2261.1-2003）中')
     relaxed = load_code_tables(tmp_mappings, "example", strict=False)
     assert [(i.domain, i.local_code, i.national_code) for i in relaxed.issues] == [("sex", "X7", "7")]
     assert relaxed.map("sex", "X7") is None and relaxed.map("sex", "M") == "1"
@@ -185,21 +185,21 @@ def test_local_target_missing_is_one_line(tmp_mappings: Path) -> None:
     ("file", "old", "new", "expect"),
     [
         ("national/sex.yaml", '{code: "1", name: "男性"}', '{code: 1, name: "男性"}',
-         ["national/sex.yaml", "codes[1].code", "quoted string"]),
+         ["national/sex.yaml", "codes[1].code", "应为带引号的代码"]),
         ("national/sex.yaml", '{code: "2", name: "女性"}', '{code: "1", name: "女性"}',
-         ["national/sex.yaml", "codes[2].code", "duplicate code '1'"]),
+         ["national/sex.yaml", "codes[2].code", "代码 '1' 重复"]),
         ("national/sex.yaml", "version_date: 2003-01-01", "version_date: 2003-13-01",
          ["national/sex.yaml", "month must be in 1..12", "YYYY-MM-DD"]),
-        ("national/sex.yaml", "standard:", "standards:", ["national/sex.yaml", "standards", "unknown key"]),
+        ("national/sex.yaml", "standard:", "standards:", ["national/sex.yaml", "standards", "未知的键"]),
         ("national/marital_status.yaml", "id: marital_status", "id: marital",
          ["national/marital_status.yaml", "id:", "marital_status"]),
         ("national/sex.yaml", '{code: "9", name: "未说明的性别"}', '{code: "9"}',
          ["national/sex.yaml", "codes[5]", "'name'"]),
         ("local/example/sex.yaml", '"F": "2"', '"M": "2"', ["local/example/sex.yaml", "键 'M' 重复", "第 "]),
-        ("local/example/sex.yaml", '"F": "2"', 'NO: "2"', ["local/example/sex.yaml", "boolean", "quote"]),
+        ("local/example/sex.yaml", '"F": "2"', 'NO: "2"', ["local/example/sex.yaml", "布尔值", "加引号"]),
         ("local/example/sex.yaml", '"F": "2"', '"F": [2', ["local/example/sex.yaml", "第 ", "YAML 格式错误"]),
         ("local/example/sex.yaml", "passthrough: true", "passthrough: yes please",
-         ["local/example/sex.yaml", "passthrough", "true or false"]),
+         ["local/example/sex.yaml", "passthrough", "true 或 false"]),
         ("local/example/sex.yaml", "hospital: example", "hospital: other",
          ["local/example/sex.yaml", "hospital", "example"]),
     ],
@@ -283,7 +283,7 @@ def test_import_broken_lines_reported_and_nothing_written(tmp_mappings: Path, tm
 def test_import_unknown_column_and_domain(tmp_mappings: Path, tmp_path: Path) -> None:
     csv_file = tmp_path / "x.csv"
     csv_file.write_text(ICD_CSV, encoding="utf-8")
-    with pytest.raises(CodeImportError, match="code column 'nope' not in header"):
+    with pytest.raises(CodeImportError, match="表头中没有代码列 'nope'"):
         import_csv(tmp_mappings, "icd10", csv_file, code_column="nope")
     with pytest.raises(MappingError, match="没有值域"):
         import_csv(tmp_mappings, "no_such", csv_file)

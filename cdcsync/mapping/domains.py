@@ -139,24 +139,24 @@ def _read_yaml(path: Path) -> Any:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise MappingError(f"{where}: file not found") from None
+        raise MappingError(f"{where}: 文件不存在") from None
     except UnicodeDecodeError as exc:
-        raise MappingError(f"{where}: expected UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        raise MappingError(f"{where}: 应为 UTF-8 文本（第 {exc.start} 字节：{exc.reason}）") from None
     return load_yaml_text(text, where)
 
 
 def _code_str(value: Any, where: str, key: str) -> str:
     """Codes must be quoted strings: YAML turns 01 into 1 and yes/no/on/off into booleans."""
     if isinstance(value, bool):
-        raise MappingError(f"{where}: {key}: expected a quoted string, got boolean {value} "
-                           "(YAML reads yes/no/on/off/true/false as booleans; quote the code)")
+        raise MappingError(f"{where}: {key}: 应为带引号的代码，实际为布尔值 {value}"
+                           "（YAML 会把 yes/no/on/off/true/false 读成布尔值，请给代码加引号）")
     if isinstance(value, int | float):
-        raise MappingError(f"{where}: {key}: expected a quoted string, got number {value} "
-                           "(quote codes so leading zeros survive, e.g. \"01\")")
+        raise MappingError(f"{where}: {key}: 应为带引号的代码，实际为数字 {value}"
+                           "（代码请加引号，前导零才不会丢失，如 \"01\"）")
     if not isinstance(value, str):
-        raise MappingError(f"{where}: {key}: expected a code string, got {type(value).__name__}")
+        raise MappingError(f"{where}: {key}: 应为代码字符串，实际为 {type(value).__name__}")
     if not value or value != value.strip():
-        raise MappingError(f"{where}: {key}: expected a non-empty code without surrounding spaces, got {value!r}")
+        raise MappingError(f"{where}: {key}: 代码不能为空、首尾不能有空格，实际为 {value!r}")
     return value
 
 
@@ -170,24 +170,24 @@ def _date(value: Any, where: str, key: str) -> dt.date:
             return dt.date.fromisoformat(value)
         except ValueError:
             pass
-    raise MappingError(f"{where}: {key}: expected a date YYYY-MM-DD, got {value!r}")
+    raise MappingError(f"{where}: {key}: 应为日期 YYYY-MM-DD，实际为 {value!r}")
 
 
 def _text(value: Any, where: str, key: str) -> str:
     if not isinstance(value, str) or not value.strip():
-        raise MappingError(f"{where}: {key}: expected non-empty text, got {value!r}")
+        raise MappingError(f"{where}: {key}: 应为非空文本，实际为 {value!r}")
     return value.strip()
 
 
 def _mapping(data: Any, where: str, allowed: set[str], required: list[str]) -> dict[str, Any]:
     if not isinstance(data, dict):
-        raise MappingError(f"{where}: expected a YAML mapping at top level, got {type(data).__name__}")
+        raise MappingError(f"{where}: 顶层应为 YAML 映射（键: 值），实际为 {type(data).__name__}")
     for key in data:
         if key not in allowed:
-            raise MappingError(f"{where}: {key}: unknown key (expected one of {', '.join(sorted(allowed))})")
+            raise MappingError(f"{where}: {key}: 未知的键（应为 {'、'.join(sorted(allowed))} 之一）")
     for key in required:
         if key not in data:
-            raise MappingError(f"{where}: {key}: missing required key")
+            raise MappingError(f"{where}: {key}: 缺少必填项")
     return data
 
 
@@ -199,40 +199,40 @@ def parse_national(path: Path, data: Any = None) -> ValueDomain:
     data = _mapping(data, where, _NATIONAL_KEYS, ["id", "name", "standard", "version_date", "codes"])
     domain_id = _text(data["id"], where, "id")
     if domain_id != path.stem or not _DOMAIN_ID.match(domain_id):
-        raise MappingError(f"{where}: id: expected {path.stem!r} (the file name), got {domain_id!r}")
+        raise MappingError(f"{where}: id: 应为 {path.stem!r}（与文件名相同），实际为 {domain_id!r}")
     subset = data.get("subset", False)
     if not isinstance(subset, bool):
-        raise MappingError(f"{where}: subset: expected true or false, got {subset!r}")
+        raise MappingError(f"{where}: subset: 应为 true 或 false，实际为 {subset!r}")
     note = data.get("source_note")
     if note is not None and not isinstance(note, str):
-        raise MappingError(f"{where}: source_note: expected text, got {type(note).__name__}")
+        raise MappingError(f"{where}: source_note: 应为文本，实际为 {type(note).__name__}")
     raw_codes = data["codes"]
     if not isinstance(raw_codes, list) or not raw_codes:
-        raise MappingError(f"{where}: codes: expected a non-empty list of {{code, name}} entries")
+        raise MappingError(f"{where}: codes: 应为非空列表，每项为 {{code, name}}")
     codes: dict[str, Code] = {}
     for i, entry in enumerate(raw_codes):
         key = f"codes[{i}]"
         if not isinstance(entry, dict):
-            raise MappingError(f"{where}: {key}: expected a mapping {{code: ..., name: ...}}, got {entry!r}")
+            raise MappingError(f"{where}: {key}: 应为 {{code: ..., name: ...}} 形式的映射，实际为 {entry!r}")
         if "code" not in entry or "name" not in entry:
-            raise MappingError(f"{where}: {key}: expected both 'code' and 'name', got keys {sorted(map(str, entry))}")
+            raise MappingError(f"{where}: {key}: 应同时有 'code' 和 'name'，实际的键为 {sorted(map(str, entry))}")
         code = _code_str(entry["code"], where, f"{key}.code")
         name = _text(entry["name"], where, f"{key}.name ({code})")
         if code in codes:
-            raise MappingError(f"{where}: {key}.code: duplicate code {code!r} (already defined as {codes[code].name})")
+            raise MappingError(f"{where}: {key}.code: 代码 {code!r} 重复（已定义为 {codes[code].name}）")
         attrs = {str(k): v for k, v in entry.items() if k not in ("code", "name")}
         codes[code] = Code(code, name, attrs)
     raw_replaced = data.get("replaced") or {}
     if not isinstance(raw_replaced, dict):
-        raise MappingError(f"{where}: replaced: expected a mapping of retired code -> successor code")
+        raise MappingError(f"{where}: replaced: 应为“停用代码: 替代代码”的映射")
     replaced: dict[str, str] = {}
     for old, new in raw_replaced.items():
         old_code = _code_str(old, where, f"replaced key {old!r}")
         new_code = _code_str(new, where, f"replaced.{old_code}")
         if new_code not in codes:
-            raise MappingError(f"{where}: replaced.{old_code}: successor {new_code!r} is not a code of this domain")
+            raise MappingError(f"{where}: replaced.{old_code}: 替代代码 {new_code!r} 不在本值域中")
         if old_code in codes:
-            raise MappingError(f"{where}: replaced.{old_code}: a retired code must not also be listed in codes")
+            raise MappingError(f"{where}: replaced.{old_code}: 停用代码不能同时列在 codes 中")
         replaced[old_code] = new_code
     return ValueDomain(
         id=domain_id,
@@ -255,7 +255,7 @@ def load_national(mappings_dir: Path) -> dict[str, ValueDomain]:
     """All national value domains under ``<mappings_dir>/national``."""
     directory = Path(mappings_dir) / NATIONAL_DIR
     if not directory.is_dir():
-        raise MappingError(f"{display_path(directory)}: directory of national value domains not found")
+        raise MappingError(f"{display_path(directory)}: 国家值域目录不存在")
     return {d.id: d for d in map(parse_national, _yaml_files(directory))}
 
 
@@ -289,25 +289,25 @@ def parse_local(path: Path, hospital: str | None = None) -> LocalTable:
     data = _mapping(_read_yaml(path), where, _LOCAL_KEYS, ["domain", "version_date", "map"])
     domain = _text(data["domain"], where, "domain")
     if domain != path.stem:
-        raise MappingError(f"{where}: domain: expected {path.stem!r} (the file name), got {domain!r}")
+        raise MappingError(f"{where}: domain: 应为 {path.stem!r}（与文件名相同），实际为 {domain!r}")
     expected_hospital = hospital or path.parent.name
     owner = data.get("hospital", expected_hospital)
     if owner != expected_hospital:
-        raise MappingError(f"{where}: hospital: expected {expected_hospital!r} (the directory name), got {owner!r}")
+        raise MappingError(f"{where}: hospital: 应为 {expected_hospital!r}（与目录名相同），实际为 {owner!r}")
     passthrough = data.get("passthrough", False)
     if not isinstance(passthrough, bool):
-        raise MappingError(f"{where}: passthrough: expected true or false, got {passthrough!r}")
+        raise MappingError(f"{where}: passthrough: 应为 true 或 false，实际为 {passthrough!r}")
     raw = data["map"]
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise MappingError(f"{where}: map: expected a mapping of local code -> national code")
+        raise MappingError(f"{where}: map: 应为“本院代码: 国家代码”的映射")
     table: dict[str, str] = {}
     for local, national in raw.items():
         local_code = _code_str(local, where, f"map key {local!r}")
         table[local_code] = _code_str(national, where, f"map.{local_code}")
     if not table and not passthrough:
-        raise MappingError(f"{where}: map: expected at least one entry (or passthrough: true)")
+        raise MappingError(f"{where}: map: 至少需要一条对照（或设置 passthrough: true）")
     return LocalTable(
         domain=domain,
         hospital=expected_hospital,
@@ -322,7 +322,7 @@ def load_local(mappings_dir: Path, hospital: str) -> dict[str, LocalTable]:
     """The hospital's local tables under ``<mappings_dir>/local/<hospital>`` (unchecked targets)."""
     directory = Path(mappings_dir) / LOCAL_DIR / hospital
     if not directory.is_dir():
-        raise MappingError(f"{display_path(directory)}: no local code tables for hospital {hospital!r}")
+        raise MappingError(f"{display_path(directory)}: 没有医院 {hospital!r} 的本院代码对照表")
     return {t.domain: t for t in (parse_local(p, hospital) for p in _yaml_files(directory))}
 
 
@@ -336,14 +336,14 @@ def check_local(
         domain = national.get(table.domain)
         if domain is None:
             issues.append(MappingIssue(where, table.domain, "", "",
-                                       f"{where}: domain: {table.domain!r} is not a national value domain"))
+                                       f"{where}: domain: {table.domain!r} 不是国家值域"))
             continue
         for local_code, national_code in table.map.items():
             if domain.resolve(national_code) is None:
                 issues.append(MappingIssue(
                     where, table.domain, local_code, national_code,
-                    f"{where}: map.{local_code}: national code \"{national_code}\" is not in domain "
-                    f"{domain.id} ({standard_ref(domain.standard)})",
+                    f"{where}: map.{local_code}: 国家代码 \"{national_code}\" 不在值域 "
+                    f"{domain.id}（{standard_ref(domain.standard)}）中",
                 ))
     return issues
 
@@ -385,7 +385,7 @@ class CodeTables:
         try:
             return self.national[domain_id]
         except KeyError:
-            raise MappingError(f"unknown value domain {domain_id!r}") from None
+            raise MappingError(f"未知的值域 {domain_id!r}") from None
 
     def map(self, domain: str, local_code: str | None) -> str | None:
         """National code for ``local_code`` in ``domain``, or None when it is not mapped.

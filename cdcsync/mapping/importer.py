@@ -54,7 +54,7 @@ class ImportResult:
 def decode(data: bytes, encoding: str, where: str) -> tuple[str, str]:
     """Text and the encoding used. ``auto``: UTF-8 (BOM or valid UTF-8), else GB18030 (a GBK superset)."""
     if encoding not in ENCODINGS:
-        raise CodeImportError(f"{where}: encoding: expected one of {', '.join(ENCODINGS)}, got {encoding!r}")
+        raise CodeImportError(f"{where}: 编码应为 {'、'.join(ENCODINGS)} 之一，实际为 {encoding!r}")
     if encoding == "auto":
         if data.startswith(b"\xef\xbb\xbf"):
             return data[3:].decode("utf-8", errors="strict"), "utf-8"
@@ -66,7 +66,7 @@ def decode(data: bytes, encoding: str, where: str) -> tuple[str, str]:
         text = data.decode(encoding)
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
-        raise CodeImportError(f"{where}: line {line}: not valid {encoding} text ({exc.reason})") from None
+        raise CodeImportError(f"{where}: 第 {line} 行：不是有效的 {encoding} 文本（{exc.reason}）") from None
     return text.removeprefix("\ufeff"), encoding
 
 
@@ -79,12 +79,12 @@ def _column(header: list[str], wanted: str | None, candidates: Sequence[str], fa
             return names.index(key)
         if key.isdigit() and 1 <= int(key) <= len(header):
             return int(key) - 1  # 1-based column number
-        raise CodeImportError(f"{where}: line 1: {what} column {wanted!r} not in header ({', '.join(header)})")
+        raise CodeImportError(f"{where}: 第 1 行：表头中没有{what}列 {wanted!r}（表头为 {'、'.join(header)}）")
     for cand in candidates:
         if cand.lower() in names:
             return names.index(cand.lower())
     if fallback >= len(header):
-        raise CodeImportError(f"{where}: line 1: expected at least {fallback + 1} columns in the header")
+        raise CodeImportError(f"{where}: 第 1 行：表头至少应有 {fallback + 1} 列")
     return fallback
 
 
@@ -110,9 +110,9 @@ def read_codes(
                 continue
             if header is None:
                 header = [cell.strip() for cell in row]
-                ci = _column(header, code_column, CODE_HEADERS, 0, "code", where)
-                ni = _column(header, name_column, NAME_HEADERS, 1 if ci != 1 else 0, "name", where)
-                ai = [(a, _column(header, a, (), -1, "attribute", where)) for a in attr_columns]
+                ci = _column(header, code_column, CODE_HEADERS, 0, "代码", where)
+                ni = _column(header, name_column, NAME_HEADERS, 1 if ci != 1 else 0, "名称", where)
+                ai = [(a, _column(header, a, (), -1, "属性", where)) for a in attr_columns]
                 need = max([ci, ni] + [i for _, i in ai]) + 1
                 continue
             if len(row) < need:
