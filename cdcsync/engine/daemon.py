@@ -95,6 +95,11 @@ def _pipelines(settings: Settings, holder: RulesHolder, stop: threading.Event) -
     return [build_pipeline(settings, d, holder, stop) for d in settings.enabled_destinations]
 
 
+# A pipeline whose settings changed may finish the batches in flight for this long; then a
+# delivery still retrying (e.g. replies signed by a key the old settings do not know) is ended.
+RECONFIGURE_GRACE_S = 5.0
+
+
 class RunningPipelines:
     """The daemon's pipelines, one thread each, each with its own stop event so that one can be
     restarted when the national platform changes its destination on 8882 (``upstream``)."""
@@ -132,8 +137,9 @@ class RunningPipelines:
         return [e[1] for e in self._entries.values()]
 
     def reconfigure(self, new: Settings) -> list[str]:
-        """Restart (gracefully: in-flight batches delivered and acknowledged first) the pipelines
-        whose destination settings changed, stop the disabled ones, start the enabled ones."""
+        """Restart the pipelines whose destination settings changed (in-flight batches get
+        :data:`RECONFIGURE_GRACE_S` to be acknowledged, else are sent again by the new one), stop
+        the disabled ones, start the enabled ones."""
         with self._lock:
             old = {d.name: d for d in self.settings.enabled_destinations}
             now = {d.name: d for d in new.enabled_destinations}
@@ -144,8 +150,12 @@ class RunningPipelines:
             for name in changed:
                 entry = self._entries.pop(name, None)
                 if entry is not None:
-                    entry[2].set()
-                    entry[1].join(self.settings.stream.shutdown_timeout_s)
+                    pipe, thread, stop = entry
+                    stop.set()
+                    thread.join(RECONFIGURE_GRACE_S)
+                    if thread.is_alive():  # retrying what the old settings cannot finish (a rotated key)
+                        pipe.end_delivery("its settings changed while a delivery was retrying")
+                        thread.join(self.settings.stream.shutdown_timeout_s)
             self.settings = new
             for name in changed:
                 if name in now and not self.stop.is_set():

@@ -305,15 +305,21 @@ class Pipeline:
                 log.warning("slot %s retains %d MB of WAL (threshold %d MB)", self.slot,
                             slot.retained_bytes // (1024 * 1024), self.stream.wal_retention_warn_mb)
 
+    def end_delivery(self, why: str) -> None:
+        """From another thread: close the session's sink, so a delivery retrying (a platform
+        down, or replies it can no longer verify) ends now instead of at its next success. The
+        batches it held are sent again from the checkpoint: deterministic ids make that harmless."""
+        sink = self._active_sink
+        if sink is not None:
+            log.warning("destination %s: %s; stopping the delivery in progress", self.name, why)
+            sink.close()
+
     def halt_if_lost(self) -> None:
         """Called from another thread when this destination's slot is seen lost: a delivery
-        retrying against a platform that is down would otherwise block the stream from ever
-        noticing. Closing the session's sink ends the retries; the next session stops on
+        retrying would otherwise block the stream from ever noticing; the next session stops on
         :class:`SlotLost`."""
-        sink = self._active_sink
-        if self.halted is None and sink is not None:
-            log.warning("destination %s: slot %s is lost; stopping the delivery in progress", self.name, self.slot)
-            sink.close()
+        if self.halted is None:
+            self.end_delivery(f"slot {self.slot} is lost")
 
 
 class SlotLost(RuntimeError):
