@@ -343,12 +343,16 @@ def compact_keys(conn: psycopg.Connection[Any], destination: str, table: str | N
     committed when it starts) are neither deleted nor taken into account. A destination has one
     writer, whose entries only grow in ``seq``, so such entries are later than everything this
     statement sees and still decide their keys afterwards."""
-    cur = conn.execute(LATEST_KEYS_CTE + " DELETE FROM cdcsync.delivered_keys d WHERE d.destination = %(d)s"
-                       " AND (%(t)s::text IS NULL OR d.table_name = %(t)s::text)"
-                       # an anti-join: NOT IN over a large set falls back to a rescan per row
-                       " AND NOT EXISTS (SELECT 1 FROM latest l WHERE l.seq = d.seq)",
-                       {"d": destination, "t": table})
-    return max(cur.rowcount, 0)
+    with conn.transaction():  # a savepoint inside the caller's transaction
+        # Freshly appended entries have no statistics yet (estimated: 1 row), and the planner then
+        # rescans `latest` once per entry: quadratic (9,000 entries: 52 s; as a hash anti-join: 0.04 s).
+        conn.execute("SET LOCAL enable_nestloop = off")
+        cur = conn.execute(LATEST_KEYS_CTE + " DELETE FROM cdcsync.delivered_keys d WHERE d.destination = %(d)s"
+                           " AND (%(t)s::text IS NULL OR d.table_name = %(t)s::text)"
+                           # an anti-join: NOT IN over a large set falls back to a rescan per row
+                           " AND NOT EXISTS (SELECT 1 FROM latest l WHERE l.seq = d.seq)",
+                           {"d": destination, "t": table})
+        return max(cur.rowcount, 0)
 
 
 # The keys a destination holds: per key its latest entry, when present and newer than the
