@@ -6,7 +6,6 @@ time zones, float or numeric output, TOAST and generated or dropped columns."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import psycopg
@@ -15,7 +14,7 @@ from cdcsync.event import Change
 from cdcsync.source.pgoutput import PgOutputDecoder
 from cdcsync.source.protocol import with_session_options
 from cdcsync.source.snapshot import read_snapshot
-from tests.cdc_util import prepare_db
+from tests.cdc_util import prepare_db, wait_for
 
 SLOT = "image_test"
 DDL = """
@@ -50,8 +49,9 @@ def _streamed(dsn: str) -> list[Change]:
     the values run in this session, as they do in the daemon's walsender)."""
     with psycopg.connect(with_session_options(dsn), autocommit=True) as conn:
         (target,) = conn.execute("SELECT pg_current_wal_insert_lsn()").fetchone()  # type: ignore[misc]
-        while conn.execute("SELECT pg_current_wal_flush_lsn() < %s", (target,)).fetchone()[0]:  # type: ignore[index]
-            time.sleep(0.05)  # the test cluster commits asynchronously; the SQL interface reads flushed WAL
+        # The test cluster commits asynchronously; the SQL interface reads flushed WAL only.
+        wait_for(lambda: conn.execute("SELECT pg_current_wal_flush_lsn() >= %s", (target,)).fetchone()[0],  # type: ignore[index]
+                 30, "the WAL to be flushed")
         rows = conn.execute(
             "SELECT data FROM pg_logical_slot_get_binary_changes(%s, NULL, NULL, 'proto_version', '1',"
             " 'publication_names', 'cdcsync_emr')", (SLOT,)).fetchall()
