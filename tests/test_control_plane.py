@@ -261,12 +261,16 @@ def test_packages_are_append_only(served: tuple[Front, ServerHandle, RulesHolder
 
 
 class StaffLoader:
-    """One transaction every 50 ms inserting 5 staff rows with local sex code M."""
+    """One transaction every 50 ms inserting 5 staff rows with local sex code M. ``last_lsn``: a
+    WAL position inside the latest transaction, i.e. after every earlier commit and before its
+    own; the checkpoint reaches it exactly when that transaction is acknowledged (other WAL, such as
+    heartbeats, may follow the last commit, so ``pg_current_wal_lsn()`` read later may never be)."""
 
     def __init__(self, dsn: str) -> None:
         self.dsn = dsn
         self.stop = threading.Event()
         self.inserted = 0
+        self.last_lsn = "0/0"
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, daemon=True)
 
@@ -281,7 +285,9 @@ class StaffLoader:
                             "INSERT INTO emr.staff (org_code, staff_id, staff_name, sex_code, active_flag,"
                             " modify_flag, collect_time, update_time) VALUES (%s, %s, %s, %s, %s, %s, now(), now())",
                             rows)
+                        lsn = conn.execute("SELECT pg_current_wal_insert_lsn()::text").fetchone()
                     self.inserted += 5
+                    self.last_lsn = str(lsn[0])  # type: ignore[index]
                     self.stop.wait(0.05)
         except BaseException as exc:
             self.error = exc
@@ -657,8 +663,7 @@ def test_upstream_push_rotates_the_platform_key(migrated_db: str, tmp_path: Path
         loader.stop.set()
         loader.thread.join(10)
         assert loader.error is None, loader.error
-        with psycopg.connect(migrated_db, autocommit=True) as conn:
-            end = conn.execute("SELECT pg_current_wal_lsn()").fetchone()[0]  # type: ignore[index]
+        end = loader.last_lsn
 
         def acked() -> bool:
             with psycopg.connect(migrated_db, autocommit=True) as c:
@@ -684,7 +689,10 @@ def test_upstream_push_rotates_the_platform_key(migrated_db: str, tmp_path: Path
         assert pushed.platform_public_key is not None
         assert pushed.platform_public_key.read_bytes() == new_pub.read_bytes()
         assert pushed.platform_public_key.stat().st_mode & 0o777 == 0o644
-        wait_for(acked, 90, "the rows after the rotation acknowledged under the new key")
+        try:
+            wait_for(acked, 90, "the rows after the rotation acknowledged under the new key")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; the daemon's log ends:\n{log.read_text()[-6000:]}") from None
 
         out = subprocess.run(cli_cmd(front.cfg, "config", "rollback", "rotate"), capture_output=True,
                              text=True, cwd=str(REPO), timeout=60)
