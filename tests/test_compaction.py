@@ -250,6 +250,16 @@ def test_the_trigger_compacts_only_past_the_threshold(migrated_db: str) -> None:
         assert (run.before, run.after) == (9000, 3000) and count() == 3000
         assert compactor.run_once() == []  # just compacted: not due again
 
+        # The stream's compaction at the end of a snapshot counts as one: the next counts from it.
+        _append_n(migrated_db, "d1", 7000, "e")
+        assert [d.destination for d in due(conn, cfg)] == ["d1"]
+        with conn.transaction():  # the snapshot's last checkpoint transaction
+            DeliveredKeys("d1", lambda schema, table: PKS[table]).compact(conn)
+        assert count() == 3000 and due(conn, cfg) == []
+        state = conn.execute("SELECT live_entries, entries_before FROM cdcsync.delivered_keys_compaction"
+                             " WHERE destination = 'd1'").fetchone()
+        assert state == (3000, 10000)
+
 
 def test_compaction_settings_are_checked_and_default_on() -> None:
     assert OpsSettings().compaction.enabled and OpsSettings().compaction.min_entries == 200_000

@@ -327,8 +327,37 @@ class DeliveredKeys:
         self.clear()
 
     def compact(self, conn: psycopg.Connection[Any]) -> None:
-        """Keep only the latest entry of each key the destination holds (after a snapshot)."""
-        compact_keys(conn, self.destination)
+        """Keep only the latest entry of each key the destination holds (after a snapshot), and
+        record it like a periodic compaction, so that the next one counts from here."""
+        t0 = time.monotonic()
+        mark = keys_seq_now(conn)
+        row = conn.execute("SELECT count(*) FROM cdcsync.delivered_keys WHERE destination = %s",
+                           (self.destination,)).fetchone()
+        before = int(row[0]) if row else 0
+        deleted = compact_keys(conn, self.destination)
+        record_compaction(conn, self.destination, mark, before, before - deleted, time.monotonic() - t0)
+
+
+# The log's newest sequence value (0 before its first entry); readable with the daemon's grants.
+_SEQ_NOW = ("SELECT coalesce(pg_sequence_last_value(pg_get_serial_sequence('cdcsync.delivered_keys', 'seq')"
+            "::regclass), 0)")
+
+
+def keys_seq_now(conn: psycopg.Connection[Any]) -> int:
+    row = conn.execute(_SEQ_NOW).fetchone()
+    return int(row[0]) if row else 0
+
+
+def record_compaction(conn: psycopg.Connection[Any], destination: str, mark: int, before: int, after: int,
+                      seconds: float) -> None:
+    """``cdcsync.delivered_keys_compaction``: the destination's log was compacted from ``before``
+    to ``after`` entries, starting when the log's sequence stood at ``mark``."""
+    conn.execute(
+        "INSERT INTO cdcsync.delivered_keys_compaction AS s (destination, compacted_at, seq_mark, live_entries,"
+        " entries_before, seconds) VALUES (%s, now(), %s, %s, %s, %s) ON CONFLICT (destination) DO UPDATE SET"
+        " compacted_at = now(), seq_mark = EXCLUDED.seq_mark, live_entries = EXCLUDED.live_entries,"
+        " entries_before = EXCLUDED.entries_before, seconds = EXCLUDED.seconds",
+        (destination, mark, after, before, seconds))
 
 
 def compact_keys(conn: psycopg.Connection[Any], destination: str, table: str | None = None) -> int:

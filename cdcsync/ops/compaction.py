@@ -1,11 +1,12 @@
 """Periodic compaction of ``cdcsync.delivered_keys``, off the stream's thread.
 
 The log gets one entry per acknowledged change and is compacted by the stream only when a
-snapshot completes (once, in a healthy deployment). This thread keeps it bounded: every
-``ops.compaction.check_interval_s`` it compares, per destination of ``cdcsync.checkpoint``, the
-entries appended to the log since the destination's last compaction (the log's identity
-sequence against ``seq_mark`` in ``cdcsync.delivered_keys_compaction``: two cheap reads, no
-scan) with ``max(min_entries, growth_ratio × live_entries)``, and compacts the destinations due.
+snapshot completes (once, in a healthy deployment; recorded like a run of this thread). This
+thread keeps it bounded: every ``ops.compaction.check_interval_s`` it compares, per destination
+of ``cdcsync.checkpoint``, the entries appended to the log since the destination's last
+compaction (the log's identity sequence against ``seq_mark`` in
+``cdcsync.delivered_keys_compaction``: two cheap reads, no scan) with
+``max(min_entries, growth_ratio × live_entries)``, and compacts the destinations due.
 
 A compaction applies the stream's own rule (:func:`cdcsync.engine.checkpoint.compact_keys`)
 table by table, each table in its own short transaction on its own connection: never inside a
@@ -29,15 +30,10 @@ from typing import Any
 import psycopg
 
 from cdcsync.beijing import BEIJING
-from cdcsync.engine.checkpoint import compact_keys
+from cdcsync.engine.checkpoint import compact_keys, keys_seq_now, record_compaction
 from cdcsync.settings.ops import CompactionSettings
 
 log = logging.getLogger(__name__)
-
-# The log's newest sequence value (0 before its first entry); readable with the daemon's grants.
-_SEQ_NOW = ("SELECT coalesce(pg_sequence_last_value(pg_get_serial_sequence('cdcsync.delivered_keys', 'seq')"
-            "::regclass), 0)")
-
 
 @dataclass(frozen=True, slots=True)
 class Due:
@@ -54,15 +50,10 @@ class Compaction:
     seconds: float
 
 
-def seq_now(conn: psycopg.Connection[Any]) -> int:
-    row = conn.execute(_SEQ_NOW).fetchone()
-    return int(row[0]) if row else 0
-
-
 def due(conn: psycopg.Connection[Any], cfg: CompactionSettings) -> list[Due]:
     """The destinations whose log grew by at least max(min_entries, growth_ratio × the entries
     their last compaction left) since it; one never compacted counts from 0."""
-    now = seq_now(conn)
+    now = keys_seq_now(conn)
     rows = conn.execute(
         "SELECT c.destination, coalesce(s.seq_mark, 0), coalesce(s.live_entries, 0) FROM cdcsync.checkpoint c"
         " LEFT JOIN cdcsync.delivered_keys_compaction s USING (destination) ORDER BY 1").fetchall()
@@ -81,7 +72,7 @@ def compact_destination(conn: psycopg.Connection[Any], destination: str) -> Comp
     if not conn.autocommit:
         raise ValueError("compact_destination needs an autocommit connection (one transaction per table)")
     t0 = time.monotonic()
-    mark = seq_now(conn)  # before counting: entries appended from here on count towards the next run
+    mark = keys_seq_now(conn)  # before counting: entries appended from here on count towards the next run
     counts = {str(t): int(n) for t, n in conn.execute(
         "SELECT table_name, count(*) FROM cdcsync.delivered_keys WHERE destination = %s GROUP BY 1",
         (destination,)).fetchall()}
@@ -91,12 +82,7 @@ def compact_destination(conn: psycopg.Connection[Any], destination: str) -> Comp
         with conn.transaction():
             deleted += compact_keys(conn, destination, table)
     result = Compaction(destination, before, before - deleted, time.monotonic() - t0)
-    conn.execute(
-        "INSERT INTO cdcsync.delivered_keys_compaction AS s (destination, compacted_at, seq_mark, live_entries,"
-        " entries_before, seconds) VALUES (%s, now(), %s, %s, %s, %s) ON CONFLICT (destination) DO UPDATE SET"
-        " compacted_at = now(), seq_mark = EXCLUDED.seq_mark, live_entries = EXCLUDED.live_entries,"
-        " entries_before = EXCLUDED.entries_before, seconds = EXCLUDED.seconds",
-        (destination, mark, result.after, result.before, result.seconds))
+    record_compaction(conn, destination, mark, result.before, result.after, result.seconds)
     # Counts and a name only: keys can be patient ids.
     log.info("delivered_keys compaction: destination %s: %d -> %d entries in %.1f s",
              destination, result.before, result.after, result.seconds)
