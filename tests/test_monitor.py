@@ -85,11 +85,18 @@ def test_json_and_metrics_agree_with_status_json(monitor: str, scenario: Scenari
     assert nat["events_today"] == {"patient": 3} and nat["quarantined_held"] == 1
     assert nat["today"] == {"patient": {"captured": 4, "delivered": 3, "quarantined": 1}}
     assert got["provincial"]["slot_exists"] is False and cli["provincial"]["slot_exists"] is False
+    # The delivered-keys log: compacted when the snapshot completed, one entry per held key then.
+    keys = nat["delivered_keys"]
+    assert keys == cli["national"]["delivered_keys"] == cli_after["national"]["delivered_keys"]
+    assert keys["appended_since"] == 0 and keys["last_compaction"] is not None
+    assert (keys["last_compaction"]["entries_before"], keys["last_compaction"]["entries_after"]) == (3, 3)
 
     lbl = (("destination", "national"),)
     assert metrics[("cdcsync_replication_lag_bytes", lbl)] == nat["lag_bytes"]
     assert metrics[("cdcsync_replication_lag_seconds", lbl)] == pytest.approx(nat["lag_seconds"])
     assert metrics[("cdcsync_quarantine_held", lbl)] == 1
+    assert metrics[("cdcsync_delivered_keys_entries_after_compaction", lbl)] == 3
+    assert metrics[("cdcsync_delivered_keys_appended_since_compaction", lbl)] == 0
     assert metrics[("cdcsync_destination_active", lbl)] == 0
     for kind, n in nat["today"]["patient"].items():
         key = ("cdcsync_events_today", (("destination", "national"), ("kind", kind), ("table", "patient")))

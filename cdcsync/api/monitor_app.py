@@ -78,6 +78,10 @@ class StatusCollector(Collector):
             "last_ack_at": GaugeMetricFamily("cdcsync_last_ack_timestamp_seconds", "最近一次确认时间", labels=labels),
             "quarantined_held": GaugeMetricFamily("cdcsync_quarantine_held", "隔离区待处理记录数", labels=labels),
         }
+        keys_since = GaugeMetricFamily("cdcsync_delivered_keys_appended_since_compaction",
+                                       "已确认主键记录自上次压缩以来新增的条数（各目的地共用序号）", labels=labels)
+        keys_left = GaugeMetricFamily("cdcsync_delivered_keys_entries_after_compaction",
+                                      "已确认主键记录最近一次压缩后剩余的条数", labels=labels)
         refused = GaugeMetricFamily("cdcsync_platform_refused_held", "平台拒收（PLT 规则）并已隔离、待处理的记录数",
                                     labels=labels)
         today = GaugeMetricFamily("cdcsync_events_today", "今日（业务日期）事件数：captured/delivered/quarantined",
@@ -92,6 +96,11 @@ class StatusCollector(Collector):
                     g[key].add_metric(name, float(d[key]))
             if d.get("platform_refused") is not None:
                 refused.add_metric(name, float(d["platform_refused"]["held"]))
+            keys = d.get("delivered_keys")
+            if keys is not None:
+                keys_since.add_metric(name, float(keys["appended_since"]))
+                if keys["last_compaction"] is not None:
+                    keys_left.add_metric(name, float(keys["last_compaction"]["entries_after"]))
             for key in ("last_event_at", "last_ack_at"):
                 ts = _ts(d.get(key))
                 if ts is not None:
@@ -101,6 +110,8 @@ class StatusCollector(Collector):
                     today.add_metric([*name, table, kind], float(n))
         yield from g.values()
         yield refused
+        yield keys_since
+        yield keys_left
         yield today
         disk = st.get("disk") or {}
         if disk.get("free_bytes") is not None:

@@ -360,6 +360,20 @@ def record_compaction(conn: psycopg.Connection[Any], destination: str, mark: int
         (destination, mark, after, before, seconds))
 
 
+def compaction_status(conn: psycopg.Connection[Any], destination: str) -> dict[str, Any] | None:
+    """The destination's log for monitoring: its last compaction (None before the first) and the
+    entries appended since (by all destinations: the sequence is shared), which the next periodic
+    compaction waits for. None on a database not migrated to 073 yet."""
+    exists = conn.execute("SELECT to_regclass('cdcsync.delivered_keys_compaction') IS NOT NULL").fetchone()
+    if not (exists and exists[0]):
+        return None
+    row = conn.execute("SELECT compacted_at, seq_mark, live_entries, entries_before, seconds"
+                       " FROM cdcsync.delivered_keys_compaction WHERE destination = %s", (destination,)).fetchone()
+    last = None if row is None else {"at": row[0].isoformat(), "entries_before": int(row[3]),
+                                     "entries_after": int(row[2]), "seconds": round(float(row[4]), 3)}
+    return {"last_compaction": last, "appended_since": keys_seq_now(conn) - (int(row[1]) if row else 0)}
+
+
 def compact_keys(conn: psycopg.Connection[Any], destination: str, table: str | None = None) -> int:
     """Delete ``destination``'s log entries that are not the latest entry of a key it holds
     (:data:`LATEST_KEYS_CTE`): entries superseded by a later entry of their key, deletes, entries

@@ -11,7 +11,7 @@ import psycopg
 from cdcsync.beijing import TODAY_SQL
 from cdcsync.config import Settings
 from cdcsync.crypto.sm2_backend import sm2_backend
-from cdcsync.engine.checkpoint import read_checkpoint
+from cdcsync.engine.checkpoint import compaction_status, read_checkpoint
 from cdcsync.settings.api import plain_http_warnings
 from cdcsync.source.slots import SLOT_PREFIX, SlotInfo, get_slot, list_slots, slot_name
 from cdcsync.source.walsafety import LOST, lost_message, slot_warnings, wal_overview
@@ -76,6 +76,8 @@ def destination_status(conn: psycopg.Connection[Any], settings: Settings, name: 
         "quarantined_today": {t: int(q) for t, _, q in today if q},
         "quarantined_held": int(held),
         "platform_refused": platform_refused(conn, name),
+        # The restore-safe ids' log (cdcsync.delivered_keys): its last compaction, appends since.
+        "delivered_keys": compaction_status(conn, name),
         # Minimum necessary: rows whose columns not named by the spec were left out, per table and column.
         "dropped_columns": dropped_counts(conn, name),
         # Remote destinations: today's send attempts, failed ones and retries (Beijing day).
