@@ -382,10 +382,9 @@ def start_daemon(front: Front, log: Path) -> subprocess.Popen[bytes]:
                                 env=dict(os.environ, PYTHONUNBUFFERED="1"))
 
 
-def test_upstream_push_moves_a_destination_while_streaming(migrated_db: str, tmp_path: Path) -> None:
-    """The national platform moves to a new address (same keys): the running daemon's pipeline
-    restarts gracefully and streams on to the new address; a rollback moves it back. Every row is
-    delivered, to one platform or the other."""
+def platform_at_two_addresses(dsn: str, tmp_path: Path) -> tuple[SimHandle, SimHandle, Front]:
+    """One national platform (same keys, same TLS certificate) reachable at two addresses, and a
+    front end configured for the first."""
     a_dir, b_dir, fdir = tmp_path / "a", tmp_path / "b", tmp_path / "front"
     fdir.mkdir()
     prepare_data_dir(a_dir, tls=True)
@@ -396,7 +395,14 @@ def test_upstream_push_moves_a_destination_while_streaming(migrated_db: str, tmp
     _, hp, _ = write_keypair(fdir / "keys", "hospital")
     sim_a = start_in_process(a_dir, hospital_pubs=[hp])
     sim_b = start_in_process(b_dir, hospital_pubs=[hp])
-    front = Front(fdir, migrated_db, a_dir, sim_a.url, sim_a.ca_bundle, control_port=free_port())
+    return sim_a, sim_b, Front(fdir, dsn, a_dir, sim_a.url, sim_a.ca_bundle, control_port=free_port())
+
+
+def test_upstream_push_moves_a_destination_while_streaming(migrated_db: str, tmp_path: Path) -> None:
+    """The national platform moves to a new address (same keys): the running daemon's pipeline
+    restarts gracefully and streams on to the new address; a rollback moves it back. Every row is
+    delivered, to one platform or the other."""
+    sim_a, sim_b, front = platform_at_two_addresses(migrated_db, tmp_path)
     url = f"https://127.0.0.1:{front.data['api']['control']['port']}"
     log = tmp_path / "daemon.log"
     proc = start_daemon(front, log)
@@ -557,17 +563,7 @@ def test_ops_loop_follows_upstream_and_timeliness_pushes_without_restart(migrate
     platform moves to a new address the heartbeats go there, not to the old one, from the same
     daemon process; a rollback brings them back. A ``timeliness`` push changes the weights the
     running evaluation uses; its rollback changes them back."""
-    a_dir, b_dir, fdir = tmp_path / "a", tmp_path / "b", tmp_path / "front"
-    fdir.mkdir()
-    prepare_data_dir(a_dir, tls=True)
-    b_dir.mkdir()
-    for f in ("platform.key", "platform.pub"):
-        shutil.copy2(a_dir / f, b_dir / f)
-    shutil.copytree(a_dir / "tls", b_dir / "tls")
-    _, hp, _ = write_keypair(fdir / "keys", "hospital")
-    sim_a = start_in_process(a_dir, hospital_pubs=[hp])
-    sim_b = start_in_process(b_dir, hospital_pubs=[hp])
-    front = Front(fdir, migrated_db, a_dir, sim_a.url, sim_a.ca_bundle, control_port=free_port())
+    sim_a, sim_b, front = platform_at_two_addresses(migrated_db, tmp_path)
     front.data["ops"] = {"heartbeat": {"interval_s": 0.3}, "evaluation": {"refresh_s": 1}}
     front.cfg.write_text(yaml.safe_dump(json.loads(json.dumps(front.data))), encoding="utf-8")
     url = f"https://127.0.0.1:{front.data['api']['control']['port']}"
