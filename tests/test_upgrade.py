@@ -10,7 +10,10 @@ from __future__ import annotations
 import json
 import re
 import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import orjson
 import psycopg
@@ -33,10 +36,35 @@ from cdcsync.crypto.sm3 import sm3
 from cdcsync.engine.status import collect_status
 from cdcsync.ops.status import build_status
 from cdcsync.spec import load_spec
-from cdcsync.upstream_sim.runner import start_in_process
+from cdcsync.upstream_sim.runner import SimHandle, start_in_process
 from tests.cdc_util import wait_for
 
 ORG = "12110000400000000X"
+
+
+@dataclass(frozen=True)
+class Platform:
+    """The reference platform and a front end's configuration ``cfg`` (``doc``) pointing at it."""
+
+    sim: SimHandle
+    cfg: Path
+    doc: dict[str, Any]
+
+
+@pytest.fixture
+def platform(migrated_db: str, tmp_path: Path) -> Iterator[Platform]:
+    hk, hp, _ = write_keypair(tmp_path / "keys", "hospital")
+    sim = start_in_process(tmp_path / "sim", hospital_pubs=[hp])
+    doc = {"org_code": ORG, "state_dir": str(tmp_path / "state"), "database": {"dsn": migrated_db},
+           "control": {"releases_root": str(tmp_path / "root")},
+           "destinations": [{"name": "national", "kind": "http", "url": sim.url, "ca_bundle": str(sim.ca_bundle),
+                             "hospital_key": str(hk), "platform_public_key": str(sim.platform_pub)}]}
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    try:
+        yield Platform(sim, cfg, doc)
+    finally:
+        sim.stop()
 
 
 def wheel(tmp: Path, version: str, filler: str = "") -> Path:
@@ -46,15 +74,8 @@ def wheel(tmp: Path, version: str, filler: str = "") -> Path:
     return path
 
 
-def test_publish_check_download_and_tampering(migrated_db: str, tmp_path: Path) -> None:
-    hk, hp, _ = write_keypair(tmp_path / "keys", "hospital")
-    sim_dir = tmp_path / "sim"
-    sim = start_in_process(sim_dir, hospital_pubs=[hp])
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text(yaml.safe_dump({
-        "org_code": ORG, "state_dir": str(tmp_path / "state"), "database": {"dsn": migrated_db},
-        "destinations": [{"name": "national", "kind": "http", "url": sim.url, "ca_bundle": str(sim.ca_bundle),
-                          "hospital_key": str(hk), "platform_public_key": str(sim.platform_pub)}]}), encoding="utf-8")
+def test_publish_check_download_and_tampering(migrated_db: str, tmp_path: Path, platform: Platform) -> None:
+    sim_dir, cfg = platform.sim.data_dir, platform.cfg
     notes = tmp_path / "notes.txt"
     notes.write_text("新增：配置更新（8882）\n修复：若干问题\n", encoding="utf-8")
     run = CliRunner().invoke
@@ -64,50 +85,47 @@ def test_publish_check_download_and_tampering(migrated_db: str, tmp_path: Path) 
                          *extra, str(w)])
         assert out.exit_code == 0, out.output
 
-    try:
-        out = run(main, ["-c", str(cfg), "upgrade", "check"])
-        assert out.exit_code == 2 and "尚未发布版本清单" in out.output, out.output
+    out = run(main, ["-c", str(cfg), "upgrade", "check"])
+    assert out.exit_code == 2 and "尚未发布版本清单" in out.output, out.output
 
-        publish(wheel(tmp_path, "9.9.0"), "--min-supported", "0.1.0")
-        out = run(main, ["-c", str(cfg), "upgrade", "check"])
-        assert out.exit_code == 0, out.output
-        assert "可用新版本：9.9.0" in out.output and "新增：配置更新（8882）" in out.output
-        sw = collect_status(load_settings(cfg, environ={}))["software"]
-        assert (sw["current"], sw["available"]) == (__version__, "9.9.0") and "修复" in sw["notes"]
-        # 8883 serves it, and the 8884 status page shows 当前版本 / 可用新版本 / 更新说明.
-        st = build_status(load_settings(cfg, environ={}))
-        assert st["software"]["available"] == "9.9.0"
-        page = render_status(st, load_spec())
-        assert re.search(r'id="available-version">9\.9\.0', page) and "新增：配置更新（8882）<br>修复" in page
+    publish(wheel(tmp_path, "9.9.0"), "--min-supported", "0.1.0")
+    out = run(main, ["-c", str(cfg), "upgrade", "check"])
+    assert out.exit_code == 0, out.output
+    assert "可用新版本：9.9.0" in out.output and "新增：配置更新（8882）" in out.output
+    sw = collect_status(load_settings(cfg, environ={}))["software"]
+    assert (sw["current"], sw["available"]) == (__version__, "9.9.0") and "修复" in sw["notes"]
+    # 8883 serves it, and the 8884 status page shows 当前版本 / 可用新版本 / 更新说明.
+    st = build_status(load_settings(cfg, environ={}))
+    assert st["software"]["available"] == "9.9.0"
+    page = render_status(st, load_spec())
+    assert re.search(r'id="available-version">9\.9\.0', page) and "新增：配置更新（8882）<br>修复" in page
 
-        out = run(main, ["-c", str(cfg), "upgrade", "download"])
-        assert out.exit_code == 0, out.output
-        got = tmp_path / "state" / "releases" / "9.9.0" / "cdcsync-9.9.0-py3-none-any.whl"
-        assert got.read_bytes() == (sim_dir / "releases" / got.name).read_bytes()
+    out = run(main, ["-c", str(cfg), "upgrade", "download"])
+    assert out.exit_code == 0, out.output
+    got = tmp_path / "state" / "releases" / "9.9.0" / "cdcsync-9.9.0-py3-none-any.whl"
+    assert got.read_bytes() == (sim_dir / "releases" / got.name).read_bytes()
 
-        # A wheel changed on the way (same size): refused, nothing left under its name.
-        publish(wheel(tmp_path, "9.9.1", filler="# a"))
-        served = sim_dir / "releases" / "cdcsync-9.9.1-py3-none-any.whl"
-        data = bytearray(served.read_bytes())
-        data[-30] ^= 0x01
-        served.write_bytes(bytes(data))
-        out = run(main, ["-c", str(cfg), "upgrade", "download"])
-        assert out.exit_code == 2 and "SM3 摘要与版本清单不符" in out.output, out.output
-        assert list((tmp_path / "state" / "releases" / "9.9.1").iterdir()) == []
+    # A wheel changed on the way (same size): refused, nothing left under its name.
+    publish(wheel(tmp_path, "9.9.1", filler="# a"))
+    served = sim_dir / "releases" / "cdcsync-9.9.1-py3-none-any.whl"
+    data = bytearray(served.read_bytes())
+    data[-30] ^= 0x01
+    served.write_bytes(bytes(data))
+    out = run(main, ["-c", str(cfg), "upgrade", "download"])
+    assert out.exit_code == 2 and "SM3 摘要与版本清单不符" in out.output, out.output
+    assert list((tmp_path / "state" / "releases" / "9.9.1").iterdir()) == []
 
-        # A manifest whose notes were edited after signing: refused.
-        mpath = sim_dir / "releases" / "manifest.json"
-        doc = json.loads(mpath.read_text(encoding="utf-8"))
-        doc["notes"] += "（篡改）"
-        mpath.write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")
-        out = run(main, ["-c", str(cfg), "upgrade", "check"])
-        assert out.exit_code == 2 and "签名验证失败" in out.output, out.output
+    # A manifest whose notes were edited after signing: refused.
+    mpath = sim_dir / "releases" / "manifest.json"
+    doc = json.loads(mpath.read_text(encoding="utf-8"))
+    doc["notes"] += "（篡改）"
+    mpath.write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")
+    out = run(main, ["-c", str(cfg), "upgrade", "check"])
+    assert out.exit_code == 2 and "签名验证失败" in out.output, out.output
 
-        publish(wheel(tmp_path, "0.0.9"))
-        out = run(main, ["-c", str(cfg), "upgrade", "check"])
-        assert out.exit_code == 3 and "已是最新" in out.output, out.output
-    finally:
-        sim.stop()
+    publish(wheel(tmp_path, "0.0.9"))
+    out = run(main, ["-c", str(cfg), "upgrade", "check"])
+    assert out.exit_code == 3 and "已是最新" in out.output, out.output
     with psycopg.connect(migrated_db) as conn:
         rows = conn.execute("SELECT action, outcome FROM cdcsync.upgrade_event ORDER BY id").fetchall()
     assert rows == [("check", "error"), ("check", "available"), ("download", "downloaded"),
@@ -116,14 +134,9 @@ def test_publish_check_download_and_tampering(migrated_db: str, tmp_path: Path) 
     assert out.exit_code == 0 and out.output.count("\n") == 6
 
 
-def test_the_daemon_checker_records_a_check(migrated_db: str, tmp_path: Path) -> None:
-    hk, hp, _ = write_keypair(tmp_path / "keys", "hospital")
-    sim = start_in_process(tmp_path / "sim", hospital_pubs=[hp])
-    settings = Settings.model_validate({
-        "org_code": ORG, "state_dir": str(tmp_path / "state"), "database": {"dsn": migrated_db},
-        "control": {"update_check_interval_h": 24, "update_check_jitter_s": 0},
-        "destinations": [{"name": "national", "kind": "http", "url": sim.url, "ca_bundle": str(sim.ca_bundle),
-                          "hospital_key": str(hk), "platform_public_key": str(sim.platform_pub)}]})
+def test_the_daemon_checker_records_a_check(migrated_db: str, platform: Platform) -> None:
+    settings = Settings.model_validate(
+        {**platform.doc, "control": {"update_check_interval_h": 24, "update_check_jitter_s": 0}})
     checker = UpdateChecker(settings).start()
     try:
         with psycopg.connect(migrated_db, autocommit=True) as conn:
@@ -133,7 +146,6 @@ def test_the_daemon_checker_records_a_check(migrated_db: str, tmp_path: Path) ->
                 ("check", "error")]  # nothing published: recorded, the daemon goes on
     finally:
         checker.stop()
-        sim.stop()
 
 
 # --- the signed dependency bundle (manifest format 2) -------------------------------------------
@@ -209,16 +221,9 @@ def test_dependency_list_validation() -> None:
                       platform_key=key, dependencies=(Dependency("a/b-1.0-py3-none-any.whl", 1, "0f" * 32),))
 
 
-def test_signed_dependencies_downloaded_verified_and_refused(migrated_db: str, tmp_path: Path) -> None:
-    hk, hp, _ = write_keypair(tmp_path / "keys", "hospital")
-    sim_dir = tmp_path / "sim"
-    sim = start_in_process(sim_dir, hospital_pubs=[hp])
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text(yaml.safe_dump({
-        "org_code": ORG, "state_dir": str(tmp_path / "state"), "database": {"dsn": migrated_db},
-        "control": {"releases_root": str(tmp_path / "root")},
-        "destinations": [{"name": "national", "kind": "http", "url": sim.url, "ca_bundle": str(sim.ca_bundle),
-                          "hospital_key": str(hk), "platform_public_key": str(sim.platform_pub)}]}), encoding="utf-8")
+def test_signed_dependencies_downloaded_verified_and_refused(migrated_db: str, tmp_path: Path,
+                                                              platform: Platform) -> None:
+    sim_dir, cfg = platform.sim.data_dir, platform.cfg
     settings = load_settings(cfg, environ={})
     notes = tmp_path / "notes.txt"
     notes.write_text("新增：依赖包签名\n", encoding="utf-8")
@@ -234,98 +239,95 @@ def test_signed_dependencies_downloaded_verified_and_refused(migrated_db: str, t
         out = run(main, ["-c", str(cfg), "upgrade", *args])
         return out.exit_code, out.output
 
-    try:
-        out = run(main, ["upstream-sim", "publish-release", "--data-dir", str(sim_dir), "--notes", str(notes),
-                         *(a for d in deps for a in ("--dependency", str(d))), str(wheel(src, "9.9.0"))])
-        assert out.exit_code == 0 and "依赖包 2 个" in out.output, out.output
+    out = run(main, ["upstream-sim", "publish-release", "--data-dir", str(sim_dir), "--notes", str(notes),
+                     *(a for d in deps for a in ("--dependency", str(d))), str(wheel(src, "9.9.0"))])
+    assert out.exit_code == 0 and "依赖包 2 个" in out.output, out.output
 
-        # A dependency changed on the platform's side (same size): refused, nothing left under its name.
-        good_alpha = (served / deps[0].name).read_bytes()
-        (served / deps[0].name).write_bytes(good_alpha[:-5] + bytes(b ^ 1 for b in good_alpha[-5:]))
-        code, text = cli("download")
-        assert code == 2 and f"{deps[0].name} 的 SM3 摘要与版本清单不符" in text, text
-        assert not (house / deps[0].name).exists() and not (here / "manifest.json").exists()
-        # One served longer than signed: the stream is cut at the signed size.
-        (served / deps[0].name).write_bytes(good_alpha + b"\0" * 4096)
-        code, text = cli("download")
-        assert code == 2 and f"{deps[0].name} 超过版本清单中的大小" in text, text
-        (served / deps[0].name).write_bytes(good_alpha)
+    # A dependency changed on the platform's side (same size): refused, nothing left under its name.
+    good_alpha = (served / deps[0].name).read_bytes()
+    (served / deps[0].name).write_bytes(good_alpha[:-5] + bytes(b ^ 1 for b in good_alpha[-5:]))
+    code, text = cli("download")
+    assert code == 2 and f"{deps[0].name} 的 SM3 摘要与版本清单不符" in text, text
+    assert not (house / deps[0].name).exists() and not (here / "manifest.json").exists()
+    # One served longer than signed: the stream is cut at the signed size.
+    (served / deps[0].name).write_bytes(good_alpha + b"\0" * 4096)
+    code, text = cli("download")
+    assert code == 2 and f"{deps[0].name} 超过版本清单中的大小" in text, text
+    (served / deps[0].name).write_bytes(good_alpha)
 
-        # Fetched from the platform over loopback HTTPS, each verified, beside the signed manifest.
-        code, text = cli("download")
-        assert code == 0, text
-        assert sorted(p.name for p in house.iterdir()) == sorted(d.name for d in deps)
-        for d in deps:
-            assert (house / d.name).read_bytes() == d.read_bytes()
-        stored = json.loads((here / "manifest.json").read_text(encoding="utf-8"))
-        assert stored["format"] == 2 and [d["file"] for d in stored["dependencies"]] == [d.name for d in deps]
-        m, got = verified_download(settings, "9.9.0")
-        assert got == here / "cdcsync-9.9.0-py3-none-any.whl" and len(m.dependencies) == 2
+    # Fetched from the platform over loopback HTTPS, each verified, beside the signed manifest.
+    code, text = cli("download")
+    assert code == 0, text
+    assert sorted(p.name for p in house.iterdir()) == sorted(d.name for d in deps)
+    for d in deps:
+        assert (house / d.name).read_bytes() == d.read_bytes()
+    stored = json.loads((here / "manifest.json").read_text(encoding="utf-8"))
+    assert stored["format"] == 2 and [d["file"] for d in stored["dependencies"]] == [d.name for d in deps]
+    m, got = verified_download(settings, "9.9.0")
+    assert got == here / "cdcsync-9.9.0-py3-none-any.whl" and len(m.dependencies) == 2
 
-        # pip is given a private copy holding exactly the verified files (a stray wheel beside the
-        # release wheel is not among them).
-        (here / "stray-1.0-py3-none-any.whl").write_bytes(b"stray")
-        staged = stage(m, here, tmp_path / "stage")
-        assert sorted(p.name for p in staged.parent.iterdir()) == sorted([got.name, *(d.name for d in deps)])
-        assert all((staged.parent / p.name).read_bytes() == p.read_bytes() for p in [got, *deps])
+    # pip is given a private copy holding exactly the verified files (a stray wheel beside the
+    # release wheel is not among them).
+    (here / "stray-1.0-py3-none-any.whl").write_bytes(b"stray")
+    staged = stage(m, here, tmp_path / "stage")
+    assert sorted(p.name for p in staged.parent.iterdir()) == sorted([got.name, *(d.name for d in deps)])
+    assert all((staged.parent / p.name).read_bytes() == p.read_bytes() for p in [got, *deps])
 
-        def refused(expect: str) -> None:
-            code, text = cli("apply")
-            assert code == 2 and expect in text, text
-            assert not (tmp_path / "root" / "9.9.0").exists()
-
-        beta = house / deps[1].name
-        good_beta = beta.read_bytes()
-        beta.write_bytes(good_beta[:-3] + bytes(b ^ 1 for b in good_beta[-3:]))  # bytes changed
-        refused(f"依赖包 {deps[1].name} 的 SM3 摘要与版本清单不符")
-        beta.write_bytes(good_beta + b"\n")  # size changed
-        refused(f"依赖包 {deps[1].name} 大小 {len(good_beta) + 1} 字节与版本清单（{len(good_beta)} 字节）不符")
-        beta.unlink()
-        refused(f"依赖包 {beta} 不存在")
-        beta.write_bytes(good_beta)
-        (house / "evil-6.6-py3-none-any.whl").write_bytes(b"PK unsigned")  # dropped in
-        refused("evil-6.6-py3-none-any.whl 不在国家平台签名的版本清单中")
-        # build re-verifies too (the file may change after apply's check): nothing is built.
-        with pytest.raises(BundleError, match="evil-6.6-py3-none-any.whl 不在国家平台签名的版本清单中"):
-            build(settings, Layout(tmp_path / "root"), m, got)
+    def refused(expect: str) -> None:
+        code, text = cli("apply")
+        assert code == 2 and expect in text, text
         assert not (tmp_path / "root" / "9.9.0").exists()
-        # download says so at once, and does not delete what someone put there.
-        code, text = cli("download")
-        assert code == 2 and "evil-6.6-py3-none-any.whl 不在国家平台签名的版本清单中" in text, text
-        (house / "evil-6.6-py3-none-any.whl").unlink()
 
-        # The stored dependency list altered after signing (a dependency swapped for another file).
-        mpath = here / "manifest.json"
-        doc = json.loads(mpath.read_text(encoding="utf-8"))
-        evil = dep_wheel(tmp_path, "evil")
-        doc["dependencies"][1] = {"file": evil.name, "size": evil.stat().st_size,
-                                  "sm3": sm3(evil.read_bytes()).hex()}
-        mpath.write_text(json.dumps(doc), encoding="utf-8")
-        (house / evil.name).write_bytes(evil.read_bytes())
-        beta.unlink()
-        refused("签名验证失败")
-        # …and one altered on the platform's side: refused at check.
-        sdoc = json.loads((served / "manifest.json").read_text(encoding="utf-8"))
-        sdoc["dependencies"].pop()
-        (served / "manifest.json").write_text(json.dumps(sdoc), encoding="utf-8")
-        code, text = cli("check")
-        assert code == 2 and "签名验证失败" in text, text
+    beta = house / deps[1].name
+    good_beta = beta.read_bytes()
+    beta.write_bytes(good_beta[:-3] + bytes(b ^ 1 for b in good_beta[-3:]))  # bytes changed
+    refused(f"依赖包 {deps[1].name} 的 SM3 摘要与版本清单不符")
+    beta.write_bytes(good_beta + b"\n")  # size changed
+    refused(f"依赖包 {deps[1].name} 大小 {len(good_beta) + 1} 字节与版本清单（{len(good_beta)} 字节）不符")
+    beta.unlink()
+    refused(f"依赖包 {beta} 不存在")
+    beta.write_bytes(good_beta)
+    (house / "evil-6.6-py3-none-any.whl").write_bytes(b"PK unsigned")  # dropped in
+    refused("evil-6.6-py3-none-any.whl 不在国家平台签名的版本清单中")
+    # build re-verifies too (the file may change after apply's check): nothing is built.
+    with pytest.raises(BundleError, match="evil-6.6-py3-none-any.whl 不在国家平台签名的版本清单中"):
+        build(settings, Layout(tmp_path / "root"), m, got)
+    assert not (tmp_path / "root" / "9.9.0").exists()
+    # download says so at once, and does not delete what someone put there.
+    code, text = cli("download")
+    assert code == 2 and "evil-6.6-py3-none-any.whl 不在国家平台签名的版本清单中" in text, text
+    (house / "evil-6.6-py3-none-any.whl").unlink()
 
-        # Format 1 (no signed list): <V>/wheelhouse/ is not used at all.
-        out = run(main, ["upstream-sim", "publish-release", "--data-dir", str(sim_dir), "--notes", str(notes),
-                         str(wheel(src, "9.9.1"))])
-        assert out.exit_code == 0, out.output
-        code, text = cli("download")
-        assert code == 0, text
-        v1 = tmp_path / "state" / "releases" / "9.9.1"
-        assert json.loads((v1 / "manifest.json").read_text(encoding="utf-8"))["format"] == 1
-        (v1 / "wheelhouse").mkdir()
-        (v1 / "wheelhouse" / "evil-6.6-py3-none-any.whl").write_bytes(b"PK unsigned")
-        m1, w1 = verified_download(settings, "9.9.1")
-        staged = stage(m1, v1, tmp_path / "stage1")
-        assert [p.name for p in staged.parent.iterdir()] == [w1.name]
-    finally:
-        sim.stop()
+    # The stored dependency list altered after signing (a dependency swapped for another file).
+    mpath = here / "manifest.json"
+    doc = json.loads(mpath.read_text(encoding="utf-8"))
+    evil = dep_wheel(tmp_path, "evil")
+    doc["dependencies"][1] = {"file": evil.name, "size": evil.stat().st_size,
+                              "sm3": sm3(evil.read_bytes()).hex()}
+    mpath.write_text(json.dumps(doc), encoding="utf-8")
+    (house / evil.name).write_bytes(evil.read_bytes())
+    beta.unlink()
+    refused("签名验证失败")
+    # …and one altered on the platform's side: refused at check.
+    sdoc = json.loads((served / "manifest.json").read_text(encoding="utf-8"))
+    sdoc["dependencies"].pop()
+    (served / "manifest.json").write_text(json.dumps(sdoc), encoding="utf-8")
+    code, text = cli("check")
+    assert code == 2 and "签名验证失败" in text, text
+
+    # Format 1 (no signed list): <V>/wheelhouse/ is not used at all.
+    out = run(main, ["upstream-sim", "publish-release", "--data-dir", str(sim_dir), "--notes", str(notes),
+                     str(wheel(src, "9.9.1"))])
+    assert out.exit_code == 0, out.output
+    code, text = cli("download")
+    assert code == 0, text
+    v1 = tmp_path / "state" / "releases" / "9.9.1"
+    assert json.loads((v1 / "manifest.json").read_text(encoding="utf-8"))["format"] == 1
+    (v1 / "wheelhouse").mkdir()
+    (v1 / "wheelhouse" / "evil-6.6-py3-none-any.whl").write_bytes(b"PK unsigned")
+    m1, w1 = verified_download(settings, "9.9.1")
+    staged = stage(m1, v1, tmp_path / "stage1")
+    assert [p.name for p in staged.parent.iterdir()] == [w1.name]
     with psycopg.connect(migrated_db) as conn:
         rows = conn.execute("SELECT action, outcome FROM cdcsync.upgrade_event ORDER BY id").fetchall()
     assert rows == [("download", "refused"), ("download", "refused"), ("download", "downloaded"),
