@@ -230,14 +230,30 @@ def _dest(sim: SimHandle, pki: Pki, **kw: Any) -> HttpDestination:
     return HttpDestination(**base)
 
 
-def test_sink_with_certificates_delivers(ca_sim: SimHandle, pki: Pki) -> None:
-    sink = HttpSink(_dest(ca_sim, pki), org_code=ORG)
+def _delivered(dest: HttpDestination, n: int) -> list[Event]:
+    """``n`` events sent through a sink built from ``dest``: every one accepted, none rejected."""
+    sink = HttpSink(dest, org_code=ORG)
     try:
-        evs = _events(3)
+        evs = _events(n)
         ack = sink.send(Batch(evs))
     finally:
         sink.close()
     assert ack.accepted == [e.id for e in evs] and not ack.rejected
+    return evs
+
+
+def _refuses_replies_of(dest: HttpDestination, sim: SimHandle) -> None:
+    """A sink built from ``dest`` does not take replies signed by ``sim``'s platform key."""
+    sink = HttpSink(dest, org_code=ORG)
+    try:
+        with pytest.raises(SignatureError, match="not by a configured platform certificate"):
+            sink._platform.reply_key(key_id(sim.platform_key.public_key))
+    finally:
+        sink.close()
+
+
+def test_sink_with_certificates_delivers(ca_sim: SimHandle, pki: Pki) -> None:
+    evs = _delivered(_dest(ca_sim, pki), 3)
     stored = ca_sim.received_ids()
     assert all(stored[e.id] == "diagnosis" for e in evs)
 
@@ -265,12 +281,7 @@ def test_platform_refuses_each_bad_certificate_with_a_signed_401(ca_sim: SimHand
 
 def test_hospital_refuses_replies_from_an_unlisted_platform_key(ca_sim: SimHandle, pki: Pki) -> None:
     # Listed: only the next platform certificate (another key). The sim signs with its own key.
-    sink = HttpSink(_dest(ca_sim, pki, platform_certificates=[pki.platform_next]), org_code=ORG)
-    try:
-        with pytest.raises(SignatureError, match="not by a configured platform certificate"):
-            sink._platform.reply_key(key_id(ca_sim.platform_key.public_key))
-    finally:
-        sink.close()
+    _refuses_replies_of(_dest(ca_sim, pki, platform_certificates=[pki.platform_next]), ca_sim)
 
 
 def test_platform_rotation_accepts_either_certificate(pki: Pki, ca_sim: SimHandle) -> None:
@@ -359,12 +370,7 @@ def test_upstream_sim_cli_takes_ca_certificates(pki: Pki, tmp_path: Path) -> Non
     with start_subprocess(tmp_path / "sim", args=["--ca-cert", str(pki.root.cert)]) as sim:
         pcert = pki.root.issue(make_csr(tmp_path / "sim" / "platform.key", tmp_path / "p.csr", "PLATFORM-CN"),
                                tmp_path / "p.pem", extensions="platform")
-        sink = HttpSink(_dest(sim, pki, platform_certificates=[pcert]), org_code=ORG)
-        try:
-            evs = _events(2)
-            assert sink.send(Batch(evs)).accepted == [e.id for e in evs]
-        finally:
-            sink.close()
+        _delivered(_dest(sim, pki, platform_certificates=[pcert]), 2)
         assert sim.stats()["total"] == 2
     res = subprocess.run([sys.executable, "-m", "cdcsync", "upstream-sim", "--data-dir", str(tmp_path / "s2"),
                           "--allow-bare-keys"], capture_output=True, text=True, timeout=60)
@@ -413,16 +419,5 @@ def test_pushed_platform_certificates_are_checked_written_and_used(pki: Pki, ca_
     assert [f.stat().st_mode & 0o777 for f in files] == [0o644]
     assert files[0].read_bytes() == pki.platform.read_bytes()
 
-    before = HttpSink(dest, org_code=ORG)
-    try:
-        with pytest.raises(SignatureError, match="not by a configured platform certificate"):
-            before._platform.reply_key(key_id(ca_sim.platform_key.public_key))
-    finally:
-        before.close()
-    sink = HttpSink(_dest(ca_sim, pki, platform_certificates=files), org_code=ORG)
-    try:
-        evs = _events(2)
-        ack = sink.send(Batch(evs))
-    finally:
-        sink.close()
-    assert ack.accepted == [e.id for e in evs] and not ack.rejected
+    _refuses_replies_of(dest, ca_sim)
+    _delivered(_dest(ca_sim, pki, platform_certificates=files), 2)
