@@ -8,9 +8,12 @@ A writer commits transactions every 10 ms on the real spec tables: each carries 
 non-notifiable diagnosis (filler) and, every ``--signal-every`` transactions, one visit with a
 notifiable diagnosis (肺结核). The rules consumer (cdcsync/surveil/consumer.py, in this process, as
 in ``cdcsync run``) streams them through the validation stage and the default rule pack. An
-observer polls the case table the reminders API reads (every 20 ms) and records when each
-signal's case became visible; the latency is measured from the writer's commit. Prints p50, p95,
-p99, max, the achieved row rate and the process's peak RSS.
+observer records when each signal's case became visible, measured from the writer's commit:
+``--observer sse`` (default) as a HIS popup sees it, on the reminders API's Server-Sent Events
+stream (``GET /api/v1/reminders/stream`` of the data API, served by this process on loopback,
+with a ``reminders`` key); ``--observer table`` on the case table the API reads, polled every
+20 ms (the engine alone). Prints p50, p95, p99, max, the achieved row rate and the process's
+peak RSS.
 
 ``--backlog N``: N diagnosis rows (one in ``--notifiable-every``, default 50, notifiable) are
 committed in transactions of 1,000 while
@@ -27,17 +30,23 @@ import shutil
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
+import orjson
 import psycopg
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from cdcsync.api.auth import create_key, make_scope  # noqa: E402
+from cdcsync.api.server import start_servers  # noqa: E402
 from cdcsync.config import Settings  # noqa: E402
 from cdcsync.db.cluster import throwaway_cluster  # noqa: E402
 from cdcsync.db.migrate import apply_migrations  # noqa: E402
+from cdcsync.settings.api import ApiSettings, DataListenerSettings, ListenerSettings  # noqa: E402
 from cdcsync.surveil.consumer import RulesConsumer, run_consumer_forever  # noqa: E402
 from cdcsync.surveil.engine import EngineHolder  # noqa: E402
 from cdcsync.validate.reload import RulesHolder  # noqa: E402
@@ -66,6 +75,8 @@ def main() -> None:
     ap.add_argument("--rate", type=int, default=1000, help="rows per second")
     ap.add_argument("--seconds", type=float, default=30)
     ap.add_argument("--signal-every", type=int, default=5, help="one signal per N transactions")
+    ap.add_argument("--observer", choices=("sse", "table"), default="sse",
+                    help="where a case counts as visible: the reminders SSE stream, or the case table")
     ap.add_argument("--backlog", type=int, default=0, help="drain a backlog of N rows instead")
     ap.add_argument("--notifiable-every", type=int, default=50, help="backlog: one notifiable diagnosis per N rows")
     args = ap.parse_args()
@@ -99,17 +110,20 @@ def run(dsn: str, args: argparse.Namespace) -> None:
     seen: dict[str, float] = {}
     done = threading.Event()
 
-    def observe() -> None:
-        last = 0
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            while not (done.is_set() and len(seen) >= len(committed)):
-                for cid, pid in conn.execute("SELECT case_id, patient_id FROM cdcsync.surveil_case"
-                                             " WHERE case_id > %s ORDER BY case_id", (last,)):
-                    seen.setdefault(pid, time.time())
-                    last = cid
-                time.sleep(0.02)
+    def finished() -> bool:
+        return done.is_set() and len(seen) >= len(committed)
 
-    obs = threading.Thread(target=observe, daemon=True)
+    if args.observer == "sse":
+        api = start_servers(settings, api=ApiSettings(
+            data=DataListenerSettings(host="127.0.0.1", port=0),
+            monitor=ListenerSettings(host="127.0.0.1", port=0, enabled=False),
+            web=ListenerSettings(host="127.0.0.1", port=0, enabled=False)))
+        with psycopg.connect(dsn) as conn:
+            key = create_key(conn, "bench_popup", None, make_scope(["*"], ["upsert"], apis=["reminders"]))
+        url = f"http://127.0.0.1:{api.ports['data']}/api/v1/reminders/stream"
+        obs = threading.Thread(target=observe_sse, args=(url, key, seen, finished), daemon=True)
+    else:
+        obs = threading.Thread(target=observe_table, args=(dsn, seen, finished), daemon=True)
     obs.start()
     m = ConnMirror(dsn)
     per_tx = max(2, args.rate // 100)  # rows per 10 ms transaction
@@ -145,13 +159,42 @@ def run(dsn: str, args: argparse.Namespace) -> None:
     obs.join(120)
     stop.set()
     thread.join(30)
+    if args.observer == "sse":
+        api.stop()
     lat = [seen[p] - c for p, c in committed.items() if p in seen]
     print(f"rows written: {rows} in {elapsed:.1f}s = {rows / elapsed:.0f} rows/s;"
           f" signals {len(committed)}, cases seen {len(lat)}")
-    print(f"signal → case visible: p50 {pct(lat, 50):.3f}s  p95 {pct(lat, 95):.3f}s"
+    where = "on the reminders SSE stream" if args.observer == "sse" else "in the case table"
+    print(f"signal → case visible {where}: p50 {pct(lat, 50):.3f}s  p95 {pct(lat, 95):.3f}s"
           f"  p99 {pct(lat, 99):.3f}s  max {max(lat):.3f}s")
     print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB (this process:"
-          " writer + consumer + observer)")
+          " writer + consumer + observer" + (" + data API" if args.observer == "sse" else "") + ")")
+
+
+def observe_table(dsn: str, seen: dict[str, float], finished: Callable[[], bool]) -> None:
+    """Poll the case table every 20 ms: patient id -> when its case was first seen."""
+    last = 0
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        while not finished():
+            for cid, pid in conn.execute("SELECT case_id, patient_id FROM cdcsync.surveil_case"
+                                         " WHERE case_id > %s ORDER BY case_id", (last,)):
+                seen.setdefault(pid, time.time())
+                last = cid
+            time.sleep(0.02)
+
+
+def observe_sse(url: str, key: str, seen: dict[str, float], finished: Callable[[], bool]) -> None:
+    """Follow the reminders stream of the diagnosing doctor (D002, every signal's) as a HIS popup
+    would: patient id -> when the case's first event arrived."""
+    headers = {"Authorization": f"Bearer {key}"}
+    with httpx.Client(timeout=httpx.Timeout(10, read=None)) as client, \
+            client.stream("GET", url, params={"doctor_id": "D002"}, headers=headers) as resp:
+        resp.raise_for_status()
+        for line in resp.iter_lines():
+            if line.startswith("data:"):
+                seen.setdefault(orjson.loads(line[5:])["patient"]["patient_id"], time.time())
+            if finished():
+                return
 
 
 BACKLOG_SQL = """
