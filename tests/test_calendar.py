@@ -66,12 +66,13 @@ def test_the_rule(calendar: BusinessCalendar) -> None:
     assert business_day("2024-05-02") is None  # text is not a date to the engine (see the quarantine)
 
 
-def _entry(table: str, row: dict[str, Any] | None, commit_ts: dt.datetime | None = COMMIT) -> Entry:
+def _entry(table: str, row: dict[str, Any] | None, commit_ts: dt.datetime | None = COMMIT,
+           business_date: dt.date | None = None) -> Entry:
     """A quarantine entry as read back: the row as JSON, first seen days after the commit."""
     stored = None if row is None else orjson.loads(dumps(row))
     seen = dt.datetime(2024, 6, 1, 9, 0, tzinfo=dt.UTC)
     return Entry("e1", "d1", table, {"id": 1}, "0/10", "R1", None, "…", stored, seen, seen, 1, "held", "c", 5,
-                 commit_ts)
+                 commit_ts, business_date)
 
 
 @pytest.mark.parametrize("value", [v for v in VALUES if isinstance(v, dt.date) or v is None or v == 17])
@@ -81,6 +82,16 @@ def test_quarantine_form_equals_the_rule_on_the_json_row(calendar: BusinessCalen
     and falls back to the same commit date (the released row's statistics move on that day)."""
     change = _change(table, "visit_time", value)
     assert released_day(calendar, _entry(table, change.after)) == calendar.day_of(change)
+
+
+def test_quarantine_keeps_the_day_the_engine_counted(calendar: BusinessCalendar) -> None:
+    """A business time the source held as text: the engine counts it on the commit date, while
+    the text in the kept row parses as a date. The day stored with the row (migration 074) wins."""
+    change = _change("visit", "visit_time", "2024-05-02")
+    counted = calendar.day_of(change)
+    assert counted == dt.date(2024, 5, 7)
+    assert released_day(calendar, _entry("visit", change.after)) == dt.date(2024, 5, 2)  # derived: wrong
+    assert released_day(calendar, _entry("visit", change.after, business_date=counted)) == counted
 
 
 def test_quarantine_fallback(calendar: BusinessCalendar) -> None:

@@ -185,14 +185,15 @@ class Checkpointer:
                 if rejections:
                     cur.executemany(
                         "INSERT INTO cdcsync.quarantine AS q (event_id, destination, table_name, primary_key, lsn,"
-                        " rule_id, field, message, raw_row, op, tx_id, commit_ts)"
-                        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                        " rule_id, field, message, raw_row, op, tx_id, commit_ts, business_date)"
+                        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
                         " ON CONFLICT (destination, event_id) DO UPDATE SET attempts = q.attempts + 1,"
                         " last_seen = now(), rule_id = EXCLUDED.rule_id, field = EXCLUDED.field,"
-                        " message = EXCLUDED.message, raw_row = EXCLUDED.raw_row, status = 'held'",
+                        " message = EXCLUDED.message, raw_row = EXCLUDED.raw_row, status = 'held',"
+                        " business_date = coalesce(q.business_date, EXCLUDED.business_date)",
                         [(r.event_id, self.destination, r.table, _json(r.primary_key), lsn_to_str(r.lsn),
-                          r.rule_id, r.field, r.message, _json(r.raw_row), r.op, r.tx_id, r.commit_ts)
-                         for r in rejections])
+                          r.rule_id, r.field, r.message, _json(r.raw_row), r.op, r.tx_id, r.commit_ts,
+                          r.business_date) for r in rejections])
             self.keys.write(self.conn)  # COPY: outside pipeline mode, same transaction
             if snapshot_done:  # rare: rewrite the log to the keys the destination holds now
                 self.keys.compact(self.conn)

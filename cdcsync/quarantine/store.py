@@ -76,6 +76,7 @@ class Entry:
     op: str | None = None  # the original change (NULL for rows quarantined before migration 003)
     tx_id: int | None = None
     commit_ts: dt.datetime | None = None
+    business_date: dt.date | None = None  # the day the engine counted it on (NULL before migration 074)
 
     def summary(self) -> dict[str, Any]:
         """Everything but the raw row (safe to print and log)."""
@@ -85,6 +86,7 @@ class Entry:
             "message": self.message, "first_seen": self.first_seen.isoformat(timespec="seconds"),
             "last_seen": self.last_seen.isoformat(timespec="seconds"), "attempts": self.attempts,
             "status": self.status,
+            "business_date": self.business_date.isoformat() if self.business_date else None,
         }
 
 
@@ -99,7 +101,7 @@ class Filters:
 
 
 _COLUMNS = ("event_id, destination, table_name, primary_key, lsn::text AS lsn, rule_id, field, message, raw_row,"
-            " first_seen, last_seen, attempts, status, op, tx_id, commit_ts")
+            " first_seen, last_seen, attempts, status, op, tx_id, commit_ts, business_date")
 
 
 def _where(f: Filters) -> tuple[sql.Composable, list[Any]]:
@@ -199,9 +201,12 @@ def read_current_row(conn: psycopg.Connection[Any], schema: str, table: str, pk:
 
 def released_day(calendar: BusinessCalendar, entry: Entry) -> dt.date:
     """The day the engine counted a quarantined row for (its statistics move from quarantined to
-    delivered on that day): the calendar's rule on the row as the quarantine keeps it (JSON: a
-    business time comes back as ISO text), else the commit date; ``first_seen`` only for rows
-    quarantined before the commit time was kept (migration 003)."""
+    delivered on that day): as stored with it (migration 074). For rows quarantined before that,
+    the calendar's rule on the row as the quarantine keeps it (JSON: a business time comes back as
+    ISO text), else the commit date; ``first_seen`` only for rows quarantined before the commit
+    time was kept (migration 003)."""
+    if entry.business_date is not None:
+        return entry.business_date
     commit_ts = entry.commit_ts
     fallback = calendar.commit_day(commit_ts) if commit_ts is not None else entry.first_seen.date()
     row = entry.raw_row
