@@ -110,6 +110,8 @@ def run(dsn: str, args: argparse.Namespace) -> None:
     seen: dict[str, float] = {}
     done = threading.Event()
 
+    listening = threading.Event()
+
     def finished() -> bool:
         return done.is_set() and len(seen) >= len(committed)
 
@@ -121,10 +123,13 @@ def run(dsn: str, args: argparse.Namespace) -> None:
         with psycopg.connect(dsn) as conn:
             key = create_key(conn, "bench_popup", None, make_scope(["*"], ["upsert"], apis=["reminders"]))
         url = f"http://127.0.0.1:{api.ports['data']}/api/v1/reminders/stream"
-        obs = threading.Thread(target=observe_sse, args=(url, key, seen, finished), daemon=True)
+        obs = threading.Thread(target=observe_sse, args=(url, key, seen, finished, listening), daemon=True)
     else:
+        listening.set()
         obs = threading.Thread(target=observe_table, args=(dsn, seen, finished), daemon=True)
     obs.start()
+    if not listening.wait(30):  # the stream starts at the feed's head: connected before the first signal
+        raise SystemExit("the reminders stream did not answer within 30 s")
     m = ConnMirror(dsn)
     per_tx = max(2, args.rate // 100)  # rows per 10 ms transaction
     rows = 0
@@ -183,13 +188,15 @@ def observe_table(dsn: str, seen: dict[str, float], finished: Callable[[], bool]
             time.sleep(0.02)
 
 
-def observe_sse(url: str, key: str, seen: dict[str, float], finished: Callable[[], bool]) -> None:
+def observe_sse(url: str, key: str, seen: dict[str, float], finished: Callable[[], bool],
+                listening: threading.Event) -> None:
     """Follow the reminders stream of the diagnosing doctor (D002, every signal's) as a HIS popup
     would: patient id -> when the case's first event arrived."""
     headers = {"Authorization": f"Bearer {key}"}
     with httpx.Client(timeout=httpx.Timeout(10, read=None)) as client, \
             client.stream("GET", url, params={"doctor_id": "D002"}, headers=headers) as resp:
         resp.raise_for_status()
+        listening.set()
         for line in resp.iter_lines():
             if line.startswith("data:"):
                 seen.setdefault(orjson.loads(line[5:])["patient"]["patient_id"], time.time())

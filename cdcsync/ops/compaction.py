@@ -35,6 +35,7 @@ from cdcsync.settings.ops import CompactionSettings
 
 log = logging.getLogger(__name__)
 
+
 @dataclass(frozen=True, slots=True)
 class Due:
     destination: str
