@@ -17,6 +17,7 @@ import weakref
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -200,14 +201,33 @@ def test_sm2_encrypt_decrypt(hospital: SM2PrivateKey, platform: SM2PrivateKey, i
         platform.decrypt(b"\x30\x03\x02\x01\x01")
 
 
-def test_gmssl_cross_check(hospital: SM2PrivateKey, impl: str) -> None:
+def _key_whose_x_starts_with_04() -> SM2PrivateKey:
+    for _ in range(5000):  # 1 key in 256
+        key = SM2PrivateKey.generate()
+        if f"{key.public_key.x:064x}".startswith("04"):
+            return key
+    raise AssertionError("no key with x = 04… in 5000 tries")
+
+
+@pytest.mark.parametrize("which", ["random", "x04"])
+def test_gmssl_cross_check(hospital: SM2PrivateKey, impl: str, which: str) -> None:
     gm = pytest.importorskip("gmssl.sm2")
+    if which == "x04":
+        hospital = _key_whose_x_starts_with_04()
     pub_hex = hospital.public_key.to_bytes().hex()[2:]
-    c = gm.CryptSM2(private_key=f"{hospital.d:064x}", public_key=pub_hex, asn1=True)
+
+    def crypt(**kw: Any) -> Any:
+        c = gm.CryptSM2(private_key=f"{hospital.d:064x}", public_key=pub_hex, **kw)
+        # gmssl strips a "04" prefix with lstrip("04"), i.e. every leading 0 and 4: an x coordinate
+        # whose hex starts with "04" (1 key in 256) would lose digits. The key as given, x || y.
+        c.public_key = pub_hex
+        return c
+
+    c = crypt(asn1=True)
     msg = b"cross check"
     assert c.verify_with_sm3(hospital.sign(msg).hex(), msg)
     hospital.public_key.verify(bytes.fromhex(c.sign_with_sm3(msg)), msg)
-    c1c3c2 = gm.CryptSM2(private_key=f"{hospital.d:064x}", public_key=pub_hex, mode=1)
+    c1c3c2 = crypt(mode=1)
     assert hospital.decrypt(b"\x04" + c1c3c2.encrypt(b"0123456789abcdef")) == b"0123456789abcdef"
 
 
