@@ -42,7 +42,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from cdcsync.api.auth import create_key, make_scope  # noqa: E402
-from cdcsync.api.server import start_servers  # noqa: E402
+from cdcsync.api.server import ServerHandle, start_servers  # noqa: E402
 from cdcsync.config import Settings  # noqa: E402
 from cdcsync.db.cluster import throwaway_cluster  # noqa: E402
 from cdcsync.db.migrate import apply_migrations  # noqa: E402
@@ -115,6 +115,7 @@ def run(dsn: str, args: argparse.Namespace) -> None:
     def finished() -> bool:
         return done.is_set() and len(seen) >= len(committed)
 
+    api: ServerHandle | None = None
     if args.observer == "sse":
         api = start_servers(settings, api=ApiSettings(
             data=DataListenerSettings(host="127.0.0.1", port=0),
@@ -164,7 +165,7 @@ def run(dsn: str, args: argparse.Namespace) -> None:
     obs.join(120)
     stop.set()
     thread.join(30)
-    if args.observer == "sse":
+    if api is not None:
         api.stop()
     lat = [seen[p] - c for p, c in committed.items() if p in seen]
     print(f"rows written: {rows} in {elapsed:.1f}s = {rows / elapsed:.0f} rows/s;"

@@ -120,17 +120,15 @@ def hospital_db(migrated_db: str, tmp_path: Path) -> dict[str, Any]:
             "events": tmp_path / "national.jsonl"}
 
 
-def _quarantined_by_day(dsn: str, source: str) -> dict[tuple[str, dt.date], int]:
-    """(table, business date) -> rows counted quarantined (``delivery_stats``), or kept in the
-    quarantine and not released (held or discarded: a discarded row was never delivered)."""
-    query = {
-        "delivery_stats": "SELECT table_name, business_date, sum(quarantined) FROM cdcsync.delivery_stats"
-                          " WHERE destination = 'national' GROUP BY 1, 2 HAVING sum(quarantined) > 0",
-        "quarantine": "SELECT table_name, business_date, count(*) FROM cdcsync.quarantine"
-                      " WHERE destination = 'national' AND status <> 'released' GROUP BY 1, 2",
-    }[source]
+def _quarantined_by_day(dsn: str) -> tuple[dict[tuple[str, dt.date], int], dict[tuple[str, dt.date], int]]:
+    """Per (table, business date): the rows counted quarantined in ``delivery_stats``, and those
+    kept in the quarantine and not released (held or discarded: a discarded row was never delivered)."""
     with psycopg.connect(dsn) as conn:
-        return {(str(t), d): int(n) for t, d, n in conn.execute(query).fetchall()}
+        counted = conn.execute("SELECT table_name, business_date, sum(quarantined) FROM cdcsync.delivery_stats"
+                               " WHERE destination = 'national' GROUP BY 1, 2 HAVING sum(quarantined) > 0").fetchall()
+        kept = conn.execute("SELECT table_name, business_date, count(*) FROM cdcsync.quarantine"
+                            " WHERE destination = 'national' AND status <> 'released' GROUP BY 1, 2").fetchall()
+    return ({(str(t), d): int(n) for t, d, n in counted}, {(str(t), d): int(n) for t, d, n in kept})
 
 
 def test_stream_quarantine_retry(hospital_db: dict[str, Any], caplog: pytest.LogCaptureFixture) -> None:
@@ -177,7 +175,8 @@ def test_stream_quarantine_retry(hospital_db: dict[str, Any], caplog: pytest.Log
     assert len(events) + len(held) == n_changes
     assert (delivered, quarantined) == (len(events), len(held))
     # ... and per day: each held row keeps the business date the engine counted it on.
-    assert _quarantined_by_day(dsn, "delivery_stats") == _quarantined_by_day(dsn, "quarantine")
+    counted, kept = _quarantined_by_day(dsn)
+    assert counted == kept
     assert not {e["id"] for e in events} & {h[4] for h in held}
 
     # Every invalid row is held with the right rule; nothing valid is held.
@@ -260,7 +259,8 @@ def test_stream_quarantine_retry(hospital_db: dict[str, Any], caplog: pytest.Log
     assert d2 == delivered + len(outcome["released"]) and q2 == quarantined - len(outcome["released"])
     assert d2 + q2 == n_changes
     # The released rows' statistics moved on the days they had been counted on.
-    assert _quarantined_by_day(dsn, "delivery_stats") == _quarantined_by_day(dsn, "quarantine")
+    counted, kept = _quarantined_by_day(dsn)
+    assert counted == kept
 
     # A second retry changes nothing that was released.
     cli = runner.invoke(main, ["-c", str(hospital_db["cfg"]), "quarantine", "retry", "--json"])

@@ -202,10 +202,14 @@ class Checkpointer:
 # -- the checkpoint table for everything else (CLI, status, quarantine retry, backup/restore) --------
 
 
+def _table_exists(conn: psycopg.Connection[Any], name: str) -> bool:
+    row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone()
+    return bool(row and row[0])
+
+
 def checkpoint_exists(conn: psycopg.Connection[Any]) -> bool:
     """The table exists (a database restored from a backup may predate it)."""
-    row = conn.execute("SELECT to_regclass('cdcsync.checkpoint') IS NOT NULL").fetchone()
-    return bool(row and row[0])
+    return _table_exists(conn, "cdcsync.checkpoint")
 
 
 def positions(conn: psycopg.Connection[Any]) -> dict[str, str]:
@@ -365,8 +369,7 @@ def compaction_status(conn: psycopg.Connection[Any], destination: str) -> dict[s
     """The destination's log for monitoring: its last compaction (None before the first) and the
     entries appended since (by all destinations: the sequence is shared), which the next periodic
     compaction waits for. None on a database not migrated to 073 yet."""
-    exists = conn.execute("SELECT to_regclass('cdcsync.delivered_keys_compaction') IS NOT NULL").fetchone()
-    if not (exists and exists[0]):
+    if not _table_exists(conn, "cdcsync.delivered_keys_compaction"):
         return None
     row = conn.execute("SELECT compacted_at, seq_mark, live_entries, entries_before, seconds"
                        " FROM cdcsync.delivered_keys_compaction WHERE destination = %s", (destination,)).fetchone()
