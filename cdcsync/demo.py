@@ -34,6 +34,7 @@ from cdcsync.demo_story import (
 from cdcsync.engine.daemon import drain, run
 from cdcsync.recon.report import render_html
 from cdcsync.synth.nndrs_export import Planted, planted_path, read_planted
+from cdcsync.synth.site import backfill_day
 from cdcsync.upstream_sim.runner import SimHandle, start_subprocess
 from cdcsync.validate.compiler import beijing_now
 
@@ -257,20 +258,22 @@ def demo(ctx: click.Context, data_dir: Path, patients: int, seed: int, serve: bo
         write_config(layout, dsn, platforms, web_port)
         settings = load_settings(layout.config)
 
-        today = beijing_now().date()
-        click.echo(f"4/7 回填：合成医院今天已过去的几个小时（{patients} 名患者，种子 {seed}）一次写入镜像库…")
+        day = backfill_day(beijing_now())  # the reconciled day; the live phase writes today's visits
+        click.echo(f"4/7 回填：合成医院昨天（{day.isoformat()}）的就诊（{patients} 名患者，种子 {seed}）"
+                   "一次写入镜像库…")
         fresh = not _has_rows(dsn)
         if not fresh:
             click.echo(f"    镜像库中已有数据，跳过生成（重新开始请删除 {layout.base}）")
         else:
             from cdcsync.synth.cli import gen
 
-            ctx.invoke(gen, dsn=dsn, seed=seed, patients=patients, org_code=DEMO_ORG_CODE, hospital="example")
+            ctx.invoke(gen, dsn=dsn, seed=seed, patients=patients, org_code=DEMO_ORG_CODE, hospital="example",
+                       start=dt.datetime.combine(day, dt.time()))
 
         click.echo("5/7 同步回填的数据：校验、代码映射、加密签名后上报两个平台，直到追平…")
-        before = timeliness_snapshot(dsn, today)
+        before = timeliness_snapshot(dsn, day)
         drain(settings)
-        after_backfill = timeliness_snapshot(dsn, today)
+        after_backfill = timeliness_snapshot(dsn, day)
         for name, handle in platforms.handles.items():
             tables = handle.stats().get("tables", {})
             click.echo(f"    {PLATFORMS[name]}已接收 {sum(tables.values())} 个事件（{len(tables)} 张表）")
@@ -281,11 +284,13 @@ def demo(ctx: click.Context, data_dir: Path, patients: int, seed: int, serve: bo
         if fresh and live_seconds > 0:
             click.echo(f"6/7 实时阶段：{live_seconds:g} 秒内按业务发生的时刻写入新就诊"
                        f"（{live_rate:g} 行/秒），同时上报…")
+            today = beijing_now().date()
+            before_live = timeliness_snapshot(dsn, today)
             live = live_phase(settings, dsn, DEMO_ORG_CODE, seconds=live_seconds, rate=live_rate, seed=seed,
                               patients=patients)
             after_live = timeliness_snapshot(dsn, today)
             click.echo(f"    写入 {live.rows} 行（{live.transactions} 次就诊），已全部上报")
-            live_shares = phase_shares(after_backfill, after_live)
+            live_shares = phase_shares(before_live, after_live)
             click.echo("    " + share_line("实时阶段实时类数据及时率", live_shares, "realtime"))
         else:
             click.echo("6/7 实时阶段：跳过")
@@ -294,14 +299,14 @@ def demo(ctx: click.Context, data_dir: Path, patients: int, seed: int, serve: bo
         export = layout.base / "nndrs_export.csv"
         planted: Planted | None = None
         if fresh:
-            planted, imported = import_export(settings, dsn, DEMO_ORG_CODE, export, today, seed)
+            planted, imported = import_export(settings, dsn, DEMO_ORG_CODE, export, day, seed)
             click.echo(f"    {planted.summary()}")
             click.echo(f"    导入：{imported.text().splitlines()[0]}")
         elif export.exists() and planted_path(export).exists():
             planted = read_planted(export)
         _surveil_cases(settings)
         save_status_page(settings, layout.base / "status.html")
-        report = reconciliation(dsn, settings, today)
+        report = reconciliation(dsn, settings, day)
         explanations = explain(report, planted)
         report["demo_explanations"] = explanations
         html_report = layout.base / "reconcile.html"
@@ -318,7 +323,7 @@ def demo(ctx: click.Context, data_dir: Path, patients: int, seed: int, serve: bo
         click.echo(f"  运行状态     {cli} status")
         click.echo(f"  隔离区       {cli} quarantine list")
         click.echo(f"  监测预警病例 {cli} cases list   （提醒接口见 docs/api.md）")
-        click.echo(f"  每日对账     {cli} reconcile --date {today.isoformat()}   （HTML：{html_report}）")
+        click.echo(f"  每日对账     {cli} reconcile --date {day.isoformat()}   （HTML：{html_report}）")
         click.echo(f"  持续运行     cdcsync demo --serve   （状态页 http://127.0.0.1:{web_port}/status.html）")
         click.echo(f"  停止集群     {stop_hint}")
         click.echo("")

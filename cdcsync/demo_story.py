@@ -1,11 +1,12 @@
 """The demo's day told truthfully: a live phase after the backfill, the NNDRS export, and why each
 red item of the day's reconciliation is red in the demo.
 
-The synthetic day before the demo starts is written in bulk (backfill): its business times lie hours
+The synthetic hospital's yesterday is written in bulk (backfill): its business times lie hours
 before the rows reach the mirror, so the HIS part of timeliness is low by construction. The live
-phase then writes encounters as they happen (``cdcsync.synth.live``) while the pipelines deliver
-them, so their HIS part and the front end's part are both timely. :func:`timeliness_snapshot`
-before and after the live phase gives each phase's own figures.
+phase then writes today's encounters as they happen (``cdcsync.synth.live``) while the pipelines
+deliver them, so their HIS part and the front end's part are both timely. :func:`timeliness_snapshot`
+of each phase's business day, before and after it, gives the phase's own figures; the reconciliation
+is of the backfilled day, complete as a DBA's daily check would see it.
 """
 
 from __future__ import annotations
@@ -54,7 +55,6 @@ class LiveResult:
     rows: int = 0
     transactions: int = 0
     seconds: float = 0.0
-    stats_updated: bool = False
     error: BaseException | None = field(default=None, repr=False)
 
 
@@ -80,7 +80,7 @@ def live_phase(settings: Settings, dsn: str, org_code: str, *, seconds: float, r
                                      seconds=seconds)
                 res = load_steady(conn, load_spec(), groups, rate, None)
                 now = beijing_now().replace(microsecond=0)
-                result.stats_updated = update_daily_stats(conn, codes, org_code, now.date(), census, now)
+                update_daily_stats(conn, codes, org_code, now.date(), census, now)
                 result.rows, result.transactions, result.seconds = res.rows, res.transactions, res.seconds
         except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
             result.error = exc
@@ -115,11 +115,11 @@ def import_export(settings: Settings, dsn: str, org_code: str, path: Path, day: 
 
 
 # Why each red item is red in the demo (matched on the alert's wording).
-WHY_BACKFILL = ("回填的历史：演示开始时把今天已过去的几个小时一次写入镜像库，业务时间早于写入数小时，"
-                "HIS 推送段必然超时；实时阶段写入的记录两段都及时（见上）")
+WHY_BACKFILL = ("回填的历史：演示开始时把昨天的就诊一次写入镜像库，业务时间早于写入数小时，"
+                "HIS 推送段必然超时；实时阶段（今天）写入的记录两段都及时（见上）")
 WHY_CARDS = "故意放入的差异：{planted}"
 WHY_QUARANTINE = "故意生成的不合规记录：合成数据按 --invalid-ratio 放入，由校验拦下进入隔离区"
-WHY_TREND = "合成医院只生成了今天：前几日的在院人数只含开始生成前已入院的患者，与今天不可比"
+WHY_TREND = "合成医院只生成了这一天：此前几日的在院人数只含开始生成前已入院的患者，与这一天不可比"
 WHY_UNKNOWN = "未预期：请按报告中的处理建议查看"
 
 
@@ -144,7 +144,7 @@ def explain(report: dict[str, Any], planted: Planted | None) -> list[tuple[str, 
 
 def closing_summary(report: dict[str, Any], explanations: list[tuple[str, str]]) -> list[str]:
     verdict = "正常" if report["ok"] else f"超出容差 {len(report['alerts'])} 项"
-    lines = [f"今日（{report['date']}）对账结论：{verdict}"]
+    lines = [f"{report['date']} 对账结论：{verdict}"]
     alerts = set(report["alerts"])
     for item, why in explanations:
         lines.append(f"  {'！' if item in alerts else '·'}{item}")  # ！ exceeds a tolerance, · a note

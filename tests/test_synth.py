@@ -14,9 +14,19 @@ from stdnum.cn import ric
 
 from cdcsync.cli import main
 from cdcsync.spec import load_spec
-from cdcsync.synth.hospital import INVALID_KINDS, Codes, GenResult, expected_invalid, generate, load_codes
-from cdcsync.synth.load import load_bulk
+from cdcsync.synth.hospital import (
+    INVALID_KINDS,
+    Codes,
+    GenResult,
+    Hospital,
+    expected_invalid,
+    generate,
+    iter_days,
+    load_codes,
+)
+from cdcsync.synth.load import Group, load_bulk
 from cdcsync.synth.people import check_digit, corrupt_check_digit
+from cdcsync.synth.site import BACKFILL_LAG, ENCOUNTER_TAIL, backfill_day
 
 ORG = "12110000400000000X"
 DAY = dt.date(2026, 10, 12)
@@ -209,6 +219,55 @@ def test_cli_steady_rate(migrated_db: str) -> None:
     assert "持续写入结束" in result.output
 
 
+# --- the clock: a backfill lies in the past whatever the hour ------------------------------------
+
+PLANNED = {("drug_order", "stop_time")}  # a planned time, not something that happened
+
+
+def _happened(g: Group) -> list[tuple[str, str, dt.datetime]]:
+    out = [(t, k, v) for t, rows in g.rows.items() for row in rows for k, v in row.items() if type(v) is dt.datetime]
+    out += [(u.table, k, v) for u in g.updates for k, v in u.values.items() if type(v) is dt.datetime]
+    return [x for x in out if x[:2] not in PLANNED]
+
+
+def test_an_encounter_trails_its_start_by_at_most_the_tail(codes: Codes) -> None:
+    """ENCOUNTER_TAIL bounds every catalogue path (inpatients' vitals, notes, labs, cards, scenarios);
+    the clock relies on it to keep a backfilled day in the past."""
+    longest = dt.timedelta()
+    for seed in (1, 2, 3):
+        hosp = Hospital(codes, ORG, DAY, seed=seed, patients=300, invalid_ratio=0.0, surveillance=True)
+        for result in iter_days(hosp, DAY, 2):
+            for g in result.groups:
+                if g.rows.get("daily_stats"):
+                    continue  # written at the end of the day, not trailing a visit
+                for table, field, v in _happened(g):
+                    assert v - g.time <= ENCOUNTER_TAIL, (table, field, v - g.time)
+                    longest = max(longest, v - g.time)
+    assert longest > ENCOUNTER_TAIL - dt.timedelta(hours=3)  # the bound is tight enough to mean something
+
+
+@pytest.mark.parametrize("minute", [1, 59, 3 * 60 + 30, 9 * 60, 14 * 60 + 1, 23 * 60 + 59])
+def test_the_default_backfill_lies_in_the_past_at_any_hour(codes: Codes, minute: int) -> None:
+    """``gen``'s default day (yesterday), squeezed by ``now``: every row happened at least
+    BACKFILL_LAG before ``now``, on that day, at 00:01 as at 23:59 (CI runs at any hour)."""
+    now = dt.datetime(2026, 12, 3) + dt.timedelta(minutes=minute)
+    day = backfill_day(now)
+    assert day == dt.date(2026, 12, 2)
+    hosp = Hospital(codes, ORG, day, seed=5, patients=150, invalid_ratio=0.0, now=now)
+    result = hosp.day(day)
+    visits = [g for g in result.groups if g.rows.get("visit") and g.time.date() == day]
+    assert len(visits) >= 150
+    for g in result.groups:
+        written = now if g.rows.get("daily_stats") else now - BACKFILL_LAG  # the statistics are written by now
+        for table, field, v in _happened(g):
+            assert v <= written, (table, field, v, now)
+    assert max(g.time for g in visits) > dt.datetime.combine(day, dt.time(9))  # squeezed, not crushed
+    cards = [r for g in visits for r in g.rows.get("report_card", ())]
+    assert cards and all(c["report_time"].date() == day for c in cards)  # none spills into today
+    reported = [r for g in result.groups for r in g.rows.get("report_card", ()) if r["report_time"].date() == day]
+    assert result.census.cards == len(reported)  # the day's statistics count every card of the day
+
+
 # --- fingerprint: the generator's exact output, pinned (refactoring must not change a byte) -----
 
 FINGERPRINTS = {
@@ -219,7 +278,7 @@ FINGERPRINTS = {
     # for a deliberate change of the generated data, and say so in the commit message.
     (13, 400, 4, 0.05, None): "6366a52c26faf2e8e4f794dddf05ac6631463f9a1006f738456b7b77a37f5ed4",
     (7, 150, 3, 0.1, dt.datetime(2026, 10, 14, 15, 30)):
-        "7e30797b0b00e158286f119459cedab71f810e27b93b88839b977f055e2fa6bb",
+        "f1e2fc4a55ba49a2e33ba9abfddf3f1ce67a50025e31bcf687adecc748119603",
     (3, 200, 1, 0.0, None): "e8c39a5ed6fbed4ffcc6f00fda60eeeaaba15a7b2fcb220a916ab6b996780f0e",
 }
 

@@ -15,6 +15,7 @@ from cdcsync.recon.codemap import sync_reference
 from cdcsync.synth.live import LIVE_SPAN_S, retime
 from cdcsync.synth.load import Group, Update
 from cdcsync.synth.nndrs_export import HEADERS, read_planted
+from cdcsync.synth.site import BACKFILL_LAG, backfill_day
 from cdcsync.validate.compiler import beijing_now
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,11 +46,14 @@ def test_retime_keeps_order_squeezes_the_span_and_never_goes_past_now() -> None:
 
 
 def test_live_phase_is_timely_and_keeps_the_daily_statistics_right(migrated_db: str) -> None:
-    _gen(migrated_db, "--patients", "30", "--seed", "3")  # the backfilled day, with its daily_stats row
+    backfilled = beijing_now()
+    _gen(migrated_db, "--patients", "30", "--seed", "3")  # yesterday, with its daily_stats row
     started = beijing_now()
     out = _gen(migrated_db, "--patients", "30", "--seed", "3", "--rate", "300", "--duration", "2", "--live")
+    assert "已按实时写入的就诊新建" in out  # today's first refresh writes today's statistics row
+    again = _gen(migrated_db, "--patients", "30", "--seed", "4", "--rate", "300", "--duration", "2", "--live")
+    assert "实时写入结束" in again and "新建" not in again  # the second adds to it
     ended = beijing_now()
-    assert "实时写入结束" in out
     with psycopg.connect(migrated_db, autocommit=True) as conn:
         sync_reference(conn, load_code_tables(REPO / "mappings", "example"))
         live = conn.execute("SELECT count(*), min(visit_time), max(visit_time) FROM emr.visit"
@@ -59,10 +63,18 @@ def test_live_phase_is_timely_and_keeps_the_daily_statistics_right(migrated_db: 
         assert started - dt.timedelta(seconds=LIVE_SPAN_S + 5) <= live[1] and live[2] <= ended
         latest = conn.execute("SELECT max(report_time) FROM emr.report_card").fetchone()
         assert latest is not None and latest[0] <= ended  # nothing in the future
-        # the HIS statistics row was brought up to date with the live visits
-        diff = conn.execute("SELECT outpatient_diff, emergency_diff FROM recon.visit_daily_counts"
-                            " WHERE stat_date = %s", (started.date(),)).fetchone()
-        assert diff == (0, 0)
+        # the backfilled day happened hours before it was written, whatever the hour of the run
+        past = conn.execute(
+            "SELECT max(greatest(v.visit_time, v.visit_end_time, c.report_time, l.audit_time, s.measure_time))"
+            " FROM emr.visit v LEFT JOIN emr.report_card c USING (visit_id) LEFT JOIN emr.lab_report l USING (visit_id)"
+            " LEFT JOIN emr.vital_sign s USING (visit_id) WHERE v.visit_id NOT LIKE %s", ("%L%",)).fetchone()
+        assert past is not None and past[0] <= backfilled - BACKFILL_LAG
+        assert past[0].date() == backfill_day(backfilled)
+        # the HIS statistics row was brought up to date with the live visits, both times
+        for day in {started.date(), ended.date()}:
+            diff = conn.execute("SELECT outpatient_diff, emergency_diff FROM recon.visit_daily_counts"
+                                " WHERE stat_date = %s", (day,)).fetchone()
+            assert diff == (0, 0)
 
 
 def test_nndrs_export_plants_exactly_what_the_comparison_finds(migrated_db: str, tmp_path: Path) -> None:

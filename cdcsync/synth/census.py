@@ -12,7 +12,7 @@ import random
 from cdcsync.synth.catalog import EMERGENCY, OUTPATIENT
 from cdcsync.synth.load import Group
 from cdcsync.synth.model import Census
-from cdcsync.synth.site import Site
+from cdcsync.synth.site import COLLECT_DELAY, Site
 
 
 def count_visit(census: Census, kind: str, *, fever_clinic: bool) -> None:
@@ -26,10 +26,11 @@ def count_visit(census: Census, kind: str, *, fever_clinic: bool) -> None:
 
 
 def daily_stats(site: Site, rng: random.Random, day: dt.date, census: Census) -> Group:
-    """The daily_stats row of ``day``, written half an hour after midnight (or ``now``, if earlier)."""
+    """The daily_stats row of ``day``, written half an hour after midnight (or just before ``now``, if
+    earlier: collected by ``now``)."""
     end = dt.datetime.combine(day, dt.time()) + dt.timedelta(days=1, minutes=30)
-    if site.now is not None and end > site.now:
-        end = site.now
+    if site.now is not None:
+        end = min(end, site.now - COLLECT_DELAY)
     stats = Group(end)
     stats.add(
         "daily_stats",

@@ -54,7 +54,7 @@ def _app_type() -> type:
     "start",
     type=click.DateTime(["%Y-%m-%d"]),
     default=None,
-    help="首个业务日期 YYYY-MM-DD（默认：使最后一天为今天）",
+    help="首个业务日期 YYYY-MM-DD（默认：使最后一天为昨天，其全部记录都已发生）",
 )
 @click.option(
     "--rate",
@@ -125,6 +125,7 @@ def gen(
     from cdcsync.spec import load_spec
     from cdcsync.synth.hospital import Hospital, iter_days, load_codes
     from cdcsync.synth.load import Group, LoadError, drop_existing, load_bulk, load_steady
+    from cdcsync.synth.site import backfill_day
     from cdcsync.validate.compiler import beijing_now
 
     if live and rate is None:
@@ -140,7 +141,8 @@ def gen(
         raise click.UsageError("--truth 只用于批量生成，不能与 --rate 同时使用")
     now = beijing_now().replace(microsecond=0)  # the mirror records Beijing local time
     n_days = days if days is not None else (None if rate else 1)
-    first = start.date() if start else now.date() - dt.timedelta(days=(n_days or 1) - 1)
+    first = start.date() if start else backfill_day(now) - dt.timedelta(days=(n_days or 1) - 1)
+    last = first + dt.timedelta(days=(n_days or 1) - 1)
     spec = load_spec()
     hosp = Hospital(codes, org, first, seed=seed, patients=patients, invalid_ratio=invalid_ratio, now=now,
                     surveillance=truth is not None)
@@ -189,7 +191,7 @@ def gen(
                 res = load_steady(conn, spec, live_counted(), rate, None)
                 stats_now = beijing_now().replace(microsecond=0)
                 if not update_daily_stats(conn, codes, org, stats_now.date(), census, stats_now):
-                    click.echo("注意：镜像库中没有今日的 HIS 每日统计，未更新", err=True)
+                    click.echo("镜像库中尚无今日的 HIS 每日统计，已按实时写入的就诊新建", err=True)
                 click.echo(f"实时写入结束：{res.rows} 行，{res.transactions} 个事务，用时 {res.seconds:.1f} 秒"
                            f"{'（已中断）' if res.interrupted else ''}")
             else:
@@ -229,7 +231,8 @@ def gen(
             if nndrs_export is not None:
                 from cdcsync.synth.nndrs_export import planted_path, write_export
 
-                planted = write_export(conn, codes, org, nndrs_export, beijing_now().date(), seed=seed)
+                export_day = beijing_now().date() if live else last  # the cards just written
+                planted = write_export(conn, codes, org, nndrs_export, export_day, seed=seed)
                 click.echo(f"已写入大疫情网导出 {nndrs_export}：{planted.summary()}；"
                            f"答案见 {planted_path(nndrs_export)}")
     except LoadError as exc:

@@ -6,7 +6,7 @@ their spacing, squeezed into :data:`LIVE_SPAN_S` seconds (a visit's lab, diagnos
 take hours in the backfilled day; a short live phase has no hours to spend), and none lies in the
 future (validators reject future times). Ids carry a tag of the start time so they never collide
 with the backfilled day. At the end the day's ``emr.daily_stats`` row is brought up to date with the
-live visits, as a HIS refreshing its running statistics would.
+live visits (written, when the day has none yet), as a HIS refreshing its running statistics would.
 """
 
 from __future__ import annotations
@@ -74,14 +74,25 @@ def live_groups(codes: Codes, org_code: str, *, seed: int, patients: int, census
 
 def update_daily_stats(conn: psycopg.Connection[Any], codes: Codes, org_code: str, day: dt.date,
                        census: Census, when: dt.datetime) -> bool:
-    """Add the live visits to the day's statistics row; False when the day has none yet."""
+    """Add the live visits to the day's statistics row, as a HIS refreshing its running statistics
+    would; the first refresh of a day writes its row. True when the day already had a row."""
     with conn.transaction():
-        cur = conn.execute(
-            "UPDATE emr.daily_stats SET outpatient_count = outpatient_count + %s,"
-            " emergency_count = emergency_count + %s, fever_clinic_count = coalesce(fever_clinic_count, 0) + %s,"
-            " admission_count = coalesce(admission_count, 0) + %s,"
-            " report_card_count = coalesce(report_card_count, 0) + %s,"
-            " modify_flag = %s, collect_time = %s, update_time = %s WHERE org_code = %s AND stat_date = %s",
-            (census.outpatient, census.emergency, census.fever_clinic, census.admissions, census.cards,
-             codes.need("modify_flag", "2"), when, when, org_code, day))
-        return cur.rowcount == 1
+        row = conn.execute(
+            "INSERT INTO emr.daily_stats AS s (org_code, stat_date, outpatient_count, emergency_count,"
+            " fever_clinic_count, inpatient_count, admission_count, discharge_count, death_count,"
+            " report_card_count, modify_flag, collect_time, update_time)"
+            " VALUES (%(org)s, %(day)s, %(out)s, %(emg)s, %(fever)s, %(adm)s, %(adm)s, 0, 0, %(cards)s,"
+            " %(new)s, %(when)s, %(when)s)"
+            " ON CONFLICT (org_code, stat_date) DO UPDATE SET"
+            " outpatient_count = s.outpatient_count + excluded.outpatient_count,"
+            " emergency_count = s.emergency_count + excluded.emergency_count,"
+            " fever_clinic_count = coalesce(s.fever_clinic_count, 0) + excluded.fever_clinic_count,"
+            " admission_count = coalesce(s.admission_count, 0) + excluded.admission_count,"
+            " report_card_count = coalesce(s.report_card_count, 0) + excluded.report_card_count,"
+            " modify_flag = %(upd)s, collect_time = excluded.collect_time, update_time = excluded.update_time"
+            " RETURNING xmax <> 0",  # xmax is set on the updated version only
+            {"org": org_code, "day": day, "out": census.outpatient, "emg": census.emergency,
+             "fever": census.fever_clinic, "adm": census.admissions, "cards": census.cards,
+             "new": codes.need("modify_flag", "1"), "upd": codes.need("modify_flag", "2"), "when": when},
+        ).fetchone()
+        return bool(row and row[0])

@@ -124,10 +124,11 @@ def build_export(cards: Sequence[Mapping[str, Any]], codes: Codes, day: dt.date,
                 return pool.pop(i)
         return None
 
-    missing = [c for c in (take(), take()) if c is not None]
+    # the picky ones first: a day with few cards still plants a subtype and a case class if it can
     subtype = take(lambda c: _sibling_subtype(codes, _national(codes, "notifiable_disease", c["disease_code"]) or ""))
-    onset = take()
     case = take(lambda c: _national(codes, "diagnosis_status", c["diagnosis_status_code"]) is not None)
+    missing = [c for c in (take(), take()) if c is not None]
+    onset = take()
     duplicated = take()
     templates = [take(), take()]
     planted.frontend_only = sorted(c["card_no"] for c in missing)

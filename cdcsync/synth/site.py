@@ -17,6 +17,20 @@ from cdcsync.synth.codes import Codes, SynthError
 from cdcsync.synth.load import Group, Row
 from cdcsync.synth.model import Dept, Doctor
 
+# A backfilled row reaches the mirror at least this long after it happened (the demo's HIS share).
+BACKFILL_LAG = dt.timedelta(hours=3)
+# The longest an encounter's own rows (labs, notes, an inpatient's vitals, the card) trail its start
+# in the catalogue; tests/test_synth.py measures it. Planned times (a drug's stop time) are not rows
+# that happened, so they may lie ahead.
+ENCOUNTER_TAIL = dt.timedelta(hours=11)
+COLLECT_DELAY = dt.timedelta(seconds=600)  # the longest the HIS takes to collect a row (Site.common)
+
+
+def backfill_day(now: dt.datetime) -> dt.date:
+    """The day ``gen`` and the demo backfill by default: yesterday. Today may be minutes old (a run
+    just after midnight) and cannot hold rows that happened hours ago; yesterday always can."""
+    return now.date() - dt.timedelta(days=1)
+
 
 class Site:
     """Per-hospital state that outlives a day; the row builders read it and draw ids from it."""
@@ -82,7 +96,7 @@ class Site:
 
     def common(self, t: dt.datetime, rng: random.Random, *, updated: bool = False) -> Row:
         """The columns every mirror row carries; the HIS collects a row a few minutes after ``t``."""
-        ct = t + dt.timedelta(seconds=rng.randint(30, 600))
+        ct = t + dt.timedelta(seconds=rng.randint(30, int(COLLECT_DELAY.total_seconds())))
         return {
             "org_code": self.org,
             "modify_flag": self.flag_upd if updated else self.flag_new,
@@ -110,11 +124,15 @@ class Site:
         return rng.choice(self.staff[dept])
 
     def clock(self, day: dt.date, frac: float) -> dt.datetime:
-        """A moment of ``day`` at fraction ``frac`` of it, squeezed before ``now`` when the day is today."""
+        """A moment of ``day`` at fraction ``frac`` of it. With ``now``, the day is squeezed so that a
+        visit and all its rows lie :data:`BACKFILL_LAG` before ``now`` (a day too young for that, today
+        just after midnight, gets its first minute and rows ahead of ``now``: ``gen`` backfills
+        yesterday by default for this reason)."""
         start = dt.datetime.combine(day, dt.time())
         span = 86400.0
-        if self.now is not None and self.now < start + dt.timedelta(days=1):
-            span = max(60.0, (self.now - start).total_seconds() - 3 * 3600)
+        if self.now is not None:
+            room = (self.now - BACKFILL_LAG - ENCOUNTER_TAIL - start).total_seconds()
+            span = min(span, max(60.0, room))
         return start + dt.timedelta(seconds=int(frac * span))
 
 
