@@ -225,9 +225,7 @@ PLANNED = {("drug_order", "stop_time")}  # a planned time, not something that ha
 
 
 def _happened(g: Group) -> list[tuple[str, str, dt.datetime]]:
-    out = [(t, k, v) for t, rows in g.rows.items() for row in rows for k, v in row.items() if type(v) is dt.datetime]
-    out += [(u.table, k, v) for u in g.updates for k, v in u.values.items() if type(v) is dt.datetime]
-    return [x for x in out if x[:2] not in PLANNED]
+    return [x for x in g.times() if x[:2] not in PLANNED]
 
 
 def test_an_encounter_trails_its_start_by_at_most_the_tail(codes: Codes) -> None:

@@ -141,8 +141,9 @@ def gen(
         raise click.UsageError("--truth 只用于批量生成，不能与 --rate 同时使用")
     now = beijing_now().replace(microsecond=0)  # the mirror records Beijing local time
     n_days = days if days is not None else (None if rate else 1)
-    first = start.date() if start else backfill_day(now) - dt.timedelta(days=(n_days or 1) - 1)
-    last = first + dt.timedelta(days=(n_days or 1) - 1)
+    span = dt.timedelta(days=(n_days or 1) - 1)
+    first = start.date() if start else backfill_day(now) - span
+    last = first + span
     spec = load_spec()
     hosp = Hospital(codes, org, first, seed=seed, patients=patients, invalid_ratio=invalid_ratio, now=now,
                     surveillance=truth is not None)

@@ -30,8 +30,7 @@ LIVE_SPAN_S = 30.0
 
 def retime(group: Group, now: dt.datetime, span_s: float = LIVE_SPAN_S) -> Group:
     """Move every timestamp of ``group`` so the latest is ``now`` and all fit in ``span_s`` seconds."""
-    stamps = [v for rows in group.rows.values() for row in rows for v in row.values() if type(v) is dt.datetime]
-    stamps += [v for u in group.updates for v in u.values.values() if type(v) is dt.datetime]
+    stamps = [v for _, _, v in group.times()]
     if not stamps:
         return group
     last = max(stamps)

@@ -8,6 +8,7 @@ which is what the change stream sees from a busy hospital.
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -50,6 +51,12 @@ class Group:
     @property
     def row_count(self) -> int:
         return sum(len(v) for v in self.rows.values()) + len(self.updates)
+
+    def times(self) -> list[tuple[str, str, dt.datetime]]:
+        """(table, column, value) of every timestamp the group writes, rows and updates."""
+        out = [(t, k, v) for t, rows in self.rows.items() for row in rows for k, v in row.items()
+               if type(v) is dt.datetime]
+        return out + [(u.table, k, v) for u in self.updates for k, v in u.values.items() if type(v) is dt.datetime]
 
 
 def _check_keys(table: Table, rows: Sequence[Row]) -> None:
